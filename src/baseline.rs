@@ -1,0 +1,160 @@
+//! What a kind's normal traffic looks like, learned one window at a time: a remembered peak that
+//! decays slowly (so yesterday's busy hour and last week's busy day stay normal), a mean and a
+//! variance that follow the last hour, and how many windows have been learned.
+//!
+//! Growth is bounded: once warm, a window may raise the normal by at most
+//! [`Policy::growth_per_window`], so a bug that ramps up slowly outruns what is learned and trips.
+
+use crate::policy::Policy;
+
+/// The most empty windows learned one by one after a quiet spell; beyond this (a week of one-minute
+/// windows) the remaining decay is applied in one step.
+const MAX_QUIET_STEPS: u64 = 10_080;
+
+/// A kind's learned normal, in sends per window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Baseline {
+    mean: f64,
+    var: f64,
+    peak: f64,
+    windows: u64,
+}
+
+impl Baseline {
+    /// A baseline with the given figures (restored snapshots and tests).
+    pub(crate) fn from_parts(mean: f64, var: f64, peak: f64, windows: u64) -> Self {
+        Self {
+            mean,
+            var,
+            peak,
+            windows,
+        }
+    }
+
+    pub(crate) fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub(crate) fn var(&self) -> f64 {
+        self.var
+    }
+
+    pub(crate) fn peak(&self) -> f64 {
+        self.peak
+    }
+
+    /// How many windows have been learned.
+    pub(crate) fn windows(&self) -> u64 {
+        self.windows
+    }
+
+    /// The normal count a window is compared against.
+    pub(crate) fn normal(&self) -> f64 {
+        self.peak.max(self.mean)
+    }
+
+    /// The spread of a window's count: learned, but never below the Poisson spread.
+    pub(crate) fn sigma(&self) -> f64 {
+        self.var.sqrt().max(self.normal().sqrt())
+    }
+
+    /// Learns a completed window that held `count` sends.
+    pub(crate) fn learn(&mut self, count: u64, policy: &Policy) {
+        let mut x = count as f64;
+        if self.windows >= policy.warmup_windows {
+            x = x.min(self.normal().max(1.0) * policy.growth_per_window);
+        }
+        self.peak = (self.peak * policy.peak_decay_per_window).max(x);
+        // A running average until the hour-long EWMA has seen enough windows to be stable.
+        let alpha = policy.mean_alpha.max(1.0 / (self.windows + 1) as f64);
+        let delta = x - self.mean;
+        self.mean += alpha * delta;
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        self.windows = self.windows.saturating_add(1);
+    }
+
+    /// Learns `windows` windows without a send (a kind gone quiet).
+    pub(crate) fn learn_quiet(&mut self, windows: u64, policy: &Policy) {
+        for _ in 0..windows.min(MAX_QUIET_STEPS) {
+            self.learn(0, policy);
+        }
+        let rest = windows.saturating_sub(MAX_QUIET_STEPS);
+        if rest > 0 {
+            let keep = |per_window: f64| per_window.powf(rest as f64);
+            self.peak *= keep(policy.peak_decay_per_window);
+            self.mean *= keep(1.0 - policy.mean_alpha);
+            self.var *= keep(1.0 - policy.mean_alpha);
+            self.windows = self.windows.saturating_add(rest);
+        }
+    }
+
+    /// The same normal, for windows `ratio` times as long.
+    pub(crate) fn rescaled(&self, ratio: f64) -> Self {
+        Self {
+            mean: self.mean * ratio,
+            var: self.var * ratio,
+            peak: self.peak * ratio,
+            windows: self.windows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KindConfig;
+
+    fn policy() -> Policy {
+        Policy::compile(&KindConfig::default(), "defaults").unwrap()
+    }
+
+    /// The straightforward reference: the mean of what was learned, for the first windows.
+    #[test]
+    fn warmup_learns_a_plain_average_and_the_peak() {
+        let p = policy();
+        let mut b = Baseline::default();
+        for x in [10, 20, 30, 40] {
+            b.learn(x, &p);
+        }
+        assert!((b.mean() - 25.0).abs() < 1e-9);
+        let expected_var = [10.0f64, 20.0, 30.0, 40.0]
+            .iter()
+            .map(|x| (x - 25.0).powi(2))
+            .sum::<f64>()
+            / 4.0;
+        assert!(
+            (b.var() - expected_var).abs() < 1e-9,
+            "{} vs {expected_var}",
+            b.var()
+        );
+        assert!(b.peak() >= 39.9 && b.peak() <= 40.0);
+    }
+
+    #[test]
+    fn once_warm_growth_is_bounded() {
+        let p = policy();
+        let mut b = Baseline::default();
+        for _ in 0..p.warmup_windows {
+            b.learn(100, &p);
+        }
+        let before = b.normal();
+        b.learn(100_000, &p);
+        assert!(b.normal() <= before * p.growth_per_window + 1e-9);
+        // An hour of a huge count grows the normal by at most the hourly factor.
+        for _ in 0..59 {
+            b.learn(100_000, &p);
+        }
+        assert!(b.normal() <= before * 1.5 + 1e-6, "{}", b.normal());
+    }
+
+    #[test]
+    fn the_peak_remembers_for_days_and_quiet_decays_it() {
+        let p = policy();
+        let mut b = Baseline::from_parts(500.0, 100.0, 500.0, 10_000);
+        b.learn_quiet(60 * 72, &p); // three days of nothing: one half-life
+        assert!((b.peak() - 250.0).abs() < 1e-6, "{}", b.peak());
+        assert!(b.mean() < 1.0);
+        b.learn_quiet(1_000_000, &p);
+        assert!(b.peak() < 1e-6 && b.windows() > 1_000_000);
+    }
+}

@@ -1,0 +1,269 @@
+//! The breaker: every kind's detector, their configuration, and the operator's controls.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Compiled, Config};
+use crate::error::Error;
+use crate::event::{Event, Subscribers};
+use crate::kind::{Kind, Shared};
+use crate::registry::Registry;
+use crate::snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
+use crate::state::{Decision, State};
+use crate::status::KindStatus;
+
+/// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, Decision};
+/// let breaker = Breaker::new(Config::default())?;
+/// let welcome = breaker.kind("email.welcome"); // resolve once, check on every send
+/// assert_eq!(welcome.check(), Decision::Allowed);
+/// assert!(breaker.check("sms.login_code").is_allowed()); // or by name
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Breaker<C: Clock = SystemClock> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C: Clock> {
+    shared: Arc<Shared<C>>,
+    registry: Registry<C>,
+    config: RwLock<(Config, Arc<Compiled>)>,
+}
+
+impl<C: Clock> Clone for Breaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for Breaker<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("kinds", &self.inner.registry.len())
+            .field("clock", &self.inner.shared.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Breaker<SystemClock> {
+    /// A breaker on the system clock.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Self::with_clock(config, SystemClock::new())
+    }
+}
+
+impl<C: Clock> Breaker<C> {
+    /// A breaker on the given clock ([`ManualClock`](crate::ManualClock) for tests and replays).
+    pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
+        let compiled = Arc::new(config.compile()?);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    clock,
+                    subscribers: Subscribers::default(),
+                }),
+                registry: Registry::default(),
+                config: RwLock::new((config, compiled)),
+            }),
+        })
+    }
+
+    /// The handle for `kind`: resolve it once and call [`KindHandle::check`] on every send for
+    /// the lock-free path. Registers the kind if it is new (see [`Config::max_kinds`]).
+    pub fn kind(&self, kind: &str) -> KindHandle<C> {
+        KindHandle {
+            kind: self.resolve(kind),
+        }
+    }
+
+    /// Counts one send of `kind` and decides it (a registry look-up, then [`KindHandle::check`]).
+    pub fn check(&self, kind: &str) -> Decision {
+        self.resolve(kind).check()
+    }
+
+    fn resolve(&self, name: &str) -> Arc<Kind<C>> {
+        if let Some(kind) = self.inner.registry.get(name) {
+            return kind;
+        }
+        // Held while registering, so that a concurrent reload cannot miss the new kind.
+        let config = self.inner.config.read();
+        let compiled = &config.1;
+        self.inner
+            .registry
+            .get_or_insert(name, compiled.max_kinds, |name| {
+                let shared = Arc::clone(&self.inner.shared);
+                Arc::new(Kind::new(
+                    Arc::from(name),
+                    compiled.policy(name).clone(),
+                    Default::default(),
+                    shared,
+                ))
+            })
+    }
+
+    /// Calls `subscriber` with every transition of every kind (see [`Event`]).
+    pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) {
+        self.inner.shared.subscribers.add(Arc::new(subscriber));
+    }
+
+    /// Operator: blocks `kind` until [`reset`](Self::reset).
+    pub fn force_open(&self, kind: &str) {
+        self.resolve(kind).force(State::Open);
+    }
+
+    /// Operator: lets `kind` flow, detection suspended, until [`reset`](Self::reset).
+    pub fn force_close(&self, kind: &str) {
+        self.resolve(kind).force(State::Closed);
+    }
+
+    /// Operator: closes `kind` and resumes automatic detection, forgetting the window's counts
+    /// but keeping the learned baseline.
+    pub fn reset(&self, kind: &str) {
+        self.resolve(kind).reset();
+    }
+
+    /// Operator: in dry-run, `kind` detects and reports (events, status, metrics) but never
+    /// blocks. A configuration reload sets it back to the configured value.
+    pub fn set_dry_run(&self, kind: &str, on: bool) {
+        self.resolve(kind).set_dry_run(on);
+    }
+
+    /// Every kind's status, brought up to the clock's now, sorted by kind.
+    pub fn status(&self) -> Vec<KindStatus> {
+        let mut all: Vec<_> = self
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|kind| kind.status())
+            .collect();
+        all.sort_by(|a, b| a.kind.cmp(&b.kind));
+        all
+    }
+
+    /// One kind's status, if it has been seen.
+    pub fn kind_status(&self, kind: &str) -> Option<KindStatus> {
+        self.inner.registry.get(kind).map(|kind| kind.status())
+    }
+
+    /// Rolls every kind's window up to now and makes due transitions (recoveries), for a service
+    /// that wants them to happen on quiet kinds too. Sends do this as they go.
+    pub fn refresh(&self) {
+        for kind in self.inner.registry.all() {
+            kind.refresh();
+        }
+    }
+
+    /// Look-ups of new kinds sent to the overflow kind because `max_kinds` were registered.
+    pub fn overflowed(&self) -> u64 {
+        self.inner.registry.overflowed()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.inner.config.read().0.clone()
+    }
+
+    /// Runs on `config` from now on, keeping every kind's counts and learned baseline. An invalid
+    /// configuration is refused with the error and the running one stays in force.
+    pub fn reload(&self, config: Config) -> Result<(), Error> {
+        let compiled = Arc::new(config.compile()?);
+        let mut slot = self.inner.config.write();
+        for kind in self.inner.registry.all() {
+            kind.apply(compiled.policy(kind.name()).clone());
+        }
+        *slot = (config, compiled);
+        Ok(())
+    }
+
+    /// Every kind's learned baseline.
+    pub fn snapshot(&self) -> Snapshot {
+        let config = self.inner.config.read().0.clone();
+        let kinds = self
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|kind| {
+                let window_secs = config.kind_config(kind.name()).window_secs;
+                (
+                    kind.name().to_string(),
+                    LearnedBaseline::capture(&kind.baseline(), window_secs),
+                )
+            })
+            .collect();
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            kinds,
+        }
+    }
+
+    /// Replaces learned baselines with a snapshot's, registering its kinds. A snapshot that fails
+    /// [`Snapshot::validate`] is refused whole and the breaker keeps what it had.
+    pub fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        snapshot.validate()?;
+        let config = self.config();
+        for (name, learned) in &snapshot.kinds {
+            let window_secs = config.kind_config(name).window_secs;
+            self.resolve(name).restore(learned.to_baseline(window_secs));
+        }
+        Ok(())
+    }
+
+    /// The breaker's clock.
+    pub fn clock(&self) -> &C {
+        &self.inner.shared.clock
+    }
+}
+
+/// A resolved kind: checking through it is the lock-free send path. Cheap to clone.
+pub struct KindHandle<C: Clock = SystemClock> {
+    kind: Arc<Kind<C>>,
+}
+
+impl<C: Clock> Clone for KindHandle<C> {
+    fn clone(&self) -> Self {
+        Self {
+            kind: Arc::clone(&self.kind),
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for KindHandle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindHandle")
+            .field("kind", self.kind.name())
+            .finish()
+    }
+}
+
+impl<C: Clock> KindHandle<C> {
+    /// Counts one send and decides it: a clock read, a few atomic operations and a compare when
+    /// the send is allowed; no lock, no allocation.
+    #[inline]
+    pub fn check(&self) -> Decision {
+        self.kind.check()
+    }
+
+    /// The kind's name (the overflow kind's, if the registry was full).
+    pub fn name(&self) -> &Arc<str> {
+        self.kind.name()
+    }
+
+    /// The kind's state, as the send path sees it.
+    pub fn state(&self) -> State {
+        self.kind.state()
+    }
+
+    /// The kind's status, brought up to now.
+    pub fn status(&self) -> KindStatus {
+        self.kind.status()
+    }
+}

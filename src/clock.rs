@@ -1,0 +1,164 @@
+//! Where time comes from: the [`Clock`] trait, the cheap monotonic [`SystemClock`] used in
+//! production, and the [`ManualClock`] used by tests, simulations and the backtest tool.
+//!
+//! Nothing else in the crate reads the system clock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A source of milliseconds since an arbitrary origin.
+///
+/// The breaker reads it on every send, so it must be cheap. A reading that goes backwards is
+/// tolerated (the send counts in the newest bucket the kind has seen) but never needed by the
+/// clocks this crate ships, except [`ManualClock::set`] used to simulate a faulty clock.
+pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since this clock's origin.
+    fn now_ms(&self) -> u64;
+}
+
+/// The production clock: a process-wide millisecond counter that one background thread advances
+/// from the operating system's monotonic clock, so that a read is a single relaxed atomic load
+/// (the OS clock itself costs ten times a send's whole budget).
+///
+/// The counter only moves forward (`fetch_max`), so readings are monotonic even if the source
+/// misbehaves. Its resolution is about a millisecond; if the ticking thread is descheduled the
+/// reading lags by as long, which only moves a send into the previous millisecond's bucket.
+///
+/// ```
+/// use spikebreaker::{Clock, SystemClock};
+/// let clock = SystemClock::new();
+/// let a = clock.now_ms();
+/// assert!(clock.now_ms() >= a);
+/// ```
+#[derive(Clone, Copy)]
+pub struct SystemClock {
+    ticks: &'static AtomicU64,
+}
+
+/// How often the ticking thread advances [`SystemClock`].
+const TICK: Duration = Duration::from_millis(1);
+
+impl SystemClock {
+    /// The process-wide clock, starting its ticking thread on first use.
+    pub fn new() -> Self {
+        static TICKS: OnceLock<&'static AtomicU64> = OnceLock::new();
+        let ticks = *TICKS.get_or_init(|| {
+            let ticks: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+            let origin = Instant::now();
+            std::thread::Builder::new()
+                .name("spikebreaker-clock".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(TICK);
+                        let ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        ticks.fetch_max(ms, Ordering::Relaxed);
+                    }
+                })
+                .expect("spawning the spikebreaker clock thread");
+            ticks
+        });
+        Self { ticks }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SystemClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemClock")
+            .field("now_ms", &self.now_ms())
+            .finish()
+    }
+}
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
+/// A clock that moves only when told to. Clones share the same time, so a test keeps one clone
+/// and hands another to the breaker.
+///
+/// ```
+/// use spikebreaker::{Clock, ManualClock};
+/// use std::time::Duration;
+/// let clock = ManualClock::new();
+/// let breaker_side = clock.clone();
+/// clock.advance(Duration::from_secs(90));
+/// assert_eq!(breaker_side.now_ms(), 90_000);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock standing at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A clock standing at `ms` milliseconds.
+    pub fn starting_at(ms: u64) -> Self {
+        let clock = Self::new();
+        clock.set(ms);
+        clock
+    }
+
+    /// Moves the clock forward by `by` (saturating).
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self.ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
+            Some(ms.saturating_add(by))
+        });
+    }
+
+    /// Sets the clock to `ms`, backwards too: that is how tests simulate a faulty clock.
+    pub fn set(&self, ms: u64) {
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        self.ms.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_advances_and_never_goes_back() {
+        let clock = SystemClock::new();
+        let start = clock.now_ms();
+        let mut last = start;
+        // Spin on the clock itself rather than sleeping: it must move on its own.
+        while last < start + 3 {
+            let now = clock.now_ms();
+            assert!(now >= last, "went back from {last} to {now}");
+            last = now;
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn manual_clock_advances_saturating_and_can_be_set_back() {
+        let clock = ManualClock::starting_at(u64::MAX - 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now_ms(), u64::MAX);
+        clock.set(5);
+        assert_eq!(clock.now_ms(), 5);
+    }
+}

@@ -1,0 +1,308 @@
+//! The configuration users write: serde data with defaults, per-kind overrides, and validation
+//! that names the field and the bad value. [`Config::validate`] compiles it into the per-kind
+//! [`Policy`] the engine runs on, so nothing is re-checked on the send path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::policy::Policy;
+
+/// The whole breaker configuration: defaults for every kind, overrides for some.
+///
+/// ```
+/// use spikebreaker::Config;
+/// let config = Config::from_toml(r#"
+///     [defaults]
+///     factor = 4.0
+///
+///     [kinds."security.2fa_changed"]
+///     floor = 20
+///     recovery = "manual"
+/// "#)?;
+/// assert_eq!(config.defaults.factor, 4.0);
+/// assert_eq!(config.kinds["security.2fa_changed"].floor, Some(20));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Settings for every kind that has no override (and the base that overrides patch).
+    pub defaults: KindConfig,
+    /// Per-kind overrides, by kind name; fields left out come from `defaults`.
+    pub kinds: BTreeMap<String, KindOverride>,
+    /// The most kinds tracked at once; further kinds share the overflow kind
+    /// ([`OVERFLOW_KIND`](crate::OVERFLOW_KIND)).
+    pub max_kinds: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            defaults: KindConfig::default(),
+            kinds: BTreeMap::new(),
+            max_kinds: 4096,
+        }
+    }
+}
+
+/// How a tripped kind comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// After `cooldown_secs`, once the attempted rate is back under the threshold, the kind goes
+    /// half-open for `probe_secs` and closes if the rate stays normal.
+    Auto,
+    /// The kind stays open until an operator resets it.
+    Manual,
+}
+
+/// Detection and recovery settings for one kind. Counts are per `window_secs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KindConfig {
+    /// Length of the sliding window the send count is taken over, in seconds.
+    pub window_secs: u64,
+    /// Trip when the window count exceeds `factor` times the learned normal...
+    pub factor: f64,
+    /// ...and also exceeds the normal by this many standard deviations (the larger of the
+    /// learned one and the Poisson one, `sqrt(normal)`).
+    pub margin_sigmas: f64,
+    /// Never trip at or below this many sends a window, whatever the baseline.
+    pub floor: u64,
+    /// Always trip above this many sends a window, whatever the baseline. `None`: no ceiling.
+    pub ceiling: Option<u64>,
+    /// Until a baseline is learned (a new kind, or a restart without a snapshot), trip above
+    /// this many sends a window.
+    pub warmup_ceiling: u64,
+    /// How much traffic must be learned before the baseline is trusted, in seconds.
+    pub warmup_secs: u64,
+    /// The learned normal may grow by at most this factor an hour, so a slowly ramping bug
+    /// outruns it and trips while organic growth and daily swings are followed.
+    pub max_growth_per_hour: f64,
+    /// Half-life of the remembered peak, in hours: how long yesterday's busy hour and last
+    /// week's busy day keep counting as normal.
+    pub peak_half_life_hours: f64,
+    /// How a tripped kind recovers.
+    pub recovery: Recovery,
+    /// With automatic recovery, how long a tripped kind stays open before it may probe.
+    pub cooldown_secs: u64,
+    /// With automatic recovery, how long a kind stays half-open before it closes.
+    pub probe_secs: u64,
+    /// Detect and report, but never block.
+    pub dry_run: bool,
+}
+
+impl Default for KindConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 60,
+            factor: 3.0,
+            margin_sigmas: 6.0,
+            floor: 100,
+            ceiling: None,
+            warmup_ceiling: 1000,
+            warmup_secs: 3600,
+            max_growth_per_hour: 1.5,
+            peak_half_life_hours: 72.0,
+            recovery: Recovery::Auto,
+            cooldown_secs: 300,
+            probe_secs: 60,
+            dry_run: false,
+        }
+    }
+}
+
+/// A per-kind patch over [`Config::defaults`]: every field is optional.
+#[allow(missing_docs)] // Each field means what the same field of `KindConfig` means.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KindOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin_sigmas: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_ceiling: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_growth_per_hour: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_half_life_hours: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+impl KindOverride {
+    /// `base` with this override's fields laid over it.
+    pub fn apply_to(&self, base: &KindConfig) -> KindConfig {
+        KindConfig {
+            window_secs: self.window_secs.unwrap_or(base.window_secs),
+            factor: self.factor.unwrap_or(base.factor),
+            margin_sigmas: self.margin_sigmas.unwrap_or(base.margin_sigmas),
+            floor: self.floor.unwrap_or(base.floor),
+            ceiling: self.ceiling.or(base.ceiling),
+            warmup_ceiling: self.warmup_ceiling.unwrap_or(base.warmup_ceiling),
+            warmup_secs: self.warmup_secs.unwrap_or(base.warmup_secs),
+            max_growth_per_hour: self.max_growth_per_hour.unwrap_or(base.max_growth_per_hour),
+            peak_half_life_hours: self.peak_half_life_hours.unwrap_or(base.peak_half_life_hours),
+            recovery: self.recovery.unwrap_or(base.recovery),
+            cooldown_secs: self.cooldown_secs.unwrap_or(base.cooldown_secs),
+            probe_secs: self.probe_secs.unwrap_or(base.probe_secs),
+            dry_run: self.dry_run.unwrap_or(base.dry_run),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML and validates the result.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::Parse {
+            format: "TOML",
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses JSON and validates the result.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let config: Self = serde_json::from_str(text).map_err(|e| Error::Parse {
+            format: "JSON",
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The settings in force for `kind`: its override over the defaults.
+    pub fn kind_config(&self, kind: &str) -> KindConfig {
+        match self.kinds.get(kind) {
+            Some(patch) => patch.apply_to(&self.defaults),
+            None => self.defaults.clone(),
+        }
+    }
+
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.compile().map(drop)
+    }
+
+    /// Validates and compiles into the engine's internal form.
+    pub(crate) fn compile(&self) -> Result<Compiled, Error> {
+        if self.max_kinds == 0 {
+            return Err(Error::invalid("max_kinds", 0, "must be at least 1"));
+        }
+        let defaults = Policy::compile(&self.defaults, "defaults")?;
+        let mut overrides = BTreeMap::new();
+        for (kind, patch) in &self.kinds {
+            if kind.trim().is_empty() {
+                return Err(Error::invalid(
+                    "kinds",
+                    format!("{kind:?}"),
+                    "a kind name must not be empty",
+                ));
+            }
+            let policy = Policy::compile(&patch.apply_to(&self.defaults), &format!("kinds.{kind:?}"))?;
+            overrides.insert(kind.clone(), policy);
+        }
+        Ok(Compiled {
+            defaults,
+            overrides,
+            max_kinds: self.max_kinds,
+        })
+    }
+}
+
+/// A validated configuration: one policy per overridden kind plus the default one.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) defaults: Policy,
+    pub(crate) overrides: BTreeMap<String, Policy>,
+    pub(crate) max_kinds: usize,
+}
+
+impl Compiled {
+    pub(crate) fn policy(&self, kind: &str) -> &Policy {
+        self.overrides.get(kind).unwrap_or(&self.defaults)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml_and_json() {
+        let config = Config::default();
+        config.validate().unwrap();
+        let toml_text = toml::to_string(&config).unwrap();
+        assert_eq!(Config::from_toml(&toml_text).unwrap(), config);
+        let json_text = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::from_json(&json_text).unwrap(), config);
+    }
+
+    #[test]
+    fn an_override_patches_only_what_it_names() {
+        let config = Config::from_toml("[defaults]\nfactor = 5.0\n[kinds.a]\nfloor = 7\n").unwrap();
+        let a = config.kind_config("a");
+        assert_eq!((a.factor, a.floor), (5.0, 7));
+        assert_eq!(config.kind_config("b").floor, KindConfig::default().floor);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_value() {
+        let cases = [
+            ("[defaults]\nfactor = -1.0\n", "defaults.factor", "-1"),
+            ("[defaults]\nfactor = nan\n", "defaults.factor", "NaN"),
+            (
+                "[defaults]\nmargin_sigmas = inf\n",
+                "defaults.margin_sigmas",
+                "inf",
+            ),
+            ("[defaults]\nwindow_secs = 0\n", "defaults.window_secs", "0"),
+            (
+                "[defaults]\nwindow_secs = 999999999\n",
+                "defaults.window_secs",
+                "999999999",
+            ),
+            (
+                "[kinds.a]\nfloor = 50\nceiling = 10\n",
+                "kinds.\"a\".ceiling",
+                "10",
+            ),
+            ("[kinds.\"\"]\nfloor = 5\n", "kinds", "\"\""),
+            ("max_kinds = 0\n", "max_kinds", "0"),
+        ];
+        for (text, field, value) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(value), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = Config::from_toml("[defaults]\nfactr = 2.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("factr"), "{err}");
+        let err = Config::from_json(r#"{"kinds": {"a": {"flor": 1}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flor"), "{err}");
+    }
+}

@@ -1,0 +1,53 @@
+//! The crate's one error type.
+
+use thiserror::Error;
+
+/// What went wrong when configuring, restoring or feeding the breaker.
+///
+/// Blocked sends are not errors of this type: a block is a decision, carried back to the caller
+/// with the notification in [`Blocked`](crate::Blocked).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration field holds a value the breaker cannot run with.
+    #[error("invalid `{field}` = {value}: {reason}")]
+    Invalid {
+        /// The field, as a path from the top of the configuration (`kinds."email.welcome".floor`).
+        field: String,
+        /// The rejected value, as written.
+        value: String,
+        /// What the value must be instead.
+        reason: &'static str,
+    },
+    /// The configuration text could not be read as the named format.
+    #[error("cannot parse {format} configuration: {message}")]
+    Parse {
+        /// `TOML` or `JSON`.
+        format: &'static str,
+        /// The parser's account, which names the field and the position.
+        message: String,
+    },
+    /// A baseline snapshot was refused; the breaker carries on with what it had.
+    #[error("cannot restore snapshot: {0}")]
+    Snapshot(String),
+}
+
+impl Error {
+    pub(crate) fn invalid(field: impl Into<String>, value: impl ToString, reason: &'static str) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            reason,
+        }
+    }
+
+    /// Whether this error is about the configuration (its values or its syntax).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Invalid { .. } | Self::Parse { .. })
+    }
+
+    /// Whether this error is a refused snapshot.
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self, Self::Snapshot(_))
+    }
+}

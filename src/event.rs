@@ -1,0 +1,118 @@
+//! Transition events and the subscribers that receive them.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use crate::state::{Reason, State};
+
+/// A kind changed state: tripped, probed, recovered, or was forced or reset by an operator.
+///
+/// Subscribers receive every event synchronously, after the kind's lock is released, on the
+/// thread whose send (or operator call) caused it. The same events go to `tracing`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Event {
+    /// The kind that moved.
+    pub kind: Arc<str>,
+    /// When, on the breaker's clock (milliseconds).
+    pub at_ms: u64,
+    /// The state it left.
+    pub from: State,
+    /// The state it entered.
+    pub to: State,
+    /// Why.
+    pub reason: Reason,
+    /// Sends in the sliding window at the time.
+    pub window_count: u64,
+    /// The threshold in force at the time.
+    pub threshold: u64,
+    /// The learned normal sends per window at the time.
+    pub baseline: f64,
+    /// The kind runs in dry-run: an open state here blocked nothing.
+    pub dry_run: bool,
+}
+
+impl Event {
+    /// Whether this event is a trip (a move into open, by detection or by an operator).
+    pub fn is_trip(&self) -> bool {
+        self.to == State::Open && self.from != State::Open
+    }
+}
+
+type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The breaker's subscribers.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    list: RwLock<Vec<Subscriber>>,
+}
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribers")
+            .field("count", &self.list.read().len())
+            .finish()
+    }
+}
+
+impl Subscribers {
+    pub(crate) fn add(&self, subscriber: Subscriber) {
+        self.list.write().push(subscriber);
+    }
+
+    /// Hands each event to `tracing` and to every subscriber. A subscriber that panics is
+    /// reported and skipped: it cannot take the breaker, or the send, down with it.
+    pub(crate) fn emit(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let list = self.list.read().clone();
+        for event in events {
+            trace(event);
+            for subscriber in &list {
+                if catch_unwind(AssertUnwindSafe(|| subscriber(event))).is_err() {
+                    tracing::error!(kind = %event.kind, "a spikebreaker event subscriber panicked");
+                }
+            }
+        }
+    }
+}
+
+fn trace(event: &Event) {
+    let (kind, from, to, reason) = (
+        &*event.kind,
+        event.from.as_str(),
+        event.to.as_str(),
+        event.reason.as_str(),
+    );
+    let (count, threshold, baseline, dry_run) =
+        (event.window_count, event.threshold, event.baseline, event.dry_run);
+    if event.is_trip() {
+        tracing::warn!(
+            kind,
+            from,
+            to,
+            reason,
+            count,
+            threshold,
+            baseline,
+            dry_run,
+            "spikebreaker tripped"
+        );
+    } else {
+        tracing::info!(
+            kind,
+            from,
+            to,
+            reason,
+            count,
+            threshold,
+            baseline,
+            dry_run,
+            "spikebreaker transition"
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! One kind's breaker: the lock-free send path, and the cold work (roll-over, learning,
+//! transitions, operator controls) done under the kind's own lock.
+//!
+//! The send path is a clock read, a check that the current bucket still holds that time, one
+//! `fetch_add` on the bucket's count and a compare against the `headroom` that cold work left:
+//! how many more sends the bucket may take before the window reaches the threshold. Everything
+//! else happens only when a send finds its bucket over or the headroom spent; an open kind has
+//! no headroom, so its sends take the (still lock-free) refusal path.
+
+use std::sync::Arc;
+
+use crate::baseline::Baseline;
+use crate::clock::Clock;
+use crate::config::Recovery;
+use crate::event::{Event, Subscribers};
+use crate::policy::Policy;
+use crate::primitive::{AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::state::{Decision, Packed, Reason, State};
+use crate::status::KindStatus;
+use crate::window::Ring;
+
+/// What every kind of one breaker shares.
+#[derive(Debug)]
+pub(crate) struct Shared<C> {
+    pub(crate) clock: C,
+    pub(crate) subscribers: Subscribers,
+}
+
+/// Keeps what it holds on a cache line of its own, so that the line every send writes does not
+/// evict the line every send only reads.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Line<T>(T);
+
+/// Read by every send; written only by cold work.
+#[derive(Debug, Default)]
+struct Limits {
+    bucket_start: AtomicU64,
+    bucket_ms: AtomicU64,
+    /// Sends the current bucket may count before the window reaches the threshold; 0 when open.
+    headroom: AtomicU64,
+    /// An open kind refuses without the lock until this time.
+    open_until: AtomicU64,
+    /// [`Packed`] state and reason.
+    status: AtomicU32,
+    dry_run: AtomicBool,
+}
+
+/// Written by sends.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Attempts in the current bucket.
+    count: AtomicU64,
+    /// Attempts refused since the kind was created.
+    blocked: AtomicU64,
+}
+
+/// The state behind the kind's lock.
+#[derive(Debug)]
+struct Cold {
+    policy: Policy,
+    ring: Ring,
+    baseline: Baseline,
+    threshold: u64,
+    /// The limit that sets `threshold`, and so the reason of a trip.
+    limit: Reason,
+    state: Packed,
+    since_ms: u64,
+    /// An operator forced the state: no automatic transition until reset.
+    forced: bool,
+    open_until: u64,
+    half_open_until: u64,
+    /// The learning window in progress has seen only closed, unforced traffic.
+    clean: bool,
+    /// Attempts in buckets already rolled into the ring.
+    attempted_rolled: u64,
+    trips: u64,
+}
+
+/// One kind's breaker.
+#[derive(Debug)]
+pub(crate) struct Kind<C> {
+    limits: Line<Limits>,
+    counters: Line<Counters>,
+    name: Arc<str>,
+    shared: Arc<Shared<C>>,
+    cold: Mutex<Cold>,
+}
+
+impl<C: Clock> Kind<C> {
+    pub(crate) fn new(name: Arc<str>, policy: Policy, baseline: Baseline, shared: Arc<Shared<C>>) -> Self {
+        let now = shared.clock.now_ms();
+        let (threshold, limit) = policy.threshold(&baseline);
+        let cold = Cold {
+            ring: Ring::new(policy.bucket_ms, now),
+            baseline,
+            threshold,
+            limit,
+            state: Packed {
+                state: State::Closed,
+                reason: Reason::New,
+            },
+            since_ms: now,
+            forced: false,
+            open_until: u64::MAX,
+            half_open_until: u64::MAX,
+            clean: true,
+            attempted_rolled: 0,
+            trips: 0,
+            policy,
+        };
+        let kind = Self {
+            limits: Line::default(),
+            counters: Line::default(),
+            name,
+            shared,
+            cold: Mutex::new(cold),
+        };
+        {
+            let cold = kind.cold.lock();
+            kind.limits
+                .0
+                .dry_run
+                .store(cold.policy.dry_run, Ordering::Relaxed);
+            kind.limits.0.status.store(cold.state.pack(), Ordering::Release);
+            kind.publish(&cold);
+        }
+        kind
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Counts one attempted send and decides it.
+    #[inline]
+    pub(crate) fn check(&self) -> Decision {
+        let now = self.shared.clock.now_ms();
+        let limits = &self.limits.0;
+        let into_bucket = now.wrapping_sub(limits.bucket_start.load(Ordering::Relaxed));
+        if into_bucket >= limits.bucket_ms.load(Ordering::Relaxed) {
+            self.on_bucket_edge(now);
+        }
+        let count = self.counters.0.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if count <= limits.headroom.load(Ordering::Relaxed) {
+            return Decision::Allowed;
+        }
+        self.over_headroom(now)
+    }
+
+    /// The current state, from the word the send path reads.
+    pub(crate) fn state(&self) -> State {
+        Packed::unpack(self.limits.0.status.load(Ordering::Acquire)).state
+    }
+
+    /// Time left the current bucket: roll the window over, unless another thread is already
+    /// doing cold work on this kind (then this send counts in the bucket it finds).
+    #[cold]
+    #[inline(never)]
+    fn on_bucket_edge(&self, now: u64) {
+        let Some(mut cold) = self.cold.try_lock() else {
+            return;
+        };
+        let mut events = Vec::new();
+        self.advance(&mut cold, now, &mut events);
+        drop(cold);
+        self.shared.subscribers.emit(&events);
+    }
+
+    /// The send found no headroom: the kind is open, or this send may cross the threshold.
+    #[cold]
+    #[inline(never)]
+    fn over_headroom(&self, now: u64) -> Decision {
+        let limits = &self.limits.0;
+        let status = Packed::unpack(limits.status.load(Ordering::Acquire));
+        if status.state == State::Open && now < limits.open_until.load(Ordering::Relaxed) {
+            return self.refuse(status.reason);
+        }
+        let mut events = Vec::new();
+        let decision = {
+            let mut cold = self.cold.lock();
+            self.advance(&mut cold, now, &mut events);
+            self.judge(&mut cold, now, &mut events)
+        };
+        self.shared.subscribers.emit(&events);
+        decision
+    }
+
+    fn refuse(&self, reason: Reason) -> Decision {
+        if self.limits.0.dry_run.load(Ordering::Relaxed) {
+            return Decision::Allowed;
+        }
+        self.counters.0.blocked.fetch_add(1, Ordering::Relaxed);
+        Decision::Blocked(reason)
+    }
+
+    /// Under the lock: the window's count against the threshold, tripping if it is crossed.
+    fn judge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) -> Decision {
+        if cold.state.state == State::Open {
+            return self.refuse(cold.state.reason);
+        }
+        if cold.forced {
+            return Decision::Allowed;
+        }
+        let count = self.window_count(cold);
+        if count <= cold.threshold {
+            self.publish(cold);
+            return Decision::Allowed;
+        }
+        let reason = if cold.state.state == State::HalfOpen {
+            Reason::ProbeFailed
+        } else {
+            cold.limit
+        };
+        self.transition(cold, now, State::Open, reason, events);
+        self.refuse(reason)
+    }
+
+    /// Under the lock: rolls the window to `now` and makes the transitions that are due.
+    fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
+        if !cold.ring.contains(now) {
+            let count = self.counters.0.count.swap(0, Ordering::AcqRel);
+            cold.attempted_rolled += count;
+            if let Some(done) = cold.ring.roll(count, now) {
+                if cold.clean {
+                    cold.baseline.learn(done.count, &cold.policy);
+                    if cold.state.state == State::Closed && !cold.forced {
+                        cold.baseline.learn_quiet(done.quiet, &cold.policy);
+                    }
+                }
+                cold.clean = cold.state.state == State::Closed && !cold.forced;
+                (cold.threshold, cold.limit) = cold.policy.threshold(&cold.baseline);
+            }
+        }
+        if !cold.forced {
+            match cold.state.state {
+                State::Open if cold.policy.recovery == Recovery::Auto && now >= cold.open_until => {
+                    if self.window_count(cold) <= cold.threshold {
+                        cold.half_open_until = now.saturating_add(cold.policy.probe_ms);
+                        self.transition(cold, now, State::HalfOpen, Reason::Cooldown, events);
+                    } else {
+                        // Still too busy: look again next bucket.
+                        cold.open_until = now.saturating_add(cold.policy.bucket_ms);
+                    }
+                }
+                State::HalfOpen if now >= cold.half_open_until => {
+                    self.transition(cold, now, State::Closed, Reason::Recovered, events);
+                }
+                _ => {}
+            }
+        }
+        self.publish(cold);
+    }
+
+    fn window_count(&self, cold: &Cold) -> u64 {
+        cold.ring.previous() + self.counters.0.count.load(Ordering::Relaxed)
+    }
+
+    fn transition(&self, cold: &mut Cold, now: u64, to: State, reason: Reason, events: &mut Vec<Event>) {
+        let from = cold.state.state;
+        cold.state = Packed { state: to, reason };
+        cold.since_ms = now;
+        if to != State::Closed || cold.forced {
+            cold.clean = false;
+        }
+        if to == State::Open {
+            if from != State::Open {
+                cold.trips += 1;
+            }
+            cold.open_until = if cold.forced || cold.policy.recovery == Recovery::Manual {
+                u64::MAX
+            } else {
+                now.saturating_add(cold.policy.cooldown_ms)
+            };
+        }
+        self.limits.0.status.store(cold.state.pack(), Ordering::Release);
+        self.publish(cold);
+        events.push(Event {
+            kind: Arc::clone(&self.name),
+            at_ms: now,
+            from,
+            to,
+            reason,
+            window_count: self.window_count(cold),
+            threshold: cold.threshold,
+            baseline: cold.baseline.normal(),
+            dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
+        });
+    }
+
+    /// Stores what the send path reads.
+    fn publish(&self, cold: &Cold) {
+        let limits = &self.limits.0;
+        let headroom = match cold.state.state {
+            State::Open => 0,
+            _ if cold.forced => u64::MAX,
+            _ => cold.threshold.saturating_sub(cold.ring.previous()),
+        };
+        limits.headroom.store(headroom, Ordering::Relaxed);
+        limits.open_until.store(cold.open_until, Ordering::Relaxed);
+        limits.bucket_ms.store(cold.ring.bucket_ms(), Ordering::Relaxed);
+        limits
+            .bucket_start
+            .store(cold.ring.bucket_start(), Ordering::Relaxed);
+    }
+
+    /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
+    fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
+        let now = self.shared.clock.now_ms();
+        let mut events = Vec::new();
+        let result = {
+            let mut cold = self.cold.lock();
+            self.advance(&mut cold, now, &mut events);
+            f(self, &mut cold, now, &mut events)
+        };
+        self.shared.subscribers.emit(&events);
+        result
+    }
+
+    /// Brings the window and any due transition up to now, without counting a send.
+    pub(crate) fn refresh(&self) {
+        self.cold_op(|_, _, _, _| ());
+    }
+
+    /// Operator: hold the kind open (`State::Open`) or closed (`State::Closed`) until reset.
+    pub(crate) fn force(&self, to: State) {
+        let reason = if to == State::Open {
+            Reason::ForcedOpen
+        } else {
+            Reason::ForcedClosed
+        };
+        self.cold_op(|kind, cold, now, events| {
+            cold.forced = true;
+            kind.transition(cold, now, to, reason, events);
+        });
+    }
+
+    /// Operator: back to closed with automatic detection, forgetting the window's counts (not
+    /// the learned baseline).
+    pub(crate) fn reset(&self) {
+        self.cold_op(|kind, cold, now, events| {
+            cold.attempted_rolled += kind.counters.0.count.swap(0, Ordering::AcqRel);
+            cold.ring.clear();
+            cold.forced = false;
+            cold.open_until = u64::MAX;
+            kind.transition(cold, now, State::Closed, Reason::Reset, events);
+            // The learning window in progress saw the trouble that led to the reset.
+            cold.clean = false;
+        });
+    }
+
+    /// Operator: detect and report, but never block (`on`), or enforce again.
+    pub(crate) fn set_dry_run(&self, on: bool) {
+        self.limits.0.dry_run.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs on new settings, keeping counts and the learned baseline. A new window length
+    /// restarts the window's counts and rescales the baseline to the new length.
+    pub(crate) fn apply(&self, policy: Policy) {
+        self.cold_op(|kind, cold, now, _| {
+            let old_window = cold.policy.window_ms();
+            if policy.bucket_ms != cold.policy.bucket_ms {
+                cold.attempted_rolled += kind.counters.0.count.swap(0, Ordering::AcqRel);
+                cold.ring = Ring::new(policy.bucket_ms, now);
+                cold.baseline = cold
+                    .baseline
+                    .rescaled(policy.window_ms() as f64 / old_window as f64);
+            }
+            if cold.state.state == State::Open && !cold.forced {
+                cold.open_until = match policy.recovery {
+                    Recovery::Auto => cold.since_ms.saturating_add(policy.cooldown_ms),
+                    Recovery::Manual => u64::MAX,
+                };
+            }
+            kind.limits.0.dry_run.store(policy.dry_run, Ordering::Relaxed);
+            (cold.threshold, cold.limit) = policy.threshold(&cold.baseline);
+            cold.policy = policy;
+            kind.publish(cold);
+        });
+    }
+
+    /// The learned baseline.
+    pub(crate) fn baseline(&self) -> Baseline {
+        self.cold.lock().baseline
+    }
+
+    /// Replaces the learned baseline (a restored snapshot).
+    pub(crate) fn restore(&self, baseline: Baseline) {
+        self.cold_op(|kind, cold, _, _| {
+            cold.baseline = baseline;
+            (cold.threshold, cold.limit) = cold.policy.threshold(&cold.baseline);
+            kind.publish(cold);
+        });
+    }
+
+    /// Everything an operator wants to see, brought up to now.
+    pub(crate) fn status(&self) -> KindStatus {
+        self.cold_op(|kind, cold, _, _| {
+            let attempted = cold.attempted_rolled + kind.counters.0.count.load(Ordering::Relaxed);
+            let blocked = kind.counters.0.blocked.load(Ordering::Relaxed);
+            KindStatus {
+                kind: kind.name.to_string(),
+                state: cold.state.state,
+                reason: cold.state.reason,
+                since_ms: cold.since_ms,
+                window_count: kind.window_count(cold),
+                threshold: cold.threshold,
+                baseline: cold.baseline.normal(),
+                warmed_up: cold.baseline.windows() >= cold.policy.warmup_windows,
+                attempted,
+                allowed: attempted.saturating_sub(blocked),
+                blocked,
+                trips: cold.trips,
+                dry_run: kind.limits.0.dry_run.load(Ordering::Relaxed),
+                forced: cold.forced,
+            }
+        })
+    }
+}

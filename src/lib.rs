@@ -1,0 +1,79 @@
+//! # spikebreaker
+//!
+//! Stops runaway notification senders. spikebreaker wraps any sender and, **per notification
+//! kind**, counts sends in a sliding window, learns the kind's normal rate, and **trips** when
+//! the kind spikes far above it: the buggy job that starts sending a false "your two-step
+//! verification settings changed" notice to every customer is halted after its first hundred or
+//! so sends, while every other kind keeps flowing.
+//!
+//! ```
+//! use spikebreaker::{Breaker, Config, Decision, ManualClock};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
+//! let twofa = breaker.kind("security.2fa_changed");
+//!
+//! // A runaway job: thousands of sends in a few seconds, on a kind nobody configured.
+//! let mut sent = 0;
+//! for _ in 0..10_000 {
+//!     clock.advance(Duration::from_millis(2));
+//!     if twofa.check() == Decision::Allowed {
+//!         sent += 1;
+//!     }
+//! }
+//! assert_eq!(sent, 1_000); // the warm-up ceiling: no baseline is learned yet
+//! assert!(breaker.check("email.welcome").is_allowed()); // other kinds flow
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
+//!   [`check`](KindHandle::check) is the lock-free send path.
+//! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (or, with the `tower` feature, a tower
+//!   service via [`GuardLayer`]) and hands a blocked notification back in [`Blocked`].
+//! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
+//! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
+//!   [`Snapshot`] keeps what was learned across restarts.
+//! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
+//!   replays.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+mod baseline;
+mod breaker;
+mod clock;
+mod config;
+mod error;
+mod event;
+mod kind;
+mod policy;
+mod primitive;
+mod registry;
+mod sender;
+mod snapshot;
+mod state;
+mod status;
+#[cfg(feature = "tower")]
+mod tower;
+mod window;
+
+pub use breaker::{Breaker, KindHandle};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, KindConfig, KindOverride, Recovery};
+pub use error::Error;
+pub use event::Event;
+pub use registry::OVERFLOW_KIND;
+pub use sender::{
+    AsyncSender, Blocked, ByNotification, Classify, ClassifyFn, GuardError, Guarded, Notification, Sender,
+};
+pub use snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
+pub use state::{Decision, Reason, State};
+pub use status::KindStatus;
+#[cfg(feature = "tower")]
+pub use tower::{GuardLayer, ResponseFuture};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+struct ReadmeDoctests;

@@ -1,0 +1,139 @@
+//! Saving and restoring what the breaker has learned, so that a restart does not forget what
+//! normal looks like (and does not hold every kind to the warm-up ceiling again).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::Baseline;
+use crate::error::Error;
+
+/// The snapshot format this version writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Every kind's learned baseline.
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, ManualClock, Snapshot};
+/// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+/// let saved = breaker.snapshot().to_json();
+/// let restarted = Breaker::with_clock(Config::default(), ManualClock::new())?;
+/// restarted.restore(&Snapshot::from_json(&saved)?)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Must be [`SNAPSHOT_VERSION`].
+    pub version: u32,
+    /// By kind name.
+    pub kinds: BTreeMap<String, LearnedBaseline>,
+}
+
+/// One kind's learned normal, in sends per window of `window_secs`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedBaseline {
+    /// The window these counts are per.
+    pub window_secs: u64,
+    /// Mean sends per window over the last hour or so.
+    pub mean: f64,
+    /// Their variance.
+    pub variance: f64,
+    /// The remembered (slowly decaying) peak.
+    pub peak: f64,
+    /// Windows learned.
+    pub windows: u64,
+}
+
+impl Snapshot {
+    /// The snapshot as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a snapshot from JSON and checks it.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let snapshot: Self = serde_json::from_str(text).map_err(|e| Error::Snapshot(e.to_string()))?;
+        snapshot.validate()?;
+        Ok(snapshot)
+    }
+
+    /// Refuses a snapshot of another version, with an empty kind name, or with a figure that is
+    /// negative, infinite or not a number.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.version != SNAPSHOT_VERSION {
+            return Err(Error::Snapshot(format!(
+                "version {} is not the supported version {SNAPSHOT_VERSION}",
+                self.version
+            )));
+        }
+        for (kind, learned) in &self.kinds {
+            if kind.trim().is_empty() {
+                return Err(Error::Snapshot("a kind name is empty".into()));
+            }
+            if learned.window_secs == 0 {
+                return Err(Error::Snapshot(format!("kind {kind:?}: window_secs is 0")));
+            }
+            for (field, value) in [
+                ("mean", learned.mean),
+                ("variance", learned.variance),
+                ("peak", learned.peak),
+            ] {
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(Error::Snapshot(format!(
+                        "kind {kind:?}: {field} = {value} is not a finite non-negative number"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LearnedBaseline {
+    pub(crate) fn capture(baseline: &Baseline, window_secs: u64) -> Self {
+        Self {
+            window_secs,
+            mean: baseline.mean(),
+            variance: baseline.var(),
+            peak: baseline.peak(),
+            windows: baseline.windows(),
+        }
+    }
+
+    /// The baseline, rescaled to windows of `window_secs`.
+    pub(crate) fn to_baseline(self, window_secs: u64) -> Baseline {
+        Baseline::from_parts(self.mean, self.variance, self.peak, self.windows)
+            .rescaled(window_secs as f64 / self.window_secs as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_and_foreign_snapshots_are_refused_with_a_reason() {
+        let good = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":1.0,"variance":1.0,"peak":2.0,"windows":9}}}"#;
+        assert!(Snapshot::from_json(good).is_ok());
+        let cases = [
+            (good.replace("\"version\":1", "\"version\":2"), "version 2"),
+            (good.replace("\"mean\":1.0", "\"mean\":-1.0"), "mean"),
+            (good.replace("\"a\"", "\"\""), "empty"),
+            (
+                good.replace("\"window_secs\":60", "\"window_secs\":0"),
+                "window_secs",
+            ),
+            (good[..good.len() - 3].to_string(), "EOF"),
+            (good.replace("\"peak\"", "\"peek\""), "peek"),
+        ];
+        for (text, needle) in cases {
+            let err = Snapshot::from_json(&text).unwrap_err();
+            assert!(
+                err.is_snapshot() && err.to_string().contains(needle),
+                "{text}: {err}"
+            );
+        }
+    }
+}

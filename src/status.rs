@@ -1,0 +1,42 @@
+//! What an operator sees of a kind.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Reason, State};
+
+/// A kind's state and figures at one moment, for an admin endpoint or a dashboard.
+///
+/// Counts are per window (`window_count`, `threshold`, `baseline`) or since the kind was first
+/// seen (`attempted`, `allowed`, `blocked`, `trips`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KindStatus {
+    /// The kind's name.
+    pub kind: String,
+    /// Where it stands.
+    pub state: State,
+    /// Why.
+    pub reason: Reason,
+    /// Since when, on the breaker's clock (milliseconds).
+    pub since_ms: u64,
+    /// Sends attempted in the sliding window now.
+    pub window_count: u64,
+    /// The count the window may reach; one more trips the kind.
+    pub threshold: u64,
+    /// The learned normal sends per window.
+    pub baseline: f64,
+    /// Whether the baseline has been learned (otherwise the warm-up ceiling applies).
+    pub warmed_up: bool,
+    /// Sends attempted, allowed and blocked. `attempted = allowed + blocked`.
+    pub attempted: u64,
+    /// Sends allowed.
+    pub allowed: u64,
+    /// Sends blocked.
+    pub blocked: u64,
+    /// Times the kind went open.
+    pub trips: u64,
+    /// Detecting and reporting only, never blocking.
+    pub dry_run: bool,
+    /// An operator holds the state until reset.
+    pub forced: bool,
+}

@@ -1,0 +1,133 @@
+//! The `tower` integration: [`GuardLayer`] wraps any `tower::Service` in a [`Guarded`], which
+//! refuses requests of a tripped kind with [`GuardError::Blocked`], request inside.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::breaker::Breaker;
+use crate::clock::{Clock, SystemClock};
+use crate::sender::{Blocked, ByNotification, Classify, GuardError, Guarded};
+
+/// Puts a breaker in front of a tower service.
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, GuardLayer, Notification};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// struct Sms { kind: &'static str }
+/// impl Notification for Sms {
+///     fn kind(&self) -> &str { self.kind }
+/// }
+///
+/// let layer = GuardLayer::new(Breaker::new(Config::default())?);
+/// let service = layer.layer(service_fn(|_sms: Sms| async { Ok::<_, std::io::Error>("queued") }));
+/// # let _ = service;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct GuardLayer<K = ByNotification, C: Clock = SystemClock> {
+    breaker: Breaker<C>,
+    classify: K,
+}
+
+impl<C: Clock> GuardLayer<ByNotification, C> {
+    /// Classifies requests by [`Notification::kind`](crate::Notification::kind).
+    pub fn new(breaker: Breaker<C>) -> Self {
+        Self {
+            breaker,
+            classify: ByNotification,
+        }
+    }
+}
+
+impl<K, C: Clock> GuardLayer<K, C> {
+    /// Classifies requests with `classify`.
+    pub fn with_classify(breaker: Breaker<C>, classify: K) -> Self {
+        Self { breaker, classify }
+    }
+}
+
+impl<S, K: Clone, C: Clock> Layer<S> for GuardLayer<K, C> {
+    type Service = Guarded<S, K, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guarded::from_parts(inner, self.breaker.clone(), self.classify.clone())
+    }
+}
+
+impl<R, S, K, C> Service<R> for Guarded<S, K, C>
+where
+    S: Service<R>,
+    K: Classify<R>,
+    C: Clock,
+{
+    type Response = S::Response;
+    type Error = GuardError<R, S::Error>;
+    type Future = ResponseFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().poll_ready(cx).map_err(GuardError::Sender)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        match self.admit(request) {
+            Ok(request) => ResponseFuture {
+                state: Outcome::Sending {
+                    future: self.get_mut().call(request),
+                },
+            },
+            Err(blocked) => ResponseFuture {
+                state: Outcome::Blocked {
+                    blocked: Some(blocked),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response of a [`Guarded`] service: the inner service's future, or, for a blocked
+    /// request, an error ready at once with the request handed back.
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        state: Outcome<F, R>,
+    }
+}
+
+pin_project! {
+    #[project = OutcomeProjection]
+    enum Outcome<F, R> {
+        Sending { #[pin] future: F },
+        Blocked { blocked: Option<Blocked<R>> },
+    }
+}
+
+impl<F, R, T, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, GuardError<R, E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            OutcomeProjection::Sending { future } => future.poll(cx).map_err(GuardError::Sender),
+            OutcomeProjection::Blocked { blocked } => match blocked.take() {
+                Some(blocked) => Poll::Ready(Err(GuardError::Blocked(blocked))),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+        }
+    }
+}
+
+impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.state {
+            Outcome::Sending { .. } => f.write_str("ResponseFuture::Sending"),
+            Outcome::Blocked { .. } => f.write_str("ResponseFuture::Blocked"),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The sliding window's cold side: a ring of per-bucket counts behind the current bucket.
+//!
+//! The current bucket's count lives in a hot atomic on the kind; when time leaves the bucket, one
+//! thread swaps that count out and [`Ring::roll`]s it in. The window count is then the sum of the
+//! ring (the previous `BUCKETS - 1` buckets) plus the current count, so a send is judged on the
+//! very send that crosses the threshold. Windows for learning are aligned to whole windows of
+//! buckets since the clock's origin.
+
+/// Buckets per window.
+pub(crate) const BUCKETS: usize = 12;
+const N: u64 = BUCKETS as u64;
+
+/// Counts of the buckets before the current one.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Ring {
+    bucket_ms: u64,
+    /// Absolute index (`time / bucket_ms`) of the current bucket.
+    current: u64,
+    /// `slots[b % N]` holds bucket `b` for `current - N < b < current`; the current bucket's slot
+    /// is zero until the bucket is rolled in.
+    slots: [u64; BUCKETS],
+}
+
+/// What a roll-over completed, for learning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// Sends in the aligned window the old bucket belonged to.
+    pub(crate) count: u64,
+    /// Further whole windows that passed without a send.
+    pub(crate) quiet: u64,
+}
+
+impl Ring {
+    pub(crate) fn new(bucket_ms: u64, now_ms: u64) -> Self {
+        Self {
+            bucket_ms,
+            current: now_ms / bucket_ms,
+            slots: [0; BUCKETS],
+        }
+    }
+
+    pub(crate) fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    /// Start of the current bucket, in clock milliseconds.
+    pub(crate) fn bucket_start(&self) -> u64 {
+        self.current.saturating_mul(self.bucket_ms)
+    }
+
+    /// Sends in the buckets before the current one that are still in the window.
+    pub(crate) fn previous(&self) -> u64 {
+        self.slots.iter().sum()
+    }
+
+    /// Whether `now_ms` falls in the current bucket.
+    pub(crate) fn contains(&self, now_ms: u64) -> bool {
+        now_ms.wrapping_sub(self.bucket_start()) < self.bucket_ms
+    }
+
+    /// Closes the current bucket, which held `count` sends, and moves to the bucket holding
+    /// `now_ms`. A time before the current bucket by at most one bucket is taken as the current
+    /// bucket (clock jitter); further back, the ring is moved back whole, keeping its counts, so
+    /// that a clock set back does not pile sends into one bucket for hours.
+    pub(crate) fn roll(&mut self, count: u64, now_ms: u64) -> Option<Completed> {
+        let target = now_ms / self.bucket_ms;
+        if target < self.current {
+            if self.current - target > 1 {
+                self.move_to(target, count);
+            } else {
+                // Keep the count in the window: it joins the bucket before the current one.
+                self.slots[((self.current - 1) % N) as usize] += count;
+            }
+            return None;
+        }
+        let from = self.current;
+        self.slots[(from % N) as usize] = count;
+        if target == from {
+            return None;
+        }
+        let completed = (target / N > from / N).then(|| {
+            let window_start = from / N * N;
+            let count = (window_start..=from).map(|b| self.slots[(b % N) as usize]).sum();
+            Completed {
+                count,
+                quiet: target / N - from / N - 1,
+            }
+        });
+        for b in (from + 1)..=target.min(from + N) {
+            self.slots[(b % N) as usize] = 0;
+        }
+        self.current = target;
+        completed
+    }
+
+    /// Forgets every count (an operator reset).
+    pub(crate) fn clear(&mut self) {
+        self.slots = [0; BUCKETS];
+    }
+
+    fn move_to(&mut self, target: u64, count: u64) {
+        let mut slots = [0; BUCKETS];
+        for back in 1..N {
+            let old = self
+                .current
+                .checked_sub(back)
+                .map_or(0, |b| self.slots[(b % N) as usize]);
+            let old = if back == 1 { old + count } else { old };
+            if let Some(b) = target.checked_sub(back) {
+                slots[(b % N) as usize] = old;
+            }
+        }
+        self.slots = slots;
+        self.current = target;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_holds_the_last_buckets_only() {
+        let mut ring = Ring::new(10, 0);
+        for t in 0..N {
+            assert_eq!(ring.roll(1, t * 10), None);
+        }
+        // Buckets 0..=10 were closed with one send each; the current is bucket 11.
+        assert_eq!(ring.previous(), 11);
+        ring.roll(1, 12 * 10);
+        assert_eq!(ring.previous(), 11, "bucket 0 fell out as bucket 11 came in");
+    }
+
+    #[test]
+    fn a_completed_window_reports_its_count_and_the_quiet_ones_after_it() {
+        let mut ring = Ring::new(10, 0);
+        ring.roll(5, 30); // bucket 0: 5 sends
+        ring.roll(7, 110); // bucket 3: 7 sends
+        let done = ring.roll(1, 10 * 10 * N + 5); // bucket 11 (1 send) -> 10 windows later
+        assert_eq!(done, Some(Completed { count: 13, quiet: 9 }));
+        assert_eq!(ring.previous(), 0);
+    }
+
+    #[test]
+    fn jitter_back_stays_in_the_bucket_and_a_jump_back_keeps_the_counts() {
+        let mut ring = Ring::new(10, 1000);
+        ring.roll(4, 1010);
+        assert_eq!(ring.roll(2, 1005), None); // jitter: the current bucket stays
+        assert_eq!(ring.bucket_start(), 1010);
+        assert_eq!(ring.previous(), 4 + 2);
+        ring.roll(3, 20); // far back
+        assert_eq!(ring.bucket_start(), 20);
+        assert_eq!(ring.previous(), 4 + 2 + 3);
+    }
+}
