@@ -33,8 +33,12 @@ pub(crate) struct Shared<C> {
 struct Line<T>(T);
 
 /// Read by every send; written only by cold work.
-#[derive(Debug, Default)]
-struct Limits {
+#[derive(Debug)]
+struct Limits<C> {
+    /// The breaker's clock, copied here so that a send reads it from the line it reads anyway
+    /// instead of chasing `shared` (for [`SystemClock`](crate::SystemClock), a pointer to the
+    /// ticking counter).
+    clock: C,
     bucket_start: AtomicU64,
     bucket_ms: AtomicU64,
     /// Sends the current bucket may count before the window reaches the threshold; 0 when open.
@@ -44,6 +48,20 @@ struct Limits {
     /// [`Packed`] state and reason.
     status: AtomicU32,
     dry_run: AtomicBool,
+}
+
+impl<C> Limits<C> {
+    fn new(clock: C) -> Self {
+        Self {
+            clock,
+            bucket_start: AtomicU64::new(0),
+            bucket_ms: AtomicU64::new(0),
+            headroom: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            status: AtomicU32::new(0),
+            dry_run: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Written by sends.
@@ -80,7 +98,7 @@ struct Cold {
 /// One kind's breaker.
 #[derive(Debug)]
 pub(crate) struct Kind<C> {
-    limits: Line<Limits>,
+    limits: Line<Limits<C>>,
     counters: Line<Counters>,
     name: Arc<str>,
     shared: Arc<Shared<C>>,
@@ -110,7 +128,7 @@ impl<C: Clock> Kind<C> {
             policy,
         };
         let kind = Self {
-            limits: Line::default(),
+            limits: Line(Limits::new(shared.clock.clone())),
             counters: Line::default(),
             name,
             shared,
@@ -135,8 +153,8 @@ impl<C: Clock> Kind<C> {
     /// Counts one attempted send and decides it.
     #[inline]
     pub(crate) fn check(&self) -> Decision {
-        let now = self.shared.clock.now_ms();
         let limits = &self.limits.0;
+        let now = limits.clock.now_ms();
         let into_bucket = now.wrapping_sub(limits.bucket_start.load(Ordering::Relaxed));
         if into_bucket >= limits.bucket_ms.load(Ordering::Relaxed) {
             self.on_bucket_edge(now);
