@@ -95,6 +95,15 @@ struct Cold {
     trips: u64,
 }
 
+/// Where a send left the lock-free path, for [`Kind::check_cold`] to finish it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ColdStep {
+    /// Time (the reading carried) left the kind's bucket; the send is not counted yet.
+    BucketEdge(u64),
+    /// The send is counted and found no headroom.
+    OverHeadroom(u64),
+}
+
 /// One kind's breaker.
 #[derive(Debug)]
 pub(crate) struct Kind<C> {
@@ -153,16 +162,49 @@ impl<C: Clock> Kind<C> {
     /// Counts one attempted send and decides it.
     #[inline]
     pub(crate) fn check(&self) -> Decision {
+        match self.check_lock_free() {
+            Ok(decision) => decision,
+            Err(step) => self.check_cold(step),
+        }
+    }
+
+    /// The send path up to where cold work is needed: a clock read, the bucket test, the count
+    /// and the headroom compare. It never blocks and never runs user code, so a caller may hold
+    /// a short lock around it (the registry's, for a send by name).
+    #[inline]
+    pub(crate) fn check_lock_free(&self) -> Result<Decision, ColdStep> {
         let limits = &self.limits.0;
         let now = limits.clock.now_ms();
         let into_bucket = now.wrapping_sub(limits.bucket_start.load(Ordering::Relaxed));
         if into_bucket >= limits.bucket_ms.load(Ordering::Relaxed) {
-            self.on_bucket_edge(now);
+            return Err(ColdStep::BucketEdge(now));
         }
+        self.count(now)
+    }
+
+    #[inline]
+    fn count(&self, now: u64) -> Result<Decision, ColdStep> {
         let count = self.counters.0.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if count <= limits.headroom.load(Ordering::Relaxed) {
-            return Decision::Allowed;
+        if count <= self.limits.0.headroom.load(Ordering::Relaxed) {
+            return Ok(Decision::Allowed);
         }
+        Err(ColdStep::OverHeadroom(now))
+    }
+
+    /// Finishes a send that left the lock-free path. May call subscribers: hold no lock.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check_cold(&self, step: ColdStep) -> Decision {
+        let now = match step {
+            ColdStep::BucketEdge(now) => {
+                self.on_bucket_edge(now);
+                match self.count(now) {
+                    Ok(decision) => return decision,
+                    Err(_) => now,
+                }
+            }
+            ColdStep::OverHeadroom(now) => now,
+        };
         self.over_headroom(now)
     }
 
