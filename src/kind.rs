@@ -218,7 +218,7 @@ impl<C: Clock> Kind<C> {
 
     /// Under the lock: rolls the window to `now` and makes the transitions that are due.
     fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
-        if !cold.ring.contains(now) {
+        if !cold.ring.holds(now) {
             let count = self.counters.0.count.swap(0, Ordering::AcqRel);
             cold.attempted_rolled += count;
             if let Some(done) = cold.ring.roll(count, now) {

@@ -213,3 +213,12 @@ pub fn merge<T>(
         (None, _) => b.next(),
     })
 }
+
+/// The send times of one minute at a Poisson `rate` a minute, sorted.
+pub fn minute_of_sends(rng: &mut Rng, minute: u64, rate: f64) -> Vec<u64> {
+    let mut times: Vec<u64> = (0..rng.poisson(rate))
+        .map(|_| minute * MINUTE_MS + rng.below(MINUTE_MS))
+        .collect();
+    times.sort_unstable();
+    times
+}
