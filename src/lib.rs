@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod backtest;
 mod baseline;
 mod breaker;
 mod clock;
@@ -59,6 +60,7 @@ mod status;
 mod tower;
 mod window;
 
+pub use backtest::{Backtest, BacktestReport, KindReport, LogError, LogReader, SendRecord, Transition};
 pub use breaker::{Breaker, KindHandle};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
