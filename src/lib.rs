@@ -34,6 +34,8 @@
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
+//! - [`Backtest`] replays a send log ([`LogReader`]) through the same engine on a
+//!   [`ManualClock`], to see what a configuration would have done to past traffic.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 

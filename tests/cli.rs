@@ -144,3 +144,20 @@ fn a_configuration_changes_the_outcome() {
     assert!(output.status.success());
     assert_eq!(json(&output)["kinds"]["security.2fa_changed"]["allowed"], 200);
 }
+
+#[test]
+fn a_missing_log_or_an_unknown_configuration_format_exits_2() {
+    let output = spikebreaker(&["backtest", "--trace", "/nonexistent/sends.csv"], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/sends.csv"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("breaker.yaml");
+    std::fs::write(&config, "defaults: {}\n").unwrap();
+    let output = spikebreaker(
+        &["backtest", "--trace", "-", "--config", config.to_str().unwrap()],
+        "0,a\n",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(".toml or .json"));
+}
