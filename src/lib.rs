@@ -34,6 +34,8 @@
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
+//! - [`Backtest`] replays a send log ([`LogReader`]) through the same engine on a
+//!   [`ManualClock`], to see what a configuration would have done to past traffic.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 
@@ -41,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod backtest;
 mod baseline;
 mod breaker;
 mod clock;
@@ -59,6 +62,7 @@ mod status;
 mod tower;
 mod window;
 
+pub use backtest::{Backtest, BacktestReport, KindReport, LogError, LogReader, SendRecord, Transition};
 pub use breaker::{Breaker, KindHandle};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
