@@ -221,6 +221,7 @@ pub fn minute_of_sends(rng: &mut Rng, minute: u64, rate: f64) -> Vec<u64> {
         .collect();
     times.sort_unstable();
     times
+}
 
 /// Poisson sends at a rate that follows `per_minute(t_ms)`, minute by minute from `from_ms` to
 /// `to_ms`, in time order: a new kind appearing (a constant rate from its first minute), a slow
