@@ -48,6 +48,7 @@ mod config;
 mod error;
 mod event;
 mod kind;
+pub mod metrics;
 mod policy;
 mod primitive;
 mod registry;
@@ -70,7 +71,7 @@ pub use sender::{
 };
 pub use snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
 pub use state::{Decision, Reason, State};
-pub use status::KindStatus;
+pub use status::{BreakerStatus, KindStatus};
 #[cfg(feature = "tower")]
 pub use tower::{GuardLayer, ResponseFuture};
 
