@@ -41,6 +41,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod baseline;
 mod breaker;
 mod clock;
