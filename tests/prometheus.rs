@@ -128,3 +128,39 @@ fn kinds_beyond_max_kinds_share_the_overflow_series() {
         assert!(!text.contains("user-"), "no series per overflowed name: {text}");
     });
 }
+
+#[test]
+fn counters_from_many_threads_are_exact_but_for_sends_refused_during_an_export() {
+    const THREADS: u64 = 4;
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let kind = breaker.kind("push.promo");
+        let blocked: u64 = std::thread::scope(|scope| {
+            let senders: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..2_000)
+                            .filter(|_| {
+                                clock.advance(Duration::from_millis(1));
+                                !kind.check().is_allowed()
+                            })
+                            .count() as u64
+                    })
+                })
+                .collect();
+            senders.into_iter().map(|sender| sender.join().unwrap()).sum()
+        });
+        breaker.refresh();
+
+        let text = prometheus.render();
+        let get = |name| value(&text, name, Some("push.promo")).unwrap() as u64;
+        assert_eq!(get(ATTEMPTED), THREADS * 2_000);
+        assert_eq!(get(BLOCKED), blocked);
+        assert_eq!(get(TRIPS), 1);
+        // A send another thread was refusing while a roll-over or trip exported shows as
+        // allowed until allowed sends pass it: at most one per other thread.
+        let allowed = THREADS * 2_000 - blocked;
+        assert!((allowed..allowed + THREADS).contains(&get(ALLOWED)), "{text}");
+    });
+}
