@@ -34,6 +34,9 @@
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
+//! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
+//!   [`BreakerStatus`] shows the whole breaker, and, with the `admin` feature, `admin::router`
+//!   serves it and the operator's controls over HTTP.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 

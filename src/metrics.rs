@@ -1,4 +1,4 @@
-//! The metrics spikebreaker exports through the [`metrics`](::metrics) facade: every name, its
+//! The metrics spikebreaker exports through the [`metrics`] facade: every name, its
 //! type and its description, in one place.
 //!
 //! Each kind registers its handles once, when it is first seen, labelled `kind` (the kind that
