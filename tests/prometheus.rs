@@ -164,3 +164,29 @@ fn counters_from_many_threads_are_exact_but_for_sends_refused_during_an_export()
         assert!((allowed..allowed + THREADS).contains(&get(ALLOWED)), "{text}");
     });
 }
+
+#[test]
+fn sends_export_at_each_bucket_edge_without_a_refresh() {
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let kind = breaker.kind("email.receipt");
+        for _ in 0..10 {
+            assert!(kind.check().is_allowed());
+        }
+        let attempted = || value(&prometheus.render(), ATTEMPTED, Some("email.receipt"));
+        assert_eq!(
+            attempted(),
+            Some(0.0),
+            "inside a bucket the send path exports nothing"
+        );
+        // The next bucket (a twelfth of the 60 s window) starts: its first send rolls over and exports.
+        clock.advance(Duration::from_secs(5));
+        assert!(kind.check().is_allowed());
+        assert_eq!(attempted(), Some(10.0));
+        assert_eq!(
+            value(&prometheus.render(), WINDOW_SENDS, Some("email.receipt")),
+            Some(10.0)
+        );
+    });
+}
