@@ -36,6 +36,9 @@
 //!   [`Snapshot`] keeps what was learned across restarts.
 //! - [`Backtest`] replays a send log ([`LogReader`]) through the same engine on a
 //!   [`ManualClock`], to see what a configuration would have done to past traffic.
+//! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
+//!   [`BreakerStatus`] shows the whole breaker, and, with the `admin` feature, `admin::router`
+//!   serves it and the operator's controls over HTTP.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 
@@ -43,6 +46,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod backtest;
 mod baseline;
 mod breaker;
@@ -51,6 +56,7 @@ mod config;
 mod error;
 mod event;
 mod kind;
+pub mod metrics;
 mod policy;
 mod primitive;
 mod registry;
@@ -74,7 +80,7 @@ pub use sender::{
 };
 pub use snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
 pub use state::{Decision, Reason, State};
-pub use status::KindStatus;
+pub use status::{BreakerStatus, KindStatus};
 #[cfg(feature = "tower")]
 pub use tower::{GuardLayer, ResponseFuture};
 

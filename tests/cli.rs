@@ -14,8 +14,14 @@ fn spikebreaker(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    // Fed from a thread so a large log and a large report can't fill both pipes at once; a
+    // command that refuses its arguments exits without reading, which is not an error here.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    let feeder = std::thread::spawn(move || drop(input.write_all(stdin.as_bytes())));
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    output
 }
 
 fn json(output: &Output) -> Value {
