@@ -30,7 +30,7 @@
 //! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
 //!   [`check`](KindHandle::check) is the lock-free send path.
 //! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (or, with the `tower` feature, a tower
-//!   service via [`GuardLayer`]) and hands a blocked notification back in [`Blocked`].
+//!   service via `GuardLayer`) and hands a blocked notification back in [`Blocked`].
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
