@@ -10,10 +10,11 @@ use crate::config::{Compiled, Config};
 use crate::error::Error;
 use crate::event::{Event, Subscribers};
 use crate::kind::{Kind, Shared};
+use crate::metrics::BreakerMetrics;
 use crate::registry::Registry;
 use crate::snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
 use crate::state::{Decision, State};
-use crate::status::KindStatus;
+use crate::status::{BreakerStatus, KindStatus};
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -33,6 +34,7 @@ struct Inner<C: Clock> {
     shared: Arc<Shared<C>>,
     registry: Registry<C>,
     config: RwLock<(Config, Arc<Compiled>)>,
+    metrics: BreakerMetrics,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -71,6 +73,7 @@ impl<C: Clock> Breaker<C> {
                 }),
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
+                metrics: BreakerMetrics::register(),
             }),
         })
     }
@@ -105,7 +108,8 @@ impl<C: Clock> Breaker<C> {
         // Held while registering, so that a concurrent reload cannot miss the new kind.
         let config = self.inner.config.read();
         let compiled = &config.1;
-        self.inner
+        let kind = self
+            .inner
             .registry
             .get_or_insert(name, compiled.max_kinds, |name| {
                 let shared = Arc::clone(&self.inner.shared);
@@ -115,7 +119,15 @@ impl<C: Clock> Breaker<C> {
                     Default::default(),
                     shared,
                 ))
-            })
+            });
+        // Only a new kind, or a name sent to the overflow kind, comes this far.
+        self.export_registry_metrics();
+        kind
+    }
+
+    fn export_registry_metrics(&self) {
+        let registry = &self.inner.registry;
+        self.inner.metrics.export(registry.len(), registry.overflowed());
     }
 
     /// Calls `subscriber` with every transition of every kind (see [`Event`]).
@@ -158,17 +170,42 @@ impl<C: Clock> Breaker<C> {
         all
     }
 
+    /// The whole breaker's status: every kind (as [`status`](Self::status)), with how many kinds
+    /// the registry holds and how many look-ups it sent to the overflow kind.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config};
+    /// let breaker = Breaker::new(Config { max_kinds: 1, ..Config::default() })?;
+    /// let _ = breaker.check("email.welcome");
+    /// let _ = breaker.check("user-4711"); // a bug put a user id into the kind
+    /// let status = breaker.overview();
+    /// assert_eq!((status.registered, status.overflowed), (1, 1));
+    /// assert_eq!(status.kinds[0].kind, "_overflow");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn overview(&self) -> BreakerStatus {
+        BreakerStatus {
+            at_ms: self.inner.shared.clock.now_ms(),
+            kinds: self.status(),
+            registered: self.inner.registry.len(),
+            max_kinds: self.inner.config.read().1.max_kinds,
+            overflowed: self.overflowed(),
+        }
+    }
+
     /// One kind's status, if it has been seen.
     pub fn kind_status(&self, kind: &str) -> Option<KindStatus> {
         self.inner.registry.get(kind).map(|kind| kind.status())
     }
 
-    /// Rolls every kind's window up to now and makes due transitions (recoveries), for a service
-    /// that wants them to happen on quiet kinds too. Sends do this as they go.
+    /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
+    /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
+    /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.
     pub fn refresh(&self) {
         for kind in self.inner.registry.all() {
             kind.refresh();
         }
+        self.export_registry_metrics();
     }
 
     /// Look-ups of new kinds sent to the overflow kind because `max_kinds` were registered.

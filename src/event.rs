@@ -36,9 +36,37 @@ pub struct Event {
 }
 
 impl Event {
-    /// Whether this event is a trip (a move into open, by detection or by an operator).
+    /// Whether this event is a trip (a move into open, by detection or by an operator). In
+    /// dry-run it blocked nothing: see [`is_would_trip`](Self::is_would_trip).
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, Event};
+    /// let breaker = Breaker::new(Config::default())?;
+    /// breaker.subscribe(|event: &Event| {
+    ///     if event.is_trip() && !event.dry_run {
+    ///         eprintln!("page: {} tripped ({}): {} sends in the window, threshold {}",
+    ///             event.kind, event.reason.as_str(), event.window_count, event.threshold);
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_trip(&self) -> bool {
         self.to == State::Open && self.from != State::Open
+    }
+
+    /// Whether this is a trip of a kind in dry-run: it would have blocked, and blocked nothing.
+    pub fn is_would_trip(&self) -> bool {
+        self.is_trip() && self.dry_run
+    }
+
+    /// Whether the kind closed again on its own, after a probe passed.
+    pub fn is_recovery(&self) -> bool {
+        self.to == State::Closed && self.reason == Reason::Recovered
+    }
+
+    /// Whether an operator forced the state.
+    pub fn is_forced(&self) -> bool {
+        matches!(self.reason, Reason::ForcedOpen | Reason::ForcedClosed)
     }
 }
 
@@ -91,6 +119,11 @@ fn trace(event: &Event) {
     let (count, threshold, baseline, dry_run) =
         (event.window_count, event.threshold, event.baseline, event.dry_run);
     if event.is_trip() {
+        let message = if event.dry_run {
+            "spikebreaker would trip (dry run: nothing blocked)"
+        } else {
+            "spikebreaker tripped"
+        };
         tracing::warn!(
             kind,
             from,
@@ -100,7 +133,7 @@ fn trace(event: &Event) {
             threshold,
             baseline,
             dry_run,
-            "spikebreaker tripped"
+            "{message}"
         );
     } else {
         tracing::info!(

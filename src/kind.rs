@@ -13,6 +13,7 @@ use crate::baseline::Baseline;
 use crate::clock::Clock;
 use crate::config::Recovery;
 use crate::event::{Event, Subscribers};
+use crate::metrics::{Figures, KindMetrics};
 use crate::policy::Policy;
 use crate::primitive::{AtomicBool, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::state::{Decision, Packed, Reason, State};
@@ -112,6 +113,8 @@ pub(crate) struct Kind<C> {
     name: Arc<str>,
     shared: Arc<Shared<C>>,
     cold: Mutex<Cold>,
+    /// Exported by cold work only, never by the send path.
+    metrics: KindMetrics,
 }
 
 impl<C: Clock> Kind<C> {
@@ -139,6 +142,7 @@ impl<C: Clock> Kind<C> {
         let kind = Self {
             limits: Line(Limits::new(shared.clock.clone())),
             counters: Line::default(),
+            metrics: KindMetrics::register(&name),
             name,
             shared,
             cold: Mutex::new(cold),
@@ -151,6 +155,7 @@ impl<C: Clock> Kind<C> {
                 .store(cold.policy.dry_run, Ordering::Relaxed);
             kind.limits.0.status.store(cold.state.pack(), Ordering::Release);
             kind.publish(&cold);
+            kind.export(&cold);
         }
         kind
     }
@@ -223,6 +228,8 @@ impl<C: Clock> Kind<C> {
         };
         let mut events = Vec::new();
         self.advance(&mut cold, now, &mut events);
+        // This thread's send is not counted yet: it cannot show as allowed before it is decided.
+        self.export(&cold);
         drop(cold);
         self.shared.subscribers.emit(&events);
     }
@@ -240,7 +247,12 @@ impl<C: Clock> Kind<C> {
         let decision = {
             let mut cold = self.cold.lock();
             self.advance(&mut cold, now, &mut events);
-            self.judge(&mut cold, now, &mut events)
+            let decision = self.judge(&mut cold, now, &mut events);
+            if !events.is_empty() {
+                // After the decision, so that this send counts as what it became.
+                self.export(&cold);
+            }
+            decision
         };
         self.shared.subscribers.emit(&events);
         decision
@@ -278,7 +290,7 @@ impl<C: Clock> Kind<C> {
 
     /// Under the lock: rolls the window to `now` and makes the transitions that are due.
     fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
-        if !cold.ring.contains(now) {
+        if !cold.ring.holds(now) {
             let count = self.counters.0.count.swap(0, Ordering::AcqRel);
             cold.attempted_rolled += count;
             if let Some(done) = cold.ring.roll(count, now) {
@@ -364,6 +376,23 @@ impl<C: Clock> Kind<C> {
             .store(cold.ring.bucket_start(), Ordering::Relaxed);
     }
 
+    /// Sets the kind's metrics from its own counters: cold work's part, so that the send path
+    /// pays nothing for metrics. `allowed` is exported as attempted less blocked, so a send that
+    /// another thread is refusing at this instant counts as allowed until it is refused; the
+    /// counter cannot go back, and the excess (one such send per thread at most) is absorbed by
+    /// the next sends allowed.
+    fn export(&self, cold: &Cold) {
+        self.metrics.export(&Figures {
+            attempted: cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed),
+            blocked: self.counters.0.blocked.load(Ordering::Relaxed),
+            trips: cold.trips,
+            state: cold.state.state,
+            window_count: self.window_count(cold),
+            baseline: cold.baseline.normal(),
+            threshold: cold.threshold,
+        });
+    }
+
     /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
     fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
         let now = self.shared.clock.now_ms();
@@ -371,13 +400,15 @@ impl<C: Clock> Kind<C> {
         let result = {
             let mut cold = self.cold.lock();
             self.advance(&mut cold, now, &mut events);
-            f(self, &mut cold, now, &mut events)
+            let result = f(self, &mut cold, now, &mut events);
+            self.export(&cold);
+            result
         };
         self.shared.subscribers.emit(&events);
         result
     }
 
-    /// Brings the window and any due transition up to now, without counting a send.
+    /// Brings the window, any due transition and the metrics up to now, without counting a send.
     pub(crate) fn refresh(&self) {
         self.cold_op(|_, _, _, _| ());
     }

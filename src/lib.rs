@@ -30,10 +30,15 @@
 //! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
 //!   [`check`](KindHandle::check) is the lock-free send path.
 //! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (or, with the `tower` feature, a tower
-//!   service via [`GuardLayer`]) and hands a blocked notification back in [`Blocked`].
+//!   service via `GuardLayer`) and hands a blocked notification back in [`Blocked`].
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
+//! - [`Backtest`] replays a send log ([`LogReader`]) through the same engine on a
+//!   [`ManualClock`], to see what a configuration would have done to past traffic.
+//! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
+//!   [`BreakerStatus`] shows the whole breaker, and, with the `admin` feature, `admin::router`
+//!   serves it and the operator's controls over HTTP.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 
@@ -41,6 +46,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
+mod backtest;
 mod baseline;
 mod breaker;
 mod clock;
@@ -48,6 +56,7 @@ mod config;
 mod error;
 mod event;
 mod kind;
+pub mod metrics;
 mod policy;
 mod primitive;
 mod registry;
@@ -59,6 +68,7 @@ mod status;
 mod tower;
 mod window;
 
+pub use backtest::{Backtest, BacktestReport, KindReport, LogError, LogReader, SendRecord, Transition};
 pub use breaker::{Breaker, KindHandle};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
@@ -70,7 +80,7 @@ pub use sender::{
 };
 pub use snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
 pub use state::{Decision, Reason, State};
-pub use status::KindStatus;
+pub use status::{BreakerStatus, KindStatus};
 #[cfg(feature = "tower")]
 pub use tower::{GuardLayer, ResponseFuture};
 

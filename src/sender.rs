@@ -281,6 +281,7 @@ impl<N> fmt::Display for Blocked<N> {
 impl<N> StdError for Blocked<N> {}
 
 /// Why a guarded send did not go out: the breaker blocked it, or the sender failed.
+#[derive(Clone, PartialEq, Eq)]
 pub enum GuardError<N, E> {
     /// The breaker refused the send; the notification comes back inside.
     Blocked(Blocked<N>),

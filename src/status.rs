@@ -40,3 +40,19 @@ pub struct KindStatus {
     /// An operator holds the state until reset.
     pub forced: bool,
 }
+
+/// The whole breaker at one moment: every kind, and the registry's bound and overflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BreakerStatus {
+    /// When, on the breaker's clock (milliseconds).
+    pub at_ms: u64,
+    /// Every kind, sorted by name; the overflow kind is `_overflow`.
+    pub kinds: Vec<KindStatus>,
+    /// Kinds registered, the overflow kind not counted.
+    pub registered: usize,
+    /// The most kinds the registry holds ([`Config::max_kinds`](crate::Config::max_kinds)).
+    pub max_kinds: usize,
+    /// Look-ups of new kinds sent to the overflow kind because the registry was full.
+    pub overflowed: u64,
+}

@@ -53,24 +53,23 @@ impl Ring {
         self.slots.iter().sum()
     }
 
-    /// Whether `now_ms` falls in the current bucket.
-    pub(crate) fn contains(&self, now_ms: u64) -> bool {
-        now_ms.wrapping_sub(self.bucket_start()) < self.bucket_ms
+    /// Whether the current bucket takes a send at `now_ms`: `now_ms` is in it, or before it by
+    /// less than a window (a clock that stepped back a little, or sends replayed slightly out of
+    /// order, count in the newest bucket rather than reshuffling the window).
+    pub(crate) fn holds(&self, now_ms: u64) -> bool {
+        let start = self.bucket_start();
+        now_ms.wrapping_sub(start) < self.bucket_ms
+            || (now_ms < start && start - now_ms <= self.bucket_ms.saturating_mul(N))
     }
 
     /// Closes the current bucket, which held `count` sends, and moves to the bucket holding
-    /// `now_ms`. A time before the current bucket by at most one bucket is taken as the current
-    /// bucket (clock jitter); further back, the ring is moved back whole, keeping its counts, so
-    /// that a clock set back does not pile sends into one bucket for hours.
+    /// `now_ms`. A time a whole window or more before the current bucket moves the ring back
+    /// whole, keeping its counts, so that a clock set back by hours neither piles sends into one
+    /// bucket until it catches up nor forgets the window.
     pub(crate) fn roll(&mut self, count: u64, now_ms: u64) -> Option<Completed> {
         let target = now_ms / self.bucket_ms;
         if target < self.current {
-            if self.current - target > 1 {
-                self.move_to(target, count);
-            } else {
-                // Keep the count in the window: it joins the bucket before the current one.
-                self.slots[((self.current - 1) % N) as usize] += count;
-            }
+            self.move_to(target, count);
             return None;
         }
         let from = self.current;
@@ -142,14 +141,13 @@ mod tests {
     }
 
     #[test]
-    fn jitter_back_stays_in_the_bucket_and_a_jump_back_keeps_the_counts() {
+    fn a_step_back_within_a_window_stays_and_a_jump_back_keeps_the_counts() {
         let mut ring = Ring::new(10, 1000);
         ring.roll(4, 1010);
-        assert_eq!(ring.roll(2, 1005), None); // jitter: the current bucket stays
-        assert_eq!(ring.bucket_start(), 1010);
-        assert_eq!(ring.previous(), 4 + 2);
+        assert!(ring.holds(1015) && ring.holds(1005) && ring.holds(1010 - 10 * N));
+        assert!(!ring.holds(1020) && !ring.holds(1009 - 10 * N));
         ring.roll(3, 20); // far back
         assert_eq!(ring.bucket_start(), 20);
-        assert_eq!(ring.previous(), 4 + 2 + 3);
+        assert_eq!(ring.previous(), 4 + 3);
     }
 }

@@ -213,3 +213,50 @@ pub fn merge<T>(
         (None, _) => b.next(),
     })
 }
+
+/// The send times of one minute at a Poisson `rate` a minute, sorted.
+pub fn minute_of_sends(rng: &mut Rng, minute: u64, rate: f64) -> Vec<u64> {
+    let mut times: Vec<u64> = (0..rng.poisson(rate))
+        .map(|_| minute * MINUTE_MS + rng.below(MINUTE_MS))
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+/// Poisson sends at a rate that follows `per_minute(t_ms)`, minute by minute from `from_ms` to
+/// `to_ms`, in time order: a new kind appearing (a constant rate from its first minute), a slow
+/// ramp (an exponential rate), or any other curve.
+pub fn poisson_sends(
+    per_minute: impl Fn(u64) -> f64,
+    seed: u64,
+    from_ms: u64,
+    to_ms: u64,
+) -> impl Iterator<Item = u64> {
+    let mut rng = Rng::new(seed);
+    let mut minute_start = from_ms;
+    let mut pending: Vec<u64> = Vec::new();
+    std::iter::from_fn(move || {
+        while pending.is_empty() {
+            if minute_start >= to_ms {
+                return None;
+            }
+            let span = MINUTE_MS.min(to_ms - minute_start);
+            let lambda = per_minute(minute_start) * span as f64 / MINUTE_MS as f64;
+            pending.extend((0..rng.poisson(lambda)).map(|_| minute_start + rng.below(span)));
+            // Newest last, taken from the back: sorted descending.
+            pending.sort_unstable_by(|a, b| b.cmp(a));
+            minute_start += span;
+        }
+        pending.pop()
+    })
+}
+
+/// A slow ramp: `normal_per_minute` at `start_ms`, multiplied by `growth` every `every_ms`.
+pub fn ramp_rate(start_ms: u64, normal_per_minute: f64, growth: f64, every_ms: u64) -> impl Fn(u64) -> f64 {
+    move |t_ms| normal_per_minute * growth.powf(t_ms.saturating_sub(start_ms) as f64 / every_ms as f64)
+}
+
+/// Tags each item of a time-ordered stream with `tag`, for [`merge`].
+pub fn tagged<T: Copy>(times: impl Iterator<Item = u64>, tag: T) -> impl Iterator<Item = (u64, T)> {
+    times.map(move |t| (t, tag))
+}

@@ -1,0 +1,199 @@
+//! An axum router that shows a breaker's status and takes an operator's controls, as JSON
+//! (feature `admin`).
+//!
+//! | Method and path | Does | Answers |
+//! |---|---|---|
+//! | `GET /status` | every kind, the registry's bound and overflow | [`BreakerStatus`] |
+//! | `GET /status/{kind}` | one kind | [`KindStatus`], or 404 |
+//! | `POST /kinds/{kind}/force-open` | [`Breaker::force_open`] | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/force-close` | [`Breaker::force_close`] | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/reset` | [`Breaker::reset`] | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/dry-run` | [`Breaker::set_dry_run`], from `?on=true` or `{"on": true}` | the kind's [`KindStatus`] |
+//!
+//! Controls act only on kinds the breaker has seen (`_overflow` included): an unknown kind is a
+//! 404, so that a mistyped name cannot register a kind or act on the overflow kind. Errors are
+//! `{"error": "..."}`. The router has no authentication: serve it on a private interface, or put
+//! your own layer in front of it.
+//!
+//! ```no_run
+//! # async fn serve() -> std::io::Result<()> {
+//! use spikebreaker::{Breaker, Config};
+//! let breaker = Breaker::new(Config::default()).expect("valid config");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9180").await?;
+//! axum::serve(listener, spikebreaker::admin::router(breaker)).await
+//! # }
+//! ```
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::Breaker;
+use crate::clock::Clock;
+use crate::status::{BreakerStatus, KindStatus};
+
+/// The admin routes over `breaker` (see the [module](self) for the table).
+pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
+    Router::new()
+        .route("/status", get(status::<C>))
+        .route("/status/{kind}", get(kind_status::<C>))
+        .route("/kinds/{kind}/force-open", post(force_open::<C>))
+        .route("/kinds/{kind}/force-close", post(force_close::<C>))
+        .route("/kinds/{kind}/reset", post(reset::<C>))
+        .route("/kinds/{kind}/dry-run", post(dry_run::<C>))
+        .fallback(no_route)
+        .with_state(breaker)
+}
+
+/// A refusal, answered as `{"error": "..."}`.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: &self.error })).into_response()
+    }
+}
+
+fn unknown_kind(kind: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        error: format!("unknown kind {kind:?}: the breaker has not seen it"),
+    }
+}
+
+async fn status<C: Clock>(State(breaker): State<Breaker<C>>) -> Json<BreakerStatus> {
+    Json(breaker.overview())
+}
+
+async fn kind_status<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+) -> Result<Json<KindStatus>, Refusal> {
+    breaker
+        .kind_status(&kind)
+        .map(Json)
+        .ok_or_else(|| unknown_kind(&kind))
+}
+
+/// Runs `control` on a kind the breaker has seen, and answers with its status after.
+fn control<C: Clock>(
+    breaker: &Breaker<C>,
+    kind: &str,
+    control: impl FnOnce(&Breaker<C>, &str),
+) -> Result<Json<KindStatus>, Refusal> {
+    if breaker.kind_status(kind).is_none() {
+        return Err(unknown_kind(kind));
+    }
+    control(breaker, kind);
+    breaker
+        .kind_status(kind)
+        .map(Json)
+        .ok_or_else(|| unknown_kind(kind))
+}
+
+async fn force_open<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+) -> Result<Json<KindStatus>, Refusal> {
+    control(&breaker, &kind, Breaker::force_open)
+}
+
+async fn force_close<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+) -> Result<Json<KindStatus>, Refusal> {
+    control(&breaker, &kind, Breaker::force_close)
+}
+
+async fn reset<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+) -> Result<Json<KindStatus>, Refusal> {
+    control(&breaker, &kind, Breaker::reset)
+}
+
+async fn dry_run<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Json<KindStatus>, Refusal> {
+    let on = dry_run_setting(query.as_deref(), &body).map_err(|error| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        error,
+    })?;
+    control(&breaker, &kind, |breaker, kind| breaker.set_dry_run(kind, on))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    on: bool,
+}
+
+/// The dry-run setting from the query (`on=true|false`), or else the JSON body (`{"on": bool}`).
+fn dry_run_setting(query: Option<&str>, body: &[u8]) -> Result<bool, String> {
+    let from_query = query
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("on="));
+    match from_query {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(format!("query `on` must be true or false, not {other:?}")),
+        None => serde_json::from_slice::<DryRun>(body)
+            .map(|setting| setting.on)
+            .map_err(|error| format!("expected `?on=true|false` or a JSON body {{\"on\": bool}}: {error}")),
+    }
+}
+
+async fn no_route(method: Method, uri: Uri) -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        error: format!("no route {method} {}", uri.path()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dry_run_setting;
+
+    #[test]
+    fn dry_run_setting_from_query_or_body() {
+        let cases: [(Option<&str>, &str, Result<bool, &str>); 7] = [
+            (Some("on=true"), "", Ok(true)),
+            (Some("x=1&on=false"), "", Ok(false)),
+            (None, r#"{"on": true}"#, Ok(true)),
+            (Some("x=1"), r#"{"on": false}"#, Ok(false)),
+            (
+                Some("on=yes"),
+                "",
+                Err("query `on` must be true or false, not \"yes\""),
+            ),
+            (None, "", Err("expected `?on=true|false`")),
+            (None, r#"{"on": true, "off": 1}"#, Err("unknown field `off`")),
+        ];
+        for (query, body, expected) in cases {
+            let got = dry_run_setting(query, body.as_bytes());
+            match (&got, expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(*got, expected, "{query:?} {body}"),
+                (Err(got), Err(expected)) => assert!(got.contains(expected), "{got} lacks {expected}"),
+                _ => panic!("{query:?} {body}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+}

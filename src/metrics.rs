@@ -1,0 +1,250 @@
+//! The metrics spikebreaker exports through the [`metrics`] facade: every name, its
+//! type and its description, in one place.
+//!
+//! Each kind registers its handles once, when it is first seen, labelled `kind` (the kind that
+//! every kind beyond [`Config::max_kinds`](crate::Config::max_kinds) shares is labelled
+//! `kind="_overflow"`). The send path never touches them: the figures are exported from the
+//! kind's own counters by cold work, at each bucket roll-over (every twelfth of the window), on
+//! every transition and operator call, and on [`Breaker::refresh`](crate::Breaker::refresh). A
+//! service calls `refresh` before a scrape, or every few seconds, so that quiet kinds are current.
+//!
+//! Handles bind to the recorder installed when the breaker (for breaker-wide series) or the kind
+//! is created: install the recorder first. Without one, everything is a no-op.
+//!
+//! ```
+//! use metrics_util::debugging::DebuggingRecorder;
+//! use spikebreaker::{Breaker, Config, ManualClock};
+//!
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! metrics::with_local_recorder(&recorder, || -> Result<(), spikebreaker::Error> {
+//!     let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+//!     let _ = breaker.check("email.welcome");
+//!     breaker.refresh(); // exports every kind's figures
+//!     Ok(())
+//! })?;
+//! let names: Vec<_> = snapshotter.snapshot().into_vec().into_iter().map(|m| m.0.key().name().to_owned()).collect();
+//! assert!(names.iter().any(|name| name == spikebreaker::metrics::ATTEMPTED));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+
+use crate::state::State;
+
+/// The label that carries the kind's name on every per-kind series.
+pub const KIND_LABEL: &str = "kind";
+
+/// Counter, per kind: sends attempted (checked) since the kind was first seen.
+pub const ATTEMPTED: &str = "spikebreaker_attempted_total";
+/// Counter, per kind: sends allowed. `attempted = allowed + blocked`.
+pub const ALLOWED: &str = "spikebreaker_allowed_total";
+/// Counter, per kind: sends blocked (handed back to the caller).
+pub const BLOCKED: &str = "spikebreaker_blocked_total";
+/// Counter, per kind: moves into the open state (detected, or forced by an operator).
+pub const TRIPS: &str = "spikebreaker_trips_total";
+/// Gauge, per kind: 0 closed, 1 open, 2 half-open ([`State::gauge_value`]).
+pub const STATE: &str = "spikebreaker_state";
+/// Gauge, per kind: sends in the current sliding window.
+pub const WINDOW_SENDS: &str = "spikebreaker_window_sends";
+/// Gauge, per kind: the learned normal sends per window.
+pub const BASELINE_SENDS: &str = "spikebreaker_baseline_sends";
+/// Gauge, per kind: the sends per window the kind may reach; one more trips it.
+pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
+/// Gauge, breaker-wide: kinds registered, the overflow kind not counted.
+pub const KINDS: &str = "spikebreaker_kinds";
+/// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
+/// [`Config::max_kinds`](crate::Config::max_kinds) kinds were registered.
+pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
+
+/// Describes every metric to the installed recorder (its `# HELP` and unit). A breaker does
+/// this when it is created; call it yourself only for a recorder installed later.
+pub fn describe() {
+    describe_counter!(ATTEMPTED, Unit::Count, "Sends attempted for the kind.");
+    describe_counter!(ALLOWED, Unit::Count, "Sends allowed for the kind.");
+    describe_counter!(
+        BLOCKED,
+        Unit::Count,
+        "Sends blocked for the kind and handed back to the caller."
+    );
+    describe_counter!(TRIPS, Unit::Count, "Times the kind went open.");
+    describe_gauge!(STATE, "The kind's state: 0 closed, 1 open, 2 half-open.");
+    describe_gauge!(
+        WINDOW_SENDS,
+        Unit::Count,
+        "Sends in the kind's current sliding window (window_secs, default 60 s)."
+    );
+    describe_gauge!(
+        BASELINE_SENDS,
+        Unit::Count,
+        "The kind's learned normal sends per window (window_secs, default 60 s)."
+    );
+    describe_gauge!(
+        THRESHOLD_SENDS,
+        Unit::Count,
+        "Sends per window (window_secs, default 60 s) the kind may reach; one more trips it."
+    );
+    describe_gauge!(
+        KINDS,
+        Unit::Count,
+        "Kinds registered, the overflow kind not counted."
+    );
+    describe_counter!(
+        OVERFLOWED,
+        Unit::Count,
+        "Look-ups of new kinds sent to the _overflow kind because max_kinds were registered."
+    );
+}
+
+/// A kind's figures at one moment, as cold work reads them from its own counters.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Figures {
+    pub(crate) attempted: u64,
+    pub(crate) blocked: u64,
+    pub(crate) trips: u64,
+    pub(crate) state: State,
+    pub(crate) window_count: u64,
+    pub(crate) baseline: f64,
+    pub(crate) threshold: u64,
+}
+
+/// One kind's handles, registered once when the kind is created.
+#[derive(Debug)]
+pub(crate) struct KindMetrics {
+    attempted: Counter,
+    allowed: Counter,
+    blocked: Counter,
+    trips: Counter,
+    state: Gauge,
+    window_sends: Gauge,
+    baseline_sends: Gauge,
+    threshold_sends: Gauge,
+}
+
+impl KindMetrics {
+    pub(crate) fn register(kind: &str) -> Self {
+        Self {
+            attempted: counter!(ATTEMPTED, KIND_LABEL => kind.to_owned()),
+            allowed: counter!(ALLOWED, KIND_LABEL => kind.to_owned()),
+            blocked: counter!(BLOCKED, KIND_LABEL => kind.to_owned()),
+            trips: counter!(TRIPS, KIND_LABEL => kind.to_owned()),
+            state: gauge!(STATE, KIND_LABEL => kind.to_owned()),
+            window_sends: gauge!(WINDOW_SENDS, KIND_LABEL => kind.to_owned()),
+            baseline_sends: gauge!(BASELINE_SENDS, KIND_LABEL => kind.to_owned()),
+            threshold_sends: gauge!(THRESHOLD_SENDS, KIND_LABEL => kind.to_owned()),
+        }
+    }
+
+    /// Sets every series to `figures`. Counters only move forward, so a read that raced a send
+    /// catches up at the next export.
+    pub(crate) fn export(&self, figures: &Figures) {
+        self.attempted.absolute(figures.attempted);
+        self.allowed
+            .absolute(figures.attempted.saturating_sub(figures.blocked));
+        self.blocked.absolute(figures.blocked);
+        self.trips.absolute(figures.trips);
+        self.state.set(figures.state.gauge_value());
+        self.window_sends.set(figures.window_count as f64);
+        self.baseline_sends.set(figures.baseline);
+        self.threshold_sends.set(figures.threshold as f64);
+    }
+}
+
+/// The breaker-wide handles, registered once when the breaker is created.
+#[derive(Debug)]
+pub(crate) struct BreakerMetrics {
+    kinds: Gauge,
+    overflowed: Counter,
+}
+
+impl BreakerMetrics {
+    pub(crate) fn register() -> Self {
+        describe();
+        Self {
+            kinds: gauge!(KINDS),
+            overflowed: counter!(OVERFLOWED),
+        }
+    }
+
+    pub(crate) fn export(&self, kinds: usize, overflowed: u64) {
+        self.kinds.set(kinds as f64);
+        self.overflowed.absolute(overflowed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::{CompositeKey, MetricKind};
+
+    use super::*;
+
+    fn values(recorder: &DebuggingRecorder) -> HashMap<(MetricKind, String, Vec<String>), DebugValue> {
+        let label = |key: &CompositeKey| {
+            key.key()
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect()
+        };
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| ((key.kind(), key.key().name().to_owned(), label(&key)), value))
+            .collect()
+    }
+
+    #[test]
+    fn a_kind_exports_its_figures_under_its_label() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let handles = KindMetrics::register("sms.login");
+            handles.export(&Figures {
+                attempted: 120,
+                blocked: 20,
+                trips: 1,
+                state: State::Open,
+                window_count: 110,
+                baseline: 12.5,
+                threshold: 100,
+            });
+        });
+        let values = values(&recorder);
+        let kind = vec!["kind=sms.login".to_owned()];
+        let get = |metric: MetricKind, name: &str| values.get(&(metric, name.to_owned(), kind.clone()));
+        let gauge = |value: f64| Some(DebugValue::Gauge(value.into()));
+        assert_eq!(
+            get(MetricKind::Counter, ATTEMPTED),
+            Some(&DebugValue::Counter(120))
+        );
+        assert_eq!(get(MetricKind::Counter, ALLOWED), Some(&DebugValue::Counter(100)));
+        assert_eq!(get(MetricKind::Counter, BLOCKED), Some(&DebugValue::Counter(20)));
+        assert_eq!(get(MetricKind::Counter, TRIPS), Some(&DebugValue::Counter(1)));
+        assert_eq!(get(MetricKind::Gauge, STATE), gauge(1.0).as_ref());
+        assert_eq!(get(MetricKind::Gauge, WINDOW_SENDS), gauge(110.0).as_ref());
+        assert_eq!(get(MetricKind::Gauge, BASELINE_SENDS), gauge(12.5).as_ref());
+        assert_eq!(get(MetricKind::Gauge, THRESHOLD_SENDS), gauge(100.0).as_ref());
+    }
+
+    #[test]
+    fn counters_never_go_back() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let handles = BreakerMetrics::register();
+            handles.export(3, 7);
+            handles.export(2, 5);
+        });
+        let values = values(&recorder);
+        assert_eq!(
+            values.get(&(MetricKind::Counter, OVERFLOWED.to_owned(), vec![])),
+            Some(&DebugValue::Counter(7))
+        );
+        assert_eq!(
+            values.get(&(MetricKind::Gauge, KINDS.to_owned(), vec![])),
+            Some(&DebugValue::Gauge(2.0.into()))
+        );
+    }
+}

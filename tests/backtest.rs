@@ -1,0 +1,198 @@
+//! The replay engine and the send-log reader, through the public API.
+
+use proptest::prelude::*;
+use spikebreaker::{Backtest, Config, Decision, LogError, LogReader, State};
+
+/// A send as read: line, time, kind.
+type Read = (u64, u64, String);
+
+/// Reads a whole log, returning the sends and the errors (line, message) it met.
+fn read_all(log: &[u8]) -> (Vec<Read>, Vec<(u64, String)>) {
+    let mut reader = LogReader::new(log);
+    let (mut sends, mut errors) = (Vec::new(), Vec::new());
+    while let Some(record) = reader.next_record() {
+        match record {
+            Ok(r) => sends.push((r.line, r.t_ms, r.kind.to_string())),
+            Err(e) => errors.push((e.line(), e.to_string())),
+        }
+    }
+    (sends, errors)
+}
+
+#[test]
+fn the_report_follows_the_json_contract() {
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    for i in 0..1_500u64 {
+        let _ = backtest.send(i, "job.runaway");
+    }
+    let _ = backtest.send(1_500, "email.welcome");
+    let json = serde_json::to_value(backtest.report()).unwrap();
+    assert_eq!(json["events"], 1_501);
+    let kind = &json["kinds"]["job.runaway"];
+    assert_eq!(kind["attempted"], 1_500);
+    assert_eq!(kind["allowed"], 1_000);
+    assert_eq!(kind["blocked"], 500);
+    let trip = &kind["transitions"][0];
+    assert_eq!(trip["at_ms"], 1_000);
+    assert_eq!(trip["to"], "open");
+    assert_eq!(trip["reason"], "warmup");
+    assert_eq!(
+        json["kinds"]["email.welcome"]["transitions"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn decisions_come_back_per_send_in_order() {
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    let decisions: Vec<Decision> = (0..1_002u64).map(|t| backtest.send(t, "a")).collect();
+    assert!(decisions[..1_000].iter().all(|d| d.is_allowed()));
+    assert!(decisions[1_000..].iter().all(|d| !d.is_allowed()));
+    let report = backtest.report();
+    assert_eq!(report.kinds["a"].state, State::Open);
+    assert_eq!(report.kinds["a"].trips, 1);
+}
+
+#[test]
+fn recovery_shows_in_the_transitions() {
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    for t in 0..2_000u64 {
+        let _ = backtest.send(t, "a");
+    }
+    // Quiet for ten minutes, then a trickle: cool-down, probe, recovered.
+    for minute in 10..20u64 {
+        let _ = backtest.send(minute * 60_000, "a");
+    }
+    let report = backtest.report();
+    let to: Vec<State> = report.kinds["a"].transitions.iter().map(|t| t.to).collect();
+    assert_eq!(to, [State::Open, State::HalfOpen, State::Closed]);
+    assert_eq!(report.kinds["a"].state, State::Closed);
+}
+
+#[test]
+fn kinds_past_max_kinds_are_reported_as_the_overflow_kind() {
+    let config = Config {
+        max_kinds: 2,
+        ..Config::default()
+    };
+    let mut backtest = Backtest::new(config).unwrap();
+    for kind in ["a", "b", "c", "d", "c"] {
+        let _ = backtest.send(0, kind);
+    }
+    let report = backtest.report();
+    assert_eq!(report.kinds.len(), 3, "{:?}", report.kinds.keys());
+    assert_eq!(report.kinds[spikebreaker::OVERFLOW_KIND].attempted, 3);
+    assert_eq!(report.events, 5);
+}
+
+#[test]
+fn an_invalid_configuration_is_refused() {
+    let mut config = Config::default();
+    config.defaults.factor = 0.5;
+    let error = Backtest::new(config).unwrap_err();
+    assert!(error.to_string().contains("defaults.factor"), "{error}");
+}
+
+#[test]
+fn the_reader_skips_a_header_and_blank_lines_and_ignores_the_recipient() {
+    let (sends, errors) = read_all(b"t_ms,kind,recipient\n\n10,a,x@example.com\r\n10,b\n  \n12,a\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        sends,
+        [(3, 10, "a".into()), (4, 10, "b".into()), (6, 12, "a".into())]
+    );
+}
+
+#[test]
+fn a_header_is_only_a_header_on_the_first_line() {
+    let (sends, errors) = read_all(b"1,a\nt_ms,kind\n");
+    assert_eq!(sends.len(), 1);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].0, 2);
+    assert!(errors[0].1.contains("`t_ms`"), "{}", errors[0].1);
+}
+
+#[test]
+fn each_bad_line_is_named_and_reading_goes_on() {
+    let log = b"5,a\n4,a\n6,\n7\nx,a\n1,a,b,c\n8,a\n";
+    let mut reader = LogReader::new(&log[..]);
+    let mut results = Vec::new();
+    while let Some(record) = reader.next_record() {
+        results.push(record.map(|r| r.t_ms));
+    }
+    assert!(matches!(results[0], Ok(5)));
+    assert!(matches!(
+        results[1],
+        Err(LogError::Backwards {
+            line: 2,
+            t_ms: 4,
+            previous_ms: 5
+        })
+    ));
+    assert!(matches!(results[2], Err(LogError::EmptyKind { line: 3 })));
+    assert!(matches!(results[3], Err(LogError::Malformed { line: 4, .. })));
+    assert!(matches!(results[4], Err(LogError::Time { line: 5, .. })));
+    assert!(matches!(results[5], Err(LogError::Malformed { line: 6, .. })));
+    assert!(matches!(results[6], Ok(8)));
+    assert_eq!(results.len(), 7);
+    let message = results[1].as_ref().unwrap_err().to_string();
+    assert!(
+        message.starts_with("line 2:") && message.contains("backwards"),
+        "{message}"
+    );
+}
+
+#[test]
+fn equal_times_are_not_backwards() {
+    let (sends, errors) = read_all(b"3,a\n3,b\n3,a\n");
+    assert!(errors.is_empty());
+    assert_eq!(sends.len(), 3);
+}
+
+proptest! {
+    /// Arbitrary bytes never panic the reader; every error names a line of the input.
+    #[test]
+    fn arbitrary_input_never_panics_and_errors_name_a_line(log in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let lines = log.split(|&b| b == b'\n').count() as u64;
+        let (sends, errors) = read_all(&log);
+        for (line, message) in &errors {
+            prop_assert!(*line >= 1 && *line <= lines, "line {line} of {lines}");
+            let prefix = format!("line {line}:");
+            prop_assert!(message.starts_with(&prefix), "{}", message);
+        }
+        prop_assert!(sends.windows(2).all(|w| w[0].1 <= w[1].1));
+    }
+
+    /// Input made of a log's own characters reaches every branch of the parser, and still never
+    /// panics: every line is a send, an error naming it, or ignored (blank, or the header).
+    #[test]
+    fn log_shaped_junk_never_panics(log in "[0-9,a_ \r\n]{0,300}") {
+        let lines = log.split('\n').count() as u64;
+        let (sends, errors) = read_all(log.as_bytes());
+        prop_assert!(sends.len() + errors.len() <= lines as usize);
+        for (line, _) in &errors {
+            prop_assert!(*line >= 1 && *line <= lines);
+        }
+    }
+
+    /// Log-shaped input (digits, commas, kinds, junk) parses exactly as written.
+    #[test]
+    fn well_formed_lines_read_back_exactly(
+        sends in proptest::collection::vec((0u64..1_000, "[a-z._]{1,12}", proptest::option::of("[a-z@.]{0,8}")), 0..50)
+    ) {
+        let mut t = 0;
+        let mut log = String::from("t_ms,kind\n");
+        let mut expected = Vec::new();
+        for (i, (step, kind, recipient)) in sends.iter().enumerate() {
+            t += step;
+            match recipient {
+                Some(r) => log.push_str(&format!("{t},{kind},{r}\n")),
+                None => log.push_str(&format!("{t},{kind}\n")),
+            }
+            expected.push((i as u64 + 2, t, kind.clone()));
+        }
+        let (read, errors) = read_all(log.as_bytes());
+        prop_assert!(errors.is_empty(), "{:?}", errors);
+        prop_assert_eq!(read, expected);
+    }
+}

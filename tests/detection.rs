@@ -1,0 +1,173 @@
+//! Detection with the default configuration, on the manual clock: the incident is halted within a
+//! few hundred sends, ordinary traffic with daily and weekly swings never trips, a slow ramp does,
+//! and a trip stays with its kind.
+
+mod support;
+
+use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, Reason, State};
+use support::{DAY_MS, HOUR_MS, MINUTE_MS, Profile, Rng, Traffic, burst, merge, minute_of_sends};
+
+fn breaker() -> (Breaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    (
+        Breaker::with_clock(Config::default(), clock.clone()).unwrap(),
+        clock,
+    )
+}
+
+/// Replays `traffic` and returns the sends blocked per kind.
+fn replay(
+    clock: &ManualClock,
+    handles: &[KindHandle<ManualClock>],
+    traffic: impl Iterator<Item = (u64, usize)>,
+) -> Vec<u64> {
+    let mut blocked = vec![0; handles.len()];
+    for (t, kind) in traffic {
+        clock.set(t);
+        if handles[kind].check() != Decision::Allowed {
+            blocked[kind] += 1;
+        }
+    }
+    blocked
+}
+
+fn ordinary_kinds() -> Vec<Profile> {
+    vec![
+        Profile::daily("email.welcome", 300.0, 10.0),
+        Profile::daily("sms.login_code", 150.0, 10.0),
+        Profile {
+            growth: 1.5,
+            ..Profile::daily("push.promo", 60.0, 5.0)
+        },
+        Profile::daily("security.2fa_changed", 3.0, 6.0),
+        Profile::daily("security.password_reset", 0.5, 4.0),
+    ]
+}
+
+#[test]
+fn the_incident_is_halted_within_a_few_hundred_sends_and_other_kinds_keep_flowing() {
+    let (breaker, clock) = breaker();
+    let profiles = ordinary_kinds();
+    let handles: Vec<_> = profiles.iter().map(|p| breaker.kind(p.kind)).collect();
+    let week = 7 * DAY_MS;
+    assert_eq!(
+        replay(&clock, &handles, Traffic::new(profiles.clone(), 1, 0, week)),
+        vec![0; 5]
+    );
+
+    // Monday 03:00: 125,000 identical notices at 400 a second, among ordinary traffic.
+    let start = week + 3 * HOUR_MS;
+    let runaway = burst(start, 125_000, 400.0).map(|t| (t, usize::MAX));
+    let ordinary = Traffic::new(profiles, 2, start, start + 10 * MINUTE_MS);
+    let twofa = 3;
+    let (mut let_through, mut others_blocked, mut first_refusal) = (0, 0, None);
+    for (t, kind) in merge(ordinary, runaway) {
+        clock.set(t);
+        match kind {
+            usize::MAX => match handles[twofa].check() {
+                Decision::Allowed => let_through += 1,
+                Decision::Blocked(reason) => drop(first_refusal.get_or_insert(reason)),
+            },
+            k if k == twofa => drop(handles[k].check()),
+            k => others_blocked += u64::from(!handles[k].check().is_allowed()),
+        }
+    }
+    assert!(let_through <= 200, "{let_through} let through");
+    assert!(
+        let_through >= 50,
+        "{let_through}: tripped before the floor allows"
+    );
+    assert_eq!(others_blocked, 0);
+    assert_eq!(first_refusal, Some(Reason::Spike));
+    assert_eq!(handles[twofa].status().trips, 1);
+}
+
+#[test]
+fn two_weeks_of_daily_and_weekly_swings_and_growth_never_trip() {
+    let (breaker, clock) = breaker();
+    let profiles = ordinary_kinds();
+    let handles: Vec<_> = profiles.iter().map(|p| breaker.kind(p.kind)).collect();
+    let blocked = replay(&clock, &handles, Traffic::new(profiles, 3, 0, 14 * DAY_MS));
+    assert_eq!(blocked, vec![0; handles.len()]);
+    for handle in &handles {
+        let status = handle.status();
+        assert_eq!(
+            (status.state, status.trips),
+            (State::Closed, 0),
+            "{}",
+            status.kind
+        );
+        assert!(status.warmed_up);
+    }
+}
+
+#[test]
+fn a_slow_ramp_trips_before_it_reaches_ten_times_normal() {
+    let (breaker, clock) = breaker();
+    let kind = breaker.kind("email.digest");
+    let normal = 150.0; // a minute
+    let mut rng = Rng::new(4);
+    let mut minute = 0u64;
+    let mut send_minute = |rate: f64, clock: &ManualClock| {
+        let mut blocked = false;
+        for t in minute_of_sends(&mut rng, minute, rate) {
+            clock.set(t);
+            blocked |= !kind.check().is_allowed();
+        }
+        minute += 1;
+        blocked
+    };
+    for _ in 0..2 * 24 * 60 {
+        assert!(!send_minute(normal, &clock), "tripped on normal traffic");
+    }
+    // The bug: the rate grows 1.4x every 10 minutes.
+    let mut rate = normal;
+    for step in 0.. {
+        if (0..10).any(|_| send_minute(rate, &clock)) {
+            break;
+        }
+        rate *= 1.4;
+        assert!(
+            rate < 10.0 * normal,
+            "not tripped after {step} steps, at {rate:.0} a minute"
+        );
+    }
+    assert_eq!(kind.status().reason, Reason::Spike);
+}
+
+#[test]
+fn a_quiet_kind_going_to_a_handful_a_minute_does_not_trip() {
+    let (breaker, clock) = breaker();
+    let kind = breaker.kind("security.new_device");
+    let mut rng = Rng::new(5);
+    for minute in 0..3 * 24 * 60u64 {
+        let rate = if minute < 2 * 24 * 60 { 1.0 } else { 5.0 };
+        for t in minute_of_sends(&mut rng, minute, rate) {
+            clock.set(t);
+            assert!(kind.check().is_allowed());
+        }
+    }
+}
+
+#[test]
+fn a_trip_stays_with_its_kind() {
+    let (breaker, clock) = breaker();
+    let runaway = breaker.kind("push.promo");
+    let bystander = breaker.kind("email.receipt");
+    let mut blocked = 0;
+    for t in 0..5_000u64 {
+        clock.set(t);
+        blocked += u64::from(!runaway.check().is_allowed());
+        if t % 100 == 0 {
+            assert!(bystander.check().is_allowed());
+        }
+    }
+    assert_eq!(
+        blocked,
+        5_000 - 1_000,
+        "the warm-up ceiling lets 1,000 through in a window"
+    );
+    assert_eq!(runaway.state(), State::Open);
+    assert_eq!(runaway.status().reason, Reason::Warmup);
+    assert_eq!(bystander.state(), State::Closed);
+}

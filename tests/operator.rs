@@ -1,0 +1,195 @@
+//! What an operator sees and does: events to page on, the breaker's status, forcing, resetting
+//! and dry-run, all on the manual clock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spikebreaker::{
+    Breaker, BreakerStatus, Config, Event, KindConfig, ManualClock, OVERFLOW_KIND, Reason, State,
+};
+
+/// A breaker on the manual clock with every event it emits recorded.
+fn recorded(config: Config) -> (Breaker<ManualClock>, ManualClock, Arc<Mutex<Vec<Event>>>) {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    (breaker, clock, events)
+}
+
+/// `sends` sends of `kind`, one every `every`; returns how many were allowed.
+fn send(breaker: &Breaker<ManualClock>, clock: &ManualClock, kind: &str, sends: u32, every: Duration) -> u32 {
+    let kind = breaker.kind(kind);
+    let mut allowed = 0;
+    for _ in 0..sends {
+        clock.advance(every);
+        allowed += u32::from(kind.check().is_allowed());
+    }
+    allowed
+}
+
+#[test]
+fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let pages = Arc::new(Mutex::new(Vec::new()));
+    let pager = Arc::clone(&pages);
+    breaker.subscribe(move |event| {
+        if event.is_trip() && !event.dry_run {
+            pager.lock().unwrap().push(format!(
+                "{} tripped ({}): {} sends in the window, threshold {}",
+                event.kind,
+                event.reason.as_str(),
+                event.window_count,
+                event.threshold
+            ));
+        }
+    });
+
+    let allowed = send(
+        &breaker,
+        &clock,
+        "security.2fa_changed",
+        5_000,
+        Duration::from_millis(2),
+    );
+    assert_eq!(allowed, 1_000);
+    assert_eq!(
+        send(&breaker, &clock, "email.welcome", 50, Duration::from_millis(2)),
+        50
+    );
+
+    let pages = pages.lock().unwrap();
+    assert_eq!(
+        *pages,
+        ["security.2fa_changed tripped (warmup): 1001 sends in the window, threshold 1000"]
+    );
+}
+
+#[test]
+fn a_trip_and_its_recovery_are_reported_in_order() {
+    let (breaker, clock, events) = recorded(Config::default());
+    send(&breaker, &clock, "push.promo", 2_000, Duration::from_millis(5));
+    // Quiet through the cool-down (300 s) and the probe (60 s).
+    clock.advance(Duration::from_secs(300));
+    breaker.refresh();
+    clock.advance(Duration::from_secs(60));
+    breaker.refresh();
+
+    let events = events.lock().unwrap();
+    let moves: Vec<_> = events.iter().map(|e| (e.from, e.to, e.reason)).collect();
+    assert_eq!(
+        moves,
+        [
+            (State::Closed, State::Open, Reason::Warmup),
+            (State::Open, State::HalfOpen, Reason::Cooldown),
+            (State::HalfOpen, State::Closed, Reason::Recovered),
+        ]
+    );
+    assert!(events[0].is_trip() && !events[0].is_would_trip());
+    assert!(events[0].window_count > events[0].threshold);
+    assert!(events[2].is_recovery() && !events[2].is_trip());
+    assert!(
+        events
+            .iter()
+            .all(|event| &*event.kind == "push.promo" && !event.is_forced())
+    );
+}
+
+#[test]
+fn forcing_and_resetting_are_reported_and_hold_the_state() {
+    let (breaker, clock, events) = recorded(Config::default());
+    breaker.force_open("sms.login");
+    assert_eq!(send(&breaker, &clock, "sms.login", 10, Duration::from_secs(1)), 0);
+    breaker.reset("sms.login");
+    assert_eq!(
+        send(&breaker, &clock, "sms.login", 10, Duration::from_secs(1)),
+        10
+    );
+    breaker.force_close("sms.login");
+    assert_eq!(
+        send(&breaker, &clock, "sms.login", 3_000, Duration::from_millis(1)),
+        3_000
+    );
+
+    let events = events.lock().unwrap();
+    let reasons: Vec<_> = events.iter().map(|e| (e.to, e.reason, e.is_forced())).collect();
+    assert_eq!(
+        reasons,
+        [
+            (State::Open, Reason::ForcedOpen, true),
+            (State::Closed, Reason::Reset, false),
+            (State::Closed, Reason::ForcedClosed, true),
+        ]
+    );
+    assert!(events[0].is_trip());
+    let status = breaker.kind_status("sms.login").unwrap();
+    assert!(status.forced);
+    assert_eq!((status.blocked, status.trips), (10, 1));
+}
+
+#[test]
+fn dry_run_reports_a_would_trip_and_blocks_nothing() {
+    let config = Config {
+        defaults: KindConfig {
+            dry_run: true,
+            ..KindConfig::default()
+        },
+        ..Config::default()
+    };
+    let (breaker, clock, events) = recorded(config);
+    assert_eq!(
+        send(&breaker, &clock, "push.promo", 3_000, Duration::from_millis(2)),
+        3_000
+    );
+
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert!(event.is_would_trip() && event.is_trip() && event.dry_run);
+    assert_eq!(
+        (event.to, event.reason, event.threshold),
+        (State::Open, Reason::Warmup, 1_000)
+    );
+    let status = breaker.kind_status("push.promo").unwrap();
+    assert_eq!(
+        (status.state, status.blocked, status.allowed),
+        (State::Open, 0, 3_000)
+    );
+}
+
+#[test]
+fn the_breaker_status_counts_the_overflow_and_serialises() {
+    let config = Config {
+        max_kinds: 2,
+        ..Config::default()
+    };
+    let (breaker, clock, _) = recorded(config);
+    for kind in ["email.welcome", "sms.login", "user-1", "user-2", "user-2"] {
+        send(&breaker, &clock, kind, 1, Duration::from_millis(1));
+    }
+
+    let status = breaker.overview();
+    assert_eq!(
+        (status.registered, status.max_kinds, status.overflowed),
+        (2, 2, 3)
+    );
+    assert_eq!(status.at_ms, 5);
+    let kinds: Vec<_> = status
+        .kinds
+        .iter()
+        .map(|k| (k.kind.as_str(), k.attempted))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(OVERFLOW_KIND, 3), ("email.welcome", 1), ("sms.login", 1)]
+    );
+    assert_eq!(breaker.kind("user-9").name().as_ref(), OVERFLOW_KIND);
+    assert_eq!(breaker.overflowed(), 4);
+
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(json.contains(r#""overflowed":3"#), "{json}");
+    let back: BreakerStatus = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, status);
+}

@@ -1,0 +1,192 @@
+//! The metrics as a Prometheus server scrapes them: a kind trips on the manual clock and the
+//! rendered exposition shows it, with counters that add up.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use spikebreaker::metrics::{
+    ALLOWED, ATTEMPTED, BASELINE_SENDS, BLOCKED, KINDS, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
+    WINDOW_SENDS,
+};
+use spikebreaker::{Breaker, Config, Decision, ManualClock, OVERFLOW_KIND};
+
+/// Runs `f` with a fresh Prometheus recorder as the thread's recorder, so that the breaker and
+/// kinds it creates register their series there.
+fn with_prometheus(f: impl FnOnce(&PrometheusHandle)) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || f(&handle));
+}
+
+/// The value of `name`, for `kind` (or breaker-wide when `None`), in the exposition text.
+fn value(exposition: &str, name: &str, kind: Option<&str>) -> Option<f64> {
+    let series = match kind {
+        Some(kind) => format!("{name}{{kind=\"{kind}\"}} "),
+        None => format!("{name} "),
+    };
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.parse().expect("a number"))
+}
+
+#[test]
+fn a_tripped_kind_shows_open_with_counts_that_add_up() {
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let runaway = breaker.kind("security.2fa_changed");
+        let welcome = breaker.kind("email.welcome");
+        let mut blocked = 0;
+        for i in 0..1_500 {
+            clock.advance(Duration::from_millis(10));
+            if runaway.check() != Decision::Allowed {
+                blocked += 1;
+            }
+            if i % 10 == 0 {
+                assert!(welcome.check().is_allowed());
+            }
+        }
+        assert_eq!(blocked, 500, "the warm-up ceiling lets 1,000 through");
+        breaker.refresh();
+
+        let text = prometheus.render();
+        let runaway = |name| value(&text, name, Some("security.2fa_changed"));
+        assert_eq!(runaway(STATE), Some(1.0), "{text}");
+        assert_eq!(runaway(TRIPS), Some(1.0));
+        assert_eq!(runaway(ATTEMPTED), Some(1_500.0));
+        assert_eq!(runaway(BLOCKED), Some(500.0));
+        assert_eq!(runaway(ALLOWED), Some(1_000.0));
+        assert_eq!(runaway(THRESHOLD_SENDS), Some(1_000.0));
+        assert_eq!(runaway(WINDOW_SENDS), Some(1_500.0));
+        assert_eq!(runaway(BASELINE_SENDS), Some(0.0));
+
+        let welcome = |name| value(&text, name, Some("email.welcome"));
+        assert_eq!(welcome(STATE), Some(0.0));
+        assert_eq!(welcome(TRIPS), Some(0.0));
+        assert_eq!(welcome(ATTEMPTED), Some(150.0));
+        assert_eq!(welcome(ALLOWED), Some(150.0));
+        assert_eq!(value(&text, KINDS, None), Some(2.0));
+        assert_eq!(value(&text, OVERFLOWED, None), Some(0.0));
+        assert!(text.contains(&format!("# HELP {STATE} ")), "described: {text}");
+        assert!(text.contains(&format!("# TYPE {ATTEMPTED} counter")));
+    });
+}
+
+#[test]
+fn every_kind_counts_add_up_after_recovery() {
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let kind = breaker.kind("push.promo");
+        for _ in 0..2_000 {
+            clock.advance(Duration::from_millis(5));
+            let _ = kind.check();
+        }
+        // Quiet through the cool-down (300 s) and the probe (60 s): the kind recovers without a send.
+        clock.advance(Duration::from_secs(300));
+        breaker.refresh();
+        clock.advance(Duration::from_secs(61));
+        breaker.refresh();
+
+        let text = prometheus.render();
+        let get = |name| value(&text, name, Some("push.promo")).unwrap();
+        assert_eq!(get(STATE), 0.0, "{text}");
+        assert_eq!(get(TRIPS), 1.0);
+        assert_eq!(get(ATTEMPTED), get(ALLOWED) + get(BLOCKED));
+        assert_eq!(get(ATTEMPTED), 2_000.0);
+        assert_eq!(get(WINDOW_SENDS), 0.0, "the spike has left the window");
+    });
+}
+
+#[test]
+fn kinds_beyond_max_kinds_share_the_overflow_series() {
+    with_prometheus(|prometheus| {
+        let config = Config {
+            max_kinds: 2,
+            ..Config::default()
+        };
+        let breaker = Breaker::with_clock(config, ManualClock::new()).unwrap();
+        for kind in [
+            "email.welcome",
+            "sms.login",
+            "user-1",
+            "user-2",
+            "user-3",
+            "user-3",
+        ] {
+            assert!(breaker.check(kind).is_allowed());
+        }
+
+        let text = prometheus.render();
+        assert_eq!(value(&text, KINDS, None), Some(2.0), "{text}");
+        assert_eq!(value(&text, OVERFLOWED, None), Some(4.0));
+        breaker.refresh();
+        let text = prometheus.render();
+        assert_eq!(value(&text, ATTEMPTED, Some(OVERFLOW_KIND)), Some(4.0), "{text}");
+        assert_eq!(value(&text, ATTEMPTED, Some("sms.login")), Some(1.0));
+        assert!(!text.contains("user-"), "no series per overflowed name: {text}");
+    });
+}
+
+#[test]
+fn counters_from_many_threads_are_exact_but_for_sends_refused_during_an_export() {
+    const THREADS: u64 = 4;
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let kind = breaker.kind("push.promo");
+        let blocked: u64 = std::thread::scope(|scope| {
+            let senders: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..2_000)
+                            .filter(|_| {
+                                clock.advance(Duration::from_millis(1));
+                                !kind.check().is_allowed()
+                            })
+                            .count() as u64
+                    })
+                })
+                .collect();
+            senders.into_iter().map(|sender| sender.join().unwrap()).sum()
+        });
+        breaker.refresh();
+
+        let text = prometheus.render();
+        let get = |name| value(&text, name, Some("push.promo")).unwrap() as u64;
+        assert_eq!(get(ATTEMPTED), THREADS * 2_000);
+        assert_eq!(get(BLOCKED), blocked);
+        assert_eq!(get(TRIPS), 1);
+        // A send another thread was refusing while a roll-over or trip exported shows as
+        // allowed until allowed sends pass it: at most one per other thread.
+        let allowed = THREADS * 2_000 - blocked;
+        assert!((allowed..allowed + THREADS).contains(&get(ALLOWED)), "{text}");
+    });
+}
+
+#[test]
+fn sends_export_at_each_bucket_edge_without_a_refresh() {
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let kind = breaker.kind("email.receipt");
+        for _ in 0..10 {
+            assert!(kind.check().is_allowed());
+        }
+        let attempted = || value(&prometheus.render(), ATTEMPTED, Some("email.receipt"));
+        assert_eq!(
+            attempted(),
+            Some(0.0),
+            "inside a bucket the send path exports nothing"
+        );
+        // The next bucket (a twelfth of the 60 s window) starts: its first send rolls over and exports.
+        clock.advance(Duration::from_secs(5));
+        assert!(kind.check().is_allowed());
+        assert_eq!(attempted(), Some(10.0));
+        assert_eq!(
+            value(&prometheus.render(), WINDOW_SENDS, Some("email.receipt")),
+            Some(10.0)
+        );
+    });
+}
