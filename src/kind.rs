@@ -77,7 +77,8 @@ struct Counters {
 /// The state behind the kind's lock.
 #[derive(Debug)]
 struct Cold {
-    policy: Policy,
+    /// Shared with every kind on the same settings (most kinds run on the defaults).
+    policy: Arc<Policy>,
     ring: Ring,
     baseline: Baseline,
     threshold: u64,
@@ -118,7 +119,12 @@ pub(crate) struct Kind<C> {
 }
 
 impl<C: Clock> Kind<C> {
-    pub(crate) fn new(name: Arc<str>, policy: Policy, baseline: Baseline, shared: Arc<Shared<C>>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        policy: Arc<Policy>,
+        baseline: Baseline,
+        shared: Arc<Shared<C>>,
+    ) -> Self {
         let now = shared.clock.now_ms();
         let (threshold, limit) = policy.threshold(&baseline);
         let cold = Cold {
@@ -447,7 +453,7 @@ impl<C: Clock> Kind<C> {
 
     /// Runs on new settings, keeping counts and the learned baseline. A new window length
     /// restarts the window's counts and rescales the baseline to the new length.
-    pub(crate) fn apply(&self, policy: Policy) {
+    pub(crate) fn apply(&self, policy: Arc<Policy>) {
         self.cold_op(|kind, cold, now, _| {
             let old_window = cold.policy.window_ms();
             if policy.bucket_ms != cold.policy.bucket_ms {
