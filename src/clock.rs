@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,18 +38,26 @@ pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
 /// ```
 #[derive(Clone, Copy)]
 pub struct SystemClock {
-    ticks: &'static AtomicU64,
+    /// Only [`SystemClock::new`] makes one, so a reading implies the ticking thread runs.
+    _ticking: (),
 }
 
 /// How often the ticking thread advances [`SystemClock`].
 const TICK: Duration = Duration::from_millis(1);
 
+/// The counter every [`SystemClock`] reads, at a fixed address (a read is one load, no pointer
+/// to follow) and alone on its cache line: every send on every core reads it, so nothing written
+/// often may share the line, or each write would cost every send a cache miss.
+#[repr(align(64))]
+struct Ticks(AtomicU64);
+
+static TICKS: Ticks = Ticks(AtomicU64::new(0));
+
 impl SystemClock {
     /// The process-wide clock, starting its ticking thread on first use.
     pub fn new() -> Self {
-        static TICKS: OnceLock<&'static AtomicU64> = OnceLock::new();
-        let ticks = *TICKS.get_or_init(|| {
-            let ticks: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        static TICKING: Once = Once::new();
+        TICKING.call_once(|| {
             let origin = Instant::now();
             std::thread::Builder::new()
                 .name("spikebreaker-clock".into())
@@ -57,15 +65,14 @@ impl SystemClock {
                     loop {
                         std::thread::sleep(TICK);
                         tick(
-                            ticks,
+                            &TICKS.0,
                             u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
                         );
                     }
                 })
                 .expect("spawning the spikebreaker clock thread");
-            ticks
         });
-        Self { ticks }
+        Self { _ticking: () }
     }
 }
 
@@ -92,7 +99,7 @@ impl fmt::Debug for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now_ms(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
+        TICKS.0.load(Ordering::Relaxed)
     }
 }
 

@@ -37,8 +37,8 @@ struct Line<T>(T);
 #[derive(Debug)]
 struct Limits<C> {
     /// The breaker's clock, copied here so that a send reads it from the line it reads anyway
-    /// instead of chasing `shared` (for [`SystemClock`](crate::SystemClock), a pointer to the
-    /// ticking counter).
+    /// instead of chasing `shared` ([`SystemClock`](crate::SystemClock) takes no room at all:
+    /// it reads a static counter).
     clock: C,
     bucket_start: AtomicU64,
     bucket_ms: AtomicU64,
