@@ -47,6 +47,8 @@ mod clock;
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "redis")]
+mod fleet;
 mod kind;
 mod policy;
 mod primitive;
@@ -64,6 +66,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
 pub use error::Error;
 pub use event::Event;
+#[cfg(feature = "redis")]
+pub use fleet::{Fleet, FleetConfig, FleetKindStatus, FleetStatus};
 pub use registry::OVERFLOW_KIND;
 pub use sender::{
     AsyncSender, Blocked, ByNotification, Classify, ClassifyFn, GuardError, Guarded, Notification, Sender,
