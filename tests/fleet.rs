@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spikebreaker::{Breaker, Config, Decision, Fleet, FleetConfig, KindHandle, ManualClock, Reason, State};
+use spikebreaker::{
+    Breaker, Config, Decision, Fleet, FleetConfig, KindHandle, ManualClock, Reason, State, SystemClock,
+};
 
 const KIND: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;
@@ -58,6 +60,17 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Stops (`STOP`) or resumes (`CONT`) the server: a black hole that keeps connections open.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     fn kill(&mut self) {
@@ -286,6 +299,79 @@ async fn redis_down_leaves_local_detection_and_loses_no_count_and_a_restart_resu
         all.iter().all(|i| i.kind.state() == State::Open)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_redis_times_out_to_local_detection_and_counts_each_send_once_when_back() {
+    let server = Server::start();
+    let all = instances(&server, vec![Config::default(); 2]);
+    linked(&all).await;
+    for instance in &all {
+        assert_eq!(send(instance, 100), 100);
+    }
+    wait_until("the fleet counts 200", || {
+        all.iter().all(|i| fleet_window(i) == Some((200, 0)))
+    })
+    .await;
+
+    server.signal("STOP");
+    // A sync in flight now reaches the server, but its reply will come too late to count.
+    for instance in &all {
+        assert_eq!(send(instance, 50), 50);
+    }
+    wait_until("every instance degrades", || {
+        all.iter().all(|i| i.fleet.status().degraded)
+    })
+    .await;
+    for instance in &all {
+        assert_eq!(send(instance, 50), 50);
+    }
+    server.signal("CONT");
+    // Deltas whose reply was lost are sent again; the server counts each send once.
+    wait_until("the fleet resumes with each count once", || {
+        all.iter()
+            .all(|i| !i.fleet.status().degraded && fleet_window(i) == Some((400, 0)))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_fleet_trip_one_instance_probes_while_the_others_hold() {
+    let server = Server::start();
+    // Short enough to watch a whole recovery on the real clock.
+    let config = Config::from_toml(
+        "[defaults]\nwindow_secs = 1\ncooldown_secs = 1\nprobe_secs = 1\nfloor = 10\nwarmup_ceiling = 50\n",
+    )
+    .unwrap();
+    let mut fleets = Vec::new();
+    let mut kinds: Vec<KindHandle<SystemClock>> = Vec::new();
+    for _ in 0..3 {
+        let breaker = Breaker::new(config.clone()).unwrap();
+        fleets.push(Fleet::start(breaker.clone(), fleet_config(&server)).unwrap());
+        kinds.push(breaker.kind(KIND));
+    }
+    wait_until("every instance syncs", || {
+        fleets.iter().all(|f| f.status().syncs > 0)
+    })
+    .await;
+
+    assert_eq!((0..60).filter(|_| kinds[0].check().is_allowed()).count(), 50);
+    wait_until("the fleet trips", || {
+        kinds.iter().all(|k| k.state() == State::Open)
+    })
+    .await;
+    let (mut first_close_seen, mut most_half_open) = (false, 0);
+    wait_until("every instance recovers", || {
+        // A status read also makes the transitions that are due.
+        let states: Vec<State> = kinds.iter().map(|k| k.status().state).collect();
+        first_close_seen |= states.contains(&State::Closed);
+        if !first_close_seen {
+            most_half_open = most_half_open.max(states.iter().filter(|s| **s == State::HalfOpen).count());
+        }
+        states.iter().all(|s| *s == State::Closed)
+    })
+    .await;
+    assert_eq!(most_half_open, 1, "exactly one instance probed first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

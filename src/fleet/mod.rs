@@ -17,7 +17,6 @@ mod sync;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -142,7 +141,7 @@ impl Fleet {
             .collect();
         let task = Task {
             channel: format!("{}:fleet", config.key_prefix),
-            id: instance_id(),
+            id: None,
             script: redis::Script::new(sync::SCRIPT),
             backoff: config.interval(),
             retry_at: Instant::now(),
@@ -205,11 +204,6 @@ impl Drop for Fleet {
     }
 }
 
-fn instance_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// A live connection, which also carries this instance's pub/sub messages.
 struct Link {
     conn: MultiplexedConnection,
@@ -222,7 +216,8 @@ struct Task<C: Clock> {
     client: redis::Client,
     script: redis::Script,
     channel: String,
-    id: String,
+    /// This instance's number in the fleet, given by Redis on the first connection.
+    id: Option<String>,
     kinds: HashMap<Arc<str>, KindSync>,
     /// Operator commands not yet told to the fleet.
     queued: VecDeque<Command>,
@@ -269,7 +264,7 @@ impl<C: Clock> Task<C> {
                 let Some((from, name)) = rest.split_once(':') else {
                     return;
                 };
-                if from == self.id {
+                if self.id.as_deref() == Some(from) {
                     return;
                 }
                 let kind = self.breaker.kind_arc(name);
@@ -319,7 +314,9 @@ impl<C: Clock> Task<C> {
             self.publish_status(None);
             return;
         }
-        let Some(link) = self.link.as_mut() else { return };
+        let (Some(link), Some(id)) = (self.link.as_mut(), self.id.as_deref()) else {
+            return;
+        };
 
         let mut pipe = redis::pipe();
         let commands = self.queued.len();
@@ -330,7 +327,7 @@ impl<C: Clock> Task<C> {
                 &self.kinds,
                 &self.config.key_prefix,
                 &self.channel,
-                &self.id,
+                id,
             );
         }
         for (kind, _, out) in &batch {
@@ -339,10 +336,11 @@ impl<C: Clock> Task<C> {
             };
             let mut call = redis::cmd("EVALSHA");
             call.arg(self.script.get_hash())
-                .arg(3)
+                .arg(4)
                 .arg(&sync.keys.trip)
                 .arg(&sync.keys.probe)
                 .arg(&sync.keys.force)
+                .arg(format!("{}{id}", sync.keys.high_water))
                 .arg(&sync.keys.buckets)
                 .arg(out.bucket_ms)
                 .arg(crate::window::BUCKETS)
@@ -351,11 +349,11 @@ impl<C: Clock> Task<C> {
                 .arg(out.trip_reason)
                 .arg(out.probe)
                 .arg(out.probe_ttl_ms)
-                .arg(&self.id)
+                .arg(id)
                 .arg(&self.channel)
                 .arg(&**kind.name());
-            for &(age, count) in &out.deltas {
-                call.arg(age).arg(count);
+            for &(age, count, upto) in &out.deltas {
+                call.arg(age).arg(count).arg(upto);
             }
             pipe.add_command(call);
         }
@@ -414,12 +412,22 @@ impl<C: Clock> Task<C> {
                 .await?;
             conn.subscribe(&self.channel).await?;
             self.script.load_async(&mut conn).await?;
-            Ok::<_, redis::RedisError>(conn)
+            // The fleet numbers its instances, so that ids are unique across hosts.
+            let id = match &self.id {
+                Some(id) => id.clone(),
+                None => redis::cmd("INCR")
+                    .arg(format!("{}:instances", self.config.key_prefix))
+                    .query_async::<u64>(&mut conn)
+                    .await?
+                    .to_string(),
+            };
+            Ok::<_, redis::RedisError>((conn, id))
         };
         let limit = self.config.connect_timeout() + self.config.response_timeout() * 2;
         match timeout(limit, attempt).await {
-            Ok(Ok(conn)) => {
+            Ok(Ok((conn, id))) => {
                 self.link = Some(Link { conn, pushes });
+                self.id = Some(id);
                 self.backoff = self.config.interval();
                 tracing::info!(channel = %self.channel, "spikebreaker fleet mode connected to Redis");
                 true

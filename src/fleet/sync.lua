@@ -1,19 +1,30 @@
 -- One kind's fleet sync, atomic on the server. Every key shares the kind's hash tag.
--- KEYS: trip, probe, force.
+-- KEYS: trip, probe, force, this instance's high-water mark.
 -- ARGV: bucket key prefix, bucket_ms, buckets per window, fleet threshold (0: none),
 --       trip ttl ms (0: no expiry), local trip reason ('' : none), probe (0 none, 1 want, 2 done),
---       probe ttl ms, instance id, channel, kind, then (age_ms, delta) pairs.
+--       probe ttl ms, instance id, channel, kind, then (age_ms, delta, upto) triples, where upto
+--       is the instance's running total of the kind's attempts up to and including the delta.
+--       The high-water mark makes a resent delta (its first reply was lost) count once.
 -- Returns: redis now ms, sliding window total, previous aligned window total, aligned window id,
 --          trip key PTTL (-2: absent), probe (0 none, 1 ours, 2 another's, 3 done), forced (0/1).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, bucket_ms, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local current = math.floor(now / bucket_ms)
-for i = 12, #ARGV, 2 do
-  local key = prefix .. math.floor((now - tonumber(ARGV[i])) / bucket_ms)
-  redis.call('INCRBY', key, ARGV[i + 1])
-  redis.call('PEXPIRE', key, bucket_ms * n * 3)
+local keep = bucket_ms * n * 3
+local hw = tonumber(redis.call('GET', KEYS[4]) or '0')
+local top = hw
+for i = 12, #ARGV, 3 do
+  local upto = tonumber(ARGV[i + 2])
+  local delta = math.min(tonumber(ARGV[i + 1]), upto - hw)
+  if delta > 0 then
+    local key = prefix .. math.floor((now - tonumber(ARGV[i])) / bucket_ms)
+    redis.call('INCRBY', key, delta)
+    redis.call('PEXPIRE', key, keep)
+  end
+  if upto > top then top = upto end
 end
+if top > hw then redis.call('SET', KEYS[4], top, 'PX', keep) end
 local function total(first, last)
   local keys = {}
   for b = first, last do keys[#keys + 1] = prefix .. b end

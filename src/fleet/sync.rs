@@ -20,6 +20,8 @@ pub(crate) struct Keys {
     pub(crate) force: String,
     /// Followed by a bucket id (Redis time / bucket length).
     pub(crate) buckets: String,
+    /// Followed by an instance id: the instance's running total already counted.
+    pub(crate) high_water: String,
 }
 
 impl Keys {
@@ -30,6 +32,7 @@ impl Keys {
             probe: format!("{base}:probe"),
             force: format!("{base}:force"),
             buckets: format!("{base}:w:"),
+            high_water: format!("{base}:hw:"),
         }
     }
 }
@@ -100,8 +103,8 @@ pub(crate) struct KindSync {
     pub(crate) keys: Keys,
     /// The kind's attempted total already recorded as deltas (sent or pending).
     recorded: u64,
-    /// Deltas not yet sent: (local time, count), at most one per local bucket.
-    pending: VecDeque<(u64, u64)>,
+    /// Deltas not yet sent: (local time, count, running total), at most one per local bucket.
+    pending: VecDeque<(u64, u64, u64)>,
     /// Learned from fleet-wide window totals.
     baseline: Baseline,
     aligned: Option<u64>,
@@ -130,8 +133,8 @@ pub(crate) struct Outgoing {
     pub(crate) probe: u8,
     pub(crate) probe_ttl_ms: u64,
     pub(crate) bucket_ms: u64,
-    /// (age in ms, count) pairs.
-    pub(crate) deltas: Vec<(u64, u64)>,
+    /// (age in ms, count, running total) triples.
+    pub(crate) deltas: Vec<(u64, u64, u64)>,
 }
 
 impl KindSync {
@@ -166,19 +169,22 @@ impl KindSync {
         if delta > 0 {
             self.active_until = now.saturating_add(2 * view.policy.window_ms());
             match self.pending.back_mut() {
-                Some((at, count)) if now / bucket_ms == *at / bucket_ms => *count += delta,
-                _ => self.pending.push_back((now, delta)),
+                Some((at, count, upto)) if now / bucket_ms == *at / bucket_ms => {
+                    *count += delta;
+                    *upto = view.attempted;
+                }
+                _ => self.pending.push_back((now, delta, view.attempted)),
             }
         }
         let horizon = now.saturating_sub(2 * view.policy.window_ms());
-        while self.pending.front().is_some_and(|&(at, _)| at < horizon) {
+        while self.pending.front().is_some_and(|&(at, _, _)| at < horizon) {
             self.pending.pop_front();
         }
     }
 
     /// Counts recorded and not yet sent.
     pub(crate) fn unsent(&self) -> u64 {
-        self.pending.iter().map(|&(_, count)| count).sum()
+        self.pending.iter().map(|&(_, count, _)| count).sum()
     }
 
     /// Whether the kind needs this sync: it sent, or it is (or was lately) busy or held.
@@ -221,7 +227,7 @@ impl KindSync {
             deltas: self
                 .pending
                 .iter()
-                .map(|&(at, count)| (now.saturating_sub(at), count))
+                .map(|&(at, count, upto)| (now.saturating_sub(at), count, upto))
                 .collect(),
         }
     }
@@ -318,9 +324,41 @@ mod tests {
         assert_eq!(sync.unsent(), 9);
         assert_eq!(sync.pending.len(), 2);
         let out = sync.outgoing(&view(16), 6_500, 250);
-        assert_eq!(out.deltas, vec![(6_500, 8), (500, 1)]);
+        assert_eq!(out.deltas, vec![(6_500, 8, 15), (500, 1, 16)]);
         sync.record(&view(16), 120_001);
         assert_eq!(sync.unsent(), 1, "the first bucket is older than two windows");
+    }
+
+    #[test]
+    fn the_fleet_baseline_learns_clean_completed_windows_only() {
+        let policy = Policy::compile(
+            &KindConfig {
+                warmup_secs: 180,
+                ..KindConfig::default()
+            },
+            "defaults",
+        )
+        .unwrap();
+        let view = FleetView { policy, ..view(0) };
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view, 0);
+        assert_eq!(
+            sync.threshold, 1000,
+            "warm-up ceiling until three windows are learned"
+        );
+        let out = sync.outgoing(&view, 0, 250);
+        let reply = |aligned: i64, previous: i64, pttl: i64| {
+            Reply::parse(&[0, 0, previous, aligned, pttl, 0, 0]).unwrap()
+        };
+        sync.apply(&view, &out, reply(10, 0, -2), 250);
+        // A window that saw the fleet tripped is not learned.
+        sync.apply(&view, &out, reply(10, 0, 5_000), 250);
+        sync.apply(&view, &out, reply(11, 10_000, -2), 250);
+        assert_eq!(sync.baseline.windows(), 0);
+        for aligned in 12..15 {
+            sync.apply(&view, &out, reply(aligned, 50, -2), 250);
+        }
+        assert_eq!(sync.baseline.windows(), 3);
+        assert_eq!(sync.threshold, 150, "factor 3 over a learned 50");
     }
 
     #[test]
