@@ -351,7 +351,8 @@ impl<C: Clock> Task<C> {
                 .arg(out.probe_ttl_ms)
                 .arg(id)
                 .arg(&self.channel)
-                .arg(&**kind.name());
+                .arg(&**kind.name())
+                .arg(out.aligned);
             for &(age, count, upto) in &out.deltas {
                 call.arg(age).arg(count).arg(upto);
             }

@@ -2,10 +2,12 @@
 -- KEYS: trip, probe, force, this instance's high-water mark.
 -- ARGV: bucket key prefix, bucket_ms, buckets per window, fleet threshold (0: none),
 --       trip ttl ms (0: no expiry), local trip reason ('' : none), probe (0 none, 1 want, 2 done),
---       probe ttl ms, instance id, channel, kind, then (age_ms, delta, upto) triples, where upto
+--       probe ttl ms, instance id, channel, kind, the aligned window id of the instance's last
+--       sync (-1: none), then (age_ms, delta, upto) triples, where upto
 --       is the instance's running total of the kind's attempts up to and including the delta.
 --       The high-water mark makes a resent delta (its first reply was lost) count once.
--- Returns: redis now ms, sliding window total, previous aligned window total, aligned window id,
+-- Returns: redis now ms, sliding window total, previous aligned window total (0 unless a new
+--          aligned window began since the instance's last sync), aligned window id,
 --          trip key PTTL (-2: absent), probe (0 none, 1 ours, 2 another's, 3 done), forced (0/1).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -14,7 +16,7 @@ local current = math.floor(now / bucket_ms)
 local keep = bucket_ms * n * 3
 local hw = tonumber(redis.call('GET', KEYS[4]) or '0')
 local top = hw
-for i = 12, #ARGV, 3 do
+for i = 13, #ARGV, 3 do
   local upto = tonumber(ARGV[i + 2])
   local delta = math.min(tonumber(ARGV[i + 1]), upto - hw)
   if delta > 0 then
@@ -36,7 +38,8 @@ local function total(first, last)
 end
 local window = total(current - n + 1, current)
 local aligned = math.floor(current / n)
-local previous = total((aligned - 1) * n, aligned * n - 1)
+local previous = 0
+if aligned ~= tonumber(ARGV[12]) then previous = total((aligned - 1) * n, aligned * n - 1) end
 
 local reason = ARGV[6]
 local threshold = tonumber(ARGV[4])

@@ -133,6 +133,9 @@ pub(crate) struct Outgoing {
     pub(crate) probe: u8,
     pub(crate) probe_ttl_ms: u64,
     pub(crate) bucket_ms: u64,
+    /// The aligned window of the last sync (-1: none): the script totals the one before the
+    /// current only when it is new.
+    pub(crate) aligned: i64,
     /// (age in ms, count, running total) triples.
     pub(crate) deltas: Vec<(u64, u64, u64)>,
 }
@@ -224,6 +227,7 @@ impl KindSync {
             probe,
             probe_ttl_ms: policy.probe_ms.max(4 * interval_ms),
             bucket_ms: policy.bucket_ms,
+            aligned: self.aligned.and_then(|a| i64::try_from(a).ok()).unwrap_or(-1),
             deltas: self
                 .pending
                 .iter()
