@@ -34,6 +34,8 @@
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
 //! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
 //!   [`Snapshot`] keeps what was learned across restarts.
+//! - With the `redis` feature, `Fleet` syncs a breaker's counts through Redis so that a fleet of
+//!   sender instances detects and stops a spike together (see the README's *Fleet mode*).
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 

@@ -39,7 +39,8 @@ use sync::{Action, Keys, KindSync, Reply};
 pub(crate) const DEGRADED_GAUGE: &str = "spikebreaker_fleet_degraded";
 
 /// Fleet mode for one breaker: a background task that syncs its kinds through Redis. Stops when
-/// dropped or [`shutdown`](Self::shutdown).
+/// dropped or [`shutdown`](Self::shutdown). Start one per breaker (two would count every send
+/// twice); instances sharing a [`FleetConfig::key_prefix`] and a Redis form one fleet.
 ///
 /// ```no_run
 /// use spikebreaker::{Breaker, Config, Fleet, FleetConfig};
