@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::kind::{FleetView, Kind};
 use crate::state::{Reason, State};
-use sync::{Action, Keys, KindSync, Reply};
+use sync::{Action, Keys, KindSync, Outgoing, Reply};
 
 /// The gauge that reads 1 while an instance has no working link to Redis (local-only
 /// detection), 0 while it syncs.
@@ -299,18 +299,7 @@ impl<C: Clock> Task<C> {
     /// One sync: record every kind's new attempts, then (linked) send them with the queued
     /// operator commands in one round trip and act on the replies.
     async fn sync(&mut self) {
-        let now = self.breaker.clock().now_ms();
-        let interval_ms = self.config.sync_interval_ms;
-        let mut batch = Vec::new();
-        for kind in self.breaker.kinds() {
-            let view = kind.fleet_view();
-            let sync = self.kind_sync(&kind, &view);
-            sync.record(&view, now);
-            if sync.due(&view, now) {
-                let outgoing = sync.outgoing(&view, now, interval_ms);
-                batch.push((kind, view, outgoing));
-            }
-        }
+        let batch = self.record();
         if self.link.is_none() && !self.connect().await {
             self.publish_status(None);
             return;
@@ -335,28 +324,7 @@ impl<C: Clock> Task<C> {
             let Some(sync) = self.kinds.get(kind.name()) else {
                 continue;
             };
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(self.script.get_hash())
-                .arg(4)
-                .arg(&sync.keys.trip)
-                .arg(&sync.keys.probe)
-                .arg(&sync.keys.force)
-                .arg(format!("{}{id}", sync.keys.high_water))
-                .arg(&sync.keys.buckets)
-                .arg(out.bucket_ms)
-                .arg(crate::window::BUCKETS)
-                .arg(out.threshold)
-                .arg(out.trip_ttl_ms)
-                .arg(out.trip_reason)
-                .arg(out.probe)
-                .arg(out.probe_ttl_ms)
-                .arg(id)
-                .arg(&self.channel)
-                .arg(&**kind.name())
-                .arg(out.aligned);
-            for &(age, count, upto) in &out.deltas {
-                call.arg(age).arg(count).arg(upto);
-            }
+            let call = sync.script_call(self.script.get_hash(), id, &self.channel, kind.name(), out);
             pipe.add_command(call);
         }
         if commands == 0 && batch.is_empty() {
@@ -376,6 +344,30 @@ impl<C: Clock> Task<C> {
         };
         let round_trip = started.elapsed();
         self.queued.drain(..commands);
+        self.apply(&batch, replies);
+        self.publish_status(Some(round_trip));
+    }
+
+    /// Every kind's new attempts, taken as pending deltas; what to send for the kinds that need
+    /// this sync.
+    fn record(&mut self) -> Vec<(Arc<Kind<C>>, FleetView, Outgoing)> {
+        let now = self.breaker.clock().now_ms();
+        let interval_ms = self.config.sync_interval_ms;
+        let mut batch = Vec::new();
+        for kind in self.breaker.kinds() {
+            let view = kind.fleet_view();
+            let sync = self.kind_sync(&kind, &view);
+            sync.record(&view, now);
+            if sync.due(&view, now) {
+                let outgoing = sync.outgoing(&view, now, interval_ms);
+                batch.push((kind, view, outgoing));
+            }
+        }
+        batch
+    }
+
+    /// Acts on the script's replies, one per kind of the batch.
+    fn apply(&mut self, batch: &[(Arc<Kind<C>>, FleetView, Outgoing)], replies: Vec<redis::Value>) {
         for ((kind, view, out), value) in batch.iter().zip(replies) {
             let Some(reply) = redis::from_redis_value::<Vec<i64>>(value)
                 .ok()
@@ -386,7 +378,7 @@ impl<C: Clock> Task<C> {
             let Some(sync) = self.kinds.get_mut(kind.name()) else {
                 continue;
             };
-            for action in sync.apply(view, out, reply, interval_ms) {
+            for action in sync.apply(view, out, reply, self.config.sync_interval_ms) {
                 match action {
                     Action::HoldOpen(ms) => kind.hold_open(Reason::Fleet, ms),
                     Action::ForceOpen => kind.force(State::Open),
@@ -394,7 +386,6 @@ impl<C: Clock> Task<C> {
                 }
             }
         }
-        self.publish_status(Some(round_trip));
     }
 
     /// Connects (or waits out the backoff): true when linked.

@@ -236,6 +236,40 @@ impl KindSync {
         }
     }
 
+    /// The script's invocation for `out` (arguments in the order `sync.lua` reads them).
+    pub(crate) fn script_call(
+        &self,
+        hash: &str,
+        id: &str,
+        channel: &str,
+        kind: &str,
+        out: &Outgoing,
+    ) -> redis::Cmd {
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(hash)
+            .arg(4)
+            .arg(&self.keys.trip)
+            .arg(&self.keys.probe)
+            .arg(&self.keys.force)
+            .arg(format!("{}{id}", self.keys.high_water))
+            .arg(&self.keys.buckets)
+            .arg(out.bucket_ms)
+            .arg(BUCKETS)
+            .arg(out.threshold)
+            .arg(out.trip_ttl_ms)
+            .arg(out.trip_reason)
+            .arg(out.probe)
+            .arg(out.probe_ttl_ms)
+            .arg(id)
+            .arg(channel)
+            .arg(kind)
+            .arg(out.aligned);
+        for &(age, count, upto) in &out.deltas {
+            call.arg(age).arg(count).arg(upto);
+        }
+        call
+    }
+
     /// The sync went through: forget what was sent, learn, and say what the local kind must do.
     pub(crate) fn apply(
         &mut self,
