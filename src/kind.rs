@@ -87,6 +87,7 @@ pub(crate) struct FleetView {
     pub(crate) reason: Reason,
     pub(crate) trips: u64,
     pub(crate) forced: bool,
+    pub(crate) dry_run: bool,
     pub(crate) policy: Policy,
 }
 
@@ -417,6 +418,7 @@ impl<C: Clock> Kind<C> {
             reason: cold.state.reason,
             trips: cold.trips,
             forced: cold.forced,
+            dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
             policy: cold.policy.clone(),
         }
     }

@@ -201,7 +201,8 @@ impl KindSync {
 
     pub(crate) fn outgoing(&self, view: &FleetView, now: u64, interval_ms: u64) -> Outgoing {
         let policy = &view.policy;
-        let new_trip = view.trips > self.trips_seen && view.state == State::Open;
+        // A kind in dry-run blocks nothing here, and must not make the fleet block either.
+        let new_trip = view.trips > self.trips_seen && view.state == State::Open && !view.dry_run;
         let trip_reason = match view.reason {
             Reason::Spike | Reason::Ceiling | Reason::Warmup | Reason::ProbeFailed if new_trip => {
                 view.reason.as_str()
@@ -217,7 +218,7 @@ impl KindSync {
             0
         };
         Outgoing {
-            threshold: if view.forced || view.policy.dry_run {
+            threshold: if view.forced || view.dry_run {
                 0
             } else {
                 self.threshold
@@ -349,6 +350,7 @@ mod tests {
             reason: Reason::New,
             trips: 0,
             forced: false,
+            dry_run: false,
             policy: Policy::compile(&KindConfig::default(), "defaults").unwrap(),
         }
     }
@@ -397,6 +399,33 @@ mod tests {
         }
         assert_eq!(sync.baseline.windows(), 3);
         assert_eq!(sync.threshold, 150, "factor 3 over a learned 50");
+    }
+
+    #[test]
+    fn a_local_trip_is_broadcast_once_and_never_from_dry_run() {
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let tripped = FleetView {
+            state: State::Open,
+            reason: Reason::Spike,
+            trips: 1,
+            ..view(0)
+        };
+        let out = sync.outgoing(&tripped, 0, 250);
+        assert_eq!(out.trip_reason, "spike");
+        let dry = FleetView {
+            dry_run: true,
+            ..tripped.clone()
+        };
+        assert_eq!(sync.outgoing(&dry, 0, 250).trip_reason, "");
+        let reply = Reply::parse(&[0, 0, 0, 0, -2, 0, 0]).unwrap();
+        sync.apply(&tripped, &out, reply, 250);
+        assert_eq!(sync.outgoing(&tripped, 0, 250).trip_reason, "", "already told");
+        let by_fleet = FleetView {
+            reason: Reason::Fleet,
+            trips: 2,
+            ..tripped
+        };
+        assert_eq!(sync.outgoing(&by_fleet, 0, 250).trip_reason, "");
     }
 
     #[test]
