@@ -52,7 +52,7 @@ pub(crate) const DEGRADED_GAUGE: &str = "spikebreaker_fleet_degraded";
 /// # Ok(()) }
 /// ```
 pub struct Fleet {
-    status: Arc<Mutex<FleetStatus>>,
+    status: Arc<Mutex<Shared>>,
     commands: mpsc::UnboundedSender<Command>,
     local: Arc<dyn Fn(&Command) + Send + Sync>,
     stop: watch::Sender<bool>,
@@ -62,7 +62,7 @@ pub struct Fleet {
 impl fmt::Debug for Fleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fleet")
-            .field("status", &*self.status.lock())
+            .field("status", &self.status.lock().status)
             .finish_non_exhaustive()
     }
 }
@@ -119,9 +119,12 @@ impl Fleet {
             )
         })?;
         let client = config.client()?;
-        let status = Arc::new(Mutex::new(FleetStatus {
-            degraded: true,
-            ..FleetStatus::default()
+        let status = Arc::new(Mutex::new(Shared {
+            status: FleetStatus {
+                degraded: true,
+                ..FleetStatus::default()
+            },
+            kinds: HashMap::new(),
         }));
         metrics::gauge!(DEGRADED_GAUGE).set(1.0);
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -166,7 +169,22 @@ impl Fleet {
 
     /// How fleet mode stands on this instance.
     pub fn status(&self) -> FleetStatus {
-        self.status.lock().clone()
+        let shared = self.status.lock();
+        let mut kinds: Vec<_> = shared
+            .kinds
+            .iter()
+            .map(|(kind, &(window_count, threshold, unsent))| FleetKindStatus {
+                kind: kind.to_string(),
+                window_count,
+                threshold,
+                unsent,
+            })
+            .collect();
+        kinds.sort_by(|a, b| a.kind.cmp(&b.kind));
+        FleetStatus {
+            kinds,
+            ..shared.status.clone()
+        }
     }
 
     /// Operator: blocks `kind` on every instance until [`reset`](Self::reset). Applies here at
@@ -225,7 +243,15 @@ struct Task<C: Clock> {
     link: Option<Link>,
     backoff: Duration,
     retry_at: Instant,
-    status: Arc<Mutex<FleetStatus>>,
+    status: Arc<Mutex<Shared>>,
+}
+
+/// What the task shows the handle: the status, and per kind (fleet window count, fleet
+/// threshold, unsent), turned into [`FleetKindStatus`]es only when asked.
+#[derive(Debug)]
+struct Shared {
+    status: FleetStatus,
+    kinds: HashMap<Arc<str>, (u64, u64, u64)>,
 }
 
 impl<C: Clock> Task<C> {
@@ -441,7 +467,8 @@ impl<C: Clock> Task<C> {
         let was_linked = self.link.take().is_some();
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(Duration::from_millis(self.config.max_backoff_ms));
-        let mut status = self.status.lock();
+        let mut shared = self.status.lock();
+        let status = &mut shared.status;
         status.failures += 1;
         if was_linked || !status.degraded || status.failures == 1 {
             tracing::warn!(
@@ -454,8 +481,9 @@ impl<C: Clock> Task<C> {
     }
 
     fn publish_status(&self, round_trip: Option<Duration>) {
-        let mut status = self.status.lock();
+        let mut shared = self.status.lock();
         if let Some(round_trip) = round_trip {
+            let status = &mut shared.status;
             status.syncs += 1;
             status.last_round_trip = Some(round_trip);
             if status.degraded {
@@ -463,18 +491,15 @@ impl<C: Clock> Task<C> {
             }
             status.degraded = false;
         }
-        let mut kinds: Vec<_> = self
-            .kinds
-            .iter()
-            .map(|(kind, sync)| FleetKindStatus {
-                kind: kind.to_string(),
-                window_count: sync.window,
-                threshold: sync.threshold,
-                unsent: sync.unsent(),
-            })
-            .collect();
-        kinds.sort_by(|a, b| a.kind.cmp(&b.kind));
-        status.kinds = kinds;
+        for (kind, sync) in &self.kinds {
+            let figures = (sync.window, sync.threshold, sync.unsent());
+            match shared.kinds.get_mut(kind) {
+                Some(slot) => *slot = figures,
+                None => {
+                    shared.kinds.insert(Arc::clone(kind), figures);
+                }
+            }
+        }
     }
 }
 
