@@ -268,6 +268,18 @@ impl<C: Clock> Breaker<C> {
     pub fn clock(&self) -> &C {
         &self.inner.shared.clock
     }
+
+    /// Fleet mode: every registered kind.
+    #[cfg(feature = "redis")]
+    pub(crate) fn kinds(&self) -> Vec<Arc<Kind<C>>> {
+        self.inner.registry.all()
+    }
+
+    /// Fleet mode: the kind called `name`, registering it if it is new.
+    #[cfg(feature = "redis")]
+    pub(crate) fn kind_arc(&self, name: &str) -> Arc<Kind<C>> {
+        self.resolve(name)
+    }
 }
 
 /// A resolved kind: checking through it is the lock-free send path. Cheap to clone.

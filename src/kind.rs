@@ -106,6 +106,20 @@ pub(crate) enum ColdStep {
     OverHeadroom(u64),
 }
 
+/// A kind as fleet sync sees it.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+pub(crate) struct FleetView {
+    /// Attempts since the kind was created: only grows.
+    pub(crate) attempted: u64,
+    pub(crate) state: State,
+    pub(crate) reason: Reason,
+    pub(crate) trips: u64,
+    pub(crate) forced: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) policy: Policy,
+}
+
 /// One kind's breaker.
 #[derive(Debug)]
 pub(crate) struct Kind<C> {
@@ -486,6 +500,43 @@ impl<C: Clock> Kind<C> {
         self.cold_op(|kind, cold, _, _| {
             cold.baseline = baseline;
             (cold.threshold, cold.limit) = cold.policy.threshold(&cold.baseline);
+            kind.publish(cold);
+        });
+    }
+
+    /// Fleet mode: what the sync task reads each interval. Cold: takes the kind's lock, counts
+    /// nothing, rolls nothing.
+    #[cfg(feature = "redis")]
+    pub(crate) fn fleet_view(&self) -> FleetView {
+        let cold = self.cold.lock();
+        FleetView {
+            attempted: cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed),
+            state: cold.state.state,
+            reason: cold.state.reason,
+            trips: cold.trips,
+            forced: cold.forced,
+            dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
+            policy: Policy::clone(&cold.policy),
+        }
+    }
+
+    /// Fleet mode: opens the kind for `reason` unless an operator forced its state, and keeps it
+    /// open for at least `hold_ms` from now (a kind that was closed opens for exactly that long).
+    #[cfg(feature = "redis")]
+    pub(crate) fn hold_open(&self, reason: Reason, hold_ms: u64) {
+        self.cold_op(|kind, cold, now, events| {
+            if cold.forced {
+                return;
+            }
+            let until = now.saturating_add(hold_ms);
+            if cold.state.state != State::Open {
+                kind.transition(cold, now, State::Open, reason, events);
+                if cold.policy.recovery == Recovery::Auto {
+                    cold.open_until = until;
+                }
+            } else if cold.open_until < until {
+                cold.open_until = until;
+            }
             kind.publish(cold);
         });
     }

@@ -39,6 +39,8 @@
 //! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
 //!   [`BreakerStatus`] shows the whole breaker, and, with the `admin` feature, `admin::router`
 //!   serves it and the operator's controls over HTTP.
+//! - With the `redis` feature, `Fleet` syncs a breaker's counts through Redis so that a fleet of
+//!   sender instances detects and stops a spike together (see the README's *Fleet mode*).
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
 
@@ -55,6 +57,8 @@ mod clock;
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "redis")]
+mod fleet;
 mod kind;
 pub mod metrics;
 mod policy;
@@ -74,6 +78,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
 pub use error::Error;
 pub use event::Event;
+#[cfg(feature = "redis")]
+pub use fleet::{Fleet, FleetConfig, FleetKindStatus, FleetStatus};
 pub use registry::OVERFLOW_KIND;
 pub use sender::{
     AsyncSender, Blocked, ByNotification, Classify, ClassifyFn, GuardError, Guarded, Notification, Sender,

@@ -59,6 +59,9 @@ pub enum Reason {
     ForcedClosed,
     /// An operator reset the kind.
     Reset,
+    /// Fleet mode: another instance tripped the kind, the fleet-wide rate crossed the threshold,
+    /// or the fleet is holding the kind open while one instance probes.
+    Fleet,
 }
 
 impl Reason {
@@ -75,10 +78,11 @@ impl Reason {
             Self::ForcedOpen => "forced_open",
             Self::ForcedClosed => "forced_closed",
             Self::Reset => "reset",
+            Self::Fleet => "fleet",
         }
     }
 
-    const ALL: [Reason; 10] = [
+    const ALL: [Reason; 11] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -89,6 +93,7 @@ impl Reason {
         Self::ForcedOpen,
         Self::ForcedClosed,
         Self::Reset,
+        Self::Fleet,
     ];
 }
 

@@ -1,0 +1,180 @@
+//! Fleet mode's settings: where Redis is, how keys are named, how often to sync, how long to
+//! wait for Redis before falling back to local-only detection.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Settings of fleet mode ([`Fleet`](crate::Fleet)).
+///
+/// ```
+/// use spikebreaker::FleetConfig;
+/// let config: FleetConfig = toml::from_str(r#"
+///     url = "redis+unix:///run/redis/redis.sock"
+///     sync_interval_ms = 100
+/// "#)?;
+/// config.validate()?;
+/// assert_eq!(config.key_prefix, "spikebreaker");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Redis to sync through: `redis://host:port[/db]`, or a unix socket as
+    /// `redis+unix:///path` or `unix:///path`.
+    pub url: String,
+    /// Prefix of every key and of the pub/sub channel; instances of one fleet share it.
+    pub key_prefix: String,
+    /// How often each instance sends its counts and reads the fleet's, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// How long to wait for a connection before falling back to local-only detection.
+    pub connect_timeout_ms: u64,
+    /// How long to wait for one sync's reply before falling back to local-only detection.
+    pub response_timeout_ms: u64,
+    /// Longest wait between reconnection attempts (the wait doubles from one sync interval).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "spikebreaker".into(),
+            sync_interval_ms: 250,
+            connect_timeout_ms: 1000,
+            response_timeout_ms: 200,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+const MAX_MS: u64 = 3_600_000;
+
+impl FleetConfig {
+    /// A configuration for the Redis at `url`, everything else default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.client()?;
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(Error::invalid(
+                "fleet.key_prefix",
+                format!("{:?}", self.key_prefix),
+                "must be non-empty and contain no `{` or `}` (kinds are the keys' hash tags)",
+            ));
+        }
+        for (field, ms) in [
+            ("fleet.sync_interval_ms", self.sync_interval_ms),
+            ("fleet.connect_timeout_ms", self.connect_timeout_ms),
+            ("fleet.response_timeout_ms", self.response_timeout_ms),
+            ("fleet.max_backoff_ms", self.max_backoff_ms),
+        ] {
+            if !(1..=MAX_MS).contains(&ms) {
+                return Err(Error::invalid(field, ms, "must be 1 to 3600000 milliseconds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis client, speaking RESP3 so that one connection carries both the syncs and the
+    /// pub/sub messages.
+    pub(crate) fn client(&self) -> Result<redis::Client, Error> {
+        use redis::IntoConnectionInfo;
+        let bad = |_| {
+            Error::invalid(
+                "fleet.url",
+                &self.url,
+                "must be redis://host:port, redis+unix:///path or unix:///path",
+            )
+        };
+        let info = self.url.as_str().into_connection_info().map_err(bad)?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        redis::Client::open(info.set_redis_settings(settings)).map_err(bad)
+    }
+
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms)
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub(crate) fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_and_unix_urls_are_accepted() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis+unix:///tmp/r.sock",
+            "unix:///tmp/r.sock",
+        ] {
+            FleetConfig::new(url).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_value() {
+        let cases = [
+            (
+                FleetConfig::new("http://example.com"),
+                "fleet.url",
+                "http://example.com",
+            ),
+            (
+                FleetConfig {
+                    sync_interval_ms: 0,
+                    ..FleetConfig::default()
+                },
+                "fleet.sync_interval_ms",
+                "0",
+            ),
+            (
+                FleetConfig {
+                    key_prefix: "a{b".into(),
+                    ..FleetConfig::default()
+                },
+                "fleet.key_prefix",
+                "a{b",
+            ),
+            (
+                FleetConfig {
+                    response_timeout_ms: 0,
+                    ..FleetConfig::default()
+                },
+                "fleet.response_timeout_ms",
+                "0",
+            ),
+        ];
+        for (config, field, value) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let err = toml::from_str::<FleetConfig>("sync_intervl_ms = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sync_intervl_ms"), "{err}");
+    }
+}

@@ -1,0 +1,453 @@
+//! One kind's side of a fleet sync: the counts not yet sent, the fleet-wide learned baseline, and
+//! what a reply from Redis asks of the local kind. Clock-free: times are passed in.
+
+use std::collections::VecDeque;
+
+use crate::baseline::Baseline;
+use crate::config::Recovery;
+use crate::kind::FleetView;
+use crate::state::{Reason, State};
+use crate::window::BUCKETS;
+
+/// The sync script (see `sync.lua` for its arguments and reply).
+pub(crate) const SCRIPT: &str = include_str!("sync.lua");
+
+/// Names of one kind's keys; the kind is the hash tag, so a cluster keeps them on one node.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    pub(crate) trip: String,
+    pub(crate) probe: String,
+    pub(crate) force: String,
+    /// Followed by a bucket id (Redis time / bucket length).
+    pub(crate) buckets: String,
+    /// Followed by an instance id: the instance's running total already counted.
+    pub(crate) high_water: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, kind: &str) -> Self {
+        let base = format!("{prefix}:{{{kind}}}");
+        Self {
+            trip: format!("{base}:trip"),
+            probe: format!("{base}:probe"),
+            force: format!("{base}:force"),
+            buckets: format!("{base}:w:"),
+            high_water: format!("{base}:hw:"),
+        }
+    }
+}
+
+/// The script's reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) now_ms: u64,
+    pub(crate) window: u64,
+    pub(crate) previous: u64,
+    pub(crate) aligned: u64,
+    /// Milliseconds the trip key has left: `None` absent, `Some(u64::MAX)` no expiry.
+    pub(crate) trip_ms: Option<u64>,
+    pub(crate) probe: Probe,
+    pub(crate) forced: bool,
+}
+
+/// Who may probe a kind whose fleet trip has expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    None,
+    Ours,
+    Another,
+    Done,
+}
+
+impl Reply {
+    pub(crate) fn parse(values: &[i64]) -> Option<Self> {
+        let &[now, window, previous, aligned, pttl, probe, forced] = values else {
+            return None;
+        };
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        Some(Self {
+            now_ms: count(now),
+            window: count(window),
+            previous: count(previous),
+            aligned: count(aligned),
+            trip_ms: match pttl {
+                -2 => None,
+                -1 => Some(u64::MAX),
+                ms => Some(count(ms)),
+            },
+            probe: match probe {
+                1 => Probe::Ours,
+                2 => Probe::Another,
+                3 => Probe::Done,
+                _ => Probe::None,
+            },
+            forced: forced == 1,
+        })
+    }
+}
+
+/// What a reply asks of the local kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Open (or keep open) for at least this long.
+    HoldOpen(u64),
+    /// The fleet's operator forced the kind open.
+    ForceOpen,
+    /// The fleet's operator force was lifted: reset.
+    Reset,
+}
+
+/// One kind's fleet state on this instance.
+#[derive(Debug)]
+pub(crate) struct KindSync {
+    pub(crate) keys: Keys,
+    /// The kind's attempted total already recorded as deltas (sent or pending).
+    recorded: u64,
+    /// Deltas not yet sent: (local time, count, running total), at most one per local bucket.
+    pending: VecDeque<(u64, u64, u64)>,
+    /// Learned from fleet-wide window totals.
+    baseline: Baseline,
+    aligned: Option<u64>,
+    /// The aligned window in progress saw no trip, local or fleet-wide.
+    clean: bool,
+    /// Trips of the local kind already looked at for broadcast.
+    trips_seen: u64,
+    /// This instance holds the probe for the kind.
+    probing: bool,
+    /// The fleet's operator forced the kind open here.
+    pub(crate) fleet_forced: bool,
+    /// Keep syncing the kind until then (local ms), though it sends nothing.
+    active_until: u64,
+    pub(crate) window: u64,
+    pub(crate) threshold: u64,
+    pub(crate) last_redis_ms: Option<u64>,
+    bucket_ms: u64,
+}
+
+/// What one sync sends for a kind.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) threshold: u64,
+    pub(crate) trip_ttl_ms: u64,
+    pub(crate) trip_reason: &'static str,
+    pub(crate) probe: u8,
+    pub(crate) probe_ttl_ms: u64,
+    pub(crate) bucket_ms: u64,
+    /// The aligned window of the last sync (-1: none): the script totals the one before the
+    /// current only when it is new.
+    pub(crate) aligned: i64,
+    /// (age in ms, count, running total) triples.
+    pub(crate) deltas: Vec<(u64, u64, u64)>,
+}
+
+impl KindSync {
+    /// `recorded`: attempts of the kind that are not the fleet's business (those from before
+    /// fleet mode started).
+    pub(crate) fn new(keys: Keys, view: &FleetView, recorded: u64) -> Self {
+        Self {
+            keys,
+            recorded,
+            pending: VecDeque::new(),
+            baseline: Baseline::default(),
+            aligned: None,
+            clean: true,
+            trips_seen: view.trips,
+            probing: false,
+            fleet_forced: false,
+            active_until: 0,
+            window: 0,
+            threshold: view.policy.threshold(&Baseline::default()).0,
+            last_redis_ms: None,
+            bucket_ms: view.policy.bucket_ms,
+        }
+    }
+
+    /// Takes the kind's new attempts as a pending delta, dropping deltas too old to matter to any
+    /// window the fleet still reads (the sliding one and the last aligned one).
+    pub(crate) fn record(&mut self, view: &FleetView, now: u64) {
+        let delta = view.attempted.saturating_sub(self.recorded);
+        self.recorded = view.attempted;
+        let bucket_ms = view.policy.bucket_ms;
+        self.bucket_ms = bucket_ms;
+        if delta > 0 {
+            self.active_until = now.saturating_add(2 * view.policy.window_ms());
+            match self.pending.back_mut() {
+                Some((at, count, upto)) if now / bucket_ms == *at / bucket_ms => {
+                    *count += delta;
+                    *upto = view.attempted;
+                }
+                _ => self.pending.push_back((now, delta, view.attempted)),
+            }
+        }
+        let horizon = now.saturating_sub(2 * view.policy.window_ms());
+        while self.pending.front().is_some_and(|&(at, _, _)| at < horizon) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Counts recorded and not yet sent.
+    pub(crate) fn unsent(&self) -> u64 {
+        self.pending.iter().map(|&(_, count, _)| count).sum()
+    }
+
+    /// Whether the kind needs this sync: it sent, or it is (or was lately) busy or held.
+    pub(crate) fn due(&self, view: &FleetView, now: u64) -> bool {
+        !self.pending.is_empty()
+            || now < self.active_until
+            || view.state != State::Closed
+            || self.probing
+            || self.fleet_forced
+    }
+
+    pub(crate) fn outgoing(&self, view: &FleetView, now: u64, interval_ms: u64) -> Outgoing {
+        let policy = &view.policy;
+        // A kind in dry-run blocks nothing here, and must not make the fleet block either.
+        let new_trip = view.trips > self.trips_seen && view.state == State::Open && !view.dry_run;
+        let trip_reason = match view.reason {
+            Reason::Spike | Reason::Ceiling | Reason::Warmup | Reason::ProbeFailed if new_trip => {
+                view.reason.as_str()
+            }
+            _ => "",
+        };
+        let auto = policy.recovery == Recovery::Auto;
+        let probe = if view.state == State::Open && !view.forced && auto {
+            1
+        } else if self.probing && view.state == State::Closed {
+            2
+        } else {
+            0
+        };
+        Outgoing {
+            threshold: if view.forced || view.dry_run {
+                0
+            } else {
+                self.threshold
+            },
+            trip_ttl_ms: if auto { policy.cooldown_ms.max(1) } else { 0 },
+            trip_reason,
+            probe,
+            probe_ttl_ms: policy.probe_ms.max(4 * interval_ms),
+            bucket_ms: policy.bucket_ms,
+            aligned: self.aligned.and_then(|a| i64::try_from(a).ok()).unwrap_or(-1),
+            deltas: self
+                .pending
+                .iter()
+                .map(|&(at, count, upto)| (now.saturating_sub(at), count, upto))
+                .collect(),
+        }
+    }
+
+    /// The script's invocation for `out` (arguments in the order `sync.lua` reads them).
+    pub(crate) fn script_call(
+        &self,
+        hash: &str,
+        id: &str,
+        channel: &str,
+        kind: &str,
+        out: &Outgoing,
+    ) -> redis::Cmd {
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(hash)
+            .arg(4)
+            .arg(&self.keys.trip)
+            .arg(&self.keys.probe)
+            .arg(&self.keys.force)
+            .arg(format!("{}{id}", self.keys.high_water))
+            .arg(&self.keys.buckets)
+            .arg(out.bucket_ms)
+            .arg(BUCKETS)
+            .arg(out.threshold)
+            .arg(out.trip_ttl_ms)
+            .arg(out.trip_reason)
+            .arg(out.probe)
+            .arg(out.probe_ttl_ms)
+            .arg(id)
+            .arg(channel)
+            .arg(kind)
+            .arg(out.aligned);
+        for &(age, count, upto) in &out.deltas {
+            call.arg(age).arg(count).arg(upto);
+        }
+        call
+    }
+
+    /// The sync went through: forget what was sent, learn, and say what the local kind must do.
+    pub(crate) fn apply(
+        &mut self,
+        view: &FleetView,
+        sent: &Outgoing,
+        reply: Reply,
+        interval_ms: u64,
+    ) -> Vec<Action> {
+        self.pending.clear();
+        self.trips_seen = view.trips;
+        self.last_redis_ms = Some(reply.now_ms);
+        if sent.probe == 2 {
+            self.probing = false;
+        }
+        if self.aligned.is_some_and(|seen| reply.aligned > seen) {
+            if self.aligned == Some(reply.aligned - 1) && self.clean {
+                self.baseline.learn(reply.previous, &view.policy);
+            }
+            self.clean = true;
+        }
+        self.aligned = Some(reply.aligned);
+        if view.state != State::Closed || view.forced || reply.trip_ms.is_some() {
+            self.clean = false;
+        }
+        self.window = reply.window;
+        self.threshold = view.policy.threshold(&self.baseline).0;
+
+        let mut actions = Vec::new();
+        if reply.forced && !self.fleet_forced {
+            self.fleet_forced = true;
+            actions.push(Action::ForceOpen);
+        } else if !reply.forced && self.fleet_forced {
+            self.fleet_forced = false;
+            actions.push(Action::Reset);
+        }
+        // Kept open a little past the trip key, so that the first sync after it expires can
+        // settle who probes before anyone goes half-open.
+        let margin = 2 * interval_ms;
+        match (reply.trip_ms, reply.probe) {
+            (Some(ms), _) => actions.push(Action::HoldOpen(ms.saturating_add(margin))),
+            (None, Probe::Ours) => self.probing = true,
+            (None, Probe::Another) if view.state == State::Open => actions.push(Action::HoldOpen(margin)),
+            _ => {}
+        }
+        actions
+    }
+
+    /// A pub/sub reset: the fleet's operator lifted everything on the kind.
+    pub(crate) fn on_reset(&mut self) {
+        self.fleet_forced = false;
+        self.probing = false;
+        self.clean = false;
+    }
+
+    /// Bucket keys of the last two windows, as of the last sync (for a fleet-wide reset).
+    pub(crate) fn recent_bucket_keys(&self) -> Vec<String> {
+        let Some(now) = self.last_redis_ms else {
+            return Vec::new();
+        };
+        let current = now / self.bucket_ms;
+        (current.saturating_sub(2 * BUCKETS as u64)..=current + 1)
+            .map(|b| format!("{}{b}", self.keys.buckets))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KindConfig;
+    use crate::policy::Policy;
+
+    fn view(attempted: u64) -> FleetView {
+        FleetView {
+            attempted,
+            state: State::Closed,
+            reason: Reason::New,
+            trips: 0,
+            forced: false,
+            dry_run: false,
+            policy: Policy::compile(&KindConfig::default(), "defaults").unwrap(),
+        }
+    }
+
+    #[test]
+    fn deltas_coalesce_per_bucket_and_expire_after_two_windows() {
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(7), 7);
+        sync.record(&view(10), 0);
+        sync.record(&view(15), 1_000); // same 5 s bucket
+        sync.record(&view(16), 6_000);
+        assert_eq!(sync.unsent(), 9);
+        assert_eq!(sync.pending.len(), 2);
+        let out = sync.outgoing(&view(16), 6_500, 250);
+        assert_eq!(out.deltas, vec![(6_500, 8, 15), (500, 1, 16)]);
+        sync.record(&view(16), 120_001);
+        assert_eq!(sync.unsent(), 1, "the first bucket is older than two windows");
+    }
+
+    #[test]
+    fn the_fleet_baseline_learns_clean_completed_windows_only() {
+        let policy = Policy::compile(
+            &KindConfig {
+                warmup_secs: 180,
+                ..KindConfig::default()
+            },
+            "defaults",
+        )
+        .unwrap();
+        let view = FleetView { policy, ..view(0) };
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view, 0);
+        assert_eq!(
+            sync.threshold, 1000,
+            "warm-up ceiling until three windows are learned"
+        );
+        let out = sync.outgoing(&view, 0, 250);
+        let reply = |aligned: i64, previous: i64, pttl: i64| {
+            Reply::parse(&[0, 0, previous, aligned, pttl, 0, 0]).unwrap()
+        };
+        sync.apply(&view, &out, reply(10, 0, -2), 250);
+        // A window that saw the fleet tripped is not learned.
+        sync.apply(&view, &out, reply(10, 0, 5_000), 250);
+        sync.apply(&view, &out, reply(11, 10_000, -2), 250);
+        assert_eq!(sync.baseline.windows(), 0);
+        for aligned in 12..15 {
+            sync.apply(&view, &out, reply(aligned, 50, -2), 250);
+        }
+        assert_eq!(sync.baseline.windows(), 3);
+        assert_eq!(sync.threshold, 150, "factor 3 over a learned 50");
+    }
+
+    #[test]
+    fn a_local_trip_is_broadcast_once_and_never_from_dry_run() {
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let tripped = FleetView {
+            state: State::Open,
+            reason: Reason::Spike,
+            trips: 1,
+            ..view(0)
+        };
+        let out = sync.outgoing(&tripped, 0, 250);
+        assert_eq!(out.trip_reason, "spike");
+        let dry = FleetView {
+            dry_run: true,
+            ..tripped.clone()
+        };
+        assert_eq!(sync.outgoing(&dry, 0, 250).trip_reason, "");
+        let reply = Reply::parse(&[0, 0, 0, 0, -2, 0, 0]).unwrap();
+        sync.apply(&tripped, &out, reply, 250);
+        assert_eq!(sync.outgoing(&tripped, 0, 250).trip_reason, "", "already told");
+        let by_fleet = FleetView {
+            reason: Reason::Fleet,
+            trips: 2,
+            ..tripped
+        };
+        assert_eq!(sync.outgoing(&by_fleet, 0, 250).trip_reason, "");
+    }
+
+    #[test]
+    fn keys_share_the_kind_as_hash_tag() {
+        let keys = Keys::new("sb", "email.welcome");
+        assert_eq!(keys.trip, "sb:{email.welcome}:trip");
+        assert_eq!(keys.buckets, "sb:{email.welcome}:w:");
+    }
+
+    #[test]
+    fn a_reply_with_a_trip_holds_the_kind_open_past_the_key() {
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let out = sync.outgoing(&view(0), 0, 250);
+        let reply = Reply::parse(&[1_000, 5, 0, 0, 3_000, 0, 0]).unwrap();
+        assert_eq!(
+            sync.apply(&view(0), &out, reply, 250),
+            vec![Action::HoldOpen(3_500)]
+        );
+        let forced = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 1]).unwrap();
+        assert_eq!(sync.apply(&view(0), &out, forced, 250), vec![Action::ForceOpen]);
+        let lifted = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 0]).unwrap();
+        assert_eq!(sync.apply(&view(0), &out, lifted, 250), vec![Action::Reset]);
+        assert_eq!(Reply::parse(&[1, 2]), None);
+    }
+}
