@@ -1,1 +1,123 @@
-fn main() {}
+//! What a send costs: spikebreaker's allowed send beside the floor (one bare atomic add on a
+//! shared counter) and beside governor, the rate limiter users would otherwise reach for, all
+//! measured in the same run so that the figures to compare are ratios within a run.
+//!
+//! `hot_path`: one thread. `contended_2t`: two threads hammering the same counter, limiter or
+//! kind; the figure is the time per operation per thread.
+//!
+//! Run with `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2`.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use governor::{Quota, RateLimiter};
+use spikebreaker::{Breaker, Config, KindConfig};
+
+const KIND: &str = "email.welcome";
+
+/// A breaker on the real clock whose threshold no benchmark reaches, so every send measured is
+/// an allowed send on the ordinary (closed, learning) path.
+fn breaker() -> Breaker {
+    let config = Config {
+        defaults: KindConfig {
+            warmup_ceiling: u64::MAX,
+            ..KindConfig::default()
+        },
+        ..Config::default()
+    };
+    Breaker::new(config).expect("a valid benchmark configuration")
+}
+
+/// A quota governor never reaches during a benchmark.
+fn quota() -> Quota {
+    Quota::per_second(NonZeroU32::MAX)
+}
+
+fn hot_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hot_path");
+    group.throughput(Throughput::Elements(1));
+
+    let counter = AtomicU64::new(0);
+    group.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(&counter).fetch_add(1, Ordering::Relaxed))
+    });
+
+    let direct = RateLimiter::direct(quota());
+    group.bench_function("governor_direct", |b| {
+        b.iter(|| assert!(black_box(&direct).check().is_ok()))
+    });
+
+    let keyed = RateLimiter::dashmap(quota());
+    let key: &'static str = KIND;
+    assert!(keyed.check_key(&key).is_ok());
+    group.bench_function("governor_keyed", |b| {
+        b.iter(|| assert!(black_box(&keyed).check_key(black_box(&key)).is_ok()))
+    });
+
+    let breaker = breaker();
+    let handle = breaker.kind(KIND);
+    group.bench_function("allow_by_handle", |b| {
+        b.iter(|| assert!(black_box(&handle).check().is_allowed()))
+    });
+
+    group.bench_function("allow_by_name", |b| {
+        b.iter(|| assert!(black_box(&breaker).check(black_box(KIND)).is_allowed()))
+    });
+
+    group.finish();
+}
+
+/// Runs `op` `iters` times on each of two threads started together and returns the wall time
+/// both took: with the threads in parallel, that is the time per operation per thread × iters.
+fn two_threads(iters: u64, op: impl Fn() + Sync) -> Duration {
+    let start = Barrier::new(3);
+    let (op, start_ref) = (&op, &start);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(move || {
+                start_ref.wait();
+                for _ in 0..iters {
+                    op();
+                }
+            });
+        }
+        start.wait();
+        // The scope joins both threads before returning, so elapsed() covers both.
+        Instant::now()
+    })
+    .elapsed()
+}
+
+fn contended_2t(c: &mut Criterion) {
+    let mut group = c.benchmark_group("contended_2t");
+    group.throughput(Throughput::Elements(1));
+
+    let counter = AtomicU64::new(0);
+    group.bench_function("atomic_fetch_add", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                black_box(&counter).fetch_add(1, Ordering::Relaxed);
+            })
+        })
+    });
+
+    let direct = RateLimiter::direct(quota());
+    group.bench_function("governor_direct", |b| {
+        b.iter_custom(|iters| two_threads(iters, || assert!(black_box(&direct).check().is_ok())))
+    });
+
+    let breaker = breaker();
+    let handle = breaker.kind(KIND);
+    group.bench_function("allow_by_handle", |b| {
+        b.iter_custom(|iters| two_threads(iters, || assert!(black_box(&handle).check().is_allowed())))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, contended_2t);
+criterion_main!(benches);

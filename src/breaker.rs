@@ -88,7 +88,17 @@ impl<C: Clock> Breaker<C> {
 
     /// Counts one send of `kind` and decides it (a registry look-up, then [`KindHandle::check`]).
     pub fn check(&self, kind: &str) -> Decision {
-        self.resolve(kind).check()
+        // Decided under the registry's read lock while the send stays lock-free, which spares
+        // the kind's reference count two atomic writes; cold work, which may call subscribers,
+        // runs after the lock is released.
+        let lock_free = self.inner.registry.with(kind, |found| {
+            found.check_lock_free().map_err(|step| (Arc::clone(found), step))
+        });
+        match lock_free {
+            Some(Ok(decision)) => decision,
+            Some(Err((found, step))) => found.check_cold(step),
+            None => self.resolve(kind).check(),
+        }
     }
 
     fn resolve(&self, name: &str) -> Arc<Kind<C>> {

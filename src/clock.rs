@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// The breaker reads it on every send, so it must be cheap. A reading that goes backwards is
 /// tolerated (the send counts in the newest bucket the kind has seen) but never needed by the
 /// clocks this crate ships, except [`ManualClock::set`] used to simulate a faulty clock.
+///
+/// Every kind keeps a clone of the breaker's clock beside the limits its sends read, so clones
+/// must read the same time (as a shared counter's do).
 pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
     /// Milliseconds since this clock's origin.
     fn now_ms(&self) -> u64;
@@ -35,33 +38,48 @@ pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
 /// ```
 #[derive(Clone, Copy)]
 pub struct SystemClock {
-    ticks: &'static AtomicU64,
+    /// Only [`SystemClock::new`] makes one, so a reading implies the ticking thread runs.
+    _ticking: (),
 }
 
 /// How often the ticking thread advances [`SystemClock`].
 const TICK: Duration = Duration::from_millis(1);
 
+/// The counter every [`SystemClock`] reads, at a fixed address (a read is one load, no pointer
+/// to follow) and alone on its cache line: every send on every core reads it, so nothing written
+/// often may share the line, or each write would cost every send a cache miss.
+#[repr(align(64))]
+struct Ticks(AtomicU64);
+
+static TICKS: Ticks = Ticks(AtomicU64::new(0));
+
 impl SystemClock {
     /// The process-wide clock, starting its ticking thread on first use.
     pub fn new() -> Self {
-        static TICKS: OnceLock<&'static AtomicU64> = OnceLock::new();
-        let ticks = *TICKS.get_or_init(|| {
-            let ticks: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        static TICKING: Once = Once::new();
+        TICKING.call_once(|| {
             let origin = Instant::now();
             std::thread::Builder::new()
                 .name("spikebreaker-clock".into())
                 .spawn(move || {
                     loop {
                         std::thread::sleep(TICK);
-                        let ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        ticks.fetch_max(ms, Ordering::Relaxed);
+                        tick(
+                            &TICKS.0,
+                            u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        );
                     }
                 })
                 .expect("spawning the spikebreaker clock thread");
-            ticks
         });
-        Self { ticks }
+        Self { _ticking: () }
     }
+}
+
+/// Moves the counter to `ms` unless it is already past it: a source that steps back (a clock
+/// read on another core, a misbehaving timer) never moves the readings back.
+fn tick(ticks: &AtomicU64, ms: u64) {
+    ticks.fetch_max(ms, Ordering::Relaxed);
 }
 
 impl Default for SystemClock {
@@ -81,7 +99,7 @@ impl fmt::Debug for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now_ms(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
+        TICKS.0.load(Ordering::Relaxed)
     }
 }
 
@@ -115,6 +133,7 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `by` (saturating).
+    #[inline]
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         let _ = self.ms.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
@@ -123,6 +142,7 @@ impl ManualClock {
     }
 
     /// Sets the clock to `ms`, backwards too: that is how tests simulate a faulty clock.
+    #[inline]
     pub fn set(&self, ms: u64) {
         self.ms.store(ms, Ordering::Relaxed);
     }
@@ -150,6 +170,32 @@ mod tests {
             assert!(now >= last, "went back from {last} to {now}");
             last = now;
             std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_source_stepping_back_never_moves_the_clock_back() {
+        let ticks = AtomicU64::new(0);
+        for (source_ms, reading) in [(5, 5), (3, 5), (5, 5), (9, 9), (0, 9), (10, 10)] {
+            tick(&ticks, source_ms);
+            assert_eq!(
+                ticks.load(Ordering::Relaxed),
+                reading,
+                "after a source reading of {source_ms}"
+            );
+        }
+    }
+
+    #[test]
+    fn system_clock_readings_never_go_back_across_threads() {
+        // One counter for the process: a reading on another thread that happens after a reading
+        // here is never older, as it could be with a per-core source.
+        let clock = SystemClock::new();
+        for _ in 0..100 {
+            let before = clock.now_ms();
+            let there = std::thread::spawn(move || clock.now_ms()).join().unwrap();
+            let after = clock.now_ms();
+            assert!(before <= there && there <= after, "{before} {there} {after}");
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`Policy`] the engine runs on, so nothing is re-checked on the send path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -218,26 +219,27 @@ impl Config {
                 ));
             }
             let policy = Policy::compile(&patch.apply_to(&self.defaults), &format!("kinds.{kind:?}"))?;
-            overrides.insert(kind.clone(), policy);
+            overrides.insert(kind.clone(), Arc::new(policy));
         }
         Ok(Compiled {
-            defaults,
+            defaults: Arc::new(defaults),
             overrides,
             max_kinds: self.max_kinds,
         })
     }
 }
 
-/// A validated configuration: one policy per overridden kind plus the default one.
+/// A validated configuration: one policy per overridden kind plus the default one, each shared
+/// by the kinds that run on it.
 #[derive(Debug)]
 pub(crate) struct Compiled {
-    pub(crate) defaults: Policy,
-    pub(crate) overrides: BTreeMap<String, Policy>,
+    pub(crate) defaults: Arc<Policy>,
+    pub(crate) overrides: BTreeMap<String, Arc<Policy>>,
     pub(crate) max_kinds: usize,
 }
 
 impl Compiled {
-    pub(crate) fn policy(&self, kind: &str) -> &Policy {
+    pub(crate) fn policy(&self, kind: &str) -> &Arc<Policy> {
         self.overrides.get(kind).unwrap_or(&self.defaults)
     }
 }

@@ -34,8 +34,12 @@ pub(crate) struct Shared<C> {
 struct Line<T>(T);
 
 /// Read by every send; written only by cold work.
-#[derive(Debug, Default)]
-struct Limits {
+#[derive(Debug)]
+struct Limits<C> {
+    /// The breaker's clock, copied here so that a send reads it from the line it reads anyway
+    /// instead of chasing `shared` ([`SystemClock`](crate::SystemClock) takes no room at all:
+    /// it reads a static counter).
+    clock: C,
     bucket_start: AtomicU64,
     bucket_ms: AtomicU64,
     /// Sends the current bucket may count before the window reaches the threshold; 0 when open.
@@ -45,6 +49,20 @@ struct Limits {
     /// [`Packed`] state and reason.
     status: AtomicU32,
     dry_run: AtomicBool,
+}
+
+impl<C> Limits<C> {
+    fn new(clock: C) -> Self {
+        Self {
+            clock,
+            bucket_start: AtomicU64::new(0),
+            bucket_ms: AtomicU64::new(0),
+            headroom: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            status: AtomicU32::new(0),
+            dry_run: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Written by sends.
@@ -59,7 +77,8 @@ struct Counters {
 /// The state behind the kind's lock.
 #[derive(Debug)]
 struct Cold {
-    policy: Policy,
+    /// Shared with every kind on the same settings (most kinds run on the defaults).
+    policy: Arc<Policy>,
     ring: Ring,
     baseline: Baseline,
     threshold: u64,
@@ -76,6 +95,15 @@ struct Cold {
     /// Attempts in buckets already rolled into the ring.
     attempted_rolled: u64,
     trips: u64,
+}
+
+/// Where a send left the lock-free path, for [`Kind::check_cold`] to finish it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ColdStep {
+    /// Time (the reading carried) left the kind's bucket; the send is not counted yet.
+    BucketEdge(u64),
+    /// The send is counted and found no headroom.
+    OverHeadroom(u64),
 }
 
 /// A kind as fleet sync sees it.
@@ -95,7 +123,7 @@ pub(crate) struct FleetView {
 /// One kind's breaker.
 #[derive(Debug)]
 pub(crate) struct Kind<C> {
-    limits: Line<Limits>,
+    limits: Line<Limits<C>>,
     counters: Line<Counters>,
     name: Arc<str>,
     shared: Arc<Shared<C>>,
@@ -105,7 +133,12 @@ pub(crate) struct Kind<C> {
 }
 
 impl<C: Clock> Kind<C> {
-    pub(crate) fn new(name: Arc<str>, policy: Policy, baseline: Baseline, shared: Arc<Shared<C>>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        policy: Arc<Policy>,
+        baseline: Baseline,
+        shared: Arc<Shared<C>>,
+    ) -> Self {
         let now = shared.clock.now_ms();
         let (threshold, limit) = policy.threshold(&baseline);
         let cold = Cold {
@@ -127,7 +160,7 @@ impl<C: Clock> Kind<C> {
             policy,
         };
         let kind = Self {
-            limits: Line::default(),
+            limits: Line(Limits::new(shared.clock.clone())),
             counters: Line::default(),
             metrics: KindMetrics::register(&name),
             name,
@@ -154,16 +187,49 @@ impl<C: Clock> Kind<C> {
     /// Counts one attempted send and decides it.
     #[inline]
     pub(crate) fn check(&self) -> Decision {
-        let now = self.shared.clock.now_ms();
+        match self.check_lock_free() {
+            Ok(decision) => decision,
+            Err(step) => self.check_cold(step),
+        }
+    }
+
+    /// The send path up to where cold work is needed: a clock read, the bucket test, the count
+    /// and the headroom compare. It never blocks and never runs user code, so a caller may hold
+    /// a short lock around it (the registry's, for a send by name).
+    #[inline]
+    pub(crate) fn check_lock_free(&self) -> Result<Decision, ColdStep> {
         let limits = &self.limits.0;
+        let now = limits.clock.now_ms();
         let into_bucket = now.wrapping_sub(limits.bucket_start.load(Ordering::Relaxed));
         if into_bucket >= limits.bucket_ms.load(Ordering::Relaxed) {
-            self.on_bucket_edge(now);
+            return Err(ColdStep::BucketEdge(now));
         }
+        self.count(now)
+    }
+
+    #[inline]
+    fn count(&self, now: u64) -> Result<Decision, ColdStep> {
         let count = self.counters.0.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if count <= limits.headroom.load(Ordering::Relaxed) {
-            return Decision::Allowed;
+        if count <= self.limits.0.headroom.load(Ordering::Relaxed) {
+            return Ok(Decision::Allowed);
         }
+        Err(ColdStep::OverHeadroom(now))
+    }
+
+    /// Finishes a send that left the lock-free path. May call subscribers: hold no lock.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check_cold(&self, step: ColdStep) -> Decision {
+        let now = match step {
+            ColdStep::BucketEdge(now) => {
+                self.on_bucket_edge(now);
+                match self.count(now) {
+                    Ok(decision) => return decision,
+                    Err(_) => now,
+                }
+            }
+            ColdStep::OverHeadroom(now) => now,
+        };
         self.over_headroom(now)
     }
 
@@ -401,7 +467,7 @@ impl<C: Clock> Kind<C> {
 
     /// Runs on new settings, keeping counts and the learned baseline. A new window length
     /// restarts the window's counts and rescales the baseline to the new length.
-    pub(crate) fn apply(&self, policy: Policy) {
+    pub(crate) fn apply(&self, policy: Arc<Policy>) {
         self.cold_op(|kind, cold, now, _| {
             let old_window = cold.policy.window_ms();
             if policy.bucket_ms != cold.policy.bucket_ms {
@@ -450,7 +516,7 @@ impl<C: Clock> Kind<C> {
             trips: cold.trips,
             forced: cold.forced,
             dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
-            policy: cold.policy.clone(),
+            policy: Policy::clone(&cold.policy),
         }
     }
 

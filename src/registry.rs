@@ -64,6 +64,16 @@ impl<C> Registry<C> {
         self.kinds.get(name).map(|kind| Arc::clone(kind.value()))
     }
 
+    /// `f` on the kind called `name`, if registered, without touching the kind's reference
+    /// count. `f` runs under the map's shard lock: it must be short and must not call back into
+    /// the breaker or into user code.
+    pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<Kind<C>>) -> R) -> Option<R> {
+        if name == OVERFLOW_KIND {
+            return self.overflow.get().map(f);
+        }
+        self.kinds.get(name).map(|kind| f(kind.value()))
+    }
+
     /// Every registered kind, the overflow kind last if it exists.
     pub(crate) fn all(&self) -> Vec<Arc<Kind<C>>> {
         let mut all: Vec<_> = self.kinds.iter().map(|kind| Arc::clone(kind.value())).collect();

@@ -179,14 +179,19 @@ impl<S, K, C: Clock> Guarded<S, K, C> {
     where
         K: Classify<N>,
     {
-        let kind = self.breaker.kind(self.classify.kind(&notification));
-        match kind.check() {
+        // By name, the send path that touches no reference count; only a refusal resolves the
+        // kind again, for the name it hands back (the overflow kind's, if the registry is full).
+        let name = self.classify.kind(&notification);
+        match self.breaker.check(name) {
             Decision::Allowed => Ok(notification),
-            Decision::Blocked(reason) => Err(Blocked {
-                notification,
-                kind: Arc::clone(kind.name()),
-                reason,
-            }),
+            Decision::Blocked(reason) => {
+                let kind = Arc::clone(self.breaker.kind(name).name());
+                Err(Blocked {
+                    notification,
+                    kind,
+                    reason,
+                })
+            }
         }
     }
 }

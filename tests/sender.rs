@@ -178,3 +178,24 @@ async fn a_tower_service_behind_the_layer_hands_blocked_requests_back() {
         ("security.2fa_changed", "b@example.com")
     );
 }
+
+#[test]
+fn a_notification_refused_on_the_overflow_kind_comes_back_naming_it() {
+    let config = Config {
+        max_kinds: 1,
+        ..Config::default()
+    };
+    let breaker = Breaker::with_clock(config, ManualClock::new()).unwrap();
+    let _ = breaker.check("email.welcome");
+    breaker.force_open(spikebreaker::OVERFLOW_KIND);
+    let guarded = Guarded::new(Outbox::default(), breaker);
+    let Err(GuardError::Blocked(blocked)) = Sender::send(&guarded, email("user-4711", "a@example.com"))
+    else {
+        panic!("expected a block");
+    };
+    assert_eq!(
+        (blocked.kind(), blocked.reason()),
+        (spikebreaker::OVERFLOW_KIND, Reason::ForcedOpen)
+    );
+    assert!(Sender::send(&guarded, email("email.welcome", "b@example.com")).is_ok());
+}

@@ -1,0 +1,81 @@
+//! What a kind costs in memory: registers N kinds (default 100,000; the first argument overrides)
+//! with learned baselines restored from a snapshot, and counts what the allocator holds for them,
+//! the registry's own growth included.
+//!
+//! Run with `cargo run --release --example footprint [N]`. The last line is
+//! `bytes_per_kind=<integer>`.
+
+use std::alloc::System;
+use std::collections::BTreeMap;
+
+use spikebreaker::{Breaker, Config, LearnedBaseline, ManualClock, SNAPSHOT_VERSION, Snapshot};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn name(i: usize) -> String {
+    format!("tenant{:05}.email.receipt", i)
+}
+
+/// A week of learned traffic for each kind, each at its own rate.
+fn snapshot(kinds: usize) -> Snapshot {
+    let kinds: BTreeMap<String, LearnedBaseline> = (0..kinds)
+        .map(|i| {
+            let mean = 1.0 + (i % 500) as f64;
+            let learned = LearnedBaseline {
+                window_secs: 60,
+                mean,
+                variance: mean * 1.5,
+                peak: mean * 2.0,
+                windows: 7 * 24 * 60,
+            };
+            (name(i), learned)
+        })
+        .collect();
+    Snapshot {
+        version: SNAPSHOT_VERSION,
+        kinds,
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let kinds: usize = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    if kinds == 0 {
+        return Err("the number of kinds must be at least 1".into());
+    }
+    let snapshot = snapshot(kinds);
+    let config = Config {
+        max_kinds: kinds,
+        ..Config::default()
+    };
+    let breaker = Breaker::with_clock(config, ManualClock::starting_at(1_000_000_000))?;
+
+    let region = Region::new(ALLOCATOR);
+    breaker.restore(&snapshot)?;
+    let change = region.change();
+    let held =
+        change.bytes_allocated as i128 - change.bytes_deallocated as i128 + change.bytes_reallocated as i128;
+
+    // What was registered is what was measured: every kind, each with its learned baseline.
+    assert_eq!(breaker.overflowed(), 0);
+    for i in [0, kinds / 2, kinds - 1] {
+        let status = breaker
+            .kind_status(&name(i))
+            .ok_or("a restored kind is missing")?;
+        assert!(status.warmed_up && status.baseline > 0.0, "{status:?}");
+    }
+
+    println!("kinds={kinds}");
+    println!("bytes_held={held}");
+    println!(
+        "allocations_held={}",
+        change.allocations as i128 - change.deallocations as i128
+    );
+    println!("bytes_per_kind={}", held / kinds as i128);
+    Ok(())
+}
