@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use crate::kind::Kind;
 
@@ -15,6 +16,9 @@ pub const OVERFLOW_KIND: &str = "_overflow";
 #[derive(Debug)]
 pub(crate) struct Registry<C> {
     kinds: DashMap<Arc<str>, Arc<Kind<C>>, foldhash::fast::RandomState>,
+    /// Slots taken in `kinds`: reserved before an insert, so that racing registrations of new
+    /// kinds cannot overshoot `max_kinds`.
+    taken: AtomicUsize,
     overflow: OnceLock<Arc<Kind<C>>>,
     /// Look-ups of a new kind that found the registry full and were sent to the overflow kind.
     overflowed: AtomicU64,
@@ -24,6 +28,7 @@ impl<C> Default for Registry<C> {
     fn default() -> Self {
         Self {
             kinds: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            taken: AtomicUsize::new(0),
             overflow: OnceLock::new(),
             overflowed: AtomicU64::new(0),
         }
@@ -42,18 +47,28 @@ impl<C> Registry<C> {
         if let Some(kind) = self.kinds.get(name) {
             return Arc::clone(kind.value());
         }
-        if name == OVERFLOW_KIND || self.kinds.len() >= max_kinds {
+        if name == OVERFLOW_KIND || !self.take_slot(max_kinds) {
             if name != OVERFLOW_KIND {
                 self.overflowed.fetch_add(1, Ordering::Relaxed);
             }
             return Arc::clone(self.overflow.get_or_init(|| make(OVERFLOW_KIND)));
         }
-        Arc::clone(
-            self.kinds
-                .entry(Arc::from(name))
-                .or_insert_with(|| make(name))
-                .value(),
-        )
+        match self.kinds.entry(Arc::from(name)) {
+            Entry::Occupied(entry) => {
+                // Another thread registered it meanwhile: give the slot back.
+                self.taken.fetch_sub(1, Ordering::Relaxed);
+                Arc::clone(entry.get())
+            }
+            Entry::Vacant(entry) => Arc::clone(entry.insert(make(name)).value()),
+        }
+    }
+
+    fn take_slot(&self, max_kinds: usize) -> bool {
+        self.taken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                (taken < max_kinds).then_some(taken + 1)
+            })
+            .is_ok()
     }
 
     /// The kind called `name`, if registered.
