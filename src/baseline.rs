@@ -66,7 +66,7 @@ impl Baseline {
         }
         self.peak = (self.peak * policy.peak_decay_per_window).max(x);
         // A running average until the hour-long EWMA has seen enough windows to be stable.
-        let alpha = policy.mean_alpha.max(1.0 / (self.windows + 1) as f64);
+        let alpha = policy.mean_alpha.max(1.0 / self.windows.saturating_add(1) as f64);
         let delta = x - self.mean;
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
