@@ -444,3 +444,6 @@ impl<C: Clock> Kind<C> {
         })
     }
 }
+
+#[cfg(all(test, spikebreaker_loom))]
+mod loom_models;
