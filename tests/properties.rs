@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spikebreaker::{Breaker, Config, KindConfig, KindOverride, ManualClock, Recovery};
+use spikebreaker::{
+    Breaker, Config, KindConfig, KindOverride, LearnedBaseline, ManualClock, Recovery, SNAPSHOT_VERSION,
+    Snapshot,
+};
 
 const BUCKETS: u64 = 12;
 
@@ -150,5 +153,30 @@ proptest! {
         prop_assert_eq!(&Config::from_toml(&toml_text).unwrap(), &config, "{}", toml_text);
         let json_text = serde_json::to_string(&config).unwrap();
         prop_assert_eq!(&Config::from_json(&json_text).unwrap(), &config, "{}", json_text);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// A snapshot reads back exactly as written, so a restart restores what was learned.
+    #[test]
+    fn a_snapshot_round_trips_through_json(
+        kinds in prop::collection::btree_map(
+            "[a-z][a-z0-9._]{0,20}",
+            (1u64..=86_400, 0.0f64..1e12, 0.0f64..1e12, 0.0f64..1e12, any::<u64>()),
+            0..5,
+        )
+    ) {
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            kinds: kinds
+                .into_iter()
+                .map(|(k, (window_secs, mean, variance, peak, windows))| {
+                    (k, LearnedBaseline { window_secs, mean, variance, peak, windows })
+                })
+                .collect(),
+        };
+        prop_assert_eq!(Snapshot::from_json(&snapshot.to_json()).unwrap(), snapshot);
     }
 }
