@@ -225,3 +225,22 @@ fn a_flood_of_distinct_kinds_stays_bounded_and_loses_no_send() {
         "only the shared overflow kind can have tripped"
     );
 }
+
+#[test]
+fn on_the_system_clock_every_send_is_counted_once_too() {
+    let breaker = Breaker::new(config()).unwrap();
+    let handle = breaker.kind("security.2fa_changed");
+    let allowed = AtomicU64::new(0);
+    thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                let mine = (0..SENDS).filter(|_| handle.check().is_allowed()).count() as u64;
+                allowed.fetch_add(mine, Ordering::Relaxed);
+            });
+        }
+    });
+    let status = handle.status();
+    assert_eq!(status.attempted, THREADS * SENDS);
+    assert_eq!(status.allowed, allowed.load(Ordering::Relaxed));
+    assert!(status.trips >= 1 && status.blocked > 0, "{status:?}");
+}

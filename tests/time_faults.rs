@@ -180,3 +180,16 @@ fn the_clock_at_the_edge_of_its_range_panics_nothing() {
         assert_eq!(status.allowed + status.blocked, status.attempted);
     }
 }
+
+/// Quiet windows are learned: a kind silent through its warm-up is warm with a normal of zero,
+/// so the floor (not the warm-up ceiling) is its threshold.
+#[test]
+fn a_kind_silent_through_its_warm_up_is_held_to_the_floor() {
+    let clock = ManualClock::new();
+    let breaker = breaker(&clock);
+    let kind = breaker.kind("quiet");
+    clock.advance(Duration::from_secs(KindConfig::default().warmup_secs + 60));
+    let allowed = run_away(&kind, 10_000);
+    assert_eq!(allowed, KindConfig::default().floor);
+    assert_eq!(kind.status().reason, Reason::Spike);
+}
