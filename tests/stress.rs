@@ -244,3 +244,75 @@ fn on_the_system_clock_every_send_is_counted_once_too() {
     assert_eq!(status.allowed, allowed.load(Ordering::Relaxed));
     assert!(status.trips >= 1 && status.blocked > 0, "{status:?}");
 }
+
+#[test]
+fn eviction_racing_sends_never_takes_a_kind_in_use() {
+    const MAX_KINDS: usize = 200;
+    let clock = ManualClock::new();
+    let config = Config {
+        max_kinds: MAX_KINDS,
+        evict_idle_secs: 60,
+        ..config()
+    };
+    let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
+    // Half the threads hold a handle on their own kind, resolved before the flood; the others
+    // flood new names.
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| (t % 2 == 0).then(|| breaker.kind(&format!("held.{t}"))))
+        .collect();
+    let progress = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        // Time runs ten minutes every 1,000 sends, and every step evicts what is idle.
+        s.spawn(|| {
+            let mut mark = 0;
+            while !done.load(Ordering::Acquire) {
+                if progress.load(Ordering::Relaxed) < mark + 1_000 {
+                    thread::yield_now();
+                    continue;
+                }
+                mark += 1_000;
+                clock.advance(Duration::from_secs(600));
+                breaker.evict_idle();
+            }
+        });
+        let senders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (breaker, progress, handle) = (&breaker, &progress, &handles[t as usize]);
+                s.spawn(move || {
+                    for i in 0..SENDS {
+                        match handle {
+                            Some(handle) => {
+                                let _ = handle.check();
+                            }
+                            None => {
+                                let _ = breaker.check(&format!("user.{}", t * SENDS + i));
+                            }
+                        }
+                        progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                    handle.as_ref().map(|h| h.status())
+                })
+            })
+            .collect();
+        let held: Vec<_> = senders.into_iter().map(|h| h.join()).collect();
+        done.store(true, Ordering::Release);
+        for status in held.into_iter().filter_map(|h| h.unwrap()) {
+            assert_eq!(status.attempted, SENDS, "{}: a held kind lost sends", status.kind);
+            assert_eq!(status.allowed + status.blocked, status.attempted);
+        }
+    });
+    assert!(breaker.evicted() > 0);
+    let registered = breaker
+        .status()
+        .into_iter()
+        .filter(|s| s.kind != OVERFLOW_KIND)
+        .count();
+    assert!(registered <= MAX_KINDS, "{registered}");
+    for t in (0..THREADS).step_by(2) {
+        assert_eq!(
+            breaker.kind_status(&format!("held.{t}")).unwrap().attempted,
+            SENDS
+        );
+    }
+}
