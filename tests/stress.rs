@@ -49,25 +49,26 @@ fn count_trips(breaker: &Breaker<ManualClock>) -> Arc<Mutex<HashMap<String, u64>
     trips
 }
 
-/// Moves the clock as the senders progress: a second every 2,000 sends, a minute every 20,000
-/// (past the cooldown, so tripped kinds probe and trip again), until `done`.
-fn coordinate(clock: &ManualClock, progress: &AtomicU64, done: &AtomicBool) -> u64 {
+/// Calls `step` each time the senders have made `every` more sends, until `done`.
+fn every_sends(progress: &AtomicU64, done: &AtomicBool, every: u64, mut step: impl FnMut(u64)) {
     let mut mark = 0;
-    let mut jumps = 0;
     while !done.load(Ordering::Acquire) {
-        if progress.load(Ordering::Relaxed) < mark + 2_000 {
+        if progress.load(Ordering::Relaxed) < mark + every {
             thread::yield_now();
             continue;
         }
-        mark += 2_000;
-        if mark % 20_000 == 0 {
-            clock.advance(Duration::from_secs(60));
-            jumps += 1;
-        } else {
-            clock.advance(Duration::from_secs(1));
-        }
+        mark += every;
+        step(mark);
     }
-    jumps
+}
+
+/// Moves the clock as the senders progress: a second every 2,000 sends, a minute every 20,000
+/// (past the cooldown, so tripped kinds probe and trip again).
+fn coordinate(clock: &ManualClock, progress: &AtomicU64, done: &AtomicBool) {
+    every_sends(progress, done, 2_000, |mark| {
+        let secs = if mark % 20_000 == 0 { 60 } else { 1 };
+        clock.advance(Duration::from_secs(secs));
+    });
 }
 
 /// Runs `THREADS` senders, each making `SENDS` sends through `send(thread, i)`, alongside the
@@ -265,16 +266,10 @@ fn eviction_racing_sends_never_takes_a_kind_in_use() {
     thread::scope(|s| {
         // Time runs ten minutes every 1,000 sends, and every step evicts what is idle.
         s.spawn(|| {
-            let mut mark = 0;
-            while !done.load(Ordering::Acquire) {
-                if progress.load(Ordering::Relaxed) < mark + 1_000 {
-                    thread::yield_now();
-                    continue;
-                }
-                mark += 1_000;
+            every_sends(&progress, &done, 1_000, |_| {
                 clock.advance(Duration::from_secs(600));
                 breaker.evict_idle();
-            }
+            })
         });
         let senders: Vec<_> = (0..THREADS)
             .map(|t| {
