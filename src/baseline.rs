@@ -66,7 +66,7 @@ impl Baseline {
         }
         self.peak = (self.peak * policy.peak_decay_per_window).max(x);
         // A running average until the hour-long EWMA has seen enough windows to be stable.
-        let alpha = policy.mean_alpha.max(1.0 / (self.windows + 1) as f64);
+        let alpha = policy.mean_alpha.max(1.0 / self.windows.saturating_add(1) as f64);
         let delta = x - self.mean;
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
@@ -156,5 +156,90 @@ mod tests {
         assert!(b.mean() < 1.0);
         b.learn_quiet(1_000_000, &p);
         assert!(b.peak() < 1e-6 && b.windows() > 1_000_000);
+    }
+
+    mod reference {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Policies from one-minute to one-hour windows, with growth never clamping (the
+        /// reference below is of the unclamped maths).
+        fn policy(window_secs: u64) -> Policy {
+            let config = KindConfig {
+                window_secs,
+                warmup_secs: 30 * 86_400,
+                ..KindConfig::default()
+            };
+            Policy::compile(&config, "defaults").unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// While the running average is heavier than the EWMA's weight, the mean is the
+            /// plain mean, the variance the population variance, and the peak the largest
+            /// count decayed by its age, all computed the long way.
+            #[test]
+            fn learning_matches_the_textbook_formulas(
+                window_secs in prop::sample::select(vec![60u64, 300, 600, 3600]),
+                counts in prop::collection::vec(0u64..100_000, 1..60),
+            ) {
+                let p = policy(window_secs);
+                let running = counts.len().min((1.0 / p.mean_alpha) as usize - 1);
+                let mut b = Baseline::default();
+                for &x in &counts[..running] {
+                    b.learn(x, &p);
+                }
+                let xs: Vec<f64> = counts[..running].iter().map(|&x| x as f64).collect();
+                let n = xs.len() as f64;
+                let mean = xs.iter().sum::<f64>() / n;
+                let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                let peak = xs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x * p.peak_decay_per_window.powi((xs.len() - 1 - i) as i32))
+                    .fold(0.0, f64::max);
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+                prop_assert!(close(b.mean(), mean), "mean {} vs {}", b.mean(), mean);
+                prop_assert!(close(b.var(), var), "var {} vs {}", b.var(), var);
+                prop_assert!(close(b.peak(), peak), "peak {} vs {}", b.peak(), peak);
+                prop_assert_eq!(b.windows(), running as u64);
+            }
+
+            /// Once warm, no window raises the normal by more than the growth per window.
+            #[test]
+            fn once_warm_the_normal_grows_by_at_most_the_bound(
+                start in 1u64..10_000,
+                counts in prop::collection::vec(0u64..10_000_000, 1..200),
+            ) {
+                let p = Policy::compile(&KindConfig::default(), "defaults").unwrap();
+                let mut b = Baseline::default();
+                for _ in 0..p.warmup_windows {
+                    b.learn(start, &p);
+                }
+                for x in counts {
+                    let before = b.normal();
+                    b.learn(x, &p);
+                    prop_assert!(b.normal() <= before.max(1.0) * p.growth_per_window * (1.0 + 1e-12));
+                    prop_assert!(b.sigma() >= b.normal().sqrt());
+                }
+            }
+
+            /// A long quiet spell, learned in one step past the cap, matches the closed form.
+            #[test]
+            fn a_long_quiet_spell_decays_as_the_closed_form_says(
+                peak in 0.0f64..1e9,
+                mean in 0.0f64..1e9,
+                quiet in MAX_QUIET_STEPS..10 * MAX_QUIET_STEPS,
+            ) {
+                let p = Policy::compile(&KindConfig::default(), "defaults").unwrap();
+                let mut b = Baseline::from_parts(mean, mean, peak, 1_000_000);
+                b.learn_quiet(quiet, &p);
+                let decayed = peak * p.peak_decay_per_window.powf(quiet as f64);
+                prop_assert!((b.peak() - decayed).abs() <= 1e-6 * decayed.max(1e-300));
+                prop_assert!(b.mean() <= mean * (1.0 - p.mean_alpha).powf(quiet as f64) * (1.0 + 1e-6) + 1e-300);
+                prop_assert_eq!(b.windows(), 1_000_000 + quiet);
+            }
+        }
     }
 }

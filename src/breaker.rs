@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::event::{Event, Subscribers};
 use crate::kind::{Kind, Shared};
 use crate::metrics::BreakerMetrics;
-use crate::registry::Registry;
+use crate::registry::{Bounds, Registry};
 use crate::snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
 use crate::state::{Decision, State};
 use crate::status::{BreakerStatus, KindStatus};
@@ -108,18 +108,20 @@ impl<C: Clock> Breaker<C> {
         // Held while registering, so that a concurrent reload cannot miss the new kind.
         let config = self.inner.config.read();
         let compiled = &config.1;
-        let kind = self
-            .inner
-            .registry
-            .get_or_insert(name, compiled.max_kinds, |name| {
-                let shared = Arc::clone(&self.inner.shared);
-                Arc::new(Kind::new(
-                    Arc::from(name),
-                    compiled.policy(name).clone(),
-                    Default::default(),
-                    shared,
-                ))
-            });
+        let bounds = Bounds {
+            max_kinds: compiled.max_kinds,
+            evict_idle_ms: compiled.evict_idle_ms,
+        };
+        let now = self.inner.shared.clock.now_ms();
+        let kind = self.inner.registry.get_or_insert(name, bounds, now, |name| {
+            let shared = Arc::clone(&self.inner.shared);
+            Arc::new(Kind::new(
+                Arc::from(name),
+                compiled.policy(name).clone(),
+                Default::default(),
+                shared,
+            ))
+        });
         // Only a new kind, or a name sent to the overflow kind, comes this far.
         self.export_registry_metrics();
         kind
@@ -211,6 +213,34 @@ impl<C: Clock> Breaker<C> {
     /// Look-ups of new kinds sent to the overflow kind because `max_kinds` were registered.
     pub fn overflowed(&self) -> u64 {
         self.inner.registry.overflowed()
+    }
+
+    /// Forgets every kind that is closed, not forced, held by no [`KindHandle`] and not sent for
+    /// [`Config::evict_idle_secs`], with its counts and learned baseline; returns how many. A
+    /// full registry does this on its own (at most once a second) before sending a new kind to
+    /// the overflow kind, so stale kinds (a flood of user ids put into the kind by a bug) give
+    /// their room back to real ones.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, ManualClock};
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
+    /// assert!(breaker.check("user.12345").is_allowed());
+    /// clock.advance(Duration::from_secs(2 * 3600));
+    /// assert_eq!(breaker.evict_idle(), 1);
+    /// assert!(breaker.kind_status("user.12345").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn evict_idle(&self) -> usize {
+        let idle_ms = self.inner.config.read().1.evict_idle_ms;
+        let now = self.inner.shared.clock.now_ms();
+        self.inner.registry.evict_idle(now, idle_ms)
+    }
+
+    /// Kinds forgotten for being idle, since the breaker was made.
+    pub fn evicted(&self) -> u64 {
+        self.inner.registry.evicted()
     }
 
     /// The configuration in force.

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::policy::Policy;
 
+const MAX_EVICT_IDLE_SECS: u64 = 30 * 86_400;
+
 /// The whole breaker configuration: defaults for every kind, overrides for some.
 ///
 /// ```
@@ -36,6 +38,11 @@ pub struct Config {
     /// The most kinds tracked at once; further kinds share the overflow kind
     /// ([`OVERFLOW_KIND`](crate::OVERFLOW_KIND)).
     pub max_kinds: usize,
+    /// Once `max_kinds` are registered, a kind that is closed, not forced, held by no
+    /// [`KindHandle`](crate::KindHandle) and has not been sent for this many seconds may be
+    /// forgotten (its counts and learned baseline with it) to make room for a new kind. At least
+    /// the longest `window_secs`, at most 30 days. See [`Breaker::evict_idle`](crate::Breaker::evict_idle).
+    pub evict_idle_secs: u64,
 }
 
 impl Default for Config {
@@ -44,6 +51,7 @@ impl Default for Config {
             defaults: KindConfig::default(),
             kinds: BTreeMap::new(),
             max_kinds: 4096,
+            evict_idle_secs: 3600,
         }
     }
 }
@@ -221,10 +229,25 @@ impl Config {
             let policy = Policy::compile(&patch.apply_to(&self.defaults), &format!("kinds.{kind:?}"))?;
             overrides.insert(kind.clone(), Arc::new(policy));
         }
+        let longest_window_ms = overrides
+            .values()
+            .map(|policy| policy.window_ms())
+            .chain([defaults.window_ms()])
+            .max()
+            .unwrap_or(0);
+        let evict_idle_ms = self.evict_idle_secs.saturating_mul(1000);
+        if evict_idle_ms < longest_window_ms || self.evict_idle_secs > MAX_EVICT_IDLE_SECS {
+            return Err(Error::invalid(
+                "evict_idle_secs",
+                self.evict_idle_secs,
+                "must be at least the longest `window_secs` and at most 30 days (2592000 seconds)",
+            ));
+        }
         Ok(Compiled {
             defaults: Arc::new(defaults),
             overrides,
             max_kinds: self.max_kinds,
+            evict_idle_ms,
         })
     }
 }
@@ -236,6 +259,7 @@ pub(crate) struct Compiled {
     pub(crate) defaults: Arc<Policy>,
     pub(crate) overrides: BTreeMap<String, Arc<Policy>>,
     pub(crate) max_kinds: usize,
+    pub(crate) evict_idle_ms: u64,
 }
 
 impl Compiled {
@@ -289,6 +313,12 @@ mod tests {
             ),
             ("[kinds.\"\"]\nfloor = 5\n", "kinds", "\"\""),
             ("max_kinds = 0\n", "max_kinds", "0"),
+            ("evict_idle_secs = 59\n", "evict_idle_secs", "59"),
+            (
+                "evict_idle_secs = 7200\n[kinds.a]\nwindow_secs = 86400\n",
+                "evict_idle_secs",
+                "7200",
+            ),
         ];
         for (text, field, value) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

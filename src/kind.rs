@@ -95,6 +95,9 @@ struct Cold {
     /// Attempts in buckets already rolled into the ring.
     attempted_rolled: u64,
     trips: u64,
+    /// Start of the last bucket rolled out with a send in it (creation time before): how long
+    /// the kind has been idle, learned at roll-over at no cost to the send path.
+    last_send_ms: u64,
 }
 
 /// Where a send left the lock-free path, for [`Kind::check_cold`] to finish it.
@@ -157,6 +160,7 @@ impl<C: Clock> Kind<C> {
             clean: true,
             attempted_rolled: 0,
             trips: 0,
+            last_send_ms: now,
             policy,
         };
         let kind = Self {
@@ -311,8 +315,7 @@ impl<C: Clock> Kind<C> {
     /// Under the lock: rolls the window to `now` and makes the transitions that are due.
     fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         if !cold.ring.holds(now) {
-            let count = self.counters.0.count.swap(0, Ordering::AcqRel);
-            cold.attempted_rolled += count;
+            let count = self.take_count(cold);
             if let Some(done) = cold.ring.roll(count, now) {
                 if cold.clean {
                     cold.baseline.learn(done.count, &cold.policy);
@@ -342,6 +345,30 @@ impl<C: Clock> Kind<C> {
             }
         }
         self.publish(cold);
+    }
+
+    /// Under the lock: moves the current bucket's count into the rolled total.
+    fn take_count(&self, cold: &mut Cold) -> u64 {
+        let count = self.counters.0.count.swap(0, Ordering::AcqRel);
+        cold.attempted_rolled += count;
+        if count > 0 {
+            cold.last_send_ms = cold.ring.bucket_start();
+        }
+        count
+    }
+
+    /// Whether the kind may be forgotten: closed, not forced, and not sent since `idle_ms`
+    /// before `now`. A kind busy with cold work is not idle (the lock is only tried).
+    pub(crate) fn is_idle(&self, now: u64, idle_ms: u64) -> bool {
+        let Some(cold) = self.cold.try_lock() else {
+            return false;
+        };
+        let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
+            cold.ring.bucket_start()
+        } else {
+            cold.last_send_ms
+        };
+        cold.state.state == State::Closed && !cold.forced && now.saturating_sub(last_send) >= idle_ms
     }
 
     fn window_count(&self, cold: &Cold) -> u64 {
@@ -450,7 +477,7 @@ impl<C: Clock> Kind<C> {
     /// the learned baseline).
     pub(crate) fn reset(&self) {
         self.cold_op(|kind, cold, now, events| {
-            cold.attempted_rolled += kind.counters.0.count.swap(0, Ordering::AcqRel);
+            kind.take_count(cold);
             cold.ring.clear();
             cold.forced = false;
             cold.open_until = u64::MAX;
@@ -471,7 +498,7 @@ impl<C: Clock> Kind<C> {
         self.cold_op(|kind, cold, now, _| {
             let old_window = cold.policy.window_ms();
             if policy.bucket_ms != cold.policy.bucket_ms {
-                cold.attempted_rolled += kind.counters.0.count.swap(0, Ordering::AcqRel);
+                kind.take_count(cold);
                 cold.ring = Ring::new(policy.bucket_ms, now);
                 cold.baseline = cold
                     .baseline
@@ -565,3 +592,6 @@ impl<C: Clock> Kind<C> {
         })
     }
 }
+
+#[cfg(all(test, spikebreaker_loom))]
+mod loom_models;

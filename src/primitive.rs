@@ -1,48 +1,48 @@
 //! The synchronisation primitives the engine is built on, in one place, so that the model checker
-//! can swap them: under `cfg(loom)` every atomic, lock and `Arc` comes from `loom`.
+//! can swap them: under `cfg(spikebreaker_loom)` every atomic, lock and `Arc` comes from `loom`.
 
-#[cfg(loom)]
+#[cfg(spikebreaker_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-#[cfg(not(loom))]
+#[cfg(not(spikebreaker_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// A mutual-exclusion lock for cold per-kind work: `parking_lot` normally, `loom`'s under the
 /// model checker. Never held across user code.
 #[derive(Debug, Default)]
 pub(crate) struct Mutex<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(spikebreaker_loom))]
     inner: parking_lot::Mutex<T>,
-    #[cfg(loom)]
+    #[cfg(spikebreaker_loom)]
     inner: loom::sync::Mutex<T>,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(spikebreaker_loom))]
 pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
-#[cfg(loom)]
+#[cfg(spikebreaker_loom)]
 pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
-            #[cfg(not(loom))]
+            #[cfg(not(spikebreaker_loom))]
             inner: parking_lot::Mutex::new(value),
-            #[cfg(loom)]
+            #[cfg(spikebreaker_loom)]
             inner: loom::sync::Mutex::new(value),
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        #[cfg(not(loom))]
+        #[cfg(not(spikebreaker_loom))]
         return self.inner.lock();
-        #[cfg(loom)]
+        #[cfg(spikebreaker_loom)]
         return self.inner.lock().unwrap_or_else(|poison| poison.into_inner());
     }
 
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        #[cfg(not(loom))]
+        #[cfg(not(spikebreaker_loom))]
         return self.inner.try_lock();
-        #[cfg(loom)]
+        #[cfg(spikebreaker_loom)]
         return self.inner.try_lock().ok();
     }
 }

@@ -150,4 +150,71 @@ mod tests {
         assert_eq!(ring.bucket_start(), 20);
         assert_eq!(ring.previous(), 4 + 3);
     }
+
+    mod oracle {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The naive window: every closed bucket and its count, kept forever.
+        struct Naive {
+            closed: Vec<(u64, u64)>,
+        }
+
+        impl Naive {
+            fn in_window(&self, current: u64) -> u64 {
+                let oldest = current.saturating_sub(N - 1);
+                self.closed
+                    .iter()
+                    .filter(|(b, _)| *b >= oldest && *b < current)
+                    .map(|(_, c)| c)
+                    .sum()
+            }
+
+            fn aligned_window(&self, of: u64) -> u64 {
+                let start = of / N * N;
+                self.closed
+                    .iter()
+                    .filter(|(b, _)| (start..=of).contains(b))
+                    .map(|(_, c)| c)
+                    .sum()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// In-order roll-overs: `previous` is the naive sum of the last buckets, and every
+            /// completed aligned window reports the naive count and the quiet windows after it.
+            #[test]
+            fn the_ring_agrees_with_a_naive_window(
+                bucket_ms in 1u64..10_000,
+                start in 0u64..1_000_000_000,
+                steps in prop::collection::vec((0u64..1_000, 1u64..30, 0u64..10_000), 1..200),
+            ) {
+                let mut ring = Ring::new(bucket_ms, start);
+                let mut current = start / bucket_ms;
+                let mut naive = Naive { closed: Vec::new() };
+                for (count, gap, offset) in steps {
+                    // Mostly the next buckets, sometimes half a window on or several windows on.
+                    let gap = match gap {
+                        26.. => gap * 7,
+                        21..=25 => gap - 8,
+                        _ => gap.min(3),
+                    };
+                    let target = current + gap;
+                    let now = target * bucket_ms + offset % bucket_ms;
+                    naive.closed.push((current, count));
+                    let expected = (target / N > current / N).then(|| Completed {
+                        count: naive.aligned_window(current),
+                        quiet: target / N - current / N - 1,
+                    });
+                    prop_assert_eq!(ring.roll(count, now), expected);
+                    current = target;
+                    prop_assert_eq!(ring.previous(), naive.in_window(current));
+                    prop_assert_eq!(ring.bucket_start(), current * bucket_ms);
+                    prop_assert!(ring.holds(now));
+                }
+            }
+        }
+    }
 }

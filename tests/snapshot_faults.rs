@@ -1,0 +1,171 @@
+//! Restoring a snapshot that is corrupt, of another version or partly bad is refused whole, and
+//! the breaker keeps running on what it had (a learned baseline, or the defaults of a fresh
+//! start). No input makes the snapshot reader panic.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use spikebreaker::{Breaker, Config, KindHandle, ManualClock, Snapshot};
+
+/// A breaker whose kind "a" has learned 200 sends a minute over two hours.
+fn warm() -> (Breaker<ManualClock>, ManualClock, KindHandle<ManualClock>) {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let a = breaker.kind("a");
+    for _ in 0..120 * 200 {
+        clock.advance(Duration::from_millis(300));
+        assert!(a.check().is_allowed());
+    }
+    (breaker, clock, a)
+}
+
+fn bad_snapshots(good: &str) -> Vec<String> {
+    vec![
+        good.replace("\"version\":1", "\"version\":2"),
+        good.replace("\"version\":1", "\"version\":0"),
+        good.replace("\"mean\":", "\"mean\":-"),
+        good.replace("\"peak\":", "\"peak\":1e999,\"x\":"),
+        good.replace("\"window_secs\":60", "\"window_secs\":0"),
+        good.replace("\"a\"", "\"\""),
+        good[..good.len() / 2].to_string(),
+        good.replace("\"kinds\"", "\"kinds_\""),
+        String::new(),
+        "null".into(),
+        "{\"version\":1}".into(),
+        // The first kind is good and the second bad: nothing is restored.
+        good.replace(
+            "}}}",
+            "},\"b\":{\"window_secs\":60,\"mean\":1.0,\"variance\":-1.0,\"peak\":1.0,\"windows\":1}}}",
+        ),
+    ]
+}
+
+#[test]
+fn a_bad_snapshot_is_refused_and_the_learned_baseline_stays() {
+    let (breaker, _, a) = warm();
+    let before = a.status();
+    let mut replaced = breaker.snapshot();
+    let learned = replaced.kinds.get_mut("a").unwrap();
+    (learned.mean, learned.peak) = (5.0, 5.0);
+    let good = replaced.to_json();
+    assert!(good.contains("\"version\":1") && good.ends_with("}}}"), "{good}");
+
+    for text in bad_snapshots(&good) {
+        let err = Snapshot::from_json(&text).expect_err(&text);
+        assert!(err.is_snapshot(), "{text}: {err}");
+        // A snapshot that parses but is bad, handed to restore directly, is refused there too.
+        if let Ok(snapshot) = serde_json::from_str::<Snapshot>(&text) {
+            assert!(breaker.restore(&snapshot).unwrap_err().is_snapshot(), "{text}");
+        }
+        let after = a.status();
+        assert_eq!(
+            (after.baseline, after.threshold),
+            (before.baseline, before.threshold),
+            "{text}"
+        );
+    }
+    assert!(
+        breaker.kind_status("b").is_none(),
+        "a refused snapshot registers nothing"
+    );
+    // The kind still trips where its learned threshold says, not where the refused one would.
+    let allowed = (0..10_000).take_while(|_| a.check().is_allowed()).count() as u64;
+    // (600 a minute learned; the refused baseline of 5 would have meant the floor of 100.)
+    assert!(allowed > 300, "{allowed} allowed before the trip");
+    assert_eq!(a.state(), spikebreaker::State::Open);
+    // The good one is accepted and applies.
+    breaker.restore(&Snapshot::from_json(&good).unwrap()).unwrap();
+    assert!(a.status().threshold < before.threshold);
+}
+
+#[test]
+fn a_fresh_breaker_refusing_a_snapshot_runs_on_the_defaults() {
+    let (old, _, _) = warm();
+    let good = old.snapshot().to_json();
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock).unwrap();
+    for text in bad_snapshots(&good) {
+        assert!(Snapshot::from_json(&text).is_err(), "{text}");
+    }
+    let a = breaker.kind("a");
+    let allowed = (0..5_000).filter(|_| a.check().is_allowed()).count() as u64;
+    assert_eq!(allowed, Config::default().defaults.warmup_ceiling);
+}
+
+/// Found by the mutation fuzzer above: a snapshot claiming `u64::MAX` learned windows made the
+/// next learned window overflow (a panic in debug builds, a NaN baseline in release).
+#[test]
+fn a_snapshot_with_the_most_windows_restores_and_keeps_learning() {
+    let text = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":200.0,"variance":150.0,"peak":240.0,"windows":18446744073709551615}}}"#;
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    breaker.restore(&Snapshot::from_json(text).unwrap()).unwrap();
+    let a = breaker.kind("a");
+    for _ in 0..3 * 200 {
+        clock.advance(Duration::from_millis(300));
+        assert!(a.check().is_allowed());
+    }
+    let status = a.status();
+    assert!(
+        status.baseline.is_finite() && status.baseline > 100.0,
+        "{status:?}"
+    );
+    assert!(status.threshold >= 600 && status.threshold < 10_000, "{status:?}");
+}
+
+/// `text` with one edit: a run of characters removed, replaced, inserted or repeated.
+fn mutate(text: &str, edit: u8, at: usize, len: usize, with: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let at = at % (chars.len() + 1);
+    let end = (at + len).min(chars.len());
+    let kept: String = chars[at..end].iter().collect();
+    let middle = match edit % 4 {
+        0 => String::new(),
+        1 => with.to_string(),
+        2 => format!("{with}{kept}"),
+        _ => kept.repeat(2),
+    };
+    chars[..at].iter().collect::<String>() + &middle + &chars[end..].iter().collect::<String>()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn arbitrary_text_never_panics_the_snapshot_reader(text in "\\PC{0,200}") {
+        let _ = Snapshot::from_json(&text);
+    }
+
+    #[test]
+    fn a_mutated_snapshot_is_refused_or_restores_and_runs(
+        edits in prop::collection::vec(
+            (any::<u8>(), any::<usize>(), 0usize..8, prop_oneof![
+                "[ -~]{0,8}".boxed(),
+                Just("1e308".to_string()).boxed(),
+                Just("-0.0".to_string()).boxed(),
+                Just("18446744073709551615".to_string()).boxed(),
+            ]),
+            1..4,
+        )
+    ) {
+        let good = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":200.0,"variance":150.0,"peak":240.0,"windows":500},"b":{"window_secs":1,"mean":3.5,"variance":2.0,"peak":9.0,"windows":7}}}"#;
+        let mut text = good.to_string();
+        for (edit, at, len, with) in &edits {
+            text = mutate(&text, *edit, *at, *len, with);
+        }
+        if let Ok(snapshot) = Snapshot::from_json(&text) {
+            let clock = ManualClock::new();
+            let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+            breaker.restore(&snapshot).unwrap();
+            for kind in snapshot.kinds.keys() {
+                for _ in 0..3 {
+                    clock.advance(Duration::from_secs(13));
+                    let _ = breaker.check(kind);
+                }
+            }
+            for status in breaker.status() {
+                prop_assert_eq!(status.allowed + status.blocked, status.attempted);
+            }
+        }
+    }
+}
