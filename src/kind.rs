@@ -40,8 +40,10 @@ struct Limits<C> {
     /// instead of chasing `shared` ([`SystemClock`](crate::SystemClock) takes no room at all:
     /// it reads a static counter).
     clock: C,
-    bucket_start: AtomicU64,
-    bucket_ms: AtomicU64,
+    /// The times the current bucket takes: `accept_from <= t < accept_from + accept_span`
+    /// ([`Ring::accepts`]).
+    accept_from: AtomicU64,
+    accept_span: AtomicU64,
     /// Sends the current bucket may count before the window reaches the threshold; 0 when open.
     headroom: AtomicU64,
     /// An open kind refuses without the lock until this time.
@@ -55,8 +57,8 @@ impl<C> Limits<C> {
     fn new(clock: C) -> Self {
         Self {
             clock,
-            bucket_start: AtomicU64::new(0),
-            bucket_ms: AtomicU64::new(0),
+            accept_from: AtomicU64::new(0),
+            accept_span: AtomicU64::new(0),
             headroom: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
             status: AtomicU32::new(0),
@@ -204,8 +206,8 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn check_lock_free(&self) -> Result<Decision, ColdStep> {
         let limits = &self.limits.0;
         let now = limits.clock.now_ms();
-        let into_bucket = now.wrapping_sub(limits.bucket_start.load(Ordering::Relaxed));
-        if into_bucket >= limits.bucket_ms.load(Ordering::Relaxed) {
+        let into_bucket = now.wrapping_sub(limits.accept_from.load(Ordering::Relaxed));
+        if into_bucket >= limits.accept_span.load(Ordering::Relaxed) {
             return Err(ColdStep::BucketEdge(now));
         }
         self.count(now)
@@ -417,10 +419,9 @@ impl<C: Clock> Kind<C> {
         };
         limits.headroom.store(headroom, Ordering::Relaxed);
         limits.open_until.store(cold.open_until, Ordering::Relaxed);
-        limits.bucket_ms.store(cold.ring.bucket_ms(), Ordering::Relaxed);
-        limits
-            .bucket_start
-            .store(cold.ring.bucket_start(), Ordering::Relaxed);
+        let (from, span) = cold.ring.accepts();
+        limits.accept_span.store(span, Ordering::Relaxed);
+        limits.accept_from.store(from, Ordering::Relaxed);
     }
 
     /// Sets the kind's metrics from its own counters: cold work's part, so that the send path
@@ -595,3 +596,37 @@ impl<C: Clock> Kind<C> {
 
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
+
+#[cfg(all(test, not(spikebreaker_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::KindConfig;
+
+    fn kind(clock: &ManualClock) -> Kind<ManualClock> {
+        let policy = Policy::compile(&KindConfig::default(), "defaults").unwrap();
+        let shared = Arc::new(Shared {
+            clock: clock.clone(),
+            subscribers: Subscribers::default(),
+        });
+        Kind::new(
+            "email.welcome".into(),
+            Arc::new(policy),
+            Baseline::default(),
+            shared,
+        )
+    }
+
+    #[test]
+    fn a_send_a_little_behind_the_bucket_stays_on_the_lock_free_path() {
+        let clock = ManualClock::starting_at(100_000);
+        let kind = kind(&clock);
+        assert_eq!(kind.check_lock_free(), Ok(Decision::Allowed));
+        clock.set(100_000 - 59_000); // behind by less than a window
+        assert_eq!(kind.check_lock_free(), Ok(Decision::Allowed));
+        clock.set(100_000 - 61_000); // a window or more back: cold work moves the ring
+        assert_eq!(kind.check_lock_free(), Err(ColdStep::BucketEdge(39_000)));
+        clock.set(105_000); // the next bucket: cold work rolls over
+        assert_eq!(kind.check_lock_free(), Err(ColdStep::BucketEdge(105_000)));
+    }
+}

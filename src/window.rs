@@ -39,10 +39,6 @@ impl Ring {
         }
     }
 
-    pub(crate) fn bucket_ms(&self) -> u64 {
-        self.bucket_ms
-    }
-
     /// Start of the current bucket, in clock milliseconds.
     pub(crate) fn bucket_start(&self) -> u64 {
         self.current.saturating_mul(self.bucket_ms)
@@ -53,13 +49,20 @@ impl Ring {
         self.slots.iter().sum()
     }
 
-    /// Whether the current bucket takes a send at `now_ms`: `now_ms` is in it, or before it by
-    /// less than a window (a clock that stepped back a little, or sends replayed slightly out of
-    /// order, count in the newest bucket rather than reshuffling the window).
-    pub(crate) fn holds(&self, now_ms: u64) -> bool {
+    /// The times the current bucket takes, as `(from, span)`: `from <= t < from + span`. That is
+    /// the bucket itself and the window before it: a clock that stepped back a little, or sends
+    /// replayed slightly out of order, count in the newest bucket rather than reshuffling the
+    /// window. The send path tests a time against this with one subtraction and one compare.
+    pub(crate) fn accepts(&self) -> (u64, u64) {
         let start = self.bucket_start();
-        now_ms.wrapping_sub(start) < self.bucket_ms
-            || (now_ms < start && start - now_ms <= self.bucket_ms.saturating_mul(N))
+        let from = start.saturating_sub(self.bucket_ms.saturating_mul(N));
+        (from, start - from + self.bucket_ms)
+    }
+
+    /// Whether the current bucket takes a send at `now_ms` (see [`Ring::accepts`]).
+    pub(crate) fn holds(&self, now_ms: u64) -> bool {
+        let (from, span) = self.accepts();
+        now_ms.wrapping_sub(from) < span
     }
 
     /// Closes the current bucket, which held `count` sends, and moves to the bucket holding
