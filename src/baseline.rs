@@ -58,10 +58,22 @@ impl Baseline {
         self.var.sqrt().max(self.normal().sqrt())
     }
 
-    /// Learns a completed window that held `count` sends.
+    /// Whether enough windows have been learned to trust the baseline.
+    pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
+        self.windows >= policy.warmup_windows
+    }
+
+    /// Learns a completed window that held `count` sends. Until warm, an empty window teaches
+    /// nothing: silence is no evidence of what the kind's traffic looks like, and a kind that was
+    /// registered and kept quiet (a service restarted at night) must not come out of its warm-up
+    /// with a normal of zero and trip on its first busy hour.
     pub(crate) fn learn(&mut self, count: u64, policy: &Policy) {
+        let warm = self.is_warm(policy);
+        if count == 0 && !warm {
+            return;
+        }
         let mut x = count as f64;
-        if self.windows >= policy.warmup_windows {
+        if warm {
             x = x.min(self.normal().max(1.0) * policy.growth_per_window);
         }
         self.peak = (self.peak * policy.peak_decay_per_window).max(x);
@@ -73,8 +85,11 @@ impl Baseline {
         self.windows = self.windows.saturating_add(1);
     }
 
-    /// Learns `windows` windows without a send (a kind gone quiet).
+    /// Learns `windows` windows without a send (a kind gone quiet; nothing until warm).
     pub(crate) fn learn_quiet(&mut self, windows: u64, policy: &Policy) {
+        if !self.is_warm(policy) {
+            return;
+        }
         for _ in 0..windows.min(MAX_QUIET_STEPS) {
             self.learn(0, policy);
         }
@@ -128,6 +143,16 @@ mod tests {
             b.var()
         );
         assert!(b.peak() >= 39.9 && b.peak() <= 40.0);
+    }
+
+    #[test]
+    fn silence_teaches_nothing_until_warm() {
+        let p = policy();
+        let mut b = Baseline::default();
+        b.learn(40, &p);
+        b.learn(0, &p);
+        b.learn_quiet(10 * p.warmup_windows, &p);
+        assert_eq!(b, Baseline::from_parts(40.0, 0.0, 40.0, 1));
     }
 
     #[test]

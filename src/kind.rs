@@ -582,7 +582,7 @@ impl<C: Clock> Kind<C> {
                 window_count: kind.window_count(cold),
                 threshold: cold.threshold,
                 baseline: cold.baseline.normal(),
-                warmed_up: cold.baseline.windows() >= cold.policy.warmup_windows,
+                warmed_up: cold.baseline.is_warm(&cold.policy),
                 attempted,
                 allowed: attempted.saturating_sub(blocked),
                 blocked,

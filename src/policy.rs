@@ -132,7 +132,7 @@ impl Policy {
     /// sigma is at least the Poisson `sqrt(normal)`. Cold (no baseline yet): the warm-up ceiling.
     /// The ceiling caps both.
     pub(crate) fn threshold(&self, baseline: &Baseline) -> (u64, Reason) {
-        let (limit, reason) = if baseline.windows() < self.warmup_windows {
+        let (limit, reason) = if !baseline.is_warm(self) {
             (self.warmup_ceiling, Reason::Warmup)
         } else {
             let normal = baseline.normal();

@@ -181,15 +181,20 @@ fn the_clock_at_the_edge_of_its_range_panics_nothing() {
     }
 }
 
-/// Quiet windows are learned: a kind silent through its warm-up is warm with a normal of zero,
-/// so the floor (not the warm-up ceiling) is its threshold.
+/// Silence teaches nothing before a kind is warm: a kind registered and kept quiet through its
+/// warm-up time (a service restarted at night) is still warming up, held to the warm-up ceiling,
+/// not to the floor of a normal of zero.
 #[test]
-fn a_kind_silent_through_its_warm_up_is_held_to_the_floor() {
+fn a_kind_silent_through_its_warm_up_is_still_warming_up() {
     let clock = ManualClock::new();
     let breaker = breaker(&clock);
     let kind = breaker.kind("quiet");
-    clock.advance(Duration::from_secs(KindConfig::default().warmup_secs + 60));
+    for _ in 0..=KindConfig::default().warmup_secs / 60 {
+        clock.advance(Duration::from_secs(60));
+        breaker.refresh();
+    }
+    assert!(!kind.status().warmed_up);
     let allowed = run_away(&kind, 10_000);
-    assert_eq!(allowed, KindConfig::default().floor);
-    assert_eq!(kind.status().reason, Reason::Spike);
+    assert_eq!(allowed, KindConfig::default().warmup_ceiling);
+    assert_eq!(kind.status().reason, Reason::Warmup);
 }
