@@ -190,9 +190,9 @@ impl Config {
 
     /// Parses JSON and validates the result.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let config: Self = serde_json::from_str(text).map_err(|e| Error::Parse {
+        let config: Self = json_naming_the_field(text).map_err(|message| Error::Parse {
             format: "JSON",
-            message: e.to_string(),
+            message,
         })?;
         config.validate()?;
         Ok(config)
@@ -250,6 +250,18 @@ impl Config {
             evict_idle_ms,
         })
     }
+}
+
+/// Reads JSON, naming the field (`defaults.factor`) of a type error as well as its position.
+pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    let value =
+        serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
+            "." => e.inner().to_string(),
+            path => format!("`{path}`: {}", e.inner()),
+        })?;
+    json.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 /// A validated configuration: one policy per overridden kind plus the default one, each shared

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::Baseline;
+use crate::config::json_naming_the_field;
 use crate::error::Error;
 
 /// The snapshot format this version writes and reads.
@@ -54,7 +55,7 @@ impl Snapshot {
 
     /// Reads a snapshot from JSON and checks it.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let snapshot: Self = serde_json::from_str(text).map_err(|e| Error::Snapshot(e.to_string()))?;
+        let snapshot: Self = json_naming_the_field(text).map_err(Error::Snapshot)?;
         snapshot.validate()?;
         Ok(snapshot)
     }

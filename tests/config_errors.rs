@@ -152,10 +152,13 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
             r#"{"defaults": {"factor": 1e400}}"#,
             &["out of range", "line 1 column 29"],
         ),
-        (r#"{"defaults": {"factor": null}}"#, &["null", "line 1 column 28"]),
+        (
+            r#"{"defaults": {"factor": null}}"#,
+            &["`defaults.factor`", "null", "line 1 column 28"],
+        ),
         (
             r#"{"defaults": {"window_secs": 1.5}}"#,
-            &["1.5", "line 1 column 32"],
+            &["`defaults.window_secs`", "1.5", "line 1 column 32"],
         ),
     ];
     let failures: Vec<String> = cases
