@@ -12,6 +12,12 @@ use crate::error::Error;
 /// The snapshot format this version writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
+/// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
+/// small enough that rescaling to another window and learning on from it stay finite.
+const MAX_SENDS_PER_SEC: f64 = 1e9;
+/// The longest window a snapshot may have been taken with (the configuration's limit).
+const MAX_WINDOW_SECS: u64 = 86_400;
+
 /// Every kind's learned baseline.
 ///
 /// ```
@@ -60,8 +66,9 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// Refuses a snapshot of another version, with an empty kind name, or with a figure that is
-    /// negative, infinite or not a number.
+    /// Refuses a snapshot of another version, with an empty kind name, a window the
+    /// configuration could not have, or a figure that is negative, not a number, or beyond a
+    /// billion sends a second.
     pub fn validate(&self) -> Result<(), Error> {
         if self.version != SNAPSHOT_VERSION {
             return Err(Error::Snapshot(format!(
@@ -73,17 +80,26 @@ impl Snapshot {
             if kind.trim().is_empty() {
                 return Err(Error::Snapshot("a kind name is empty".into()));
             }
-            if learned.window_secs == 0 {
-                return Err(Error::Snapshot(format!("kind {kind:?}: window_secs is 0")));
+            if !(1..=MAX_WINDOW_SECS).contains(&learned.window_secs) {
+                return Err(Error::Snapshot(format!(
+                    "kind {kind:?}: window_secs = {} is not 1 to {MAX_WINDOW_SECS}",
+                    learned.window_secs
+                )));
             }
-            for (field, value) in [
-                ("mean", learned.mean),
-                ("variance", learned.variance),
-                ("peak", learned.peak),
+            let max_sends = MAX_SENDS_PER_SEC * learned.window_secs as f64;
+            for (field, value, max) in [
+                ("mean", learned.mean, max_sends),
+                ("variance", learned.variance, max_sends * max_sends),
+                ("peak", learned.peak, max_sends),
             ] {
-                if !(value.is_finite() && value >= 0.0) {
+                if !(value.is_finite() && (0.0..=max).contains(&value)) {
+                    let shown = if value.abs() >= 1e15 {
+                        format!("{value:e}")
+                    } else {
+                        value.to_string()
+                    };
                     return Err(Error::Snapshot(format!(
-                        "kind {kind:?}: {field} = {value} is not a finite non-negative number"
+                        "kind {kind:?}: {field} = {shown} is not a number from 0 to {max:e}"
                     )));
                 }
             }

@@ -164,7 +164,8 @@ proptest! {
     fn a_snapshot_round_trips_through_json(
         kinds in prop::collection::btree_map(
             "[a-z][a-z0-9._]{0,20}",
-            (1u64..=86_400, 0.0f64..1e12, 0.0f64..1e12, 0.0f64..1e12, any::<u64>()),
+            // Figures up to a billion sends a second, the most a snapshot may claim.
+            (1u64..=86_400, 0.0f64..1e9, 0.0f64..1e18, 0.0f64..1e9, any::<u64>()),
             0..5,
         )
     ) {
@@ -173,6 +174,8 @@ proptest! {
             kinds: kinds
                 .into_iter()
                 .map(|(k, (window_secs, mean, variance, peak, windows))| {
+                    let secs = window_secs as f64;
+                    let (mean, variance, peak) = (mean * secs, variance * secs * secs, peak * secs);
                     (k, LearnedBaseline { window_secs, mean, variance, peak, windows })
                 })
                 .collect(),

@@ -113,6 +113,29 @@ fn a_snapshot_with_the_most_windows_restores_and_keeps_learning() {
     assert!(status.threshold >= 600 && status.threshold < 10_000, "{status:?}");
 }
 
+/// A figure near the float limit would turn infinite when rescaled to another window and then
+/// NaN when learned from, and the breaker's own snapshot would no longer restore. The largest
+/// figures accepted stay finite through both.
+#[test]
+fn figures_beyond_any_sender_are_refused_and_the_largest_accepted_stay_finite() {
+    let huge = r#"{"version":1,"kinds":{"a":{"window_secs":1,"mean":1e308,"variance":0.0,"peak":0.0,"windows":100}}}"#;
+    let error = Snapshot::from_json(huge).unwrap_err().to_string();
+    assert!(error.contains("mean = 1e308"), "{error}");
+
+    let largest = r#"{"version":1,"kinds":{"a":{"window_secs":1,"mean":1e9,"variance":1e18,"peak":1e9,"windows":100}}}"#;
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    breaker.restore(&Snapshot::from_json(largest).unwrap()).unwrap();
+    let a = breaker.kind("a");
+    for _ in 0..200 {
+        clock.advance(Duration::from_secs(1));
+        let _ = a.check();
+    }
+    assert!(a.status().baseline.is_finite());
+    let again = breaker.snapshot().to_json();
+    assert!(Snapshot::from_json(&again).is_ok(), "{again}");
+}
+
 /// `text` with one edit: a run of characters removed, replaced, inserted or repeated.
 fn mutate(text: &str, edit: u8, at: usize, len: usize, with: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
