@@ -13,7 +13,7 @@ use crate::kind::{Kind, Shared};
 use crate::metrics::BreakerMetrics;
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
-use crate::state::{Decision, State};
+use crate::state::{Decision, Reason, State};
 use crate::status::{BreakerStatus, KindStatus};
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
@@ -88,16 +88,36 @@ impl<C: Clock> Breaker<C> {
 
     /// Counts one send of `kind` and decides it (a registry look-up, then [`KindHandle::check`]).
     pub fn check(&self, kind: &str) -> Decision {
+        match self.check_named(kind) {
+            Ok(()) => Decision::Allowed,
+            Err((reason, _)) => Decision::Blocked(reason),
+        }
+    }
+
+    /// [`check`](Self::check), with a refusal naming the kind that refused: the overflow kind
+    /// when `kind` was sent there.
+    pub(crate) fn check_named(&self, kind: &str) -> Result<(), (Reason, Arc<str>)> {
         // Decided under the registry's read lock while the send stays lock-free, which spares
         // the kind's reference count two atomic writes; cold work, which may call subscribers,
         // runs after the lock is released.
         let lock_free = self.inner.registry.with(kind, |found| {
             found.check_lock_free().map_err(|step| (Arc::clone(found), step))
         });
-        match lock_free {
-            Some(Ok(decision)) => decision,
-            Some(Err((found, step))) => found.check_cold(step),
-            None => self.resolve(kind).check(),
+        let (found, decision) = match lock_free {
+            Some(Ok(())) => return Ok(()),
+            Some(Err((found, step))) => {
+                let decision = found.check_cold(step);
+                (found, decision)
+            }
+            None => {
+                let found = self.resolve(kind);
+                let decision = found.check();
+                (found, decision)
+            }
+        };
+        match decision {
+            Decision::Allowed => Ok(()),
+            Decision::Blocked(reason) => Err((reason, Arc::clone(found.name()))),
         }
     }
 
@@ -113,6 +133,7 @@ impl<C: Clock> Breaker<C> {
             evict_idle_ms: compiled.evict_idle_ms,
         };
         let now = self.inner.shared.clock.now_ms();
+        let registered = self.inner.registry.len();
         let kind = self.inner.registry.get_or_insert(name, bounds, now, |name| {
             let shared = Arc::clone(&self.inner.shared);
             Arc::new(Kind::new(
@@ -122,8 +143,11 @@ impl<C: Clock> Breaker<C> {
                 shared,
             ))
         });
-        // Only a new kind, or a name sent to the overflow kind, comes this far.
-        self.export_registry_metrics();
+        // A name sent to the overflow kind comes this far on every send: export only when the
+        // registry changed, and leave the overflow count to `refresh`.
+        if self.inner.registry.len() != registered {
+            self.export_registry_metrics();
+        }
         kind
     }
 
@@ -252,6 +276,8 @@ impl<C: Clock> Breaker<C> {
     /// configuration is refused with the error and the running one stays in force.
     pub fn reload(&self, config: Config) -> Result<(), Error> {
         let compiled = Arc::new(config.compile()?);
+        // Kinds take their new policy under the write lock, so a kind registered meanwhile
+        // cannot miss it; `apply` makes no transition and so calls no subscriber meanwhile.
         let mut slot = self.inner.config.write();
         for kind in self.inner.registry.all() {
             kind.apply(compiled.policy(kind.name()).clone());

@@ -194,16 +194,17 @@ impl<C: Clock> Kind<C> {
     #[inline]
     pub(crate) fn check(&self) -> Decision {
         match self.check_lock_free() {
-            Ok(decision) => decision,
+            Ok(()) => Decision::Allowed,
             Err(step) => self.check_cold(step),
         }
     }
 
     /// The send path up to where cold work is needed: a clock read, the bucket test, the count
-    /// and the headroom compare. It never blocks and never runs user code, so a caller may hold
-    /// a short lock around it (the registry's, for a send by name).
+    /// and the headroom compare. `Ok` is an allowed send; a refusal is always cold work's. It
+    /// never blocks and never runs user code, so a caller may hold a short lock around it (the
+    /// registry's, for a send by name).
     #[inline]
-    pub(crate) fn check_lock_free(&self) -> Result<Decision, ColdStep> {
+    pub(crate) fn check_lock_free(&self) -> Result<(), ColdStep> {
         let limits = &self.limits.0;
         let now = limits.clock.now_ms();
         let into_bucket = now.wrapping_sub(limits.accept_from.load(Ordering::Relaxed));
@@ -214,10 +215,10 @@ impl<C: Clock> Kind<C> {
     }
 
     #[inline]
-    fn count(&self, now: u64) -> Result<Decision, ColdStep> {
+    fn count(&self, now: u64) -> Result<(), ColdStep> {
         let count = self.counters.0.count.fetch_add(1, Ordering::Relaxed) + 1;
         if count <= self.limits.0.headroom.load(Ordering::Relaxed) {
-            return Ok(Decision::Allowed);
+            return Ok(());
         }
         Err(ColdStep::OverHeadroom(now))
     }
@@ -230,7 +231,7 @@ impl<C: Clock> Kind<C> {
             ColdStep::BucketEdge(now) => {
                 self.on_bucket_edge(now);
                 match self.count(now) {
-                    Ok(decision) => return decision,
+                    Ok(()) => return Decision::Allowed,
                     Err(_) => now,
                 }
             }
@@ -456,6 +457,17 @@ impl<C: Clock> Kind<C> {
         result
     }
 
+    /// Runs `f` under the lock without advancing the window or making transitions, so that it
+    /// calls no subscriber: safe to call while holding the breaker's configuration lock. The
+    /// next send or refresh brings the kind up to now.
+    fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
+        let now = self.shared.clock.now_ms();
+        let mut cold = self.cold.lock();
+        let result = f(self, &mut cold, now);
+        self.export(&cold);
+        result
+    }
+
     /// Brings the window, any due transition and the metrics up to now, without counting a send.
     pub(crate) fn refresh(&self) {
         self.cold_op(|_, _, _, _| ());
@@ -496,7 +508,7 @@ impl<C: Clock> Kind<C> {
     /// Runs on new settings, keeping counts and the learned baseline. A new window length
     /// restarts the window's counts and rescales the baseline to the new length.
     pub(crate) fn apply(&self, policy: Arc<Policy>) {
-        self.cold_op(|kind, cold, now, _| {
+        self.locked(|kind, cold, now| {
             let old_window = cold.policy.window_ms();
             if policy.bucket_ms != cold.policy.bucket_ms {
                 kind.take_count(cold);
@@ -525,7 +537,7 @@ impl<C: Clock> Kind<C> {
 
     /// Replaces the learned baseline (a restored snapshot).
     pub(crate) fn restore(&self, baseline: Baseline) {
-        self.cold_op(|kind, cold, _, _| {
+        self.locked(|kind, cold, _| {
             cold.baseline = baseline;
             (cold.threshold, cold.limit) = cold.policy.threshold(&cold.baseline);
             kind.publish(cold);
@@ -621,9 +633,9 @@ mod tests {
     fn a_send_a_little_behind_the_bucket_stays_on_the_lock_free_path() {
         let clock = ManualClock::starting_at(100_000);
         let kind = kind(&clock);
-        assert_eq!(kind.check_lock_free(), Ok(Decision::Allowed));
+        assert_eq!(kind.check_lock_free(), Ok(()));
         clock.set(100_000 - 59_000); // behind by less than a window
-        assert_eq!(kind.check_lock_free(), Ok(Decision::Allowed));
+        assert_eq!(kind.check_lock_free(), Ok(()));
         clock.set(100_000 - 61_000); // a window or more back: cold work moves the ring
         assert_eq!(kind.check_lock_free(), Err(ColdStep::BucketEdge(39_000)));
         clock.set(105_000); // the next bucket: cold work rolls over

@@ -135,10 +135,14 @@ impl<C> Registry<C> {
     /// count. `f` runs under the map's shard lock: it must be short and must not call back into
     /// the breaker or into user code.
     pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<Kind<C>>) -> R) -> Option<R> {
+        if let Some(kind) = self.kinds.get(name) {
+            return Some(f(kind.value()));
+        }
+        // Never registered under its own name: asked for by name, it is the shared one.
         if name == OVERFLOW_KIND {
             return self.overflow.get().map(f);
         }
-        self.kinds.get(name).map(|kind| f(kind.value()))
+        None
     }
 
     /// Every registered kind, the overflow kind last if it exists.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
-use crate::state::{Decision, Reason};
+use crate::state::Reason;
 
 /// Something that sends notifications, synchronously.
 pub trait Sender<N> {
@@ -179,19 +179,15 @@ impl<S, K, C: Clock> Guarded<S, K, C> {
     where
         K: Classify<N>,
     {
-        // By name, the send path that touches no reference count; only a refusal resolves the
-        // kind again, for the name it hands back (the overflow kind's, if the registry is full).
-        let name = self.classify.kind(&notification);
-        match self.breaker.check(name) {
-            Decision::Allowed => Ok(notification),
-            Decision::Blocked(reason) => {
-                let kind = Arc::clone(self.breaker.kind(name).name());
-                Err(Blocked {
-                    notification,
-                    kind,
-                    reason,
-                })
-            }
+        // By name, the send path that touches no reference count; a refusal names the kind that
+        // refused (the overflow kind's, if the registry is full).
+        match self.breaker.check_named(self.classify.kind(&notification)) {
+            Ok(()) => Ok(notification),
+            Err((reason, kind)) => Err(Blocked {
+                notification,
+                kind,
+                reason,
+            }),
         }
     }
 }

@@ -193,3 +193,38 @@ fn the_breaker_status_counts_the_overflow_and_serialises() {
     let back: BreakerStatus = serde_json::from_str(&json).unwrap();
     assert_eq!(back, status);
 }
+
+/// A subscriber may call back into the breaker on any event, reloads and look-ups included,
+/// without deadlocking: no subscriber runs while the breaker holds its configuration lock.
+#[test]
+fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
+    use std::sync::mpsc;
+
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let inner = breaker.clone();
+    breaker.subscribe(move |event| {
+        let _ = inner.config();
+        let _ = inner.check(&format!("{}.echo", event.kind));
+        let _ = inner.overview();
+    });
+    let kind = breaker.kind("push.promo");
+    while kind.check().is_allowed() {} // trip at the warm-up ceiling
+    clock.advance(std::time::Duration::from_secs(3600)); // a recovery is due
+
+    let (done, finished) = mpsc::channel();
+    let reloader = breaker.clone();
+    std::thread::spawn(move || {
+        let mut config = Config::default();
+        config.defaults.factor = 4.0;
+        reloader.reload(config).unwrap();
+        let _ = reloader.check("push.promo"); // the due recovery, and its subscriber call
+        done.send(()).unwrap();
+    });
+    // A watchdog, not a wait for a race: the thread takes microseconds unless it deadlocks.
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("reload and recovery finished");
+    assert_eq!(breaker.config().defaults.factor, 4.0);
+    assert_eq!(kind.state(), spikebreaker::State::HalfOpen);
+}

@@ -198,4 +198,18 @@ fn a_notification_refused_on_the_overflow_kind_comes_back_naming_it() {
         (spikebreaker::OVERFLOW_KIND, Reason::ForcedOpen)
     );
     assert!(Sender::send(&guarded, email("email.welcome", "b@example.com")).is_ok());
+    // Each refused send was looked up once: the overflow count matches the overflow kind's.
+    for user in 0..99 {
+        let to = format!("user-{user}");
+        assert!(
+            Sender::send(&guarded, email("user-id-in-kind", &to))
+                .unwrap_err()
+                .is_blocked()
+        );
+    }
+    let overflow = guarded
+        .breaker()
+        .kind_status(spikebreaker::OVERFLOW_KIND)
+        .unwrap();
+    assert_eq!((guarded.breaker().overflowed(), overflow.attempted), (100, 100));
 }
