@@ -164,10 +164,16 @@ mod tests {
         let clock = SystemClock::new();
         let start = clock.now_ms();
         let mut last = start;
-        // Spin on the clock itself rather than sleeping: it must move on its own.
+        // Spin on the clock itself rather than sleeping: it must move on its own. The OS clock
+        // bounds the wait, so a dead ticking thread fails the test instead of hanging it.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while last < start + 3 {
             let now = clock.now_ms();
             assert!(now >= last, "went back from {last} to {now}");
+            assert!(
+                Instant::now() < deadline,
+                "the clock stood still at {now} for 30 s"
+            );
             last = now;
             std::hint::spin_loop();
         }

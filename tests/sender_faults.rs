@@ -217,7 +217,4 @@ fn a_panicking_subscriber_does_not_take_the_breaker_down_and_the_others_still_he
     );
     breaker.force_open("e"); // an operator's event goes through the panicking subscriber too
     assert_eq!(heard.load(Ordering::Relaxed), 5);
-    for status in breaker.status() {
-        assert_eq!(status.allowed + status.blocked, status.attempted);
-    }
 }

@@ -294,7 +294,6 @@ fn eviction_racing_sends_never_takes_a_kind_in_use() {
         done.store(true, Ordering::Release);
         for status in held.into_iter().filter_map(|h| h.unwrap()) {
             assert_eq!(status.attempted, SENDS, "{}: a held kind lost sends", status.kind);
-            assert_eq!(status.allowed + status.blocked, status.attempted);
         }
     });
     assert!(breaker.evicted() > 0);
