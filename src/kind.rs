@@ -374,6 +374,11 @@ impl<C: Clock> Kind<C> {
         cold.state.state == State::Closed && !cold.forced && now.saturating_sub(last_send) >= idle_ms
     }
 
+    /// Attempts since the kind was created: rolled buckets and the current one.
+    fn attempted(&self, cold: &Cold) -> u64 {
+        cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed)
+    }
+
     fn window_count(&self, cold: &Cold) -> u64 {
         cold.ring.previous() + self.counters.0.count.load(Ordering::Relaxed)
     }
@@ -432,7 +437,7 @@ impl<C: Clock> Kind<C> {
     /// the next sends allowed.
     fn export(&self, cold: &Cold) {
         self.metrics.export(&Figures {
-            attempted: cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed),
+            attempted: self.attempted(cold),
             blocked: self.counters.0.blocked.load(Ordering::Relaxed),
             trips: cold.trips,
             state: cold.state.state,
@@ -550,7 +555,7 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn fleet_view(&self) -> FleetView {
         let cold = self.cold.lock();
         FleetView {
-            attempted: cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed),
+            attempted: self.attempted(&cold),
             state: cold.state.state,
             reason: cold.state.reason,
             trips: cold.trips,
@@ -584,7 +589,7 @@ impl<C: Clock> Kind<C> {
     /// Everything an operator wants to see, brought up to now.
     pub(crate) fn status(&self) -> KindStatus {
         self.cold_op(|kind, cold, _, _| {
-            let attempted = cold.attempted_rolled + kind.counters.0.count.load(Ordering::Relaxed);
+            let attempted = kind.attempted(cold);
             let blocked = kind.counters.0.blocked.load(Ordering::Relaxed);
             KindStatus {
                 kind: kind.name.to_string(),
