@@ -1,6 +1,7 @@
 //! The configuration users write: serde data with defaults, per-kind overrides, and validation
-//! that names the field and the bad value. [`Config::validate`] compiles it into the per-kind
-//! [`Policy`] the engine runs on, so nothing is re-checked on the send path.
+//! that names the field and the bad value. The breaker compiles it once (`Config::compile`, which
+//! [`Config::validate`] runs too) into the per-kind [`Policy`] the engine runs on, so nothing is
+//! re-checked on the send path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

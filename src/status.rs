@@ -27,9 +27,10 @@ pub struct KindStatus {
     pub baseline: f64,
     /// Whether the baseline has been learned (otherwise the warm-up ceiling applies).
     pub warmed_up: bool,
-    /// Sends attempted, allowed and blocked. `attempted = allowed + blocked`.
+    /// Sends attempted (allowed or blocked).
     pub attempted: u64,
-    /// Sends allowed.
+    /// Sends allowed: `attempted - blocked`, derived rather than counted, so that an allowed send
+    /// costs no second counter.
     pub allowed: u64,
     /// Sends blocked.
     pub blocked: u64,
