@@ -17,6 +17,28 @@ use std::time::{Duration, Instant};
 ///
 /// Every kind keeps a clone of the breaker's clock beside the limits its sends read, so clones
 /// must read the same time (as a shared counter's do).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use spikebreaker::{Breaker, Clock, Config};
+///
+/// /// Time from the service's own event loop, which stamps each batch it handles.
+/// #[derive(Clone, Debug, Default)]
+/// struct LoopClock(Arc<AtomicU64>);
+///
+/// impl Clock for LoopClock {
+///     fn now_ms(&self) -> u64 {
+///         self.0.load(Ordering::Relaxed)
+///     }
+/// }
+///
+/// let clock = LoopClock::default();
+/// let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
+/// clock.0.store(1_000, Ordering::Relaxed);
+/// assert!(breaker.check("email.welcome").is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
     /// Milliseconds since this clock's origin.
     fn now_ms(&self) -> u64;

@@ -129,22 +129,18 @@ impl Packed {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_and_reason_survives_packing() {
-        for state in [State::Closed, State::Open, State::HalfOpen] {
-            for reason in Reason::ALL {
-                let packed = Packed { state, reason };
-                assert_eq!(Packed::unpack(packed.pack()), packed);
-            }
-        }
-    }
-}
-
 /// What the breaker decided about one send.
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
+/// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+/// breaker.force_open("push.promo");
+/// match breaker.check("push.promo") {
+///     Decision::Allowed => unreachable!(),
+///     Decision::Blocked(reason) => assert_eq!(reason, Reason::ForcedOpen), // keep it, don't send
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a blocked send must not be sent"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -159,5 +155,20 @@ impl Decision {
     /// Whether the send may go ahead.
     pub fn is_allowed(self) -> bool {
         matches!(self, Self::Allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_and_reason_survives_packing() {
+        for state in [State::Closed, State::Open, State::HalfOpen] {
+            for reason in Reason::ALL {
+                let packed = Packed { state, reason };
+                assert_eq!(Packed::unpack(packed.pack()), packed);
+            }
+        }
     }
 }
