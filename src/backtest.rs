@@ -48,6 +48,8 @@ pub struct Backtest {
     slots: FastMap<Box<str>, usize>,
     /// One tally per engine kind (kinds past `max_kinds` share the overflow kind's).
     tallies: Vec<(KindHandle<ManualClock>, Tally)>,
+    /// Engine kind name to its slot in `tallies`.
+    tally_of: FastMap<Arc<str>, usize>,
     events: Arc<Mutex<Vec<Event>>>,
     sends: u64,
     skipped_lines: u64,
@@ -81,6 +83,7 @@ impl Backtest {
             clock,
             slots: FastMap::default(),
             tallies: Vec::new(),
+            tally_of: FastMap::default(),
             events,
             sends: 0,
             skipped_lines: 0,
@@ -110,9 +113,11 @@ impl Backtest {
     fn register(&mut self, kind: &str) -> usize {
         let handle = self.breaker.kind(kind);
         // A kind beyond `max_kinds` resolves to the overflow kind: it shares that kind's tally.
-        let slot = match self.tallies.iter().position(|(h, _)| h.name() == handle.name()) {
-            Some(slot) => slot,
+        let slot = match self.tally_of.get(handle.name()) {
+            Some(&slot) => slot,
             None => {
+                self.tally_of
+                    .insert(Arc::clone(handle.name()), self.tallies.len());
                 self.tallies.push((handle, Tally::default()));
                 self.tallies.len() - 1
             }

@@ -196,3 +196,26 @@ proptest! {
         prop_assert_eq!(read, expected);
     }
 }
+
+#[test]
+fn many_kinds_are_each_tallied_under_their_own_name() {
+    let config = Config {
+        max_kinds: 5_000,
+        ..Config::default()
+    };
+    let mut backtest = Backtest::new(config).unwrap();
+    for round in 0..3u64 {
+        for i in 0..5_000u64 {
+            let _ = backtest.send(round * 10_000 + i, &format!("kind.{i}"));
+        }
+    }
+    let report = backtest.report();
+    assert_eq!(report.kinds.len(), 5_000);
+    assert!(
+        report
+            .kinds
+            .values()
+            .all(|kind| kind.attempted == 3 && kind.allowed == 3)
+    );
+    assert_eq!(report.events, 15_000);
+}
