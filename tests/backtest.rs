@@ -281,16 +281,20 @@ fn short_lived_kinds(generations: u64, per_generation: u64, gap_secs: u64) -> Ve
     sends
 }
 
-#[test]
-fn short_lived_kinds_are_evicted_as_a_service_would_never_sent_to_overflow() {
-    let config = Config {
+/// Room for four kinds, forgotten after two minutes idle.
+fn room_for_four() -> Config {
+    Config {
         max_kinds: 4,
         evict_idle_secs: 120,
         ..Config::default()
-    };
+    }
+}
+
+#[test]
+fn short_lived_kinds_are_evicted_as_a_service_would_never_sent_to_overflow() {
     // 60 kinds over the log, at most four at once, each quiet for over 120 s before the next.
     let sends = short_lived_kinds(20, 3, 150);
-    let (backtest, direct, expected) = replay_both(config, &sends);
+    let (backtest, direct, expected) = replay_both(room_for_four(), &sends);
     let report = backtest.report();
     assert!(
         !report.kinds.contains_key(OVERFLOW_KIND),
@@ -307,15 +311,10 @@ fn short_lived_kinds_are_evicted_as_a_service_would_never_sent_to_overflow() {
 
 #[test]
 fn a_crowded_log_overflows_exactly_as_a_service_would() {
-    let config = Config {
-        max_kinds: 4,
-        evict_idle_secs: 120,
-        ..Config::default()
-    };
     // Five kinds at once (six with the steady one) into room for four: some sends overflow,
     // and each generation's kinds get their own once the last generation's are forgotten.
     let sends = short_lived_kinds(6, 5, 150);
-    let (backtest, direct, expected) = replay_both(config, &sends);
+    let (backtest, direct, expected) = replay_both(room_for_four(), &sends);
     let report = backtest.report();
     assert!(report.kinds[OVERFLOW_KIND].attempted > 0);
     assert_eq!(tallies_of(&report), expected);
