@@ -40,24 +40,46 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Replays sends through a [`Breaker`] on a [`ManualClock`], tallying every decision.
 ///
 /// Each send costs a clock set, a look-up of the kind's cached handle and the handle's
-/// [`check`](KindHandle::check): the same code path a service runs.
+/// [`check`](KindHandle::check): the same code path a service runs. Like a service that checks
+/// by name, the replay holds no kind the registry would forget for being idle (see
+/// [`Config::evict_idle_secs`]), and looks a name sent to the overflow kind up again on every
+/// send, so that kinds come and go as they would in the service.
 pub struct Backtest {
     breaker: Breaker<ManualClock>,
     clock: ManualClock,
-    /// Input kind name to its slot in `tallies`.
-    slots: FastMap<Box<str>, usize>,
-    /// One tally per engine kind (kinds past `max_kinds` share the overflow kind's).
-    tallies: Vec<(KindHandle<ManualClock>, Tally)>,
+    /// Input kind names with a handle held: kinds of their own, sent recently.
+    slots: FastMap<Box<str>, Slot>,
+    /// One tally per engine kind name (kinds past `max_kinds` share the overflow kind's).
+    tallies: Vec<Tally>,
+    /// Engine kind name to its place in `tallies`.
+    tally_of: FastMap<Arc<str>, usize>,
+    /// When `slots` was last swept of idle kinds (`None`: never).
+    last_sweep_ms: Option<u64>,
     events: Arc<Mutex<Vec<Event>>>,
     sends: u64,
     skipped_lines: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// A held handle, the tally it counts into and when it was last sent.
+#[derive(Debug)]
+struct Slot {
+    handle: KindHandle<ManualClock>,
+    tally: usize,
+    last_ms: u64,
+}
+
+#[derive(Debug)]
 struct Tally {
+    name: Arc<str>,
     allowed: u64,
     blocked: u64,
+    /// The kind's state when it was last seen, for the report once no handle is held.
+    state: State,
 }
+
+/// The replay sweeps its handles at most this often (log milliseconds): as often as a full
+/// registry looks for idle kinds, so that the sweep costs nothing per send.
+const SWEEP_EVERY_MS: u64 = 1_000;
 
 impl std::fmt::Debug for Backtest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +103,8 @@ impl Backtest {
             clock,
             slots: FastMap::default(),
             tallies: Vec::new(),
+            tally_of: FastMap::default(),
+            last_sweep_ms: None,
             events,
             sends: 0,
             skipped_lines: 0,
@@ -92,33 +116,76 @@ impl Backtest {
     #[inline]
     pub fn send(&mut self, t_ms: u64, kind: &str) -> Decision {
         self.clock.set(t_ms);
-        let slot = match self.slots.get(kind) {
-            Some(&slot) => slot,
-            None => self.register(kind),
-        };
-        let (handle, tally) = &mut self.tallies[slot];
-        let decision = handle.check();
-        match decision {
-            Decision::Allowed => tally.allowed += 1,
-            Decision::Blocked(_) => tally.blocked += 1,
-        }
         self.sends += 1;
+        let Some(slot) = self.slots.get_mut(kind) else {
+            return self.send_uncached(t_ms, kind);
+        };
+        slot.last_ms = t_ms;
+        let decision = slot.handle.check();
+        count(&mut self.tallies[slot.tally], decision);
         decision
     }
 
+    /// A send of a kind with no handle held: new, idle for a while, or sent to the overflow kind.
     #[cold]
-    fn register(&mut self, kind: &str) -> usize {
+    fn send_uncached(&mut self, t_ms: u64, kind: &str) -> Decision {
+        self.sweep(t_ms);
         let handle = self.breaker.kind(kind);
-        // A kind beyond `max_kinds` resolves to the overflow kind: it shares that kind's tally.
-        let slot = match self.tallies.iter().position(|(h, _)| h.name() == handle.name()) {
-            Some(slot) => slot,
-            None => {
-                self.tallies.push((handle, Tally::default()));
-                self.tallies.len() - 1
+        let decision = handle.check();
+        let tally = self.tally_for(handle.name());
+        count(&mut self.tallies[tally], decision);
+        self.tallies[tally].state = handle.state();
+        // A name sent to the overflow kind is not cached: it is looked up again on its next
+        // send, as `Breaker::check` would, and gets its own kind once there is room.
+        if **handle.name() == *kind {
+            let slot = Slot {
+                handle,
+                tally,
+                last_ms: t_ms,
+            };
+            self.slots.insert(kind.into(), slot);
+        }
+        decision
+    }
+
+    fn tally_for(&mut self, name: &Arc<str>) -> usize {
+        if let Some(&tally) = self.tally_of.get(name) {
+            return tally;
+        }
+        self.tally_of.insert(Arc::clone(name), self.tallies.len());
+        self.tallies.push(Tally {
+            name: Arc::clone(name),
+            allowed: 0,
+            blocked: 0,
+            state: State::Closed,
+        });
+        self.tallies.len() - 1
+    }
+
+    /// Lets go of the handles of kinds not sent for half of `evict_idle_secs`, at most once a
+    /// [`SWEEP_EVERY_MS`], before any look-up that may make the registry sweep. The registry only
+    /// forgets a kind held by no handle; it judges idleness by the start of the kind's last
+    /// bucket (at most a twelfth of a window, so of `evict_idle_secs`, before the last send) and
+    /// sweeps at most once a second, so half the idle time lets go of every kind it would forget,
+    /// with room to spare. Letting go of a kind it would not forget costs one look-up on its next
+    /// send, which finds the same kind.
+    fn sweep(&mut self, now_ms: u64) {
+        if self
+            .last_sweep_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) < SWEEP_EVERY_MS)
+        {
+            return;
+        }
+        self.last_sweep_ms = Some(now_ms);
+        let release_ms = self.breaker.config().evict_idle_secs.saturating_mul(1000) / 2;
+        let tallies = &mut self.tallies;
+        self.slots.retain(|_, slot| {
+            let keep = now_ms.saturating_sub(slot.last_ms) < release_ms;
+            if !keep {
+                tallies[slot.tally].state = slot.handle.state();
             }
-        };
-        self.slots.insert(kind.into(), slot);
-        slot
+            keep
+        });
     }
 
     /// Counts one input line that was skipped as bad, for the report.
@@ -136,18 +203,23 @@ impl Backtest {
         let mut kinds: BTreeMap<String, KindReport> = self
             .tallies
             .iter()
-            .map(|(handle, tally)| {
+            .map(|tally| {
                 let report = KindReport {
                     attempted: tally.allowed + tally.blocked,
                     allowed: tally.allowed,
                     blocked: tally.blocked,
                     trips: 0,
-                    state: handle.state(),
+                    state: tally.state,
                     transitions: Vec::new(),
                 };
-                (handle.name().to_string(), report)
+                (tally.name.to_string(), report)
             })
             .collect();
+        for slot in self.slots.values() {
+            if let Some(kind) = kinds.get_mut(&**slot.handle.name()) {
+                kind.state = slot.handle.state();
+            }
+        }
         for event in self.events.lock().iter() {
             let kind = kinds.entry(event.kind.to_string()).or_default();
             kind.trips += u64::from(event.is_trip());
@@ -165,6 +237,13 @@ impl Backtest {
             skipped_lines: self.skipped_lines,
             kinds,
         }
+    }
+}
+
+fn count(tally: &mut Tally, decision: Decision) {
+    match decision {
+        Decision::Allowed => tally.allowed += 1,
+        Decision::Blocked(_) => tally.blocked += 1,
     }
 }
 

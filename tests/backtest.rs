@@ -1,7 +1,12 @@
 //! The replay engine and the send-log reader, through the public API.
 
 use proptest::prelude::*;
-use spikebreaker::{Backtest, Config, Decision, LogError, LogReader, State};
+use std::collections::BTreeMap;
+
+use spikebreaker::{
+    Backtest, BacktestReport, Breaker, Config, Decision, LogError, LogReader, ManualClock, OVERFLOW_KIND,
+    State,
+};
 
 /// A send as read: line, time, kind.
 type Read = (u64, u64, String);
@@ -195,4 +200,124 @@ proptest! {
         prop_assert!(errors.is_empty(), "{:?}", errors);
         prop_assert_eq!(read, expected);
     }
+}
+
+#[test]
+fn many_kinds_are_each_tallied_under_their_own_name() {
+    let config = Config {
+        max_kinds: 5_000,
+        ..Config::default()
+    };
+    let mut backtest = Backtest::new(config).unwrap();
+    for round in 0..3u64 {
+        for i in 0..5_000u64 {
+            let _ = backtest.send(round * 10_000 + i, &format!("kind.{i}"));
+        }
+    }
+    let report = backtest.report();
+    assert_eq!(report.kinds.len(), 5_000);
+    assert!(
+        report
+            .kinds
+            .values()
+            .all(|kind| kind.attempted == 3 && kind.allowed == 3)
+    );
+    assert_eq!(report.events, 15_000);
+}
+
+/// Replays `sends` through a `Backtest` and through a `Breaker` checked by name, as a service
+/// does; returns the report and the direct breaker's decisions tallied per engine kind name.
+fn replay_both(config: Config, sends: &[(u64, String)]) -> (Backtest, Breaker<ManualClock>, Tallies) {
+    let mut backtest = Backtest::new(config.clone()).unwrap();
+    let clock = ManualClock::new();
+    let direct = Breaker::with_clock(config, clock.clone()).unwrap();
+    let mut tallies = Tallies::new();
+    for (t_ms, kind) in sends {
+        let replayed = backtest.send(*t_ms, kind);
+        clock.set(*t_ms);
+        let overflowed = direct.overflowed();
+        let decision = direct.check(kind);
+        assert_eq!(replayed, decision, "{kind} at {t_ms}");
+        let name = if direct.overflowed() > overflowed {
+            OVERFLOW_KIND
+        } else {
+            kind
+        };
+        let tally = tallies.entry(name.to_string()).or_default();
+        tally.0 += u64::from(decision.is_allowed());
+        tally.1 += u64::from(!decision.is_allowed());
+    }
+    (backtest, direct, tallies)
+}
+
+/// Allowed and blocked sends per engine kind name.
+type Tallies = BTreeMap<String, (u64, u64)>;
+
+fn tallies_of(report: &BacktestReport) -> Tallies {
+    report
+        .kinds
+        .iter()
+        .map(|(name, kind)| (name.clone(), (kind.allowed, kind.blocked)))
+        .collect()
+}
+
+/// Few kinds at a time, many over the log: `generations` of `per_generation` kinds, each sending
+/// ten times over a minute, then quiet for `gap_secs` before the next generation; one kind
+/// sends all along, every ten seconds.
+fn short_lived_kinds(generations: u64, per_generation: u64, gap_secs: u64) -> Vec<(u64, String)> {
+    let mut sends = Vec::new();
+    let period_ms = (60 + gap_secs) * 1000;
+    for generation in 0..generations {
+        let start = generation * period_ms;
+        for i in 0..10 {
+            for k in 0..per_generation {
+                sends.push((start + i * 6_000 + k, format!("job.{generation}.{k}")));
+            }
+        }
+    }
+    let end = generations * period_ms;
+    sends.extend((0..end / 10_000).map(|i| (i * 10_000 + 500, "email.steady".to_string())));
+    sends.sort();
+    sends
+}
+
+/// Room for four kinds, forgotten after two minutes idle.
+fn room_for_four() -> Config {
+    Config {
+        max_kinds: 4,
+        evict_idle_secs: 120,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn short_lived_kinds_are_evicted_as_a_service_would_never_sent_to_overflow() {
+    // 60 kinds over the log, at most four at once, each quiet for over 120 s before the next.
+    let sends = short_lived_kinds(20, 3, 150);
+    let (backtest, direct, expected) = replay_both(room_for_four(), &sends);
+    let report = backtest.report();
+    assert!(
+        !report.kinds.contains_key(OVERFLOW_KIND),
+        "{:?}",
+        report.kinds.keys()
+    );
+    assert_eq!(report.kinds.len(), 61);
+    assert_eq!(tallies_of(&report), expected);
+    assert_eq!(backtest.breaker().overflowed(), 0);
+    assert_eq!(direct.overflowed(), 0);
+    assert!(backtest.breaker().evicted() > 0);
+    assert_eq!(backtest.breaker().evicted(), direct.evicted());
+}
+
+#[test]
+fn a_crowded_log_overflows_exactly_as_a_service_would() {
+    // Five kinds at once (six with the steady one) into room for four: some sends overflow,
+    // and each generation's kinds get their own once the last generation's are forgotten.
+    let sends = short_lived_kinds(6, 5, 150);
+    let (backtest, direct, expected) = replay_both(room_for_four(), &sends);
+    let report = backtest.report();
+    assert!(report.kinds[OVERFLOW_KIND].attempted > 0);
+    assert_eq!(tallies_of(&report), expected);
+    assert_eq!(backtest.breaker().overflowed(), direct.overflowed());
+    assert_eq!(backtest.breaker().evicted(), direct.evicted());
 }
