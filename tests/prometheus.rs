@@ -120,9 +120,11 @@ fn kinds_beyond_max_kinds_share_the_overflow_series() {
 
         let text = prometheus.render();
         assert_eq!(value(&text, KINDS, None), Some(2.0), "{text}");
-        assert_eq!(value(&text, OVERFLOWED, None), Some(4.0));
+        // Overflowed names are counted on the send path's slow branch and exported by refresh,
+        // so that a flood of them does not call the recorder on every send.
         breaker.refresh();
         let text = prometheus.render();
+        assert_eq!(value(&text, OVERFLOWED, None), Some(4.0));
         assert_eq!(value(&text, ATTEMPTED, Some(OVERFLOW_KIND)), Some(4.0), "{text}");
         assert_eq!(value(&text, ATTEMPTED, Some("sms.login")), Some(1.0));
         assert!(!text.contains("user-"), "no series per overflowed name: {text}");
