@@ -346,12 +346,10 @@ impl<C: Clock> Task<C> {
                 id,
             );
         }
+        // One script call per batch entry, from the entry alone: `apply` zips the replies with
+        // the batch.
         for (kind, _, out) in &batch {
-            let Some(sync) = self.kinds.get(kind.name()) else {
-                continue;
-            };
-            let call = sync.script_call(self.script.get_hash(), id, &self.channel, kind.name(), out);
-            pipe.add_command(call);
+            pipe.add_command(out.script_call(self.script.get_hash(), id, &self.channel, kind.name()));
         }
         if commands == 0 && batch.is_empty() {
             // Nothing to say, but a link that has died silently must still be noticed.

@@ -2,6 +2,7 @@
 //! what a reply from Redis asks of the local kind. Clock-free: times are passed in.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::baseline::Baseline;
 use crate::config::Recovery;
@@ -100,7 +101,7 @@ pub(crate) enum Action {
 /// One kind's fleet state on this instance.
 #[derive(Debug)]
 pub(crate) struct KindSync {
-    pub(crate) keys: Keys,
+    pub(crate) keys: Arc<Keys>,
     /// The kind's attempted total already recorded as deltas (sent or pending).
     recorded: u64,
     /// Deltas not yet sent: (local time, count, running total), at most one per local bucket.
@@ -127,6 +128,8 @@ pub(crate) struct KindSync {
 /// What one sync sends for a kind.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
+    /// The kind's keys: the script call is built from this alone.
+    pub(crate) keys: Arc<Keys>,
     pub(crate) threshold: u64,
     pub(crate) trip_ttl_ms: u64,
     pub(crate) trip_reason: &'static str,
@@ -145,7 +148,7 @@ impl KindSync {
     /// fleet mode started).
     pub(crate) fn new(keys: Keys, view: &FleetView, recorded: u64) -> Self {
         Self {
-            keys,
+            keys: Arc::new(keys),
             recorded,
             pending: VecDeque::new(),
             baseline: Baseline::default(),
@@ -218,6 +221,7 @@ impl KindSync {
             0
         };
         Outgoing {
+            keys: Arc::clone(&self.keys),
             threshold: if view.forced || view.dry_run {
                 0
             } else {
@@ -235,40 +239,6 @@ impl KindSync {
                 .map(|&(at, count, upto)| (now.saturating_sub(at), count, upto))
                 .collect(),
         }
-    }
-
-    /// The script's invocation for `out` (arguments in the order `sync.lua` reads them).
-    pub(crate) fn script_call(
-        &self,
-        hash: &str,
-        id: &str,
-        channel: &str,
-        kind: &str,
-        out: &Outgoing,
-    ) -> redis::Cmd {
-        let mut call = redis::cmd("EVALSHA");
-        call.arg(hash)
-            .arg(4)
-            .arg(&self.keys.trip)
-            .arg(&self.keys.probe)
-            .arg(&self.keys.force)
-            .arg(format!("{}{id}", self.keys.high_water))
-            .arg(&self.keys.buckets)
-            .arg(out.bucket_ms)
-            .arg(BUCKETS)
-            .arg(out.threshold)
-            .arg(out.trip_ttl_ms)
-            .arg(out.trip_reason)
-            .arg(out.probe)
-            .arg(out.probe_ttl_ms)
-            .arg(id)
-            .arg(channel)
-            .arg(kind)
-            .arg(out.aligned);
-        for &(age, count, upto) in &out.deltas {
-            call.arg(age).arg(count).arg(upto);
-        }
-        call
     }
 
     /// The sync went through: forget what was sent, learn, and say what the local kind must do.
@@ -334,6 +304,35 @@ impl KindSync {
         (current.saturating_sub(2 * BUCKETS as u64)..=current + 1)
             .map(|b| format!("{}{b}", self.keys.buckets))
             .collect()
+    }
+}
+
+impl Outgoing {
+    /// The script's invocation sending this (arguments in the order `sync.lua` reads them).
+    pub(crate) fn script_call(&self, hash: &str, id: &str, channel: &str, kind: &str) -> redis::Cmd {
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(hash)
+            .arg(4)
+            .arg(&self.keys.trip)
+            .arg(&self.keys.probe)
+            .arg(&self.keys.force)
+            .arg(format!("{}{id}", self.keys.high_water))
+            .arg(&self.keys.buckets)
+            .arg(self.bucket_ms)
+            .arg(BUCKETS)
+            .arg(self.threshold)
+            .arg(self.trip_ttl_ms)
+            .arg(self.trip_reason)
+            .arg(self.probe)
+            .arg(self.probe_ttl_ms)
+            .arg(id)
+            .arg(channel)
+            .arg(kind)
+            .arg(self.aligned);
+        for &(age, count, upto) in &self.deltas {
+            call.arg(age).arg(count).arg(upto);
+        }
+        call
     }
 }
 
