@@ -31,12 +31,9 @@ use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::kind::{FleetView, Kind};
+use crate::metrics::FLEET_DEGRADED;
 use crate::state::{Reason, State};
 use sync::{Action, Keys, KindSync, Outgoing, Reply};
-
-/// The gauge that reads 1 while an instance has no working link to Redis (local-only
-/// detection), 0 while it syncs.
-pub(crate) const DEGRADED_GAUGE: &str = "spikebreaker_fleet_degraded";
 
 /// Fleet mode for one breaker: a background task that syncs its kinds through Redis. Stops when
 /// dropped or [`shutdown`](Self::shutdown). Start one per breaker (two would count every send
@@ -126,7 +123,7 @@ impl Fleet {
             },
             kinds: HashMap::new(),
         }));
-        metrics::gauge!(DEGRADED_GAUGE).set(1.0);
+        metrics::gauge!(FLEET_DEGRADED).set(1.0);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let local_breaker = breaker.clone();
@@ -475,7 +472,7 @@ impl<C: Clock> Task<C> {
             );
         }
         status.degraded = true;
-        metrics::gauge!(DEGRADED_GAUGE).set(1.0);
+        metrics::gauge!(FLEET_DEGRADED).set(1.0);
     }
 
     fn publish_status(&self, round_trip: Option<Duration>) {
@@ -485,7 +482,7 @@ impl<C: Clock> Task<C> {
             status.syncs += 1;
             status.last_round_trip = Some(round_trip);
             if status.degraded {
-                metrics::gauge!(DEGRADED_GAUGE).set(0.0);
+                metrics::gauge!(FLEET_DEGRADED).set(0.0);
             }
             status.degraded = false;
         }
