@@ -144,17 +144,16 @@ pub(crate) struct Outgoing {
 }
 
 impl KindSync {
-    /// `recorded`: attempts of the kind that are not the fleet's business (those from before
-    /// fleet mode started).
-    pub(crate) fn new(keys: Keys, view: &FleetView, recorded: u64) -> Self {
+    /// A kind new to fleet mode: every attempt and trip of it is the fleet's business.
+    pub(crate) fn new(keys: Keys, view: &FleetView) -> Self {
         Self {
             keys: Arc::new(keys),
-            recorded,
+            recorded: 0,
             pending: VecDeque::new(),
             baseline: Baseline::default(),
             aligned: None,
             clean: true,
-            trips_seen: view.trips,
+            trips_seen: 0,
             probing: false,
             fleet_forced: false,
             active_until: 0,
@@ -162,6 +161,16 @@ impl KindSync {
             threshold: view.policy.threshold(&Baseline::default()).0,
             last_redis_ms: None,
             bucket_ms: view.policy.bucket_ms,
+        }
+    }
+
+    /// A kind that was already counting when fleet mode started: its attempts and trips so far
+    /// are not the fleet's business.
+    pub(crate) fn joined(keys: Keys, view: &FleetView) -> Self {
+        Self {
+            recorded: view.attempted,
+            trips_seen: view.trips,
+            ..Self::new(keys, view)
         }
     }
 
@@ -356,7 +365,7 @@ mod tests {
 
     #[test]
     fn deltas_coalesce_per_bucket_and_expire_after_two_windows() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(7), 7);
+        let mut sync = KindSync::joined(Keys::new("p", "k"), &view(7));
         sync.record(&view(10), 0);
         sync.record(&view(15), 1_000); // same 5 s bucket
         sync.record(&view(16), 6_000);
@@ -379,7 +388,7 @@ mod tests {
         )
         .unwrap();
         let view = FleetView { policy, ..view(0) };
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view, 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view);
         assert_eq!(
             sync.threshold, 1000,
             "warm-up ceiling until three windows are learned"
@@ -402,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_local_trip_is_broadcast_once_and_never_from_dry_run() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
         let tripped = FleetView {
             state: State::Open,
             reason: Reason::Spike,
@@ -436,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_reply_with_a_trip_holds_the_kind_open_past_the_key() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
         let out = sync.outgoing(&view(0), 0, 250);
         let reply = Reply::parse(&[1_000, 5, 0, 0, 3_000, 0, 0]).unwrap();
         assert_eq!(
@@ -448,5 +457,23 @@ mod tests {
         let lifted = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 0]).unwrap();
         assert_eq!(sync.apply(&view(0), &out, lifted, 250), vec![Action::Reset]);
         assert_eq!(Reply::parse(&[1, 2]), None);
+    }
+
+    #[test]
+    fn a_kind_new_to_fleet_mode_broadcasts_a_trip_it_had_before_its_first_sync() {
+        let tripped = FleetView {
+            state: State::Open,
+            reason: Reason::Spike,
+            trips: 1,
+            ..view(1_500)
+        };
+        let mut fresh = KindSync::new(Keys::new("p", "k"), &tripped);
+        fresh.record(&tripped, 0);
+        assert_eq!(fresh.unsent(), 1_500);
+        assert_eq!(fresh.outgoing(&tripped, 0, 250).trip_reason, "spike");
+        let mut joined = KindSync::joined(Keys::new("p", "k"), &tripped);
+        joined.record(&tripped, 0);
+        assert_eq!(joined.unsent(), 0, "counted before fleet mode started");
+        assert_eq!(joined.outgoing(&tripped, 0, 250).trip_reason, "");
     }
 }
