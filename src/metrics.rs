@@ -56,6 +56,10 @@ pub const KINDS: &str = "spikebreaker_kinds";
 /// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
 /// [`Config::max_kinds`](crate::Config::max_kinds) kinds were registered.
 pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
+/// Gauge, per [`Fleet`](crate::Fleet): 1 while the instance has no working link to Redis and
+/// detects on its own counts only, 0 while it syncs.
+#[cfg(feature = "redis")]
+pub const FLEET_DEGRADED: &str = "spikebreaker_fleet_degraded";
 
 /// Describes every metric to the installed recorder (its `# HELP` and unit). A breaker does
 /// this when it is created; call it yourself only for a recorder installed later.
@@ -93,6 +97,11 @@ pub fn describe() {
         OVERFLOWED,
         Unit::Count,
         "Look-ups of new kinds sent to the _overflow kind because max_kinds were registered."
+    );
+    #[cfg(feature = "redis")]
+    describe_gauge!(
+        FLEET_DEGRADED,
+        "Fleet mode: 1 while the instance has no working link to Redis (local-only detection), 0 while it syncs."
     );
 }
 
@@ -245,6 +254,25 @@ mod tests {
         assert_eq!(
             values.get(&(MetricKind::Gauge, KINDS.to_owned(), vec![])),
             Some(&DebugValue::Gauge(2.0.into()))
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_fleet_gauge_is_described() {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            gauge!(FLEET_DEGRADED).set(1.0);
+        });
+        let snapshot = recorder.snapshotter().snapshot().into_vec();
+        let (_, _, help, _) = snapshot
+            .iter()
+            .find(|(key, ..)| key.key().name() == FLEET_DEGRADED)
+            .expect("the gauge is recorded");
+        assert!(
+            help.as_ref().is_some_and(|help| help.contains("Redis")),
+            "{help:?}"
         );
     }
 }

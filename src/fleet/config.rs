@@ -1,6 +1,7 @@
 //! Fleet mode's settings: where Redis is, how keys are named, how often to sync, how long to
 //! wait for Redis before falling back to local-only detection.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use crate::error::Error;
 /// assert_eq!(config.key_prefix, "spikebreaker");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FleetConfig {
     /// Redis to sync through: `redis://host:port[/db]`, or a unix socket as
@@ -48,6 +49,49 @@ impl Default for FleetConfig {
             max_backoff_ms: 10_000,
         }
     }
+}
+
+/// Shows the URL with any password replaced by `***`.
+impl fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("url", &redacted(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("sync_interval_ms", &self.sync_interval_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .field("max_backoff_ms", &self.max_backoff_ms)
+            .finish()
+    }
+}
+
+/// `url` fit to show in an error or a log line: the password of `scheme://user:password@host`
+/// and the `pass=` of a unix socket's query replaced by `***`.
+fn redacted(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let password = url[start..end].rfind('@').and_then(|at| {
+        url[start..start + at]
+            .find(':')
+            .map(|colon| (start + colon + 1, start + at))
+    });
+    let mut shown = match password {
+        Some((from, to)) => format!("{}***{}", &url[..from], &url[to..]),
+        None => url.to_owned(),
+    };
+    if let Some(query) = shown.find('?') {
+        let pairs: Vec<String> = shown[query + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key @ ("pass" | "password"), _)) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{}?{}", &shown[..query], pairs.join("&"));
+    }
+    shown
 }
 
 const MAX_MS: u64 = 3_600_000;
@@ -91,7 +135,7 @@ impl FleetConfig {
         let bad = |_| {
             Error::invalid(
                 "fleet.url",
-                &self.url,
+                redacted(&self.url),
                 "must be redis://host:port, redis+unix:///path or unix:///path",
             )
         };
@@ -176,5 +220,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sync_intervl_ms"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            ("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0"),
+            ("redis://:secret@host", "redis://:***@host"),
+            ("rediss://user:p@ss:w@host", "rediss://user:***@host"),
+            (
+                "redis+unix:///run/r.sock?db=1&pass=secret",
+                "redis+unix:///run/r.sock?db=1&pass=***",
+            ),
+            ("redis://host:6379", "redis://host:6379"),
+            ("redis://user@host", "redis://user@host"),
+        ] {
+            assert_eq!(redacted(url), shown);
+            let config = FleetConfig::new(url);
+            assert!(!format!("{config:?}").contains("secret"), "{config:?}");
+        }
+        let err = FleetConfig::new("http://user:secret@host")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fleet.url") && err.contains("http://user:***@host"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ mod sync;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -31,12 +31,9 @@ use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::kind::{FleetView, Kind};
+use crate::metrics::FLEET_DEGRADED;
 use crate::state::{Reason, State};
 use sync::{Action, Keys, KindSync, Outgoing, Reply};
-
-/// The gauge that reads 1 while an instance has no working link to Redis (local-only
-/// detection), 0 while it syncs.
-pub(crate) const DEGRADED_GAUGE: &str = "spikebreaker_fleet_degraded";
 
 /// Fleet mode for one breaker: a background task that syncs its kinds through Redis. Stops when
 /// dropped or [`shutdown`](Self::shutdown). Start one per breaker (two would count every send
@@ -126,7 +123,7 @@ impl Fleet {
             },
             kinds: HashMap::new(),
         }));
-        metrics::gauge!(DEGRADED_GAUGE).set(1.0);
+        metrics::gauge!(FLEET_DEGRADED).set(1.0);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let local_breaker = breaker.clone();
@@ -134,29 +131,7 @@ impl Fleet {
             Command::ForceOpen(kind) => local_breaker.force_open(kind),
             Command::Reset(kind) => local_breaker.reset(kind),
         });
-        let kinds = breaker
-            .kinds()
-            .into_iter()
-            .map(|kind| {
-                let view = kind.fleet_view();
-                let sync = KindSync::new(Keys::new(&config.key_prefix, kind.name()), &view, view.attempted);
-                (Arc::clone(kind.name()), sync)
-            })
-            .collect();
-        let task = Task {
-            channel: format!("{}:fleet", config.key_prefix),
-            id: None,
-            script: redis::Script::new(sync::SCRIPT),
-            backoff: config.interval(),
-            retry_at: Instant::now(),
-            kinds,
-            queued: VecDeque::new(),
-            link: None,
-            status: Arc::clone(&status),
-            breaker,
-            client,
-            config,
-        };
+        let task = Task::new(breaker, config, client, Arc::clone(&status));
         let task = runtime.spawn(task.run(stop_rx, command_rx));
         Ok(Self {
             status,
@@ -237,13 +212,34 @@ struct Task<C: Clock> {
     channel: String,
     /// This instance's number in the fleet, given by Redis on the first connection.
     id: Option<String>,
-    kinds: HashMap<Arc<str>, KindSync>,
+    kinds: HashMap<Arc<str>, Tracked<C>>,
     /// Operator commands not yet told to the fleet.
     queued: VecDeque<Command>,
     link: Option<Link>,
     backoff: Duration,
     retry_at: Instant,
     status: Arc<Mutex<Shared>>,
+}
+
+/// A kind's fleet state, with the kind object it belongs to: a kind evicted from the breaker and
+/// registered again is a new object and starts afresh, and an evicted kind's state goes with it.
+/// Weak, so that fleet mode keeps no kind from being evicted.
+struct Tracked<C: Clock> {
+    kind: Weak<Kind<C>>,
+    sync: KindSync,
+}
+
+impl<C: Clock> Tracked<C> {
+    fn new(kind: &Arc<Kind<C>>, sync: KindSync) -> Self {
+        Self {
+            kind: Arc::downgrade(kind),
+            sync,
+        }
+    }
+
+    fn tracks(&self, kind: &Arc<Kind<C>>) -> bool {
+        std::ptr::eq(self.kind.as_ptr(), Arc::as_ptr(kind))
+    }
 }
 
 /// What the task shows the handle: the status, and per kind (fleet window count, fleet
@@ -255,6 +251,38 @@ struct Shared {
 }
 
 impl<C: Clock> Task<C> {
+    /// The task for `breaker`, its kinds so far joining fleet mode.
+    fn new(
+        breaker: Breaker<C>,
+        config: FleetConfig,
+        client: redis::Client,
+        status: Arc<Mutex<Shared>>,
+    ) -> Self {
+        let kinds = breaker
+            .kinds()
+            .into_iter()
+            .map(|kind| {
+                let keys = Keys::new(&config.key_prefix, kind.name());
+                let sync = KindSync::joined(keys, &kind.fleet_view());
+                (Arc::clone(kind.name()), Tracked::new(&kind, sync))
+            })
+            .collect();
+        Self {
+            channel: format!("{}:fleet", config.key_prefix),
+            id: None,
+            script: redis::Script::new(sync::SCRIPT),
+            backoff: config.interval(),
+            retry_at: Instant::now(),
+            kinds,
+            queued: VecDeque::new(),
+            link: None,
+            status,
+            breaker,
+            client,
+            config,
+        }
+    }
+
     async fn run(mut self, mut stop: watch::Receiver<bool>, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(self.config.interval());
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -315,11 +343,21 @@ impl<C: Clock> Task<C> {
         }
     }
 
-    fn kind_sync(&mut self, kind: &Kind<C>, view: &FleetView) -> &mut KindSync {
+    /// The kind's fleet state, fresh if the kind is new to fleet mode or a new object under an
+    /// evicted kind's name (whose counts and trips are not this one's).
+    fn kind_sync(&mut self, kind: &Arc<Kind<C>>, view: &FleetView) -> &mut KindSync {
         let prefix = &self.config.key_prefix;
-        self.kinds
+        let fresh = || Tracked::new(kind, KindSync::new(Keys::new(prefix, kind.name()), view));
+        let tracked = self
+            .kinds
             .entry(Arc::clone(kind.name()))
-            .or_insert_with(|| KindSync::new(Keys::new(prefix, kind.name()), view, 0))
+            .and_modify(|tracked| {
+                if !tracked.tracks(kind) {
+                    *tracked = fresh();
+                }
+            })
+            .or_insert_with(fresh);
+        &mut tracked.sync
     }
 
     /// One sync: record every kind's new attempts, then (linked) send them with the queued
@@ -346,12 +384,10 @@ impl<C: Clock> Task<C> {
                 id,
             );
         }
+        // One script call per batch entry, from the entry alone: `apply` zips the replies with
+        // the batch.
         for (kind, _, out) in &batch {
-            let Some(sync) = self.kinds.get(kind.name()) else {
-                continue;
-            };
-            let call = sync.script_call(self.script.get_hash(), id, &self.channel, kind.name(), out);
-            pipe.add_command(call);
+            pipe.add_command(out.script_call(self.script.get_hash(), id, &self.channel, kind.name()));
         }
         if commands == 0 && batch.is_empty() {
             // Nothing to say, but a link that has died silently must still be noticed.
@@ -389,6 +425,8 @@ impl<C: Clock> Task<C> {
                 batch.push((kind, view, outgoing));
             }
         }
+        // Kinds evicted from the breaker: their counts are long past any window the fleet reads.
+        self.kinds.retain(|_, tracked| tracked.kind.strong_count() > 0);
         batch
     }
 
@@ -401,7 +439,7 @@ impl<C: Clock> Task<C> {
             else {
                 continue;
             };
-            let Some(sync) = self.kinds.get_mut(kind.name()) else {
+            let Some(Tracked { sync, .. }) = self.kinds.get_mut(kind.name()) else {
                 continue;
             };
             for action in sync.apply(view, out, reply, self.config.sync_interval_ms) {
@@ -477,7 +515,7 @@ impl<C: Clock> Task<C> {
             );
         }
         status.degraded = true;
-        metrics::gauge!(DEGRADED_GAUGE).set(1.0);
+        metrics::gauge!(FLEET_DEGRADED).set(1.0);
     }
 
     fn publish_status(&self, round_trip: Option<Duration>) {
@@ -487,11 +525,12 @@ impl<C: Clock> Task<C> {
             status.syncs += 1;
             status.last_round_trip = Some(round_trip);
             if status.degraded {
-                metrics::gauge!(DEGRADED_GAUGE).set(0.0);
+                metrics::gauge!(FLEET_DEGRADED).set(0.0);
             }
             status.degraded = false;
         }
-        for (kind, sync) in &self.kinds {
+        shared.kinds.retain(|kind, _| self.kinds.contains_key(kind));
+        for (kind, Tracked { sync, .. }) in &self.kinds {
             let figures = (sync.window, sync.threshold, sync.unsent());
             match shared.kinds.get_mut(kind) {
                 Some(slot) => *slot = figures,
@@ -511,10 +550,10 @@ async fn next_push(link: &mut Option<Link>) -> Option<redis::PushInfo> {
 }
 
 /// An operator command, as told to the fleet.
-fn queue_command(
+fn queue_command<C: Clock>(
     pipe: &mut redis::Pipeline,
     command: &Command,
-    kinds: &HashMap<Arc<str>, KindSync>,
+    kinds: &HashMap<Arc<str>, Tracked<C>>,
     prefix: &str,
     channel: &str,
     id: &str,
@@ -532,8 +571,8 @@ fn queue_command(
             let keys = Keys::new(prefix, kind);
             let mut del = redis::cmd("DEL");
             del.arg(&keys.trip).arg(&keys.probe).arg(&keys.force);
-            if let Some(sync) = kinds.get(kind.as_str()) {
-                del.arg(sync.recent_bucket_keys());
+            if let Some(tracked) = kinds.get(kind.as_str()) {
+                del.arg(tracked.sync.recent_bucket_keys());
             }
             pipe.add_command(del).ignore();
             pipe.cmd("PUBLISH")
@@ -541,5 +580,60 @@ fn queue_command(
                 .arg(format!("reset:{id}:{kind}"))
                 .ignore();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+
+    fn task(breaker: &Breaker<ManualClock>) -> Task<ManualClock> {
+        let config = FleetConfig::default();
+        let status = Arc::new(Mutex::new(Shared {
+            status: FleetStatus::default(),
+            kinds: HashMap::new(),
+        }));
+        Task::new(breaker.clone(), config.clone(), config.client().unwrap(), status)
+    }
+
+    fn unsent(task: &Task<ManualClock>, kind: &str) -> Option<u64> {
+        task.kinds.get(kind).map(|tracked| tracked.sync.unsent())
+    }
+
+    #[test]
+    fn evicted_kinds_are_forgotten_and_a_kind_registered_again_starts_afresh() {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        let mut task = task(&breaker);
+        for i in 0..50 {
+            let _ = breaker.check(&format!("user.{i}"));
+        }
+        for _ in 0..5 {
+            let _ = breaker.check("email.welcome");
+        }
+        task.record();
+        task.publish_status(None);
+        assert_eq!(task.kinds.len(), 51);
+        assert_eq!(unsent(&task, "email.welcome"), Some(5));
+
+        // Churn: every kind is evicted, and one comes back before the next sync.
+        clock.advance(Duration::from_secs(2 * 3600));
+        assert_eq!(breaker.evict_idle(), 51);
+        for _ in 0..3 {
+            let _ = breaker.check("email.welcome");
+        }
+        task.record();
+        task.publish_status(None);
+        assert_eq!(task.kinds.len(), 1, "the evicted kinds' fleet state is gone");
+        assert_eq!(task.status.lock().kinds.len(), 1, "and so is their status");
+        assert_eq!(
+            unsent(&task, "email.welcome"),
+            Some(3),
+            "the new kind's first sends are the fleet's, though fewer than the old kind's"
+        );
     }
 }

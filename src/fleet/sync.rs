@@ -2,6 +2,7 @@
 //! what a reply from Redis asks of the local kind. Clock-free: times are passed in.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::baseline::Baseline;
 use crate::config::Recovery;
@@ -100,7 +101,7 @@ pub(crate) enum Action {
 /// One kind's fleet state on this instance.
 #[derive(Debug)]
 pub(crate) struct KindSync {
-    pub(crate) keys: Keys,
+    pub(crate) keys: Arc<Keys>,
     /// The kind's attempted total already recorded as deltas (sent or pending).
     recorded: u64,
     /// Deltas not yet sent: (local time, count, running total), at most one per local bucket.
@@ -127,6 +128,8 @@ pub(crate) struct KindSync {
 /// What one sync sends for a kind.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
+    /// The kind's keys: the script call is built from this alone.
+    pub(crate) keys: Arc<Keys>,
     pub(crate) threshold: u64,
     pub(crate) trip_ttl_ms: u64,
     pub(crate) trip_reason: &'static str,
@@ -141,17 +144,16 @@ pub(crate) struct Outgoing {
 }
 
 impl KindSync {
-    /// `recorded`: attempts of the kind that are not the fleet's business (those from before
-    /// fleet mode started).
-    pub(crate) fn new(keys: Keys, view: &FleetView, recorded: u64) -> Self {
+    /// A kind new to fleet mode: every attempt and trip of it is the fleet's business.
+    pub(crate) fn new(keys: Keys, view: &FleetView) -> Self {
         Self {
-            keys,
-            recorded,
+            keys: Arc::new(keys),
+            recorded: 0,
             pending: VecDeque::new(),
             baseline: Baseline::default(),
             aligned: None,
             clean: true,
-            trips_seen: view.trips,
+            trips_seen: 0,
             probing: false,
             fleet_forced: false,
             active_until: 0,
@@ -159,6 +161,16 @@ impl KindSync {
             threshold: view.policy.threshold(&Baseline::default()).0,
             last_redis_ms: None,
             bucket_ms: view.policy.bucket_ms,
+        }
+    }
+
+    /// A kind that was already counting when fleet mode started: its attempts and trips so far
+    /// are not the fleet's business.
+    pub(crate) fn joined(keys: Keys, view: &FleetView) -> Self {
+        Self {
+            recorded: view.attempted,
+            trips_seen: view.trips,
+            ..Self::new(keys, view)
         }
     }
 
@@ -218,6 +230,7 @@ impl KindSync {
             0
         };
         Outgoing {
+            keys: Arc::clone(&self.keys),
             threshold: if view.forced || view.dry_run {
                 0
             } else {
@@ -235,40 +248,6 @@ impl KindSync {
                 .map(|&(at, count, upto)| (now.saturating_sub(at), count, upto))
                 .collect(),
         }
-    }
-
-    /// The script's invocation for `out` (arguments in the order `sync.lua` reads them).
-    pub(crate) fn script_call(
-        &self,
-        hash: &str,
-        id: &str,
-        channel: &str,
-        kind: &str,
-        out: &Outgoing,
-    ) -> redis::Cmd {
-        let mut call = redis::cmd("EVALSHA");
-        call.arg(hash)
-            .arg(4)
-            .arg(&self.keys.trip)
-            .arg(&self.keys.probe)
-            .arg(&self.keys.force)
-            .arg(format!("{}{id}", self.keys.high_water))
-            .arg(&self.keys.buckets)
-            .arg(out.bucket_ms)
-            .arg(BUCKETS)
-            .arg(out.threshold)
-            .arg(out.trip_ttl_ms)
-            .arg(out.trip_reason)
-            .arg(out.probe)
-            .arg(out.probe_ttl_ms)
-            .arg(id)
-            .arg(channel)
-            .arg(kind)
-            .arg(out.aligned);
-        for &(age, count, upto) in &out.deltas {
-            call.arg(age).arg(count).arg(upto);
-        }
-        call
     }
 
     /// The sync went through: forget what was sent, learn, and say what the local kind must do.
@@ -337,6 +316,35 @@ impl KindSync {
     }
 }
 
+impl Outgoing {
+    /// The script's invocation sending this (arguments in the order `sync.lua` reads them).
+    pub(crate) fn script_call(&self, hash: &str, id: &str, channel: &str, kind: &str) -> redis::Cmd {
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(hash)
+            .arg(4)
+            .arg(&self.keys.trip)
+            .arg(&self.keys.probe)
+            .arg(&self.keys.force)
+            .arg(format!("{}{id}", self.keys.high_water))
+            .arg(&self.keys.buckets)
+            .arg(self.bucket_ms)
+            .arg(BUCKETS)
+            .arg(self.threshold)
+            .arg(self.trip_ttl_ms)
+            .arg(self.trip_reason)
+            .arg(self.probe)
+            .arg(self.probe_ttl_ms)
+            .arg(id)
+            .arg(channel)
+            .arg(kind)
+            .arg(self.aligned);
+        for &(age, count, upto) in &self.deltas {
+            call.arg(age).arg(count).arg(upto);
+        }
+        call
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +365,7 @@ mod tests {
 
     #[test]
     fn deltas_coalesce_per_bucket_and_expire_after_two_windows() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(7), 7);
+        let mut sync = KindSync::joined(Keys::new("p", "k"), &view(7));
         sync.record(&view(10), 0);
         sync.record(&view(15), 1_000); // same 5 s bucket
         sync.record(&view(16), 6_000);
@@ -380,7 +388,7 @@ mod tests {
         )
         .unwrap();
         let view = FleetView { policy, ..view(0) };
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view, 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view);
         assert_eq!(
             sync.threshold, 1000,
             "warm-up ceiling until three windows are learned"
@@ -403,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_local_trip_is_broadcast_once_and_never_from_dry_run() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
         let tripped = FleetView {
             state: State::Open,
             reason: Reason::Spike,
@@ -437,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_reply_with_a_trip_holds_the_kind_open_past_the_key() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0), 0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
         let out = sync.outgoing(&view(0), 0, 250);
         let reply = Reply::parse(&[1_000, 5, 0, 0, 3_000, 0, 0]).unwrap();
         assert_eq!(
@@ -449,5 +457,23 @@ mod tests {
         let lifted = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 0]).unwrap();
         assert_eq!(sync.apply(&view(0), &out, lifted, 250), vec![Action::Reset]);
         assert_eq!(Reply::parse(&[1, 2]), None);
+    }
+
+    #[test]
+    fn a_kind_new_to_fleet_mode_broadcasts_a_trip_it_had_before_its_first_sync() {
+        let tripped = FleetView {
+            state: State::Open,
+            reason: Reason::Spike,
+            trips: 1,
+            ..view(1_500)
+        };
+        let mut fresh = KindSync::new(Keys::new("p", "k"), &tripped);
+        fresh.record(&tripped, 0);
+        assert_eq!(fresh.unsent(), 1_500);
+        assert_eq!(fresh.outgoing(&tripped, 0, 250).trip_reason, "spike");
+        let mut joined = KindSync::joined(Keys::new("p", "k"), &tripped);
+        joined.record(&tripped, 0);
+        assert_eq!(joined.unsent(), 0, "counted before fleet mode started");
+        assert_eq!(joined.outgoing(&tripped, 0, 250).trip_reason, "");
     }
 }
