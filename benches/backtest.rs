@@ -6,7 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use spikebreaker::{Backtest, Breaker, Config, LogReader, ManualClock};
+use spikebreaker::backtest::{Backtest, LogReader};
+use spikebreaker::{Breaker, Config, ManualClock};
 
 const SENDS: u64 = 1_000_000;
 const KINDS: [&str; 8] = [
@@ -65,7 +66,7 @@ fn replay(c: &mut Criterion) {
             || Backtest::new(Config::default()).unwrap(),
             |mut backtest| {
                 for &(t, k) in &sends {
-                    let _ = black_box(backtest.send(t, KINDS[k]));
+                    let _ = black_box(backtest.check(t, KINDS[k]));
                 }
                 backtest.report()
             },
@@ -79,7 +80,7 @@ fn replay(c: &mut Criterion) {
             |mut backtest| {
                 let mut reader = LogReader::new(csv.as_bytes());
                 while let Some(Ok(record)) = reader.next_record() {
-                    let _ = black_box(backtest.send(record.t_ms, record.kind));
+                    let _ = black_box(backtest.check(record.t_ms, record.kind));
                 }
                 backtest.report()
             },

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use spikebreaker::{Breaker, Config, Fleet, FleetConfig, KindHandle, State};
+use spikebreaker::fleet::{Fleet, FleetConfig};
+use spikebreaker::{Breaker, Config, KindHandle, State};
 
 const RUNAWAY: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;

@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  {sent} sends allowed, {blocked} blocked, {} transitions",
         events.lock().unwrap().len()
     );
-    print_status(&breaker.status(), "  ");
+    print_status(&breaker.status().kinds, "  ");
 
     // Monday 03:00, a quiet hour: the buggy job starts, while ordinary traffic goes on.
     let start = week + 3 * HOUR_MS;
@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!("Status an hour after the job started:");
-    print_status(&breaker.status(), "  ");
+    print_status(&breaker.status().kinds, "  ");
     println!();
     println!(
         "(simulated 7 days and 1 hour in {:.2} s)",

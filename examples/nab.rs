@@ -18,7 +18,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spikebreaker::{Backtest, Config, KindConfig, State};
+use spikebreaker::backtest::Backtest;
+use spikebreaker::{Config, KindConfig, State};
 use support::Rng;
 
 /// What `nab_windows.json` says of one series (fields this example reads).
@@ -132,7 +133,7 @@ fn replay(
         times.extend((0..value).map(|_| start + rng.below(interval)));
         times.sort_unstable();
         for &t in &times {
-            let _ = backtest.send(t, kind);
+            let _ = backtest.check(t, kind);
         }
     }
     let report = backtest.report();

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
-use crate::status::{BreakerStatus, KindStatus};
+use crate::observe::{BreakerStatus, KindStatus};
 
 /// The admin routes over `breaker` (see the [module](self) for the table).
 pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
@@ -76,7 +76,7 @@ fn unknown_kind(kind: &str) -> Refusal {
 }
 
 async fn status<C: Clock>(State(breaker): State<Breaker<C>>) -> Json<BreakerStatus> {
-    Json(breaker.overview())
+    Json(breaker.status())
 }
 
 async fn kind_status<C: Clock>(

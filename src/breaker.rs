@@ -8,13 +8,11 @@ use parking_lot::RwLock;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Compiled, Config};
 use crate::error::Error;
-use crate::event::{Event, Subscribers};
-use crate::kind::{Kind, Shared};
-use crate::metrics::BreakerMetrics;
-use crate::registry::{Bounds, Registry};
-use crate::snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
-use crate::state::{Decision, Reason, State};
-use crate::status::{BreakerStatus, KindStatus};
+use crate::kind::{Decision, Kind, KindHandle, Reason, Shared, State};
+use crate::observe::metrics::BreakerMetrics;
+use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers};
+use crate::registry::{self, Bounds, Registry};
+use crate::snapshot::{LearnedBaseline, Snapshot};
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -55,6 +53,10 @@ impl<C: Clock> fmt::Debug for Breaker<C> {
 }
 
 impl Breaker<SystemClock> {
+    /// The kind that every kind beyond [`Config::max_kinds`] shares: its status, metrics
+    /// (`kind="_overflow"`) and events carry this name, whatever the breaker's clock.
+    pub const OVERFLOW_KIND: &'static str = registry::OVERFLOW_KIND;
+
     /// A breaker on the system clock.
     pub fn new(config: Config) -> Result<Self, Error> {
         Self::with_clock(config, SystemClock::new())
@@ -138,7 +140,7 @@ impl<C: Clock> Breaker<C> {
             let shared = Arc::clone(&self.inner.shared);
             Arc::new(Kind::new(
                 Arc::from(name),
-                compiled.policy(name).clone(),
+                Arc::clone(compiled.settings(name)),
                 Default::default(),
                 shared,
             ))
@@ -183,39 +185,26 @@ impl<C: Clock> Breaker<C> {
         self.resolve(kind).set_dry_run(on);
     }
 
-    /// Every kind's status, brought up to the clock's now, sorted by kind.
-    pub fn status(&self) -> Vec<KindStatus> {
-        let mut all: Vec<_> = self
+    /// The whole breaker's status: every kind's, brought up to the clock's now and sorted by
+    /// kind, with how many kinds the registry holds and may hold, how many look-ups it sent to
+    /// the overflow kind and how many idle kinds it forgot (see [`BreakerStatus`]).
+    pub fn status(&self) -> BreakerStatus {
+        let mut kinds: Vec<_> = self
             .inner
             .registry
             .all()
             .iter()
             .map(|kind| kind.status())
             .collect();
-        all.sort_by(|a, b| a.kind.cmp(&b.kind));
-        all
-    }
-
-    /// The whole breaker's status: every kind (as [`status`](Self::status)), with how many kinds
-    /// the registry holds and how many look-ups it sent to the overflow kind.
-    ///
-    /// ```
-    /// use spikebreaker::{Breaker, Config};
-    /// let breaker = Breaker::new(Config { max_kinds: 1, ..Config::default() })?;
-    /// let _ = breaker.check("email.welcome");
-    /// let _ = breaker.check("user-4711"); // a bug put a user id into the kind
-    /// let status = breaker.overview();
-    /// assert_eq!((status.registered, status.overflowed), (1, 1));
-    /// assert_eq!(status.kinds[0].kind, "_overflow");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn overview(&self) -> BreakerStatus {
+        kinds.sort_by(|a, b| a.kind.cmp(&b.kind));
+        let registry = &self.inner.registry;
         BreakerStatus {
             at_ms: self.inner.shared.clock.now_ms(),
-            kinds: self.status(),
-            registered: self.inner.registry.len(),
+            kinds,
+            registered: registry.len(),
             max_kinds: self.inner.config.read().1.max_kinds,
-            overflowed: self.overflowed(),
+            overflowed: registry.overflowed(),
+            evicted: registry.evicted(),
         }
     }
 
@@ -232,11 +221,6 @@ impl<C: Clock> Breaker<C> {
             kind.refresh();
         }
         self.export_registry_metrics();
-    }
-
-    /// Look-ups of new kinds sent to the overflow kind because `max_kinds` were registered.
-    pub fn overflowed(&self) -> u64 {
-        self.inner.registry.overflowed()
     }
 
     /// Forgets every kind that is closed, not forced, held by no [`KindHandle`] and not sent for
@@ -262,11 +246,6 @@ impl<C: Clock> Breaker<C> {
         self.inner.registry.evict_idle(now, idle_ms)
     }
 
-    /// Kinds forgotten for being idle, since the breaker was made.
-    pub fn evicted(&self) -> u64 {
-        self.inner.registry.evicted()
-    }
-
     /// The configuration in force.
     pub fn config(&self) -> Config {
         self.inner.config.read().0.clone()
@@ -280,7 +259,7 @@ impl<C: Clock> Breaker<C> {
         // cannot miss it; `apply` makes no transition and so calls no subscriber meanwhile.
         let mut slot = self.inner.config.write();
         for kind in self.inner.registry.all() {
-            kind.apply(compiled.policy(kind.name()).clone());
+            kind.apply(Arc::clone(compiled.settings(kind.name())));
         }
         *slot = (config, compiled);
         Ok(())
@@ -303,7 +282,7 @@ impl<C: Clock> Breaker<C> {
             })
             .collect();
         Snapshot {
-            version: SNAPSHOT_VERSION,
+            version: Snapshot::VERSION,
             kinds,
         }
     }
@@ -319,66 +298,31 @@ impl<C: Clock> Breaker<C> {
         }
         Ok(())
     }
-
-    /// The breaker's clock.
-    pub fn clock(&self) -> &C {
-        &self.inner.shared.clock
-    }
-
-    /// Fleet mode: every registered kind.
-    #[cfg(feature = "redis")]
-    pub(crate) fn kinds(&self) -> Vec<Arc<Kind<C>>> {
-        self.inner.registry.all()
-    }
-
-    /// Fleet mode: the kind called `name`, registering it if it is new.
-    #[cfg(feature = "redis")]
-    pub(crate) fn kind_arc(&self, name: &str) -> Arc<Kind<C>> {
-        self.resolve(name)
-    }
 }
 
-/// A resolved kind: checking through it is the lock-free send path. Cheap to clone.
-pub struct KindHandle<C: Clock = SystemClock> {
-    kind: Arc<Kind<C>>,
-}
-
-impl<C: Clock> Clone for KindHandle<C> {
-    fn clone(&self) -> Self {
-        Self {
-            kind: Arc::clone(&self.kind),
-        }
-    }
-}
-
-impl<C: Clock> fmt::Debug for KindHandle<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KindHandle")
-            .field("kind", self.kind.name())
-            .finish()
-    }
-}
-
-impl<C: Clock> KindHandle<C> {
-    /// Counts one send and decides it: a clock read, a few atomic operations and a compare when
-    /// the send is allowed; no lock, no allocation.
-    #[inline]
-    pub fn check(&self) -> Decision {
-        self.kind.check()
+/// Fleet mode's way into the breaker, in one place: the sync task reads and acts on kinds through
+/// these alone, on the kind objects it read (a kind evicted and registered again is another one).
+#[cfg(feature = "redis")]
+impl<C: Clock> Breaker<C> {
+    /// The time on the breaker's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.shared.clock.now_ms()
     }
 
-    /// The kind's name (the overflow kind's, if the registry was full).
-    pub fn name(&self) -> &Arc<str> {
-        self.kind.name()
+    /// Every registered kind, the overflow kind last if it exists.
+    pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
+        let all = self.inner.registry.all();
+        all.into_iter().map(|kind| KindHandle { kind }).collect()
     }
 
-    /// The kind's state, as the send path sees it.
-    pub fn state(&self) -> State {
-        self.kind.state()
+    /// What a sync reads of `kind`: its figures as they stand (taken under its lock, nothing
+    /// counted or rolled over) and the settings it runs on.
+    pub(crate) fn sync_view(&self, kind: &KindHandle<C>) -> (KindStatus, Arc<crate::config::KindSettings>) {
+        kind.kind.sync_view()
     }
 
-    /// The kind's status, brought up to now.
-    pub fn status(&self) -> KindStatus {
-        self.kind.status()
+    /// Opens `kind` for the fleet unless an operator forced its state, for at least `hold_ms`.
+    pub(crate) fn hold_open(&self, kind: &KindHandle<C>, hold_ms: u64) {
+        kind.kind.hold_open(hold_ms);
     }
 }

@@ -1,17 +1,21 @@
-//! The configuration users write: serde data with defaults, per-kind overrides, and validation
-//! that names the field and the bad value. The breaker compiles it once (`Config::compile`, which
-//! [`Config::validate`] runs too) into the per-kind [`Policy`] the engine runs on, so nothing is
-//! re-checked on the send path.
+//! The configuration users write: serde data with defaults, per-kind overrides, and all of its
+//! validation, which names the field and the bad value. The breaker compiles it once
+//! (`Config::compile`, which [`Config::validate`] runs too) into each kind's [`KindSettings`]:
+//! the detector's [`Policy`] and the kind's recovery settings, so nothing is re-checked on the
+//! send path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::{BUCKETS, Learning, Policy};
 use crate::error::Error;
-use crate::policy::Policy;
 
-const MAX_EVICT_IDLE_SECS: u64 = 30 * 86_400;
+/// The longest window a kind may have (a snapshot is checked against it too).
+pub(crate) const MAX_WINDOW_SECS: u64 = 86_400;
+/// The longest warm-up, cool-down, probe and idle time.
+const MAX_DURATION_SECS: u64 = 30 * 86_400;
 
 /// The whole breaker configuration: defaults for every kind, overrides for some.
 ///
@@ -217,7 +221,7 @@ impl Config {
         if self.max_kinds == 0 {
             return Err(Error::invalid("max_kinds", 0, "must be at least 1"));
         }
-        let defaults = Policy::compile(&self.defaults, "defaults")?;
+        let defaults = self.defaults.compile("defaults")?;
         let mut overrides = BTreeMap::new();
         for (kind, patch) in &self.kinds {
             if kind.trim().is_empty() {
@@ -227,17 +231,19 @@ impl Config {
                     "a kind name must not be empty",
                 ));
             }
-            let policy = Policy::compile(&patch.apply_to(&self.defaults), &format!("kinds.{kind:?}"))?;
-            overrides.insert(kind.clone(), Arc::new(policy));
+            let settings = patch
+                .apply_to(&self.defaults)
+                .compile(&format!("kinds.{kind:?}"))?;
+            overrides.insert(kind.clone(), Arc::new(settings));
         }
         let longest_window_ms = overrides
             .values()
-            .map(|policy| policy.window_ms())
-            .chain([defaults.window_ms()])
+            .map(|settings| settings.policy.window_ms())
+            .chain([defaults.policy.window_ms()])
             .max()
             .unwrap_or(0);
         let evict_idle_ms = self.evict_idle_secs.saturating_mul(1000);
-        if evict_idle_ms < longest_window_ms || self.evict_idle_secs > MAX_EVICT_IDLE_SECS {
+        if evict_idle_ms < longest_window_ms || self.evict_idle_secs > MAX_DURATION_SECS {
             return Err(Error::invalid(
                 "evict_idle_secs",
                 self.evict_idle_secs,
@@ -265,19 +271,130 @@ pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) 
     Ok(value)
 }
 
-/// A validated configuration: one policy per overridden kind plus the default one, each shared
-/// by the kinds that run on it.
+/// A validated configuration: settings for each overridden kind plus the default ones, each
+/// shared by the kinds that run on them.
 #[derive(Debug)]
 pub(crate) struct Compiled {
-    pub(crate) defaults: Arc<Policy>,
-    pub(crate) overrides: BTreeMap<String, Arc<Policy>>,
+    pub(crate) defaults: Arc<KindSettings>,
+    pub(crate) overrides: BTreeMap<String, Arc<KindSettings>>,
     pub(crate) max_kinds: usize,
     pub(crate) evict_idle_ms: u64,
 }
 
 impl Compiled {
-    pub(crate) fn policy(&self, kind: &str) -> &Arc<Policy> {
+    /// The settings `kind` runs on.
+    pub(crate) fn settings(&self, kind: &str) -> &Arc<KindSettings> {
         self.overrides.get(kind).unwrap_or(&self.defaults)
+    }
+}
+
+/// One kind's [`KindConfig`], checked and compiled: what its detector runs on, and how its state
+/// machine recovers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct KindSettings {
+    pub(crate) policy: Policy,
+    pub(crate) recovery: Recovery,
+    pub(crate) cooldown_ms: u64,
+    pub(crate) probe_ms: u64,
+    pub(crate) dry_run: bool,
+}
+
+impl KindConfig {
+    /// Validates the settings and compiles them; `path` prefixes field names in errors
+    /// (`defaults`, `kinds."a"`).
+    pub(crate) fn compile(&self, path: &str) -> Result<KindSettings, Error> {
+        let field = |name: &str| format!("{path}.{name}");
+        if !(1..=MAX_WINDOW_SECS).contains(&self.window_secs) {
+            return Err(Error::invalid(
+                field("window_secs"),
+                self.window_secs,
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        finite_at_least(
+            self.factor,
+            1.0,
+            &field("factor"),
+            "must be a finite number of at least 1",
+        )?;
+        finite_at_least(
+            self.margin_sigmas,
+            0.0,
+            &field("margin_sigmas"),
+            "must be a finite number of at least 0",
+        )?;
+        finite_at_least(
+            self.max_growth_per_hour,
+            1.0,
+            &field("max_growth_per_hour"),
+            "must be a finite number of at least 1",
+        )?;
+        if !(self.peak_half_life_hours.is_finite() && self.peak_half_life_hours > 0.0) {
+            return Err(Error::invalid(
+                field("peak_half_life_hours"),
+                self.peak_half_life_hours,
+                "must be a finite number above 0",
+            ));
+        }
+        if let Some(ceiling) = self.ceiling {
+            if ceiling < self.floor.max(1) {
+                return Err(Error::invalid(
+                    field("ceiling"),
+                    ceiling,
+                    "must be at least 1 and at least `floor`",
+                ));
+            }
+        }
+        if self.warmup_ceiling < self.floor {
+            return Err(Error::invalid(
+                field("warmup_ceiling"),
+                self.warmup_ceiling,
+                "must be at least `floor`",
+            ));
+        }
+        for (name, secs) in [
+            ("warmup_secs", self.warmup_secs),
+            ("cooldown_secs", self.cooldown_secs),
+            ("probe_secs", self.probe_secs),
+        ] {
+            if secs > MAX_DURATION_SECS {
+                return Err(Error::invalid(
+                    field(name),
+                    secs,
+                    "must be at most 30 days (2592000 seconds)",
+                ));
+            }
+        }
+
+        let window_ms = self.window_secs * 1000;
+        Ok(KindSettings {
+            policy: Policy {
+                bucket_ms: window_ms / BUCKETS as u64,
+                factor: self.factor,
+                margin_sigmas: self.margin_sigmas,
+                floor: self.floor,
+                ceiling: self.ceiling.unwrap_or(u64::MAX),
+                warmup_ceiling: self.warmup_ceiling,
+                learning: Learning::per_window(
+                    self.window_secs,
+                    self.warmup_secs,
+                    self.max_growth_per_hour,
+                    self.peak_half_life_hours,
+                ),
+            },
+            recovery: self.recovery,
+            cooldown_ms: self.cooldown_secs * 1000,
+            probe_ms: self.probe_secs * 1000,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+fn finite_at_least(value: f64, min: f64, field: &str, reason: &'static str) -> Result<(), Error> {
+    if value.is_finite() && value >= min {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, value, reason))
     }
 }
 
@@ -301,6 +418,15 @@ mod tests {
         let a = config.kind_config("a");
         assert_eq!((a.factor, a.floor), (5.0, 7));
         assert_eq!(config.kind_config("b").floor, KindConfig::default().floor);
+    }
+
+    #[test]
+    fn per_window_constants_follow_the_hourly_settings() {
+        let p = KindConfig::default().compile("defaults").unwrap().policy;
+        assert_eq!(p.bucket_ms * BUCKETS as u64, 60_000);
+        assert_eq!(p.learning.warmup_windows, 60);
+        assert!((p.learning.growth_per_window.powi(60) - 1.5).abs() < 1e-9);
+        assert!((p.learning.peak_decay_per_window.powi(60 * 72) - 0.5).abs() < 1e-9);
     }
 
     #[test]

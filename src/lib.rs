@@ -30,65 +30,57 @@
 //! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
 //!   [`check`](KindHandle::check) is the lock-free send path.
 //! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (or, with the `tower` feature, a tower
-//!   service via `GuardLayer`) and hands a blocked notification back in [`Blocked`].
+//!   service via `tower::GuardLayer`) and hands a blocked notification back in [`Blocked`].
 //! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
-//! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator;
-//!   [`Snapshot`] keeps what was learned across restarts.
-//! - [`Backtest`] replays a send log ([`LogReader`]) through the same engine on a
-//!   [`ManualClock`], to see what a configuration would have done to past traffic.
+//! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator and
+//!   [`BreakerStatus`] the whole breaker ([`Breaker::status`]); [`Snapshot`] keeps what was
+//!   learned across restarts.
+//! - [`backtest`] replays a send log through the same engine on a [`ManualClock`], to see what a
+//!   configuration would have done to past traffic.
 //! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
-//!   [`BreakerStatus`] shows the whole breaker, and, with the `admin` feature, `admin::router`
-//!   serves it and the operator's controls over HTTP.
-//! - With the `redis` feature, `Fleet` syncs a breaker's counts through Redis so that a fleet of
-//!   sender instances detects and stops a spike together (see the README's *Fleet mode*).
+//!   with the `admin` feature, `admin::router` serves the breaker's status and the operator's
+//!   controls over HTTP.
+//! - With the `redis` feature, `fleet::Fleet` syncs a breaker's counts through Redis so that a
+//!   fleet of sender instances detects and stops a spike together (see the README's *Fleet
+//!   mode*).
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
+//!
+//! The README's *Architecture* section maps the source tree.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 #[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
-mod backtest;
-mod baseline;
+pub mod backtest;
 mod breaker;
 mod clock;
 mod config;
+mod detect;
 mod error;
-mod event;
 #[cfg(feature = "redis")]
-mod fleet;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
+mod guard;
 mod kind;
-pub mod metrics;
-mod policy;
-mod primitive;
+mod observe;
 mod registry;
-mod sender;
 mod snapshot;
-mod state;
-mod status;
-#[cfg(feature = "tower")]
-mod tower;
-mod window;
 
-pub use backtest::{Backtest, BacktestReport, KindReport, LogError, LogReader, SendRecord, Transition};
-pub use breaker::{Breaker, KindHandle};
+pub use breaker::Breaker;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
 pub use error::Error;
-pub use event::Event;
-#[cfg(feature = "redis")]
-pub use fleet::{Fleet, FleetConfig, FleetKindStatus, FleetStatus};
-pub use registry::OVERFLOW_KIND;
-pub use sender::{
-    AsyncSender, Blocked, ByNotification, Classify, ClassifyFn, GuardError, Guarded, Notification, Sender,
-};
-pub use snapshot::{LearnedBaseline, SNAPSHOT_VERSION, Snapshot};
-pub use state::{Decision, Reason, State};
-pub use status::{BreakerStatus, KindStatus};
 #[cfg(feature = "tower")]
-pub use tower::{GuardLayer, ResponseFuture};
+pub use guard::tower;
+pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
+pub use kind::{Decision, KindHandle, Reason, State};
+pub use observe::{BreakerStatus, Event, KindStatus, metrics};
+pub use snapshot::{LearnedBaseline, Snapshot};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -11,8 +11,9 @@ use dashmap::mapref::entry::Entry;
 use crate::clock::Clock;
 use crate::kind::Kind;
 
-/// The kind that every kind beyond `max_kinds` shares.
-pub const OVERFLOW_KIND: &str = "_overflow";
+/// The kind that every kind beyond `max_kinds` shares (public as
+/// [`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
+pub(crate) const OVERFLOW_KIND: &str = "_overflow";
 
 #[derive(Debug)]
 pub(crate) struct Registry<C> {
@@ -30,8 +31,9 @@ pub(crate) struct Registry<C> {
 }
 
 /// A full registry looks for idle kinds at most this often (clock milliseconds), so that a
-/// flood of new kind names costs one sweep a second, not one a send.
-const SWEEP_EVERY_MS: u64 = 1_000;
+/// flood of new kind names costs one sweep a second, not one a send. A backtest lets go of idle
+/// kinds as often.
+pub(crate) const SWEEP_EVERY_MS: u64 = 1_000;
 
 /// How many kinds a registry holds, and when it may forget one.
 #[derive(Clone, Copy, Debug)]

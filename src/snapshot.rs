@@ -5,18 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::Baseline;
-use crate::config::json_naming_the_field;
+use crate::config::{MAX_WINDOW_SECS, json_naming_the_field};
+use crate::detect::Baseline;
 use crate::error::Error;
-
-/// The snapshot format this version writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
 /// small enough that rescaling to another window and learning on from it stay finite.
 const MAX_SENDS_PER_SEC: f64 = 1e9;
-/// The longest window a snapshot may have been taken with (the configuration's limit).
-const MAX_WINDOW_SECS: u64 = 86_400;
 
 /// Every kind's learned baseline.
 ///
@@ -31,7 +26,7 @@ const MAX_WINDOW_SECS: u64 = 86_400;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
-    /// Must be [`SNAPSHOT_VERSION`].
+    /// Must be [`Snapshot::VERSION`].
     pub version: u32,
     /// By kind name.
     pub kinds: BTreeMap<String, LearnedBaseline>,
@@ -54,6 +49,9 @@ pub struct LearnedBaseline {
 }
 
 impl Snapshot {
+    /// The snapshot format this version writes and reads.
+    pub const VERSION: u32 = 1;
+
     /// The snapshot as JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -70,10 +68,11 @@ impl Snapshot {
     /// configuration could not have, or a figure that is negative, not a number, or beyond a
     /// billion sends a second.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.version != SNAPSHOT_VERSION {
+        if self.version != Self::VERSION {
             return Err(Error::Snapshot(format!(
-                "version {} is not the supported version {SNAPSHOT_VERSION}",
-                self.version
+                "version {} is not the supported version {}",
+                self.version,
+                Self::VERSION
             )));
         }
         for (kind, learned) in &self.kinds {

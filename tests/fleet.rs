@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spikebreaker::{
-    Breaker, Config, Decision, Fleet, FleetConfig, KindHandle, ManualClock, Reason, State, SystemClock,
-};
+use spikebreaker::fleet::{Fleet, FleetConfig};
+use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, Reason, State, SystemClock};
 
 const KIND: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;

@@ -4,9 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spikebreaker::{
-    Breaker, BreakerStatus, Config, Event, KindConfig, ManualClock, OVERFLOW_KIND, Reason, State,
-};
+use spikebreaker::{Breaker, BreakerStatus, Config, Event, KindConfig, ManualClock, Reason, State};
 
 /// A breaker on the manual clock with every event it emits recorded.
 fn recorded(config: Config) -> (Breaker<ManualClock>, ManualClock, Arc<Mutex<Vec<Event>>>) {
@@ -170,23 +168,23 @@ fn the_breaker_status_counts_the_overflow_and_serialises() {
         send(&breaker, &clock, kind, 1, Duration::from_millis(1));
     }
 
-    let status = breaker.overview();
+    let status = breaker.status();
     assert_eq!(
         (status.registered, status.max_kinds, status.overflowed),
         (2, 2, 3)
     );
     assert_eq!(status.at_ms, 5);
-    let kinds: Vec<_> = status
-        .kinds
-        .iter()
-        .map(|k| (k.kind.as_str(), k.attempted))
-        .collect();
+    let kinds: Vec<_> = status.kinds.iter().map(|k| (&*k.kind, k.attempted)).collect();
     assert_eq!(
         kinds,
-        [(OVERFLOW_KIND, 3), ("email.welcome", 1), ("sms.login", 1)]
+        [
+            (Breaker::OVERFLOW_KIND, 3),
+            ("email.welcome", 1),
+            ("sms.login", 1)
+        ]
     );
-    assert_eq!(breaker.kind("user-9").name().as_ref(), OVERFLOW_KIND);
-    assert_eq!(breaker.overflowed(), 4);
+    assert_eq!(breaker.kind("user-9").name(), Breaker::OVERFLOW_KIND);
+    assert_eq!(breaker.status().overflowed, 4);
 
     let json = serde_json::to_string(&status).unwrap();
     assert!(json.contains(r#""overflowed":3"#), "{json}");
@@ -206,7 +204,7 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
     breaker.subscribe(move |event| {
         let _ = inner.config();
         let _ = inner.check(&format!("{}.echo", event.kind));
-        let _ = inner.overview();
+        let _ = inner.status();
     });
     let kind = breaker.kind("push.promo");
     while kind.check().is_allowed() {} // trip at the warm-up ceiling

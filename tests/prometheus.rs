@@ -8,7 +8,7 @@ use spikebreaker::metrics::{
     ALLOWED, ATTEMPTED, BASELINE_SENDS, BLOCKED, KINDS, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
     WINDOW_SENDS,
 };
-use spikebreaker::{Breaker, Config, Decision, ManualClock, OVERFLOW_KIND};
+use spikebreaker::{Breaker, Config, Decision, ManualClock};
 
 /// Runs `f` with a fresh Prometheus recorder as the thread's recorder, so that the breaker and
 /// kinds it creates register their series there.
@@ -125,7 +125,11 @@ fn kinds_beyond_max_kinds_share_the_overflow_series() {
         breaker.refresh();
         let text = prometheus.render();
         assert_eq!(value(&text, OVERFLOWED, None), Some(4.0));
-        assert_eq!(value(&text, ATTEMPTED, Some(OVERFLOW_KIND)), Some(4.0), "{text}");
+        assert_eq!(
+            value(&text, ATTEMPTED, Some(Breaker::OVERFLOW_KIND)),
+            Some(4.0),
+            "{text}"
+        );
         assert_eq!(value(&text, ATTEMPTED, Some("sms.login")), Some(1.0));
         assert!(!text.contains("user-"), "no series per overflowed name: {text}");
     });

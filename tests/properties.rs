@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use spikebreaker::{
-    Breaker, Config, KindConfig, KindOverride, LearnedBaseline, ManualClock, Recovery, SNAPSHOT_VERSION,
-    Snapshot,
+    Breaker, Config, KindConfig, KindOverride, LearnedBaseline, ManualClock, Recovery, Snapshot,
 };
 
 const BUCKETS: u64 = 12;
@@ -170,7 +169,7 @@ proptest! {
         )
     ) {
         let snapshot = Snapshot {
-            version: SNAPSHOT_VERSION,
+            version: Snapshot::VERSION,
             kinds: kinds
                 .into_iter()
                 .map(|(k, (window_secs, mean, variance, peak, windows))| {

@@ -157,7 +157,7 @@ async fn async_senders_are_guarded_the_same_way() {
 #[cfg(feature = "tower")]
 #[tokio::test]
 async fn a_tower_service_behind_the_layer_hands_blocked_requests_back() {
-    use spikebreaker::GuardLayer;
+    use spikebreaker::tower::GuardLayer;
     use tower::{Layer, ServiceExt, service_fn};
 
     let layer = GuardLayer::new(tripped_breaker());
@@ -187,7 +187,7 @@ fn a_notification_refused_on_the_overflow_kind_comes_back_naming_it() {
     };
     let breaker = Breaker::with_clock(config, ManualClock::new()).unwrap();
     let _ = breaker.check("email.welcome");
-    breaker.force_open(spikebreaker::OVERFLOW_KIND);
+    breaker.force_open(Breaker::OVERFLOW_KIND);
     let guarded = Guarded::new(Outbox::default(), breaker);
     let Err(GuardError::Blocked(blocked)) = Sender::send(&guarded, email("user-4711", "a@example.com"))
     else {
@@ -195,7 +195,7 @@ fn a_notification_refused_on_the_overflow_kind_comes_back_naming_it() {
     };
     assert_eq!(
         (blocked.kind(), blocked.reason()),
-        (spikebreaker::OVERFLOW_KIND, Reason::ForcedOpen)
+        (Breaker::OVERFLOW_KIND, Reason::ForcedOpen)
     );
     assert!(Sender::send(&guarded, email("email.welcome", "b@example.com")).is_ok());
     // Each refused send was looked up once: the overflow count matches the overflow kind's.
@@ -207,9 +207,9 @@ fn a_notification_refused_on_the_overflow_kind_comes_back_naming_it() {
                 .is_blocked()
         );
     }
-    let overflow = guarded
-        .breaker()
-        .kind_status(spikebreaker::OVERFLOW_KIND)
-        .unwrap();
-    assert_eq!((guarded.breaker().overflowed(), overflow.attempted), (100, 100));
+    let overflow = guarded.breaker().kind_status(Breaker::OVERFLOW_KIND).unwrap();
+    assert_eq!(
+        (guarded.breaker().status().overflowed, overflow.attempted),
+        (100, 100)
+    );
 }

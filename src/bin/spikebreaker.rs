@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use spikebreaker::{Backtest, Config, Decision, LogReader};
+use spikebreaker::backtest::{Backtest, LogReader};
+use spikebreaker::{Config, Decision};
 
 /// Per-kind spike detection for notification senders.
 #[derive(Debug, Parser)]
@@ -102,7 +103,7 @@ fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
             Err(error) if error.is_bad_line() => return Err(Failure::BadInput(error.to_string())),
             Err(error) => return Err(Failure::Io(error.to_string())),
         };
-        let decision = backtest.send(record.t_ms, record.kind);
+        let decision = backtest.check(record.t_ms, record.kind);
         if let Some(out) = &mut decisions {
             let verdict = match decision {
                 Decision::Allowed => "allowed",

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Settings of fleet mode ([`Fleet`](crate::Fleet)).
+/// Settings of fleet mode ([`Fleet`](super::Fleet)).
 ///
 /// ```
-/// use spikebreaker::FleetConfig;
+/// use spikebreaker::fleet::FleetConfig;
 /// let config: FleetConfig = toml::from_str(r#"
 ///     url = "redis+unix:///run/redis/redis.sock"
 ///     sync_interval_ms = 100

@@ -4,11 +4,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::baseline::Baseline;
-use crate::config::Recovery;
-use crate::kind::FleetView;
-use crate::state::{Reason, State};
-use crate::window::BUCKETS;
+use crate::config::{KindSettings, Recovery};
+use crate::detect::{BUCKETS, Baseline};
+use crate::kind::{Reason, State};
+use crate::observe::KindStatus;
 
 /// The sync script (see `sync.lua` for its arguments and reply).
 pub(crate) const SCRIPT: &str = include_str!("sync.lua");
@@ -145,7 +144,7 @@ pub(crate) struct Outgoing {
 
 impl KindSync {
     /// A kind new to fleet mode: every attempt and trip of it is the fleet's business.
-    pub(crate) fn new(keys: Keys, view: &FleetView) -> Self {
+    pub(crate) fn new(keys: Keys, settings: &KindSettings) -> Self {
         Self {
             keys: Arc::new(keys),
             recorded: 0,
@@ -158,40 +157,41 @@ impl KindSync {
             fleet_forced: false,
             active_until: 0,
             window: 0,
-            threshold: view.policy.threshold(&Baseline::default()).0,
+            threshold: settings.policy.threshold(&Baseline::default()).0,
             last_redis_ms: None,
-            bucket_ms: view.policy.bucket_ms,
+            bucket_ms: settings.policy.bucket_ms,
         }
     }
 
     /// A kind that was already counting when fleet mode started: its attempts and trips so far
     /// are not the fleet's business.
-    pub(crate) fn joined(keys: Keys, view: &FleetView) -> Self {
+    pub(crate) fn joined(keys: Keys, status: &KindStatus, settings: &KindSettings) -> Self {
         Self {
-            recorded: view.attempted,
-            trips_seen: view.trips,
-            ..Self::new(keys, view)
+            recorded: status.attempted,
+            trips_seen: status.trips,
+            ..Self::new(keys, settings)
         }
     }
 
     /// Takes the kind's new attempts as a pending delta, dropping deltas too old to matter to any
     /// window the fleet still reads (the sliding one and the last aligned one).
-    pub(crate) fn record(&mut self, view: &FleetView, now: u64) {
-        let delta = view.attempted.saturating_sub(self.recorded);
-        self.recorded = view.attempted;
-        let bucket_ms = view.policy.bucket_ms;
+    pub(crate) fn record(&mut self, status: &KindStatus, settings: &KindSettings, now: u64) {
+        let delta = status.attempted.saturating_sub(self.recorded);
+        self.recorded = status.attempted;
+        let policy = &settings.policy;
+        let bucket_ms = policy.bucket_ms;
         self.bucket_ms = bucket_ms;
         if delta > 0 {
-            self.active_until = now.saturating_add(2 * view.policy.window_ms());
+            self.active_until = now.saturating_add(2 * policy.window_ms());
             match self.pending.back_mut() {
                 Some((at, count, upto)) if now / bucket_ms == *at / bucket_ms => {
                     *count += delta;
-                    *upto = view.attempted;
+                    *upto = status.attempted;
                 }
-                _ => self.pending.push_back((now, delta, view.attempted)),
+                _ => self.pending.push_back((now, delta, status.attempted)),
             }
         }
-        let horizon = now.saturating_sub(2 * view.policy.window_ms());
+        let horizon = now.saturating_sub(2 * policy.window_ms());
         while self.pending.front().is_some_and(|&(at, _, _)| at < horizon) {
             self.pending.pop_front();
         }
@@ -203,44 +203,49 @@ impl KindSync {
     }
 
     /// Whether the kind needs this sync: it sent, or it is (or was lately) busy or held.
-    pub(crate) fn due(&self, view: &FleetView, now: u64) -> bool {
+    pub(crate) fn due(&self, status: &KindStatus, now: u64) -> bool {
         !self.pending.is_empty()
             || now < self.active_until
-            || view.state != State::Closed
+            || status.state != State::Closed
             || self.probing
             || self.fleet_forced
     }
 
-    pub(crate) fn outgoing(&self, view: &FleetView, now: u64, interval_ms: u64) -> Outgoing {
-        let policy = &view.policy;
+    pub(crate) fn outgoing(
+        &self,
+        status: &KindStatus,
+        settings: &KindSettings,
+        now: u64,
+        interval_ms: u64,
+    ) -> Outgoing {
         // A kind in dry-run blocks nothing here, and must not make the fleet block either.
-        let new_trip = view.trips > self.trips_seen && view.state == State::Open && !view.dry_run;
-        let trip_reason = match view.reason {
+        let new_trip = status.trips > self.trips_seen && status.state == State::Open && !status.dry_run;
+        let trip_reason = match status.reason {
             Reason::Spike | Reason::Ceiling | Reason::Warmup | Reason::ProbeFailed if new_trip => {
-                view.reason.as_str()
+                status.reason.as_str()
             }
             _ => "",
         };
-        let auto = policy.recovery == Recovery::Auto;
-        let probe = if view.state == State::Open && !view.forced && auto {
+        let auto = settings.recovery == Recovery::Auto;
+        let probe = if status.state == State::Open && !status.forced && auto {
             1
-        } else if self.probing && view.state == State::Closed {
+        } else if self.probing && status.state == State::Closed {
             2
         } else {
             0
         };
         Outgoing {
             keys: Arc::clone(&self.keys),
-            threshold: if view.forced || view.dry_run {
+            threshold: if status.forced || status.dry_run {
                 0
             } else {
                 self.threshold
             },
-            trip_ttl_ms: if auto { policy.cooldown_ms.max(1) } else { 0 },
+            trip_ttl_ms: if auto { settings.cooldown_ms.max(1) } else { 0 },
             trip_reason,
             probe,
-            probe_ttl_ms: policy.probe_ms.max(4 * interval_ms),
-            bucket_ms: policy.bucket_ms,
+            probe_ttl_ms: settings.probe_ms.max(4 * interval_ms),
+            bucket_ms: settings.policy.bucket_ms,
             aligned: self.aligned.and_then(|a| i64::try_from(a).ok()).unwrap_or(-1),
             deltas: self
                 .pending
@@ -253,29 +258,30 @@ impl KindSync {
     /// The sync went through: forget what was sent, learn, and say what the local kind must do.
     pub(crate) fn apply(
         &mut self,
-        view: &FleetView,
+        status: &KindStatus,
+        settings: &KindSettings,
         sent: &Outgoing,
         reply: Reply,
         interval_ms: u64,
     ) -> Vec<Action> {
         self.pending.clear();
-        self.trips_seen = view.trips;
+        self.trips_seen = status.trips;
         self.last_redis_ms = Some(reply.now_ms);
         if sent.probe == 2 {
             self.probing = false;
         }
         if self.aligned.is_some_and(|seen| reply.aligned > seen) {
             if self.aligned == Some(reply.aligned - 1) && self.clean {
-                self.baseline.learn(reply.previous, &view.policy);
+                self.baseline.learn(reply.previous, &settings.policy.learning);
             }
             self.clean = true;
         }
         self.aligned = Some(reply.aligned);
-        if view.state != State::Closed || view.forced || reply.trip_ms.is_some() {
+        if status.state != State::Closed || status.forced || reply.trip_ms.is_some() {
             self.clean = false;
         }
         self.window = reply.window;
-        self.threshold = view.policy.threshold(&self.baseline).0;
+        self.threshold = settings.policy.threshold(&self.baseline).0;
 
         let mut actions = Vec::new();
         if reply.forced && !self.fleet_forced {
@@ -291,7 +297,7 @@ impl KindSync {
         match (reply.trip_ms, reply.probe) {
             (Some(ms), _) => actions.push(Action::HoldOpen(ms.saturating_add(margin))),
             (None, Probe::Ours) => self.probing = true,
-            (None, Probe::Another) if view.state == State::Open => actions.push(Action::HoldOpen(margin)),
+            (None, Probe::Another) if status.state == State::Open => actions.push(Action::HoldOpen(margin)),
             _ => {}
         }
         actions
@@ -349,61 +355,71 @@ impl Outgoing {
 mod tests {
     use super::*;
     use crate::config::KindConfig;
-    use crate::policy::Policy;
 
-    fn view(attempted: u64) -> FleetView {
-        FleetView {
-            attempted,
+    /// A closed kind that has seen `attempted` sends.
+    fn view(attempted: u64) -> KindStatus {
+        KindStatus {
+            kind: "k".into(),
             state: State::Closed,
             reason: Reason::New,
+            since_ms: 0,
+            window_count: 0,
+            threshold: 1_000,
+            baseline: 0.0,
+            warmed_up: false,
+            attempted,
+            allowed: attempted,
+            blocked: 0,
             trips: 0,
-            forced: false,
             dry_run: false,
-            policy: Policy::compile(&KindConfig::default(), "defaults").unwrap(),
+            forced: false,
         }
+    }
+
+    fn defaults() -> KindSettings {
+        KindConfig::default().compile("defaults").unwrap()
     }
 
     #[test]
     fn deltas_coalesce_per_bucket_and_expire_after_two_windows() {
-        let mut sync = KindSync::joined(Keys::new("p", "k"), &view(7));
-        sync.record(&view(10), 0);
-        sync.record(&view(15), 1_000); // same 5 s bucket
-        sync.record(&view(16), 6_000);
+        let settings = defaults();
+        let mut sync = KindSync::joined(Keys::new("p", "k"), &view(7), &settings);
+        sync.record(&view(10), &settings, 0);
+        sync.record(&view(15), &settings, 1_000); // same 5 s bucket
+        sync.record(&view(16), &settings, 6_000);
         assert_eq!(sync.unsent(), 9);
         assert_eq!(sync.pending.len(), 2);
-        let out = sync.outgoing(&view(16), 6_500, 250);
+        let out = sync.outgoing(&view(16), &settings, 6_500, 250);
         assert_eq!(out.deltas, vec![(6_500, 8, 15), (500, 1, 16)]);
-        sync.record(&view(16), 120_001);
+        sync.record(&view(16), &settings, 120_001);
         assert_eq!(sync.unsent(), 1, "the first bucket is older than two windows");
     }
 
     #[test]
     fn the_fleet_baseline_learns_clean_completed_windows_only() {
-        let policy = Policy::compile(
-            &KindConfig {
-                warmup_secs: 180,
-                ..KindConfig::default()
-            },
-            "defaults",
-        )
+        let settings = KindConfig {
+            warmup_secs: 180,
+            ..KindConfig::default()
+        }
+        .compile("defaults")
         .unwrap();
-        let view = FleetView { policy, ..view(0) };
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view);
+        let view = view(0);
+        let mut sync = KindSync::new(Keys::new("p", "k"), &settings);
         assert_eq!(
             sync.threshold, 1000,
             "warm-up ceiling until three windows are learned"
         );
-        let out = sync.outgoing(&view, 0, 250);
+        let out = sync.outgoing(&view, &settings, 0, 250);
         let reply = |aligned: i64, previous: i64, pttl: i64| {
             Reply::parse(&[0, 0, previous, aligned, pttl, 0, 0]).unwrap()
         };
-        sync.apply(&view, &out, reply(10, 0, -2), 250);
+        sync.apply(&view, &settings, &out, reply(10, 0, -2), 250);
         // A window that saw the fleet tripped is not learned.
-        sync.apply(&view, &out, reply(10, 0, 5_000), 250);
-        sync.apply(&view, &out, reply(11, 10_000, -2), 250);
+        sync.apply(&view, &settings, &out, reply(10, 0, 5_000), 250);
+        sync.apply(&view, &settings, &out, reply(11, 10_000, -2), 250);
         assert_eq!(sync.baseline.windows(), 0);
         for aligned in 12..15 {
-            sync.apply(&view, &out, reply(aligned, 50, -2), 250);
+            sync.apply(&view, &settings, &out, reply(aligned, 50, -2), 250);
         }
         assert_eq!(sync.baseline.windows(), 3);
         assert_eq!(sync.threshold, 150, "factor 3 over a learned 50");
@@ -411,29 +427,34 @@ mod tests {
 
     #[test]
     fn a_local_trip_is_broadcast_once_and_never_from_dry_run() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
-        let tripped = FleetView {
+        let settings = defaults();
+        let mut sync = KindSync::new(Keys::new("p", "k"), &settings);
+        let tripped = KindStatus {
             state: State::Open,
             reason: Reason::Spike,
             trips: 1,
             ..view(0)
         };
-        let out = sync.outgoing(&tripped, 0, 250);
+        let out = sync.outgoing(&tripped, &settings, 0, 250);
         assert_eq!(out.trip_reason, "spike");
-        let dry = FleetView {
+        let dry = KindStatus {
             dry_run: true,
             ..tripped.clone()
         };
-        assert_eq!(sync.outgoing(&dry, 0, 250).trip_reason, "");
+        assert_eq!(sync.outgoing(&dry, &settings, 0, 250).trip_reason, "");
         let reply = Reply::parse(&[0, 0, 0, 0, -2, 0, 0]).unwrap();
-        sync.apply(&tripped, &out, reply, 250);
-        assert_eq!(sync.outgoing(&tripped, 0, 250).trip_reason, "", "already told");
-        let by_fleet = FleetView {
+        sync.apply(&tripped, &settings, &out, reply, 250);
+        assert_eq!(
+            sync.outgoing(&tripped, &settings, 0, 250).trip_reason,
+            "",
+            "already told"
+        );
+        let by_fleet = KindStatus {
             reason: Reason::Fleet,
             trips: 2,
             ..tripped
         };
-        assert_eq!(sync.outgoing(&by_fleet, 0, 250).trip_reason, "");
+        assert_eq!(sync.outgoing(&by_fleet, &settings, 0, 250).trip_reason, "");
     }
 
     #[test]
@@ -445,35 +466,43 @@ mod tests {
 
     #[test]
     fn a_reply_with_a_trip_holds_the_kind_open_past_the_key() {
-        let mut sync = KindSync::new(Keys::new("p", "k"), &view(0));
-        let out = sync.outgoing(&view(0), 0, 250);
+        let settings = defaults();
+        let mut sync = KindSync::new(Keys::new("p", "k"), &settings);
+        let out = sync.outgoing(&view(0), &settings, 0, 250);
         let reply = Reply::parse(&[1_000, 5, 0, 0, 3_000, 0, 0]).unwrap();
         assert_eq!(
-            sync.apply(&view(0), &out, reply, 250),
+            sync.apply(&view(0), &settings, &out, reply, 250),
             vec![Action::HoldOpen(3_500)]
         );
         let forced = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 1]).unwrap();
-        assert_eq!(sync.apply(&view(0), &out, forced, 250), vec![Action::ForceOpen]);
+        assert_eq!(
+            sync.apply(&view(0), &settings, &out, forced, 250),
+            vec![Action::ForceOpen]
+        );
         let lifted = Reply::parse(&[1_000, 5, 0, 0, -2, 0, 0]).unwrap();
-        assert_eq!(sync.apply(&view(0), &out, lifted, 250), vec![Action::Reset]);
+        assert_eq!(
+            sync.apply(&view(0), &settings, &out, lifted, 250),
+            vec![Action::Reset]
+        );
         assert_eq!(Reply::parse(&[1, 2]), None);
     }
 
     #[test]
     fn a_kind_new_to_fleet_mode_broadcasts_a_trip_it_had_before_its_first_sync() {
-        let tripped = FleetView {
+        let settings = defaults();
+        let tripped = KindStatus {
             state: State::Open,
             reason: Reason::Spike,
             trips: 1,
             ..view(1_500)
         };
-        let mut fresh = KindSync::new(Keys::new("p", "k"), &tripped);
-        fresh.record(&tripped, 0);
+        let mut fresh = KindSync::new(Keys::new("p", "k"), &settings);
+        fresh.record(&tripped, &settings, 0);
         assert_eq!(fresh.unsent(), 1_500);
-        assert_eq!(fresh.outgoing(&tripped, 0, 250).trip_reason, "spike");
-        let mut joined = KindSync::joined(Keys::new("p", "k"), &tripped);
-        joined.record(&tripped, 0);
+        assert_eq!(fresh.outgoing(&tripped, &settings, 0, 250).trip_reason, "spike");
+        let mut joined = KindSync::joined(Keys::new("p", "k"), &tripped, &settings);
+        joined.record(&tripped, &settings, 0);
         assert_eq!(joined.unsent(), 0, "counted before fleet mode started");
-        assert_eq!(joined.outgoing(&tripped, 0, 250).trip_reason, "");
+        assert_eq!(joined.outgoing(&tripped, &settings, 0, 250).trip_reason, "");
     }
 }

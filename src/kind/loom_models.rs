@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
-use super::{Kind, Shared};
-use crate::baseline::Baseline;
+use super::{Decision, Kind, Reason, Shared, State};
 use crate::clock::ManualClock;
 use crate::config::KindConfig;
-use crate::event::Subscribers;
-use crate::policy::Policy;
-use crate::state::{Decision, State};
+use crate::detect::Baseline;
+use crate::observe::{Event, Subscribers};
 
 /// The transitions subscribers heard.
 #[derive(Debug, Default)]
@@ -42,7 +40,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
         warmup_ceiling: threshold,
         ..KindConfig::default()
     };
-    let policy = Policy::compile(&config, "loom").unwrap();
+    let settings = config.compile("loom").unwrap();
     let clock = ManualClock::starting_at(at_ms);
     let shared = Arc::new(Shared {
         clock: clock.clone(),
@@ -50,7 +48,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
     });
     let heard = Arc::new(Heard::default());
     let seen = Arc::clone(&heard);
-    shared.subscribers.add(Arc::new(move |event: &crate::Event| {
+    shared.subscribers.add(Arc::new(move |event: &Event| {
         if event.is_trip() {
             seen.trips.fetch_add(1, StdOrdering::Relaxed);
         }
@@ -60,7 +58,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
     }));
     let kind = Arc::new(Kind::new(
         "loom".into(),
-        Arc::new(policy),
+        Arc::new(settings),
         Baseline::default(),
         shared,
     ));
@@ -120,7 +118,7 @@ fn loom_exactly_one_trip_when_two_threads_cross_the_threshold() {
         assert!(kind.check().is_allowed()); // the threshold's one send
         let a = spawn_check(&kind);
         let b = spawn_check(&kind);
-        assert_eq!(a.join().unwrap(), Decision::Blocked(crate::Reason::Warmup));
+        assert_eq!(a.join().unwrap(), Decision::Blocked(Reason::Warmup));
         assert!(!b.join().unwrap().is_allowed());
         let status = kind.status();
         assert_eq!((status.state, status.trips), (State::Open, 1));

@@ -3,13 +3,51 @@
 //! variance that follow the last hour, and how many windows have been learned.
 //!
 //! Growth is bounded: once warm, a window may raise the normal by at most
-//! [`Policy::growth_per_window`], so a bug that ramps up slowly outruns what is learned and trips.
+//! [`Learning::growth_per_window`], so a bug that ramps up slowly outruns what is learned and
+//! trips.
 
-use crate::policy::Policy;
+const MS_PER_HOUR: f64 = 3_600_000.0;
+/// Half-life of the learned mean and variance: an hour of traffic.
+const MEAN_HALF_LIFE_MS: f64 = MS_PER_HOUR;
 
 /// The most empty windows learned one by one after a quiet spell; beyond this (a week of one-minute
 /// windows) the remaining decay is applied in one step.
 const MAX_QUIET_STEPS: u64 = 10_080;
+
+/// How a baseline learns, in per-window terms: the kind's hourly settings converted once for its
+/// window length.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Learning {
+    /// Windows to learn before the baseline is trusted.
+    pub(crate) warmup_windows: u64,
+    /// How much the learned normal may grow from one window to the next.
+    pub(crate) growth_per_window: f64,
+    /// What remains of the remembered peak after one window.
+    pub(crate) peak_decay_per_window: f64,
+    /// Weight of a new window in the learned mean and variance.
+    pub(crate) mean_alpha: f64,
+}
+
+impl Learning {
+    /// The rates for windows of `window_secs`: a warm-up of `warmup_secs`, growth of at most
+    /// `max_growth_per_hour` an hour, a peak remembered with a half-life of
+    /// `peak_half_life_hours`. The arguments are checked by the configuration.
+    pub(crate) fn per_window(
+        window_secs: u64,
+        warmup_secs: u64,
+        max_growth_per_hour: f64,
+        peak_half_life_hours: f64,
+    ) -> Self {
+        let window_ms = window_secs * 1000;
+        let window_hours = window_ms as f64 / MS_PER_HOUR;
+        Self {
+            warmup_windows: warmup_secs.div_ceil(window_secs),
+            growth_per_window: max_growth_per_hour.powf(window_hours),
+            peak_decay_per_window: 0.5f64.powf(window_hours / peak_half_life_hours),
+            mean_alpha: 1.0 - 0.5f64.powf(window_ms as f64 / MEAN_HALF_LIFE_MS),
+        }
+    }
+}
 
 /// A kind's learned normal, in sends per window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -59,26 +97,28 @@ impl Baseline {
     }
 
     /// Whether enough windows have been learned to trust the baseline.
-    pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
-        self.windows >= policy.warmup_windows
+    pub(crate) fn is_warm(&self, learning: &Learning) -> bool {
+        self.windows >= learning.warmup_windows
     }
 
     /// Learns a completed window that held `count` sends. Until warm, an empty window teaches
     /// nothing: silence is no evidence of what the kind's traffic looks like, and a kind that was
     /// registered and kept quiet (a service restarted at night) must not come out of its warm-up
     /// with a normal of zero and trip on its first busy hour.
-    pub(crate) fn learn(&mut self, count: u64, policy: &Policy) {
-        let warm = self.is_warm(policy);
+    pub(crate) fn learn(&mut self, count: u64, learning: &Learning) {
+        let warm = self.is_warm(learning);
         if count == 0 && !warm {
             return;
         }
         let mut x = count as f64;
         if warm {
-            x = x.min(self.normal().max(1.0) * policy.growth_per_window);
+            x = x.min(self.normal().max(1.0) * learning.growth_per_window);
         }
-        self.peak = (self.peak * policy.peak_decay_per_window).max(x);
+        self.peak = (self.peak * learning.peak_decay_per_window).max(x);
         // A running average until the hour-long EWMA has seen enough windows to be stable.
-        let alpha = policy.mean_alpha.max(1.0 / self.windows.saturating_add(1) as f64);
+        let alpha = learning
+            .mean_alpha
+            .max(1.0 / self.windows.saturating_add(1) as f64);
         let delta = x - self.mean;
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
@@ -86,19 +126,19 @@ impl Baseline {
     }
 
     /// Learns `windows` windows without a send (a kind gone quiet; nothing until warm).
-    pub(crate) fn learn_quiet(&mut self, windows: u64, policy: &Policy) {
-        if !self.is_warm(policy) {
+    pub(crate) fn learn_quiet(&mut self, windows: u64, learning: &Learning) {
+        if !self.is_warm(learning) {
             return;
         }
         for _ in 0..windows.min(MAX_QUIET_STEPS) {
-            self.learn(0, policy);
+            self.learn(0, learning);
         }
         let rest = windows.saturating_sub(MAX_QUIET_STEPS);
         if rest > 0 {
             let keep = |per_window: f64| per_window.powf(rest as f64);
-            self.peak *= keep(policy.peak_decay_per_window);
-            self.mean *= keep(1.0 - policy.mean_alpha);
-            self.var *= keep(1.0 - policy.mean_alpha);
+            self.peak *= keep(learning.peak_decay_per_window);
+            self.mean *= keep(1.0 - learning.mean_alpha);
+            self.var *= keep(1.0 - learning.mean_alpha);
             self.windows = self.windows.saturating_add(rest);
         }
     }
@@ -117,16 +157,16 @@ impl Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KindConfig;
 
-    fn policy() -> Policy {
-        Policy::compile(&KindConfig::default(), "defaults").unwrap()
+    /// The defaults: one-minute windows, an hour's warm-up, 1.5x an hour, a 72-hour peak.
+    fn defaults() -> Learning {
+        Learning::per_window(60, 3600, 1.5, 72.0)
     }
 
     /// The straightforward reference: the mean of what was learned, for the first windows.
     #[test]
     fn warmup_learns_a_plain_average_and_the_peak() {
-        let p = policy();
+        let p = defaults();
         let mut b = Baseline::default();
         for x in [10, 20, 30, 40] {
             b.learn(x, &p);
@@ -147,7 +187,7 @@ mod tests {
 
     #[test]
     fn silence_teaches_nothing_until_warm() {
-        let p = policy();
+        let p = defaults();
         let mut b = Baseline::default();
         b.learn(40, &p);
         b.learn(0, &p);
@@ -157,7 +197,7 @@ mod tests {
 
     #[test]
     fn once_warm_growth_is_bounded() {
-        let p = policy();
+        let p = defaults();
         let mut b = Baseline::default();
         for _ in 0..p.warmup_windows {
             b.learn(100, &p);
@@ -174,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_peak_remembers_for_days_and_quiet_decays_it() {
-        let p = policy();
+        let p = defaults();
         let mut b = Baseline::from_parts(500.0, 100.0, 500.0, 10_000);
         b.learn_quiet(60 * 72, &p); // three days of nothing: one half-life
         assert!((b.peak() - 250.0).abs() < 1e-6, "{}", b.peak());
@@ -187,15 +227,10 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// Policies from one-minute to one-hour windows, with growth never clamping (the
+        /// Learning for one-minute to one-hour windows, with growth never clamping (the
         /// reference below is of the unclamped maths).
-        fn policy(window_secs: u64) -> Policy {
-            let config = KindConfig {
-                window_secs,
-                warmup_secs: 30 * 86_400,
-                ..KindConfig::default()
-            };
-            Policy::compile(&config, "defaults").unwrap()
+        fn learning(window_secs: u64) -> Learning {
+            Learning::per_window(window_secs, 30 * 86_400, 1.5, 72.0)
         }
 
         proptest! {
@@ -210,7 +245,7 @@ mod tests {
                 window_secs in prop::sample::select(vec![60u64, 300, 600, 3600]),
                 counts in prop::collection::vec(prop_oneof![Just(0u64), 0u64..100_000], 1..60),
             ) {
-                let p = policy(window_secs);
+                let p = learning(window_secs);
                 let running = counts.len().min((1.0 / p.mean_alpha) as usize - 1);
                 let mut b = Baseline::default();
                 for &x in &counts[..running] {
@@ -238,7 +273,7 @@ mod tests {
                 start in 1u64..10_000,
                 counts in prop::collection::vec(0u64..10_000_000, 1..200),
             ) {
-                let p = Policy::compile(&KindConfig::default(), "defaults").unwrap();
+                let p = defaults();
                 let mut b = Baseline::default();
                 for _ in 0..p.warmup_windows {
                     b.learn(start, &p);
@@ -258,7 +293,7 @@ mod tests {
                 mean in 0.0f64..1e9,
                 quiet in MAX_QUIET_STEPS..10 * MAX_QUIET_STEPS,
             ) {
-                let p = Policy::compile(&KindConfig::default(), "defaults").unwrap();
+                let p = defaults();
                 let mut b = Baseline::from_parts(mean, mean, peak, 1_000_000);
                 b.learn_quiet(quiet, &p);
                 let decayed = peak * p.peak_decay_per_window.powf(quiet as f64);

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::Limit;
+
 /// Where a kind stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +99,17 @@ impl Reason {
     ];
 }
 
+impl From<Limit> for Reason {
+    /// The reason of a trip at the threshold that `limit` set.
+    fn from(limit: Limit) -> Self {
+        match limit {
+            Limit::Warmup => Self::Warmup,
+            Limit::Spike => Self::Spike,
+            Limit::Ceiling => Self::Ceiling,
+        }
+    }
+}
+
 /// A state and its reason packed in one word, so that the blocked path reads both with one load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Packed {
@@ -126,35 +139,6 @@ impl Packed {
             .copied()
             .unwrap_or(Reason::New);
         Self { state, reason }
-    }
-}
-
-/// What the breaker decided about one send.
-///
-/// ```
-/// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
-/// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
-/// breaker.force_open("push.promo");
-/// match breaker.check("push.promo") {
-///     Decision::Allowed => unreachable!(),
-///     Decision::Blocked(reason) => assert_eq!(reason, Reason::ForcedOpen), // keep it, don't send
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "a blocked send must not be sent"]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Send it.
-    Allowed,
-    /// Do not send it: the kind is open for this reason. Hand the notification back to the
-    /// caller (the [`Guarded`](crate::Guarded) wrapper does this for you).
-    Blocked(Reason),
-}
-
-impl Decision {
-    /// Whether the send may go ahead.
-    pub fn is_allowed(self) -> bool {
-        matches!(self, Self::Allowed)
     }
 }
 

@@ -4,15 +4,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::state::{Reason, State};
+use crate::kind::state::{Reason, State};
 
 /// A kind changed state: tripped, probed, recovered, or was forced or reset by an operator.
 ///
 /// Subscribers receive every event synchronously, after the kind's lock is released, on the
-/// thread whose send (or operator call) caused it. The same events go to `tracing`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// thread whose send (or operator call) caused it. The same events go to `tracing`, and a
+/// backtest reports them per kind ([`KindReport::transitions`](crate::backtest::KindReport::transitions)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Event {
     /// The kind that moved.

@@ -30,7 +30,7 @@
 
 use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 
-use crate::state::State;
+use super::status::KindStatus;
 
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
@@ -43,7 +43,8 @@ pub const ALLOWED: &str = "spikebreaker_allowed_total";
 pub const BLOCKED: &str = "spikebreaker_blocked_total";
 /// Counter, per kind: moves into the open state (detected, or forced by an operator).
 pub const TRIPS: &str = "spikebreaker_trips_total";
-/// Gauge, per kind: 0 closed, 1 open, 2 half-open ([`State::gauge_value`]).
+/// Gauge, per kind: 0 closed, 1 open, 2 half-open
+/// ([`State::gauge_value`](crate::State::gauge_value)).
 pub const STATE: &str = "spikebreaker_state";
 /// Gauge, per kind: sends in the current sliding window.
 pub const WINDOW_SENDS: &str = "spikebreaker_window_sends";
@@ -56,7 +57,7 @@ pub const KINDS: &str = "spikebreaker_kinds";
 /// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
 /// [`Config::max_kinds`](crate::Config::max_kinds) kinds were registered.
 pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
-/// Gauge, per [`Fleet`](crate::Fleet): 1 while the instance has no working link to Redis and
+/// Gauge, per [`Fleet`](crate::fleet::Fleet): 1 while the instance has no working link to Redis and
 /// detects on its own counts only, 0 while it syncs.
 #[cfg(feature = "redis")]
 pub const FLEET_DEGRADED: &str = "spikebreaker_fleet_degraded";
@@ -105,18 +106,6 @@ pub fn describe() {
     );
 }
 
-/// A kind's figures at one moment, as cold work reads them from its own counters.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Figures {
-    pub(crate) attempted: u64,
-    pub(crate) blocked: u64,
-    pub(crate) trips: u64,
-    pub(crate) state: State,
-    pub(crate) window_count: u64,
-    pub(crate) baseline: f64,
-    pub(crate) threshold: u64,
-}
-
 /// One kind's handles, registered once when the kind is created.
 #[derive(Debug)]
 pub(crate) struct KindMetrics {
@@ -144,12 +133,11 @@ impl KindMetrics {
         }
     }
 
-    /// Sets every series to `figures`. Counters only move forward, so a read that raced a send
-    /// catches up at the next export.
-    pub(crate) fn export(&self, figures: &Figures) {
+    /// Sets every series to the kind's `figures`. Counters only move forward, so a read that
+    /// raced a send catches up at the next export.
+    pub(crate) fn export(&self, figures: &KindStatus) {
         self.attempted.absolute(figures.attempted);
-        self.allowed
-            .absolute(figures.attempted.saturating_sub(figures.blocked));
+        self.allowed.absolute(figures.allowed);
         self.blocked.absolute(figures.blocked);
         self.trips.absolute(figures.trips);
         self.state.set(figures.state.gauge_value());
@@ -181,6 +169,12 @@ impl BreakerMetrics {
     }
 }
 
+/// Fleet mode: sets [`FLEET_DEGRADED`], 1 while the instance has no working link to Redis.
+#[cfg(feature = "redis")]
+pub(crate) fn set_fleet_degraded(degraded: bool) {
+    gauge!(FLEET_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -189,6 +183,7 @@ mod tests {
     use metrics_util::{CompositeKey, MetricKind};
 
     use super::*;
+    use crate::kind::state::{Reason, State};
 
     fn values(recorder: &DebuggingRecorder) -> HashMap<(MetricKind, String, Vec<String>), DebugValue> {
         let label = |key: &CompositeKey| {
@@ -211,14 +206,21 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
             let handles = KindMetrics::register("sms.login");
-            handles.export(&Figures {
+            handles.export(&KindStatus {
+                kind: "sms.login".into(),
+                state: State::Open,
+                reason: Reason::Spike,
+                since_ms: 0,
+                window_count: 110,
+                threshold: 100,
+                baseline: 12.5,
+                warmed_up: true,
                 attempted: 120,
+                allowed: 100,
                 blocked: 20,
                 trips: 1,
-                state: State::Open,
-                window_count: 110,
-                baseline: 12.5,
-                threshold: 100,
+                dry_run: false,
+                forced: false,
             });
         });
         let values = values(&recorder);

@@ -1,21 +1,24 @@
-//! The `tower` integration: [`GuardLayer`] wraps any `tower::Service` in a [`Guarded`], which
-//! refuses requests of a tripped kind with [`GuardError::Blocked`], request inside.
+//! The `tower` integration (feature `tower`): [`GuardLayer`] wraps any `tower::Service` in a
+//! [`Guarded`], which refuses requests of a tripped kind with [`GuardError::Blocked`], request
+//! inside.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use ::tower::{Layer, Service};
 use pin_project_lite::pin_project;
-use tower::{Layer, Service};
 
+use super::blocked::{Blocked, GuardError};
+use super::guarded::{ByNotification, Classify, Guarded};
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
-use crate::sender::{Blocked, ByNotification, Classify, GuardError, Guarded};
 
 /// Puts a breaker in front of a tower service.
 ///
 /// ```
-/// use spikebreaker::{Breaker, Config, GuardLayer, Notification};
+/// use spikebreaker::tower::GuardLayer;
+/// use spikebreaker::{Breaker, Config, Notification};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// struct Sms { kind: &'static str }
@@ -28,7 +31,11 @@ use crate::sender::{Blocked, ByNotification, Classify, GuardError, Guarded};
 /// # let _ = service;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+///
+/// `K` is how a request's kind is found: [`ByNotification`](crate::ByNotification) from
+/// [`GuardLayer::new`], or the function given to [`GuardLayer::with_classifier`], cloned into
+/// each service.
+#[derive(Clone)]
 pub struct GuardLayer<K = ByNotification, C: Clock = SystemClock> {
     breaker: Breaker<C>,
     classify: K,
@@ -44,10 +51,37 @@ impl<C: Clock> GuardLayer<ByNotification, C> {
     }
 }
 
-impl<K, C: Clock> GuardLayer<K, C> {
-    /// Classifies requests with `classify`.
-    pub fn with_classify(breaker: Breaker<C>, classify: K) -> Self {
-        Self { breaker, classify }
+impl<F, C: Clock> GuardLayer<F, C> {
+    /// Classifies requests with `kind_of` (for request types you do not own).
+    ///
+    /// ```
+    /// use spikebreaker::tower::GuardLayer;
+    /// use spikebreaker::{Breaker, Config};
+    /// use tower::{Layer, service_fn};
+    ///
+    /// struct Push { topic: String }
+    ///
+    /// let layer = GuardLayer::with_classifier(Breaker::new(Config::default())?, |p: &Push| p.topic.as_str());
+    /// let service = layer.layer(service_fn(|_push: Push| async { Ok::<_, std::io::Error>(()) }));
+    /// # let _ = service;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_classifier<R>(breaker: Breaker<C>, kind_of: F) -> Self
+    where
+        F: Fn(&R) -> &str,
+    {
+        Self {
+            breaker,
+            classify: kind_of,
+        }
+    }
+}
+
+impl<K, C: Clock> std::fmt::Debug for GuardLayer<K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardLayer")
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
     }
 }
 

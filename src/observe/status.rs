@@ -1,10 +1,13 @@
-//! What an operator sees of a kind.
+//! What an operator sees of a kind and of the whole breaker.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Reason, State};
+use crate::kind::state::{Reason, State};
 
-/// A kind's state and figures at one moment, for an admin endpoint or a dashboard.
+/// A kind's state and figures at one moment, for an admin endpoint or a dashboard: the one type
+/// a kind's figures are read into, for its status, its metrics and fleet mode alike.
 ///
 /// Counts are per window (`window_count`, `threshold`, `baseline`) or since the kind was first
 /// seen (`attempted`, `allowed`, `blocked`, `trips`).
@@ -12,7 +15,7 @@ use crate::state::{Reason, State};
 #[non_exhaustive]
 pub struct KindStatus {
     /// The kind's name.
-    pub kind: String,
+    pub kind: Arc<str>,
     /// Where it stands.
     pub state: State,
     /// Why.
@@ -42,7 +45,19 @@ pub struct KindStatus {
     pub forced: bool,
 }
 
-/// The whole breaker at one moment: every kind, and the registry's bound and overflow.
+/// The whole breaker at one moment: every kind, and the registry's bound, overflow and
+/// evictions ([`Breaker::status`](crate::Breaker::status)).
+///
+/// ```
+/// use spikebreaker::{Breaker, Config};
+/// let breaker = Breaker::new(Config { max_kinds: 1, ..Config::default() })?;
+/// let _ = breaker.check("email.welcome");
+/// let _ = breaker.check("user-4711"); // a bug put a user id into the kind
+/// let status = breaker.status();
+/// assert_eq!((status.registered, status.overflowed), (1, 1));
+/// assert_eq!(&*status.kinds[0].kind, Breaker::OVERFLOW_KIND);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BreakerStatus {
@@ -54,6 +69,11 @@ pub struct BreakerStatus {
     pub registered: usize,
     /// The most kinds the registry holds ([`Config::max_kinds`](crate::Config::max_kinds)).
     pub max_kinds: usize,
-    /// Look-ups of new kinds sent to the overflow kind because the registry was full.
+    /// Look-ups of new kinds sent to the overflow kind because the registry was full, since the
+    /// breaker was made.
     pub overflowed: u64,
+    /// Kinds forgotten for being idle, since the breaker was made
+    /// ([`Breaker::evict_idle`](crate::Breaker::evict_idle)).
+    #[serde(default)]
+    pub evicted: u64,
 }

@@ -1,0 +1,244 @@
+//! Replaying a send log against a configuration: what the breaker would have done to past
+//! traffic, decided by the same engine on a [`ManualClock`].
+//!
+//! [`LogReader`] streams a log of `t_ms,kind[,recipient]` lines; [`Backtest`] sets the clock to
+//! each send's time and checks it through a cached [`KindHandle`], tallying the decisions and
+//! recording every transition; [`Backtest::report`] gives the result as serde data.
+//!
+//! ```
+//! use spikebreaker::Config;
+//! use spikebreaker::backtest::{Backtest, LogReader};
+//!
+//! let log = "t_ms,kind\n0,email.welcome\n1000,email.welcome\n1500,sms.login_code\n";
+//! let mut backtest = Backtest::new(Config::default())?;
+//! let mut reader = LogReader::new(log.as_bytes());
+//! while let Some(record) = reader.next_record() {
+//!     let record = record?;
+//!     let _decision = backtest.check(record.t_ms, record.kind);
+//! }
+//! let report = backtest.report();
+//! assert_eq!(report.sends, 3);
+//! assert_eq!(report.kinds["email.welcome"].allowed, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod log;
+mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::breaker::Breaker;
+use crate::clock::ManualClock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::kind::{Decision, KindHandle, State};
+use crate::observe::Event;
+use crate::registry::SWEEP_EVERY_MS;
+
+pub use log::{LogError, LogReader, SendRecord};
+pub use report::{BacktestReport, KindReport};
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Replays sends through a [`Breaker`] on a [`ManualClock`], tallying every decision.
+///
+/// Each send costs a clock set, a look-up of the kind's cached handle and the handle's
+/// [`check`](KindHandle::check): the same code path a service runs. Like a service that checks
+/// by name, the replay holds no kind the registry would forget for being idle (see
+/// [`Config::evict_idle_secs`]), and looks a name sent to the overflow kind up again on every
+/// send, so that kinds come and go as they would in the service.
+pub struct Backtest {
+    breaker: Breaker<ManualClock>,
+    clock: ManualClock,
+    /// Input kind names with a handle held: kinds of their own, sent recently.
+    slots: FastMap<Box<str>, Slot>,
+    /// One tally per engine kind name (kinds past `max_kinds` share the overflow kind's).
+    tallies: Vec<Tally>,
+    /// Engine kind name to its place in `tallies`.
+    tally_of: FastMap<Arc<str>, usize>,
+    /// When `slots` was last swept of idle kinds (`None`: never).
+    last_sweep_ms: Option<u64>,
+    events: Arc<Mutex<Vec<Event>>>,
+    sends: u64,
+    skipped_lines: u64,
+}
+
+/// A held handle, the tally it counts into and when it was last sent.
+#[derive(Debug)]
+struct Slot {
+    handle: KindHandle<ManualClock>,
+    tally: usize,
+    last_ms: u64,
+}
+
+#[derive(Debug)]
+struct Tally {
+    name: Arc<str>,
+    allowed: u64,
+    blocked: u64,
+    /// The kind's state when it was last seen, for the report once no handle is held.
+    state: State,
+}
+
+impl std::fmt::Debug for Backtest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backtest")
+            .field("sends", &self.sends)
+            .field("kinds", &self.tallies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backtest {
+    /// A replay of `config`, starting with nothing learned, at time 0.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(config, clock.clone())?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        breaker.subscribe(move |event| sink.lock().push(event.clone()));
+        Ok(Self {
+            breaker,
+            clock,
+            slots: FastMap::default(),
+            tallies: Vec::new(),
+            tally_of: FastMap::default(),
+            last_sweep_ms: None,
+            events,
+            sends: 0,
+            skipped_lines: 0,
+        })
+    }
+
+    /// Decides one send of `kind` at `t_ms` (milliseconds on the replay's clock), as the breaker
+    /// would have. Times should not go backwards; [`LogReader`] refuses logs where they do.
+    #[inline]
+    pub fn check(&mut self, t_ms: u64, kind: &str) -> Decision {
+        self.clock.set(t_ms);
+        self.sends += 1;
+        let Some(slot) = self.slots.get_mut(kind) else {
+            return self.check_uncached(t_ms, kind);
+        };
+        slot.last_ms = t_ms;
+        let decision = slot.handle.check();
+        count(&mut self.tallies[slot.tally], decision);
+        decision
+    }
+
+    /// A send of a kind with no handle held: new, idle for a while, or sent to the overflow kind.
+    #[cold]
+    fn check_uncached(&mut self, t_ms: u64, kind: &str) -> Decision {
+        self.sweep(t_ms);
+        let handle = self.breaker.kind(kind);
+        let decision = handle.check();
+        let tally = self.tally_for(handle.name());
+        count(&mut self.tallies[tally], decision);
+        self.tallies[tally].state = handle.state();
+        // A name sent to the overflow kind is not cached: it is looked up again on its next
+        // send, as `Breaker::check` would, and gets its own kind once there is room.
+        if handle.name() == kind {
+            let slot = Slot {
+                handle,
+                tally,
+                last_ms: t_ms,
+            };
+            self.slots.insert(kind.into(), slot);
+        }
+        decision
+    }
+
+    fn tally_for(&mut self, name: &str) -> usize {
+        if let Some(&tally) = self.tally_of.get(name) {
+            return tally;
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.tally_of.insert(Arc::clone(&name), self.tallies.len());
+        self.tallies.push(Tally {
+            name,
+            allowed: 0,
+            blocked: 0,
+            state: State::Closed,
+        });
+        self.tallies.len() - 1
+    }
+
+    /// Lets go of the handles of kinds not sent for half of `evict_idle_secs`, at most once a
+    /// [`SWEEP_EVERY_MS`], before any look-up that may make the registry sweep. The registry only
+    /// forgets a kind held by no handle; it judges idleness by the start of the kind's last
+    /// bucket (at most a twelfth of a window, so of `evict_idle_secs`, before the last send) and
+    /// sweeps at most once a second, so half the idle time lets go of every kind it would forget,
+    /// with room to spare. Letting go of a kind it would not forget costs one look-up on its next
+    /// send, which finds the same kind.
+    fn sweep(&mut self, now_ms: u64) {
+        if self
+            .last_sweep_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) < SWEEP_EVERY_MS)
+        {
+            return;
+        }
+        self.last_sweep_ms = Some(now_ms);
+        let release_ms = self.breaker.config().evict_idle_secs.saturating_mul(1000) / 2;
+        let tallies = &mut self.tallies;
+        self.slots.retain(|_, slot| {
+            let keep = now_ms.saturating_sub(slot.last_ms) < release_ms;
+            if !keep {
+                tallies[slot.tally].state = slot.handle.state();
+            }
+            keep
+        });
+    }
+
+    /// Counts one input line that was skipped as bad, for the report.
+    pub fn skip_line(&mut self) {
+        self.skipped_lines += 1;
+    }
+
+    /// The breaker being replayed (for its status, snapshot or operator controls).
+    pub fn breaker(&self) -> &Breaker<ManualClock> {
+        &self.breaker
+    }
+
+    /// What happened so far: sends per kind, decisions and transitions.
+    pub fn report(&self) -> BacktestReport {
+        let mut kinds: BTreeMap<String, KindReport> = self
+            .tallies
+            .iter()
+            .map(|tally| {
+                let report = KindReport {
+                    attempted: tally.allowed + tally.blocked,
+                    allowed: tally.allowed,
+                    blocked: tally.blocked,
+                    trips: 0,
+                    state: tally.state,
+                    transitions: Vec::new(),
+                };
+                (tally.name.to_string(), report)
+            })
+            .collect();
+        for slot in self.slots.values() {
+            if let Some(kind) = kinds.get_mut(slot.handle.name()) {
+                kind.state = slot.handle.state();
+            }
+        }
+        for event in self.events.lock().iter() {
+            let kind = kinds.entry(event.kind.to_string()).or_default();
+            kind.trips += u64::from(event.is_trip());
+            kind.transitions.push(event.clone());
+        }
+        BacktestReport {
+            sends: self.sends,
+            skipped_lines: self.skipped_lines,
+            kinds,
+        }
+    }
+}
+
+fn count(tally: &mut Tally, decision: Decision) {
+    match decision {
+        Decision::Allowed => tally.allowed += 1,
+        Decision::Blocked(_) => tally.blocked += 1,
+    }
+}

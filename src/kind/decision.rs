@@ -1,0 +1,32 @@
+//! What the breaker decides about one send.
+
+use super::state::Reason;
+
+/// What the breaker decided about one send.
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
+/// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+/// breaker.force_open("push.promo");
+/// match breaker.check("push.promo") {
+///     Decision::Allowed => unreachable!(),
+///     Decision::Blocked(reason) => assert_eq!(reason, Reason::ForcedOpen), // keep it, don't send
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a blocked send must not be sent"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it.
+    Allowed,
+    /// Do not send it: the kind is open for this reason. Hand the notification back to the
+    /// caller (the [`Guarded`](crate::Guarded) wrapper does this for you).
+    Blocked(Reason),
+}
+
+impl Decision {
+    /// Whether the send may go ahead.
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Self::Allowed)
+    }
+}

@@ -1,0 +1,78 @@
+//! One kind's breaker: the lock-free send path ([`gate`]), and the cold work (roll-over,
+//! learning, transitions, operator controls) done under the kind's own lock ([`machine`]).
+//!
+//! The send path is a clock read, a check that the current bucket still holds that time, one
+//! `fetch_add` on the bucket's count and a compare against the `headroom` that cold work left:
+//! how many more sends the bucket may take before the window reaches the threshold. Everything
+//! else happens only when a send finds its bucket over or the headroom spent; an open kind has
+//! no headroom, so its sends take the (still lock-free) refusal path.
+
+mod atomics;
+pub(crate) mod decision;
+mod gate;
+mod handle;
+mod machine;
+pub(crate) mod state;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::KindSettings;
+use crate::detect::Baseline;
+use crate::observe::Subscribers;
+use crate::observe::metrics::KindMetrics;
+use atomics::Mutex;
+use gate::{Counters, Limits, Line};
+use machine::Cold;
+
+pub use decision::Decision;
+pub use handle::KindHandle;
+pub(crate) use state::Packed;
+pub use state::{Reason, State};
+
+/// What every kind of one breaker shares.
+#[derive(Debug)]
+pub(crate) struct Shared<C> {
+    pub(crate) clock: C,
+    pub(crate) subscribers: Subscribers,
+}
+
+/// One kind's breaker.
+#[derive(Debug)]
+pub(crate) struct Kind<C> {
+    limits: Line<Limits<C>>,
+    counters: Line<Counters>,
+    name: Arc<str>,
+    shared: Arc<Shared<C>>,
+    cold: Mutex<Cold>,
+    /// Exported by cold work only, never by the send path.
+    metrics: KindMetrics,
+}
+
+impl<C: Clock> Kind<C> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        settings: Arc<KindSettings>,
+        baseline: Baseline,
+        shared: Arc<Shared<C>>,
+    ) -> Self {
+        let now = shared.clock.now_ms();
+        let kind = Self {
+            limits: Line(Limits::new(shared.clock.clone())),
+            counters: Line::default(),
+            metrics: KindMetrics::register(&name),
+            name,
+            shared,
+            cold: Mutex::new(Cold::new(settings, baseline, now)),
+        };
+        kind.start();
+        kind
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+#[cfg(all(test, spikebreaker_loom))]
+mod loom_models;
