@@ -1,9 +1,13 @@
-//! Configuration through the public API: per-kind overrides, errors that name the field and the
-//! value, hot reload that keeps what was counted and learned, and snapshots across a restart.
+//! Configuration through the public API: per-kind overrides, hot reload that keeps what was
+//! counted and learned, and bad configuration wherever it enters: parsing, validation and
+//! reload. Every refusal names the field and the value; a refused reload leaves the running
+//! configuration in force (checked by what the breaker does, not only by what `config()` says);
+//! no input makes a parser panic.
 
 use std::time::Duration;
 
-use spikebreaker::{Breaker, Config, Error, ManualClock, Snapshot, State};
+use proptest::prelude::*;
+use spikebreaker::{Breaker, Config, Error, KindConfig, KindOverride, ManualClock, Reason, Recovery, State};
 
 const TOML: &str = r#"
 max_kinds = 1000
@@ -122,53 +126,332 @@ fn reload_keeps_counts_and_baselines_and_a_rejected_one_changes_nothing() {
     );
 }
 
-#[test]
-fn a_snapshot_carries_what_was_learned_across_a_restart() {
-    let clock = ManualClock::new();
-    let first = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
-    let kind = first.kind("sms.login_code");
-    for _ in 0..120 {
-        for _ in 0..900 {
-            let _ = kind.check();
-        }
-        clock.advance(Duration::from_secs(60));
-    }
-    assert!(kind.status().warmed_up);
-    let saved = first.snapshot().to_json();
+// Bad configuration, wherever it enters.
 
-    // A restart without the snapshot holds the busy kind to the warm-up ceiling...
-    let cold = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
-    assert!(!(0..1_200).all(|_| cold.check("sms.login_code").is_allowed()));
-    // ...with it, the kind carries on at its learned rate.
-    let restarted = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
-    restarted.restore(&Snapshot::from_json(&saved).unwrap()).unwrap();
-    assert!((0..1_200).all(|_| restarted.check("sms.login_code").is_allowed()));
-    assert_eq!(
-        restarted.kind_status("sms.login_code").unwrap().baseline,
-        kind.status().baseline
+/// TOML text, the field the error must name, and the value it must quote.
+const TOML_CASES: &[(&str, &str, &str)] = &[
+    // Unknown fields, at every level.
+    ("max_kind = 5\n", "max_kind", "max_kind"),
+    ("[defaults]\nfactr = 2.0\n", "factr", "factr"),
+    ("[kinds.a]\nflor = 1\n", "flor", "flor"),
+    ("[defualts]\nfactor = 2.0\n", "defualts", "defualts"),
+    // Zero, negative, not a number, infinite, wrong type.
+    ("[defaults]\nwindow_secs = 0\n", "defaults.window_secs", "0"),
+    ("[defaults]\nwindow_secs = -60\n", "window_secs", "-60"),
+    ("[defaults]\nfloor = -5\n", "floor", "-5"),
+    ("[defaults]\nfactor = 0.5\n", "defaults.factor", "0.5"),
+    ("[defaults]\nfactor = -3.0\n", "defaults.factor", "-3"),
+    ("[defaults]\nfactor = nan\n", "defaults.factor", "NaN"),
+    ("[defaults]\nfactor = inf\n", "defaults.factor", "inf"),
+    ("[defaults]\nfactor = -inf\n", "defaults.factor", "-inf"),
+    ("[defaults]\nfactor = \"three\"\n", "factor", "three"),
+    (
+        "[defaults]\nmargin_sigmas = -1.0\n",
+        "defaults.margin_sigmas",
+        "-1",
+    ),
+    (
+        "[defaults]\nmargin_sigmas = nan\n",
+        "defaults.margin_sigmas",
+        "NaN",
+    ),
+    (
+        "[defaults]\nmax_growth_per_hour = 0.9\n",
+        "defaults.max_growth_per_hour",
+        "0.9",
+    ),
+    (
+        "[defaults]\nmax_growth_per_hour = inf\n",
+        "defaults.max_growth_per_hour",
+        "inf",
+    ),
+    (
+        "[defaults]\npeak_half_life_hours = 0.0\n",
+        "defaults.peak_half_life_hours",
+        "0",
+    ),
+    (
+        "[defaults]\npeak_half_life_hours = -72.0\n",
+        "defaults.peak_half_life_hours",
+        "-72",
+    ),
+    (
+        "[defaults]\npeak_half_life_hours = nan\n",
+        "defaults.peak_half_life_hours",
+        "NaN",
+    ),
+    ("[defaults]\nceiling = 0\n", "defaults.ceiling", "0"),
+    ("[defaults]\nrecovery = \"sometimes\"\n", "recovery", "sometimes"),
+    ("max_kinds = 0\n", "max_kinds", "0"),
+    ("max_kinds = -1\n", "max_kinds", "-1"),
+    ("evict_idle_secs = 0\n", "evict_idle_secs", "0"),
+    ("evict_idle_secs = 999999999\n", "evict_idle_secs", "999999999"),
+    // Floor above ceiling, and above the warm-up ceiling, in defaults and in an override.
+    (
+        "[defaults]\nfloor = 500\nceiling = 200\n",
+        "defaults.ceiling",
+        "200",
+    ),
+    ("[defaults]\nfloor = 2000\n", "defaults.warmup_ceiling", "1000"),
+    (
+        "[kinds.a]\nfloor = 50\nceiling = 10\n",
+        "kinds.\"a\".ceiling",
+        "10",
+    ),
+    (
+        "[defaults]\nfloor = 10\nceiling = 50\n[kinds.a]\nfloor = 60\n",
+        "kinds.\"a\".ceiling",
+        "50",
+    ),
+    // Empty kind names.
+    ("[kinds.\"\"]\nfloor = 5\n", "kinds", "\"\""),
+    ("[kinds.\"   \"]\nfloor = 5\n", "kinds", "\"   \""),
+    // Absurd windows and durations.
+    (
+        "[defaults]\nwindow_secs = 86401\n",
+        "defaults.window_secs",
+        "86401",
+    ),
+    (
+        "[kinds.a]\nwindow_secs = 18446744073709551615\n",
+        "kinds.\"a\".window_secs",
+        "18446744073709551615",
+    ),
+    (
+        "[defaults]\nwindow_secs = 18446744073709551616\n",
+        "window_secs",
+        "18446744073709551616",
+    ),
+    (
+        "[defaults]\ncooldown_secs = 2592001\n",
+        "defaults.cooldown_secs",
+        "2592001",
+    ),
+    (
+        "[defaults]\nprobe_secs = 99999999999\n",
+        "defaults.probe_secs",
+        "99999999999",
+    ),
+    (
+        "[defaults]\nwarmup_secs = 99999999999\n",
+        "defaults.warmup_secs",
+        "99999999999",
+    ),
+];
+
+#[test]
+fn every_bad_toml_field_is_refused_by_name_and_value() {
+    for (text, field, value) in TOML_CASES {
+        let err = Config::from_toml(text).expect_err(text);
+        let message = err.to_string();
+        assert!(err.is_config(), "{text:?}: {message}");
+        assert!(
+            message.contains(field) && message.contains(value),
+            "{text:?} should name {field} and {value}: {message}"
+        );
+    }
+}
+
+/// JSON is checked like TOML once parsed; a value of the wrong type (or out of `f64` range) is
+/// refused by serde_json, which locates it by line and column rather than by field name.
+#[test]
+fn bad_json_is_refused_by_name_and_value_or_by_position() {
+    let cases: &[(&str, &[&str])] = &[
+        (r#"{"max_kinds": 5, "colour": 1}"#, &["colour"]),
+        (r#"{"defaults": {"factor": -2}}"#, &["defaults.factor", "-2"]),
+        (
+            r#"{"defaults": {"window_secs": 0}}"#,
+            &["defaults.window_secs", "0"],
+        ),
+        (r#"{"kinds": {"": {"floor": 1}}}"#, &["kinds", "\"\""]),
+        (
+            r#"{"kinds": {"a": {"floor": 9, "ceiling": 3}}}"#,
+            &["kinds.\"a\".ceiling", "3"],
+        ),
+        (r#"{"max_kinds": 0}"#, &["max_kinds", "0"]),
+        (
+            r#"{"defaults": {"factor": 1e400}}"#,
+            &["out of range", "line 1 column 29"],
+        ),
+        (
+            r#"{"defaults": {"factor": null}}"#,
+            &["`defaults.factor`", "null", "line 1 column 28"],
+        ),
+        (
+            r#"{"defaults": {"window_secs": 1.5}}"#,
+            &["`defaults.window_secs`", "1.5", "line 1 column 32"],
+        ),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .map(|(text, needles)| {
+            (
+                text,
+                needles,
+                Config::from_json(text).expect_err(text).to_string(),
+            )
+        })
+        .filter(|(_, needles, message)| !needles.iter().all(|n| message.contains(n)))
+        .map(|(text, needles, message)| format!("{text} should say {needles:?}: {message}"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_config_built_in_code_is_checked_when_the_breaker_is_made() {
+    let config = Config {
+        defaults: KindConfig {
+            factor: f64::NAN,
+            ..KindConfig::default()
+        },
+        ..Config::default()
+    };
+    let message = Breaker::with_clock(config, ManualClock::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("defaults.factor") && message.contains("NaN"),
+        "{message}"
     );
 }
 
 #[test]
-fn a_corrupt_snapshot_is_refused_and_the_breaker_keeps_what_it_had() {
-    let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
-    let kind = breaker.kind("email.welcome");
-    let before = kind.status();
-    let mut snapshot = breaker.snapshot();
-    snapshot.kinds.get_mut("email.welcome").unwrap().peak = f64::NAN;
-    let error = breaker.restore(&snapshot).unwrap_err();
-    assert!(
-        error.is_snapshot() && error.to_string().contains("peak"),
-        "{error}"
+fn a_refused_reload_leaves_the_running_config_in_force() {
+    let clock = ManualClock::new();
+    let running = Config::from_toml("[kinds.a]\nfloor = 10\nceiling = 50\nrecovery = \"manual\"\n").unwrap();
+    let breaker = Breaker::with_clock(running.clone(), clock.clone()).unwrap();
+    let mut bad = running.clone();
+    bad.kinds.insert(
+        "a".into(),
+        KindOverride {
+            ceiling: Some(5_000),
+            floor: Some(10_000),
+            ..KindOverride::default()
+        },
     );
-    snapshot.version = 99;
-    assert!(
-        breaker
-            .restore(&snapshot)
-            .unwrap_err()
-            .to_string()
-            .contains("version 99")
+    bad.defaults.window_secs = 0;
+    assert!(breaker.reload(bad).unwrap_err().is_config());
+    assert_eq!(breaker.config(), running);
+    // The running ceiling of 50 still trips "a", and manual recovery still holds it open.
+    let allowed = (0..100).filter(|_| breaker.check("a").is_allowed()).count();
+    assert_eq!(allowed, 50);
+    let status = breaker.kind_status("a").unwrap();
+    assert_eq!(
+        (status.state, status.reason, status.threshold),
+        (State::Open, Reason::Ceiling, 50)
     );
-    assert_eq!(kind.status(), before);
-    assert!(kind.check().is_allowed());
+    clock.advance(Duration::from_secs(3600));
+    assert!(!breaker.check("a").is_allowed(), "recovery stayed manual");
+    // And a good reload after the bad one applies.
+    let mut good = running;
+    good.kinds.get_mut("a").unwrap().recovery = Some(Recovery::Auto);
+    breaker.reload(good).unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(
+        breaker.check("a").is_allowed(),
+        "auto recovery after the cooldown"
+    );
+}
+
+/// A valid document to mutate: every field set, two overrides.
+fn valid_toml() -> String {
+    let mut config = Config::default();
+    config.defaults.ceiling = Some(50_000);
+    config.kinds.insert(
+        "security.2fa_changed".into(),
+        KindOverride {
+            floor: Some(20),
+            recovery: Some(Recovery::Manual),
+            ..KindOverride::default()
+        },
+    );
+    config.kinds.insert(
+        "email.digest".into(),
+        KindOverride {
+            window_secs: Some(300),
+            factor: Some(5.0),
+            ..KindOverride::default()
+        },
+    );
+    toml::to_string(&config).unwrap()
+}
+
+/// `text` with one edit: a run of characters removed, replaced, inserted or repeated.
+fn mutate(text: &str, edit: u8, at: usize, len: usize, with: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let at = at % (chars.len() + 1);
+    let end = (at + len).min(chars.len());
+    let (head, tail) = (&chars[..at], &chars[end..]);
+    let middle: String = match edit % 4 {
+        0 => String::new(),
+        1 => with.to_string(),
+        2 => format!("{with}{}", chars[at..end].iter().collect::<String>()),
+        _ => chars[at..end].iter().collect::<String>().repeat(2),
+    };
+    head.iter().collect::<String>() + &middle + &tail.iter().collect::<String>()
+}
+
+/// Whatever parses must run: a breaker made from it sends without panicking.
+fn runs(config: Config) {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(config, clock.clone()).expect("a parsed config is valid");
+    for kind in ["security.2fa_changed", "email.digest", "other"] {
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(7));
+            let _ = breaker.check(kind);
+        }
+    }
+    let _ = breaker.status();
+}
+
+fn tokens() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[ -~\n]{0,12}",
+        Just("nan".to_string()),
+        Just("-inf".to_string()),
+        Just("1e308".to_string()),
+        Just("-1".to_string()),
+        Just("0".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("\"\"".to_string()),
+        Just("[kinds.\"\"]\n".to_string()),
+        Just("{}".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn arbitrary_text_never_panics_a_parser(text in "\\PC{0,200}") {
+        let _ = Config::from_toml(&text);
+        let _ = Config::from_json(&text);
+    }
+
+    #[test]
+    fn mutated_valid_toml_is_refused_or_runs(
+        edits in prop::collection::vec((any::<u8>(), any::<usize>(), 0usize..8, tokens()), 1..4)
+    ) {
+        let mut text = valid_toml();
+        for (edit, at, len, with) in &edits {
+            text = mutate(&text, *edit, *at, *len, with);
+        }
+        if let Ok(config) = Config::from_toml(&text) {
+            runs(config);
+        }
+    }
+
+    #[test]
+    fn mutated_valid_json_is_refused_or_runs(
+        edits in prop::collection::vec((any::<u8>(), any::<usize>(), 0usize..8, tokens()), 1..4)
+    ) {
+        let config = Config::from_toml(&valid_toml()).unwrap();
+        let mut text = serde_json::to_string(&config).unwrap();
+        for (edit, at, len, with) in &edits {
+            text = mutate(&text, *edit, *at, *len, with);
+        }
+        if let Ok(config) = Config::from_json(&text) {
+            runs(config);
+        }
+    }
 }

@@ -1,11 +1,18 @@
 //! Detection with the default configuration, on the manual clock: the incident is halted within a
 //! few hundred sends, ordinary traffic with daily and weekly swings never trips, a slow ramp does,
-//! and a trip stays with its kind.
+//! and a trip stays with its kind; then the same detector on synthetic traffic shaped like real
+//! notification traffic, replayed through the backtest engine: runaways are halted fast, normal
+//! traffic is never blocked.
 
 mod support;
 
-use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, Reason, State};
-use support::{DAY_MS, HOUR_MS, MINUTE_MS, Profile, Rng, Traffic, burst, merge, minute_of_sends};
+use std::sync::{Arc, Mutex};
+
+use spikebreaker::backtest::{Backtest, BacktestReport};
+use spikebreaker::{Breaker, Clock, Config, Decision, KindHandle, ManualClock, Reason, State};
+use support::{
+    DAY_MS, HOUR_MS, MINUTE_MS, Profile, Rng, Traffic, burst, merge, minute_of_sends, poisson_sends, tagged,
+};
 
 fn breaker() -> (Breaker<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
@@ -101,9 +108,18 @@ fn two_weeks_of_daily_and_weekly_swings_and_growth_never_trip() {
     }
 }
 
+/// The one slow-ramp test: the backtest replay ran the same kind, rate and seed through the same
+/// engine, so its checks of the trip event (opened on the ramp, below ten times normal) are here.
 #[test]
 fn a_slow_ramp_trips_before_it_reaches_ten_times_normal() {
     let (breaker, clock) = breaker();
+    let trips = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&trips);
+    breaker.subscribe(move |event| {
+        if event.is_trip() {
+            sink.lock().unwrap().push(event.clone());
+        }
+    });
     let kind = breaker.kind("email.digest");
     let normal = 150.0; // a minute
     let mut rng = Rng::new(4);
@@ -121,6 +137,7 @@ fn a_slow_ramp_trips_before_it_reaches_ten_times_normal() {
         assert!(!send_minute(normal, &clock), "tripped on normal traffic");
     }
     // The bug: the rate grows 1.4x every 10 minutes.
+    let start = clock.now_ms();
     let mut rate = normal;
     for step in 0.. {
         if (0..10).any(|_| send_minute(rate, &clock)) {
@@ -133,6 +150,10 @@ fn a_slow_ramp_trips_before_it_reaches_ten_times_normal() {
         );
     }
     assert_eq!(kind.status().reason, Reason::Spike);
+    let trip = trips.lock().unwrap()[0].clone();
+    assert_eq!(trip.to, State::Open);
+    assert!(trip.at_ms >= start, "tripped on normal traffic at {}", trip.at_ms);
+    assert!((trip.window_count as f64) < 10.0 * normal, "{trip:?}");
 }
 
 #[test]
@@ -170,4 +191,130 @@ fn a_trip_stays_with_its_kind() {
     assert_eq!(runaway.state(), State::Open);
     assert_eq!(runaway.status().reason, Reason::Warmup);
     assert_eq!(bystander.state(), State::Closed);
+}
+
+// The same detector on synthetic traffic, replayed through the backtest engine.
+
+/// Ordinary traffic: kinds from under one a minute to several hundred a minute at the daily
+/// peak, each with a 4x to 10x daily swing, weekend dips and overdispersed 5-minute bursts.
+fn ordinary() -> Vec<Profile> {
+    vec![
+        Profile::daily("email.welcome", 400.0, 10.0),
+        Profile::daily("sms.login_code", 200.0, 10.0),
+        Profile::daily("email.receipt", 100.0, 8.0),
+        Profile::daily("push.promo", 30.0, 5.0),
+        Profile::daily("security.2fa_changed", 3.0, 6.0),
+        Profile::daily("security.password_reset", 0.8, 4.0),
+    ]
+}
+
+/// Replays `sends` (time, kind) on `backtest`.
+fn replay_backtest<'a>(backtest: &mut Backtest, sends: impl Iterator<Item = (u64, &'a str)>) {
+    for (t, kind) in sends {
+        let _ = backtest.check(t, kind);
+    }
+}
+
+fn named(traffic: Traffic) -> impl Iterator<Item = (u64, &'static str)> {
+    let names: Vec<&'static str> = traffic.profiles().iter().map(|p| p.kind).collect();
+    traffic.map(move |(t, index)| (t, names[index]))
+}
+
+fn assert_never_blocked(report: &BacktestReport, kind: &str) {
+    let k = &report.kinds[kind];
+    assert!(k.attempted > 0, "{kind} was sent");
+    assert_eq!(k.blocked, 0, "{kind} blocked: {:?}", k.transitions);
+    assert!(k.transitions.is_empty(), "{kind} moved: {:?}", k.transitions);
+}
+
+#[test]
+fn a_runaway_of_125_000_notices_is_halted_within_200_and_nothing_else_is_blocked() {
+    const RUNAWAY: &str = "security.2fa_changed";
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    let warm = 2 * DAY_MS;
+    replay_backtest(&mut backtest, named(Traffic::new(ordinary(), 1, 0, warm)));
+    let before = backtest.report().kinds[RUNAWAY].allowed;
+
+    // Wednesday 03:00: a job sends 125,000 notices at 400 a second while ordinary traffic goes on.
+    let start = warm + 3 * HOUR_MS;
+    let job = tagged(burst(start, 125_000, 400.0), RUNAWAY);
+    replay_backtest(
+        &mut backtest,
+        merge(named(Traffic::new(ordinary(), 2, start, start + HOUR_MS)), job),
+    );
+
+    let report = backtest.report();
+    let runaway = &report.kinds[RUNAWAY];
+    let let_through = runaway.allowed - before;
+    println!(
+        "runaway: {let_through} let through, tripped: {:?}",
+        runaway.transitions[0]
+    );
+    assert!(let_through <= 200, "let through {let_through}");
+    assert!(runaway.blocked >= 124_800, "blocked {}", runaway.blocked);
+    assert_eq!(runaway.transitions[0].to, State::Open);
+    assert!(runaway.transitions[0].at_ms >= start);
+    for profile in ordinary().iter().filter(|p| p.kind != RUNAWAY) {
+        assert_never_blocked(&report, profile.kind);
+    }
+}
+
+#[test]
+fn two_weeks_of_normal_traffic_with_growth_are_never_blocked() {
+    let mut profiles = ordinary();
+    // One kind grows by half over the two weeks (new customers).
+    profiles[2].growth = 1.5;
+    profiles[2].growth_days = 14.0;
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    replay_backtest(
+        &mut backtest,
+        named(Traffic::new(profiles.clone(), 3, 0, 14 * DAY_MS)),
+    );
+    let report = backtest.report();
+    println!("two weeks: {} sends", report.sends);
+    assert!(report.sends > 1_000_000, "{} sends", report.sends);
+    for profile in &profiles {
+        assert_never_blocked(&report, profile.kind);
+    }
+}
+
+#[test]
+fn a_new_kind_at_a_steady_20_a_minute_is_never_blocked() {
+    const NEW: &str = "email.survey";
+    let appears = DAY_MS + 9 * HOUR_MS;
+    let end = 2 * DAY_MS;
+    let new = tagged(poisson_sends(|_| 20.0, 5, appears, end), NEW);
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    replay_backtest(
+        &mut backtest,
+        merge(named(Traffic::new(ordinary(), 6, 0, end)), new),
+    );
+    let report = backtest.report();
+    assert_never_blocked(&report, NEW);
+    assert!(report.kinds[NEW].attempted > 15 * 60 * 20 / 2);
+}
+
+#[test]
+fn a_new_kind_bursting_at_300_a_second_is_halted_within_1_000() {
+    const NEW: &str = "push.broken_campaign";
+    let appears = DAY_MS + 10 * HOUR_MS;
+    let end = appears + HOUR_MS;
+    let job = tagged(burst(appears, 50_000, 300.0), NEW);
+    let mut backtest = Backtest::new(Config::default()).unwrap();
+    replay_backtest(
+        &mut backtest,
+        merge(named(Traffic::new(ordinary(), 7, 0, end)), job),
+    );
+    let report = backtest.report();
+    let new = &report.kinds[NEW];
+    println!(
+        "new kind burst: {} let through: {:?}",
+        new.allowed, new.transitions[0]
+    );
+    assert!(new.allowed <= 1_000, "let through {}", new.allowed);
+    assert_eq!(new.attempted, 50_000);
+    assert_eq!(new.transitions[0].to, State::Open);
+    for profile in ordinary() {
+        assert_never_blocked(&report, profile.kind);
+    }
 }

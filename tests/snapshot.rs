@@ -1,11 +1,64 @@
-//! Restoring a snapshot that is corrupt, of another version or partly bad is refused whole, and
-//! the breaker keeps running on what it had (a learned baseline, or the defaults of a fresh
-//! start). No input makes the snapshot reader panic.
+//! Snapshots across a restart: what was learned is carried over, and a snapshot that is corrupt,
+//! of another version or partly bad is refused whole, the breaker running on what it had (a
+//! learned baseline, or the defaults of a fresh start). No input makes the snapshot reader panic.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use spikebreaker::{Breaker, Config, KindHandle, ManualClock, Snapshot};
+
+#[test]
+fn a_snapshot_carries_what_was_learned_across_a_restart() {
+    let clock = ManualClock::new();
+    let first = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let kind = first.kind("sms.login_code");
+    for _ in 0..120 {
+        for _ in 0..900 {
+            let _ = kind.check();
+        }
+        clock.advance(Duration::from_secs(60));
+    }
+    assert!(kind.status().warmed_up);
+    let saved = first.snapshot().to_json();
+
+    // A restart without the snapshot holds the busy kind to the warm-up ceiling...
+    let cold = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    assert!(!(0..1_200).all(|_| cold.check("sms.login_code").is_allowed()));
+    // ...with it, the kind carries on at its learned rate.
+    let restarted = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    restarted.restore(&Snapshot::from_json(&saved).unwrap()).unwrap();
+    assert!((0..1_200).all(|_| restarted.check("sms.login_code").is_allowed()));
+    assert_eq!(
+        restarted.kind_status("sms.login_code").unwrap().baseline,
+        kind.status().baseline
+    );
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused_and_the_breaker_keeps_what_it_had() {
+    let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    let kind = breaker.kind("email.welcome");
+    let before = kind.status();
+    let mut snapshot = breaker.snapshot();
+    snapshot.kinds.get_mut("email.welcome").unwrap().peak = f64::NAN;
+    let error = breaker.restore(&snapshot).unwrap_err();
+    assert!(
+        error.is_snapshot() && error.to_string().contains("peak"),
+        "{error}"
+    );
+    snapshot.version = 99;
+    assert!(
+        breaker
+            .restore(&snapshot)
+            .unwrap_err()
+            .to_string()
+            .contains("version 99")
+    );
+    assert_eq!(kind.status(), before);
+    assert!(kind.check().is_allowed());
+}
+
+// Corrupt, foreign and partly bad snapshots, refused whole.
 
 /// A breaker whose kind "a" has learned 200 sends a minute over two hours.
 fn warm() -> (Breaker<ManualClock>, ManualClock, KindHandle<ManualClock>) {
