@@ -41,7 +41,7 @@ pub struct Config {
     /// Per-kind overrides, by kind name; fields left out come from `defaults`.
     pub kinds: BTreeMap<String, KindOverride>,
     /// The most kinds tracked at once; further kinds share the overflow kind
-    /// ([`OVERFLOW_KIND`](crate::OVERFLOW_KIND)).
+    /// ([`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
     pub max_kinds: usize,
     /// Once `max_kinds` are registered, a kind that is closed, not forced, held by no
     /// [`KindHandle`](crate::KindHandle) and has not been sent for this many seconds may be

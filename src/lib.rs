@@ -76,6 +76,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery};
 pub use error::Error;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
 pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
 pub use kind::{Decision, KindHandle, Reason, State};

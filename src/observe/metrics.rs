@@ -60,6 +60,7 @@ pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
 /// Gauge, per [`Fleet`](crate::fleet::Fleet): 1 while the instance has no working link to Redis and
 /// detects on its own counts only, 0 while it syncs.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub const FLEET_DEGRADED: &str = "spikebreaker_fleet_degraded";
 
 /// Describes every metric to the installed recorder (its `# HELP` and unit). A breaker does
