@@ -1,5 +1,5 @@
 //! What a kind costs in memory: registers N kinds (default 100,000; the first argument overrides)
-//! with learned baselines restored from a snapshot, and counts what the allocator holds for them,
+//! with a learned week restored from a snapshot, and counts what the allocator holds for them,
 //! the registry's own growth included.
 //!
 //! Run with `cargo run --release --example footprint [N]`. The last line is
@@ -8,7 +8,7 @@
 use std::alloc::System;
 use std::collections::BTreeMap;
 
-use spikebreaker::{Breaker, Config, LearnedBaseline, ManualClock, Snapshot};
+use spikebreaker::{Breaker, Config, KindSnapshot, ManualClock, Snapshot};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -20,15 +20,25 @@ fn name(i: usize) -> String {
 
 /// A week of learned traffic for each kind, each at its own rate.
 fn snapshot(kinds: usize) -> Snapshot {
-    let kinds: BTreeMap<String, LearnedBaseline> = (0..kinds)
+    let kinds: BTreeMap<String, KindSnapshot> = (0..kinds)
         .map(|i| {
-            let mean = 1.0 + (i % 500) as f64;
-            let learned = LearnedBaseline {
-                window_secs: 60,
-                mean,
-                variance: mean * 1.5,
-                peak: mean * 2.0,
-                windows: 7 * 24 * 60,
+            let per_minute = 1.0 + (i % 500) as f64;
+            // Every hour of the week learned, with a daily swing.
+            let week = (0..168)
+                .map(|hour| Some(per_minute * 60.0 * (1.0 + (hour % 24) as f64 / 12.0)))
+                .collect();
+            let learned = KindSnapshot {
+                week,
+                average_per_minute: per_minute,
+                recent_per_minute: per_minute,
+                longrun_per_hour: per_minute * 60.0,
+                spread: [0.2, 0.05],
+                spread_moments: [[0.2 * per_minute, per_minute], [0.05, 1.0]],
+                spread_hours: [168, 168],
+                burst: [0.1, 0.04],
+                burst_hours: 168,
+                minutes: 7 * 24 * 60,
+                hours: 7 * 24,
             };
             (name(i), learned)
         })
@@ -67,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let status = breaker
             .kind_status(&name(i))
             .ok_or("a restored kind is missing")?;
-        assert!(status.warmed_up && status.baseline > 0.0, "{status:?}");
+        assert!(status.warmed_up && status.minute().expected > 0.0, "{status:?}");
     }
 
     println!("kinds={kinds}");

@@ -92,12 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned();
     if let Some(trip) = &trip {
         println!(
-            "  tripped {:.2} s in: reason {}, window {} > threshold {} (learned normal {:.1} a minute)",
+            "  tripped {:.2} s in: {}",
             (trip.at_ms - start) as f64 / 1000.0,
-            trip.reason.as_str(),
-            trip.window_count,
-            trip.threshold,
-            trip.baseline,
+            trip.window,
         );
     }
     println!("  let through before the trip: {let_through} of {RUNAWAY_SENDS}");
@@ -107,14 +104,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("What the operator saw (events):");
     for event in events.lock().unwrap().iter() {
         println!(
-            "  {:>8.1} s  {:<24} {:>9} -> {:<9} {:<10} window {:>6}  threshold {:>5}",
-            (event.at_ms as f64 - start as f64) / 1000.0,
-            event.kind,
-            event.from.as_str(),
-            event.to.as_str(),
-            event.reason.as_str(),
-            event.window_count,
-            event.threshold,
+            "  {:>8.1} s  {event}",
+            (event.at_ms as f64 - start as f64) / 1000.0
         );
     }
     println!();
@@ -131,17 +122,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn print_status(status: &[KindStatus], indent: &str) {
     println!(
-        "{indent}{:<24} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9}",
-        "kind", "state", "window", "normal", "threshold", "attempted", "blocked"
+        "{indent}{:<24} {:>9} {:>22} {:>22} {:>10} {:>9}",
+        "kind", "state", "minute: count/limit", "hour: count/limit", "attempted", "blocked"
     );
+    let figures = |w: &spikebreaker::Window| {
+        let limit = if w.threshold == u64::MAX {
+            "-".to_owned()
+        } else {
+            w.threshold.to_string()
+        };
+        format!("{}/{} ({:.0})", w.window_count, limit, w.expected)
+    };
     for kind in status {
         println!(
-            "{indent}{:<24} {:>9} {:>8} {:>9.1} {:>9} {:>10} {:>9}",
+            "{indent}{:<24} {:>9} {:>22} {:>22} {:>10} {:>9}",
             kind.kind,
             kind.state.as_str(),
-            kind.window_count,
-            kind.baseline,
-            kind.threshold,
+            figures(kind.minute()),
+            figures(kind.hour()),
             kind.attempted,
             kind.blocked
         );

@@ -28,13 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
     breaker.subscribe(|event| {
         if event.is_trip() {
-            println!(
-                "event: {} tripped ({}), {} sends in the window, threshold {}",
-                event.kind,
-                event.reason.as_str(),
-                event.window_count,
-                event.threshold
-            );
+            println!("event: {event}");
         }
     });
     let welcome = breaker.kind("email.welcome");

@@ -2,17 +2,19 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Compiled, Config};
+use crate::detect::Learned;
 use crate::error::Error;
 use crate::kind::{Decision, Kind, KindHandle, Reason, Shared, State};
 use crate::observe::metrics::BreakerMetrics;
 use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers};
 use crate::registry::{self, Bounds, Registry};
-use crate::snapshot::{LearnedBaseline, Snapshot};
+use crate::snapshot::{KindSnapshot, Snapshot};
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -141,7 +143,7 @@ impl<C: Clock> Breaker<C> {
             Arc::new(Kind::new(
                 Arc::from(name),
                 Arc::clone(compiled.settings(name)),
-                Default::default(),
+                Learned::default(),
                 shared,
             ))
         });
@@ -183,6 +185,36 @@ impl<C: Clock> Breaker<C> {
     /// blocks. A configuration reload sets it back to the configured value.
     pub fn set_dry_run(&self, kind: &str, on: bool) {
         self.resolve(kind).set_dry_run(on);
+    }
+
+    /// Announces a legitimate surge of `kind` in advance (a campaign, a real mass security
+    /// notice): up to `sends` more are allowed on top of every one of its limits for `duration`.
+    /// The surge shows in events (`surge`, then `surge_ended`), in the kind's status and in the
+    /// `spikebreaker_surge_sends` gauge; when it ends, the windows' counts are forgotten so the
+    /// surge's own sends do not trip the kind. Its sends are learned like any others, so a
+    /// surge that recurs (a weekly job announced once) becomes normal. A new surge replaces the
+    /// one in force.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, ManualClock};
+    /// use std::time::Duration;
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+    /// breaker.plan_surge("email.campaign", 50_000, Duration::from_secs(2 * 3600));
+    /// let sent = (0..20_000).filter(|_| breaker.check("email.campaign").is_allowed()).count();
+    /// assert_eq!(sent, 20_000); // far over the warm-up ceiling, but announced
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plan_surge(&self, kind: &str, sends: u64, duration: Duration) {
+        let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.resolve(kind).plan_surge(sends, for_ms);
+    }
+
+    /// Operator: `kind` is open on a lasting change in legitimate traffic (a new customer, a new
+    /// feature): take the rate it kept while open as its new normal and close it. Unlike
+    /// [`reset`](Self::reset), which keeps what was learned (right after a runaway), this
+    /// teaches the kind the level that tripped it.
+    pub fn relearn(&self, kind: &str) {
+        self.resolve(kind).relearn();
     }
 
     /// The whole breaker's status: every kind's, brought up to the clock's now and sorted by
@@ -265,21 +297,14 @@ impl<C: Clock> Breaker<C> {
         Ok(())
     }
 
-    /// Every kind's learned baseline.
+    /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)).
     pub fn snapshot(&self) -> Snapshot {
-        let config = self.inner.config.read().0.clone();
         let kinds = self
             .inner
             .registry
             .all()
             .iter()
-            .map(|kind| {
-                let window_secs = config.kind_config(kind.name()).window_secs;
-                (
-                    kind.name().to_string(),
-                    LearnedBaseline::capture(&kind.baseline(), window_secs),
-                )
-            })
+            .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
             .collect();
         Snapshot {
             version: Snapshot::VERSION,
@@ -287,14 +312,12 @@ impl<C: Clock> Breaker<C> {
         }
     }
 
-    /// Replaces learned baselines with a snapshot's, registering its kinds. A snapshot that fails
-    /// [`Snapshot::validate`] is refused whole and the breaker keeps what it had.
+    /// Replaces what kinds have learned with a snapshot's, registering its kinds. A snapshot
+    /// that fails [`Snapshot::validate`] is refused whole and the breaker keeps what it had.
     pub fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
         snapshot.validate()?;
-        let config = self.config();
         for (name, learned) in &snapshot.kinds {
-            let window_secs = config.kind_config(name).window_secs;
-            self.resolve(name).restore(learned.to_baseline(window_secs));
+            self.resolve(name).restore(learned.to_learned());
         }
         Ok(())
     }

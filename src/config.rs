@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{BUCKETS, Learning, Policy};
+use crate::detect::{BUCKETS, Guards, Policy};
 use crate::error::Error;
 
-/// The longest window a kind may have (a snapshot is checked against it too).
-pub(crate) const MAX_WINDOW_SECS: u64 = 86_400;
+/// The longest minute window a kind may have (a snapshot is checked against it too).
+pub(crate) const MAX_WINDOW_SECS: u64 = 3_600;
+/// The most standard deviations a limit may sit above what is expected.
+const MAX_SIGMAS: f64 = 50.0;
 /// The longest warm-up, cool-down, probe and idle time.
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
 
@@ -22,15 +24,15 @@ const MAX_DURATION_SECS: u64 = 30 * 86_400;
 /// ```
 /// use spikebreaker::Config;
 /// let config = Config::from_toml(r#"
-///     [defaults]
+///     [defaults.minute]
 ///     factor = 4.0
 ///
 ///     [kinds."security.2fa_changed"]
-///     floor = 20
+///     minute = { floor = 10, ceiling = 20 }
 ///     recovery = "manual"
 /// "#)?;
-/// assert_eq!(config.defaults.factor, 4.0);
-/// assert_eq!(config.kinds["security.2fa_changed"].floor, Some(20));
+/// assert_eq!(config.defaults.minute.factor, 4.0);
+/// assert_eq!(config.kind_config("security.2fa_changed").minute.ceiling, Some(20));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,84 +67,152 @@ impl Default for Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recovery {
-    /// After `cooldown_secs`, once the attempted rate is back under the threshold, the kind goes
+    /// After `cooldown_secs`, once the attempted rate is back within every limit, the kind goes
     /// half-open for `probe_secs` and closes if the rate stays normal.
     Auto,
     /// The kind stays open until an operator resets it.
     Manual,
 }
 
-/// Detection and recovery settings for one kind. Counts are per `window_secs`.
+/// Detection and recovery settings for one kind.
+///
+/// A kind is judged on three timescales, each against what is expected of it *now* (its learned
+/// week, its recent rate) and its learned spread: the `minute` window (`window_secs` long, a
+/// minute by default) catches bursts, the `hour` window slow leaks, the `day` window very slow
+/// ones. Each has its own guards ([`TimescaleConfig`]).
+///
+/// | field | default | range |
+/// |---|---|---|
+/// | `window_secs` | 60 | 1 to 3600 |
+/// | `minute` | factor 3, sigmas 5, floor 50, no ceiling | see [`TimescaleConfig`] |
+/// | `hour` | factor 2, sigmas 4.5, floor 120, no ceiling | |
+/// | `day` | factor 2, sigmas 4.5, floor 600, no ceiling | |
+/// | `warmup_ceiling` | 500 | at least `minute.floor` |
+/// | `warmup_secs` | 3600 | at most 30 days |
+/// | `max_growth_per_hour` | 1.5 | at least 1 |
+/// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
+/// | `cooldown_secs` | 300 | at most 30 days |
+/// | `probe_secs` | 60 | at most 30 days |
+/// | `open_alert_secs` | 3600 | 1 to 30 days |
+/// | `dry_run` | false | |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KindConfig {
-    /// Length of the sliding window the send count is taken over, in seconds.
+    /// Length of the minute window, the sliding window a send is judged on most finely, in
+    /// seconds (1 to 3600; 60 by default). The hour and day windows are fixed.
     pub window_secs: u64,
-    /// Trip when the window count exceeds `factor` times the learned normal...
-    pub factor: f64,
-    /// ...and also exceeds the normal by this many standard deviations (the larger of the
-    /// learned one and the Poisson one, `sqrt(normal)`).
-    pub margin_sigmas: f64,
-    /// Never trip at or below this many sends a window, whatever the baseline.
-    pub floor: u64,
-    /// Always trip above this many sends a window, whatever the baseline. `None`: no ceiling.
-    pub ceiling: Option<u64>,
-    /// Until a baseline is learned (a new kind, or a restart without a snapshot), trip above
-    /// this many sends a window.
+    /// Guards of the minute window (`window_secs` long): bursts.
+    pub minute: TimescaleConfig,
+    /// Guards of the hour window: slow leaks.
+    pub hour: TimescaleConfig,
+    /// Guards of the day window: very slow leaks.
+    pub day: TimescaleConfig,
+    /// Until the kind is warm (a new kind, or a restart without a snapshot), the minute window
+    /// may hold at most this many sends, or the minute `ceiling` if that is lower (500 by
+    /// default; at least `minute.floor`).
     pub warmup_ceiling: u64,
-    /// How much traffic must be learned before the baseline is trusted, in seconds.
+    /// Minutes with sends to learn before the kind is warm, in seconds (3600 by default: an
+    /// hour's worth of minutes with traffic).
     pub warmup_secs: u64,
-    /// The learned normal may grow by at most this factor an hour, so a slowly ramping bug
-    /// outruns it and trips while organic growth and daily swings are followed.
+    /// Once a day is learned, the recent rate the kind is judged against may grow by at most
+    /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
     pub max_growth_per_hour: f64,
-    /// Half-life of the remembered peak, in hours: how long yesterday's busy hour and last
-    /// week's busy day keep counting as normal.
-    pub peak_half_life_hours: f64,
-    /// How a tripped kind recovers.
+    /// How a tripped kind recovers (`"auto"` by default).
     pub recovery: Recovery,
-    /// With automatic recovery, how long a tripped kind stays open before it may probe.
+    /// With automatic recovery, how long a tripped kind stays open before it may probe, in
+    /// seconds (300 by default; at most 30 days).
     pub cooldown_secs: u64,
-    /// With automatic recovery, how long a kind stays half-open before it closes.
+    /// With automatic recovery, how long a kind stays half-open before it closes, in seconds
+    /// (60 by default; at most 30 days).
     pub probe_secs: u64,
-    /// Detect and report, but never block.
+    /// A kind open this long is reported once, with a `still_open` event, so an operator is
+    /// told of a runaway that goes on or a lasting change in legitimate traffic (3600 by
+    /// default; 1 second to 30 days).
+    pub open_alert_secs: u64,
+    /// Detect and report, but never block (false by default).
     pub dry_run: bool,
+}
+
+/// One timescale's guards. A window trips when it holds more than its limit: the most of
+/// `floor`, `factor` times what is expected, and the count `sigmas` standard deviations above
+/// what is expected (from the kind's learned spread), capped by `ceiling`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimescaleConfig {
+    /// Never trip at or below this many times what is expected (at least 1).
+    pub factor: f64,
+    /// How many standard deviations above what is expected a window may go (0 to 50).
+    pub sigmas: f64,
+    /// Never trip at or below this many sends in the window.
+    pub floor: u64,
+    /// Always trip above this many sends in the window, whatever was learned (at least 1 and
+    /// at least `floor`). `None`: no ceiling.
+    pub ceiling: Option<u64>,
+}
+
+impl TimescaleConfig {
+    /// The minute window's defaults: factor 3, sigmas 5, floor 50, no ceiling.
+    pub const MINUTE: Self = Self {
+        factor: 3.0,
+        sigmas: 5.0,
+        floor: 50,
+        ceiling: None,
+    };
+    /// The hour window's defaults: factor 2, sigmas 4.5, floor 120, no ceiling.
+    pub const HOUR: Self = Self {
+        factor: 2.0,
+        sigmas: 4.5,
+        floor: 120,
+        ceiling: None,
+    };
+    /// The day window's defaults: factor 2, sigmas 4.5, floor 600, no ceiling.
+    pub const DAY: Self = Self {
+        factor: 2.0,
+        sigmas: 4.5,
+        floor: 600,
+        ceiling: None,
+    };
+}
+
+impl Default for TimescaleConfig {
+    fn default() -> Self {
+        Self::MINUTE
+    }
 }
 
 impl Default for KindConfig {
     fn default() -> Self {
         Self {
             window_secs: 60,
-            factor: 3.0,
-            margin_sigmas: 6.0,
-            floor: 100,
-            ceiling: None,
-            warmup_ceiling: 1000,
+            minute: TimescaleConfig::MINUTE,
+            hour: TimescaleConfig::HOUR,
+            day: TimescaleConfig::DAY,
+            warmup_ceiling: 500,
             warmup_secs: 3600,
             max_growth_per_hour: 1.5,
-            peak_half_life_hours: 72.0,
             recovery: Recovery::Auto,
             cooldown_secs: 300,
             probe_secs: 60,
+            open_alert_secs: 3600,
             dry_run: false,
         }
     }
 }
 
-/// A per-kind patch over [`Config::defaults`]: every field is optional.
+/// A per-kind patch over [`Config::defaults`]: every field is optional, and a timescale's table
+/// patches that timescale field by field.
 #[allow(missing_docs)] // Each field means what the same field of `KindConfig` means.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KindOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_secs: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub factor: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub margin_sigmas: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub floor: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ceiling: Option<u64>,
+    #[serde(skip_serializing_if = "TimescaleOverride::is_empty")]
+    pub minute: TimescaleOverride,
+    #[serde(skip_serializing_if = "TimescaleOverride::is_empty")]
+    pub hour: TimescaleOverride,
+    #[serde(skip_serializing_if = "TimescaleOverride::is_empty")]
+    pub day: TimescaleOverride,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_ceiling: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,15 +220,45 @@ pub struct KindOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_growth_per_hour: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub peak_half_life_hours: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_alert_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+}
+
+/// A patch over one timescale's guards: every field is optional.
+#[allow(missing_docs)] // Each field means what the same field of `TimescaleConfig` means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimescaleOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigmas: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<u64>,
+}
+
+impl TimescaleOverride {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn apply_to(&self, base: &TimescaleConfig) -> TimescaleConfig {
+        TimescaleConfig {
+            factor: self.factor.unwrap_or(base.factor),
+            sigmas: self.sigmas.unwrap_or(base.sigmas),
+            floor: self.floor.unwrap_or(base.floor),
+            ceiling: self.ceiling.or(base.ceiling),
+        }
+    }
 }
 
 impl KindOverride {
@@ -166,17 +266,16 @@ impl KindOverride {
     pub fn apply_to(&self, base: &KindConfig) -> KindConfig {
         KindConfig {
             window_secs: self.window_secs.unwrap_or(base.window_secs),
-            factor: self.factor.unwrap_or(base.factor),
-            margin_sigmas: self.margin_sigmas.unwrap_or(base.margin_sigmas),
-            floor: self.floor.unwrap_or(base.floor),
-            ceiling: self.ceiling.or(base.ceiling),
+            minute: self.minute.apply_to(&base.minute),
+            hour: self.hour.apply_to(&base.hour),
+            day: self.day.apply_to(&base.day),
             warmup_ceiling: self.warmup_ceiling.unwrap_or(base.warmup_ceiling),
             warmup_secs: self.warmup_secs.unwrap_or(base.warmup_secs),
             max_growth_per_hour: self.max_growth_per_hour.unwrap_or(base.max_growth_per_hour),
-            peak_half_life_hours: self.peak_half_life_hours.unwrap_or(base.peak_half_life_hours),
             recovery: self.recovery.unwrap_or(base.recovery),
             cooldown_secs: self.cooldown_secs.unwrap_or(base.cooldown_secs),
             probe_secs: self.probe_secs.unwrap_or(base.probe_secs),
+            open_alert_secs: self.open_alert_secs.unwrap_or(base.open_alert_secs),
             dry_run: self.dry_run.unwrap_or(base.dry_run),
         }
     }
@@ -187,7 +286,7 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Self, Error> {
         let config: Self = toml::from_str(text).map_err(|e| Error::Parse {
             format: "TOML",
-            message: e.to_string(),
+            message: with_hint(e.to_string()),
         })?;
         config.validate()?;
         Ok(config)
@@ -197,7 +296,7 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Self, Error> {
         let config: Self = json_naming_the_field(text).map_err(|message| Error::Parse {
             format: "JSON",
-            message,
+            message: with_hint(message),
         })?;
         config.validate()?;
         Ok(config)
@@ -259,6 +358,38 @@ impl Config {
     }
 }
 
+/// A parser's message, with a word on where a field of spikebreaker 0.1's configuration went.
+fn with_hint(message: String) -> String {
+    const MOVED: [(&str, &str); 5] = [
+        (
+            "factor",
+            "each timescale has its own: `minute.factor`, `hour.factor`, `day.factor`",
+        ),
+        (
+            "floor",
+            "each timescale has its own: `minute.floor`, `hour.floor`, `day.floor`",
+        ),
+        (
+            "ceiling",
+            "each timescale has its own: `minute.ceiling`, `hour.ceiling`, `day.ceiling`",
+        ),
+        (
+            "margin_sigmas",
+            "the statistical limit is now `minute.sigmas` (and `hour.sigmas`, `day.sigmas`)",
+        ),
+        (
+            "peak_half_life_hours",
+            "it is gone: each kind learns its week, hour by hour",
+        ),
+    ];
+    for (field, hint) in MOVED {
+        if message.contains(&format!("unknown field `{field}`")) {
+            return format!("{message} (since spikebreaker 0.2, {hint})");
+        }
+    }
+    message
+}
+
 /// Reads JSON, naming the field (`defaults.factor`) of a type error as well as its position.
 pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let mut json = serde_json::Deserializer::from_str(text);
@@ -296,6 +427,7 @@ pub(crate) struct KindSettings {
     pub(crate) recovery: Recovery,
     pub(crate) cooldown_ms: u64,
     pub(crate) probe_ms: u64,
+    pub(crate) open_alert_ms: u64,
     pub(crate) dry_run: bool,
 }
 
@@ -308,48 +440,25 @@ impl KindConfig {
             return Err(Error::invalid(
                 field("window_secs"),
                 self.window_secs,
-                "must be 1 to 86400 seconds",
+                "must be 1 to 3600 seconds",
             ));
         }
-        finite_at_least(
-            self.factor,
-            1.0,
-            &field("factor"),
-            "must be a finite number of at least 1",
-        )?;
-        finite_at_least(
-            self.margin_sigmas,
-            0.0,
-            &field("margin_sigmas"),
-            "must be a finite number of at least 0",
-        )?;
+        let guards = [
+            self.minute.compile(&field("minute"))?,
+            self.hour.compile(&field("hour"))?,
+            self.day.compile(&field("day"))?,
+        ];
         finite_at_least(
             self.max_growth_per_hour,
             1.0,
             &field("max_growth_per_hour"),
             "must be a finite number of at least 1",
         )?;
-        if !(self.peak_half_life_hours.is_finite() && self.peak_half_life_hours > 0.0) {
-            return Err(Error::invalid(
-                field("peak_half_life_hours"),
-                self.peak_half_life_hours,
-                "must be a finite number above 0",
-            ));
-        }
-        if let Some(ceiling) = self.ceiling {
-            if ceiling < self.floor.max(1) {
-                return Err(Error::invalid(
-                    field("ceiling"),
-                    ceiling,
-                    "must be at least 1 and at least `floor`",
-                ));
-            }
-        }
-        if self.warmup_ceiling < self.floor {
+        if self.warmup_ceiling < self.minute.floor {
             return Err(Error::invalid(
                 field("warmup_ceiling"),
                 self.warmup_ceiling,
-                "must be at least `floor`",
+                "must be at least `minute.floor`",
             ));
         }
         for (name, secs) in [
@@ -365,27 +474,61 @@ impl KindConfig {
                 ));
             }
         }
-
+        if !(1..=MAX_DURATION_SECS).contains(&self.open_alert_secs) {
+            return Err(Error::invalid(
+                field("open_alert_secs"),
+                self.open_alert_secs,
+                "must be 1 second to 30 days (2592000 seconds)",
+            ));
+        }
         let window_ms = self.window_secs * 1000;
         Ok(KindSettings {
             policy: Policy {
                 bucket_ms: window_ms / BUCKETS as u64,
-                factor: self.factor,
-                margin_sigmas: self.margin_sigmas,
-                floor: self.floor,
-                ceiling: self.ceiling.unwrap_or(u64::MAX),
+                guards,
                 warmup_ceiling: self.warmup_ceiling,
-                learning: Learning::per_window(
-                    self.window_secs,
-                    self.warmup_secs,
-                    self.max_growth_per_hour,
-                    self.peak_half_life_hours,
-                ),
+                warmup_minutes: u32::try_from(self.warmup_secs.div_ceil(60)).unwrap_or(u32::MAX),
+                growth_per_hour: self.max_growth_per_hour,
             },
             recovery: self.recovery,
             cooldown_ms: self.cooldown_secs * 1000,
             probe_ms: self.probe_secs * 1000,
+            open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
+        })
+    }
+}
+
+impl TimescaleConfig {
+    fn compile(&self, path: &str) -> Result<Guards, Error> {
+        let field = |name: &str| format!("{path}.{name}");
+        finite_at_least(
+            self.factor,
+            1.0,
+            &field("factor"),
+            "must be a finite number of at least 1",
+        )?;
+        if !(self.sigmas.is_finite() && (0.0..=MAX_SIGMAS).contains(&self.sigmas)) {
+            return Err(Error::invalid(
+                field("sigmas"),
+                self.sigmas,
+                "must be a number from 0 to 50",
+            ));
+        }
+        if let Some(ceiling) = self.ceiling {
+            if ceiling < self.floor.max(1) {
+                return Err(Error::invalid(
+                    field("ceiling"),
+                    ceiling,
+                    "must be at least 1 and at least `floor`",
+                ));
+            }
+        }
+        Ok(Guards {
+            factor: self.factor,
+            floor: self.floor,
+            ceiling: self.ceiling.unwrap_or(u64::MAX),
+            sigmas: self.sigmas,
         })
     }
 }
@@ -414,19 +557,29 @@ mod tests {
 
     #[test]
     fn an_override_patches_only_what_it_names() {
-        let config = Config::from_toml("[defaults]\nfactor = 5.0\n[kinds.a]\nfloor = 7\n").unwrap();
+        let config = Config::from_toml(
+            "[defaults.minute]\nfactor = 5.0\n[kinds.a]\nminute = { floor = 7 }\nhour.ceiling = 900\n",
+        )
+        .unwrap();
         let a = config.kind_config("a");
-        assert_eq!((a.factor, a.floor), (5.0, 7));
-        assert_eq!(config.kind_config("b").floor, KindConfig::default().floor);
+        assert_eq!((a.minute.factor, a.minute.floor), (5.0, 7));
+        assert_eq!(
+            (a.hour.ceiling, a.hour.floor),
+            (Some(900), TimescaleConfig::HOUR.floor)
+        );
+        assert_eq!(
+            config.kind_config("b").minute.floor,
+            KindConfig::default().minute.floor
+        );
     }
 
     #[test]
-    fn per_window_constants_follow_the_hourly_settings() {
+    fn settings_compile_into_the_detector_policy() {
         let p = KindConfig::default().compile("defaults").unwrap().policy;
         assert_eq!(p.bucket_ms * BUCKETS as u64, 60_000);
-        assert_eq!(p.learning.warmup_windows, 60);
-        assert!((p.learning.growth_per_window.powi(60) - 1.5).abs() < 1e-9);
-        assert!((p.learning.peak_decay_per_window.powi(60 * 72) - 0.5).abs() < 1e-9);
+        assert_eq!(p.warmup_minutes, 60);
+        assert_eq!(p.guards[1].floor, 120);
+        assert_eq!(p.guards[2].ceiling, u64::MAX);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!         sent += 1;
 //!     }
 //! }
-//! assert_eq!(sent, 1_000); // the warm-up ceiling: no baseline is learned yet
+//! assert_eq!(sent, 500); // the warm-up ceiling: nothing is learned yet
 //! assert!(breaker.check("email.welcome").is_allowed()); // other kinds flow
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -73,15 +73,16 @@ mod snapshot;
 
 pub use breaker::Breaker;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, KindConfig, KindOverride, Recovery};
+pub use config::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
+pub use detect::{Bound, Timescale};
 pub use error::Error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
 pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
 pub use kind::{Decision, KindHandle, Reason, State};
-pub use observe::{BreakerStatus, Event, KindStatus, metrics};
-pub use snapshot::{LearnedBaseline, Snapshot};
+pub use observe::{BreakerStatus, Event, KindStatus, Surge, Window, metrics};
+pub use snapshot::{KindSnapshot, Snapshot};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

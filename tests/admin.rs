@@ -77,7 +77,7 @@ async fn status_shows_a_tripped_kind_among_every_kind() {
     );
     assert_eq!(
         (kind["attempted"].as_u64(), kind["blocked"].as_u64()),
-        (Some(1_200), Some(200))
+        (Some(1_200), Some(700))
     );
 }
 

@@ -35,12 +35,19 @@ fn the_report_follows_the_json_contract() {
     assert_eq!(json["events"], 1_501);
     let kind = &json["kinds"]["job.runaway"];
     assert_eq!(kind["attempted"], 1_500);
-    assert_eq!(kind["allowed"], 1_000);
-    assert_eq!(kind["blocked"], 500);
+    assert_eq!(kind["allowed"], 500);
+    assert_eq!(kind["blocked"], 1_000);
     let trip = &kind["transitions"][0];
-    assert_eq!(trip["at_ms"], 1_000);
+    assert_eq!(trip["at_ms"], 500);
     assert_eq!(trip["to"], "open");
     assert_eq!(trip["reason"], "warmup");
+    // What the trip was judged on: the timescale, the window against its limit, and why.
+    assert_eq!(trip["timescale"], "minute");
+    assert_eq!(
+        (trip["window_count"].as_u64(), trip["threshold"].as_u64()),
+        (Some(501), Some(500))
+    );
+    assert_eq!(trip["bound"], "warmup");
     assert_eq!(
         json["kinds"]["email.welcome"]["transitions"],
         serde_json::json!([])
@@ -50,9 +57,9 @@ fn the_report_follows_the_json_contract() {
 #[test]
 fn decisions_come_back_per_send_in_order() {
     let mut backtest = Backtest::new(Config::default()).unwrap();
-    let decisions: Vec<Decision> = (0..1_002u64).map(|t| backtest.check(t, "a")).collect();
-    assert!(decisions[..1_000].iter().all(|d| d.is_allowed()));
-    assert!(decisions[1_000..].iter().all(|d| !d.is_allowed()));
+    let decisions: Vec<Decision> = (0..502u64).map(|t| backtest.check(t, "a")).collect();
+    assert!(decisions[..500].iter().all(|d| d.is_allowed()));
+    assert!(decisions[500..].iter().all(|d| !d.is_allowed()));
     let report = backtest.report();
     assert_eq!(report.kinds["a"].state, State::Open);
     assert_eq!(report.kinds["a"].trips, 1);
@@ -93,9 +100,9 @@ fn kinds_past_max_kinds_are_reported_as_the_overflow_kind() {
 #[test]
 fn an_invalid_configuration_is_refused() {
     let mut config = Config::default();
-    config.defaults.factor = 0.5;
+    config.defaults.minute.factor = 0.5;
     let error = Backtest::new(config).unwrap_err();
-    assert!(error.to_string().contains("defaults.factor"), "{error}");
+    assert!(error.to_string().contains("defaults.minute.factor"), "{error}");
 }
 
 #[test]

@@ -69,11 +69,11 @@ fn a_log_file_is_replayed_and_reported_as_json() {
     assert_eq!(report["events"], 2_004);
     let runaway = &report["kinds"]["security.2fa_changed"];
     assert_eq!(runaway["attempted"], 2_000);
-    assert_eq!(runaway["allowed"], 1_000, "the warm-up ceiling");
-    assert_eq!(runaway["blocked"], 1_000);
+    assert_eq!(runaway["allowed"], 500, "the warm-up ceiling");
+    assert_eq!(runaway["blocked"], 1_500);
     assert_eq!(runaway["transitions"][0]["to"], "open");
     assert_eq!(runaway["transitions"][0]["reason"], "warmup");
-    assert_eq!(runaway["transitions"][0]["at_ms"], 1_000);
+    assert_eq!(runaway["transitions"][0]["at_ms"], 500);
     assert_eq!(report["kinds"]["email.welcome"]["blocked"], 0);
 
     let decisions = std::fs::read_to_string(decisions).unwrap();
@@ -128,14 +128,14 @@ fn bad_lines_can_be_skipped_and_counted() {
 fn a_bad_configuration_names_the_field_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("breaker.toml");
-    std::fs::write(&config, "[defaults]\nfactor = 0.5\n").unwrap();
+    std::fs::write(&config, "[defaults.minute]\nfactor = 0.5\n").unwrap();
     let output = spikebreaker(
         &["backtest", "--trace", "-", "--config", config.to_str().unwrap()],
         "0,a\n",
     );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("defaults.factor"), "{stderr}");
+    assert!(stderr.contains("defaults.minute.factor"), "{stderr}");
 }
 
 #[test]

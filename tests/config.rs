@@ -7,17 +7,20 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spikebreaker::{Breaker, Config, Error, KindConfig, KindOverride, ManualClock, Reason, Recovery, State};
+use spikebreaker::{
+    Breaker, Config, Error, KindConfig, KindOverride, ManualClock, Reason, Recovery, State, TimescaleConfig,
+    TimescaleOverride,
+};
 
 const TOML: &str = r#"
 max_kinds = 1000
 
-[defaults]
+[defaults.minute]
 factor = 4.0
-floor = 50
+floor = 60
 
 [kinds."security.2fa_changed"]
-floor = 20
+minute = { floor = 20 }
 warmup_ceiling = 20
 recovery = "manual"
 "#;
@@ -45,10 +48,10 @@ fn overrides_apply_to_their_kind_and_defaults_to_the_rest() {
 #[test]
 fn errors_name_the_field_and_the_value() {
     let cases = [
-        (Config::from_toml("[defaults]\nfloor = -3\n"), "floor"),
+        (Config::from_toml("[defaults.minute]\nfloor = -3\n"), "floor"),
         (
-            Config::from_toml("[defaults]\nfactor = 0.5\n"),
-            "defaults.factor` = 0.5",
+            Config::from_toml("[defaults.hour]\nfactor = 0.5\n"),
+            "defaults.hour.factor` = 0.5",
         ),
         (
             Config::from_toml("[kinds.a]\nwarmup_ceiling = 5\n"),
@@ -63,8 +66,14 @@ fn errors_name_the_field_and_the_value() {
             "defaults.window_secs` = 0",
         ),
         (
-            Config::from_json(r#"{"defaults": {"peak_half_life_hours": -1}}"#),
-            "peak_half_life_hours` = -1",
+            Config::from_json(r#"{"defaults": {"day": {"sigmas": -1}}}"#),
+            "defaults.day.sigmas` = -1",
+        ),
+        // A field of 0.1's configuration says where it went.
+        (Config::from_toml("[defaults]\nfloor = 20\n"), "`minute.floor`"),
+        (
+            Config::from_json(r#"{"defaults": {"peak_half_life_hours": 72}}"#),
+            "learns its week",
         ),
         (Config::from_json(r#"{"default": {}}"#), "default"),
         (Config::from_json("{"), "EOF"),
@@ -99,29 +108,43 @@ fn reload_keeps_counts_and_baselines_and_a_rejected_one_changes_nothing() {
     assert!(before.warmed_up);
 
     let mut stricter = Config::default();
-    stricter.defaults.factor = 5.0;
+    stricter.defaults.minute.floor = 1_000;
+    stricter.defaults.warmup_ceiling = 1_000;
     breaker.reload(stricter.clone()).unwrap();
     let after = kind.status();
     assert_eq!(
-        (after.window_count, after.attempted, after.baseline),
-        (before.window_count, before.attempted, before.baseline)
+        (
+            after.minute().window_count,
+            after.attempted,
+            after.minute().expected
+        ),
+        (
+            before.minute().window_count,
+            before.attempted,
+            before.minute().expected
+        )
     );
-    assert!(
-        after.threshold > before.threshold,
-        "{} -> {}",
-        before.threshold,
-        after.threshold
+    assert_eq!(
+        after.minute().threshold,
+        1_000,
+        "{:?} -> {:?}",
+        before.minute(),
+        after.minute()
     );
+    assert!(before.minute().threshold < 1_000);
 
     let mut broken = stricter.clone();
-    broken.defaults.floor = 10;
-    broken.defaults.ceiling = Some(5);
+    broken.defaults.minute.floor = 10;
+    broken.defaults.minute.ceiling = Some(5);
     let error = breaker.reload(broken).unwrap_err();
-    assert!(error.to_string().contains("defaults.ceiling` = 5"), "{error}");
+    assert!(
+        error.to_string().contains("defaults.minute.ceiling` = 5"),
+        "{error}"
+    );
     assert_eq!(breaker.config(), stricter);
     assert_eq!(
-        kind.status().threshold,
-        after.threshold,
+        kind.status().minute().threshold,
+        1_000,
         "the running config stays in force"
     );
 }
@@ -138,23 +161,32 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
     // Zero, negative, not a number, infinite, wrong type.
     ("[defaults]\nwindow_secs = 0\n", "defaults.window_secs", "0"),
     ("[defaults]\nwindow_secs = -60\n", "window_secs", "-60"),
-    ("[defaults]\nfloor = -5\n", "floor", "-5"),
-    ("[defaults]\nfactor = 0.5\n", "defaults.factor", "0.5"),
-    ("[defaults]\nfactor = -3.0\n", "defaults.factor", "-3"),
-    ("[defaults]\nfactor = nan\n", "defaults.factor", "NaN"),
-    ("[defaults]\nfactor = inf\n", "defaults.factor", "inf"),
-    ("[defaults]\nfactor = -inf\n", "defaults.factor", "-inf"),
-    ("[defaults]\nfactor = \"three\"\n", "factor", "three"),
+    ("[defaults.minute]\nfloor = -5\n", "floor", "-5"),
     (
-        "[defaults]\nmargin_sigmas = -1.0\n",
-        "defaults.margin_sigmas",
+        "[defaults.minute]\nfactor = 0.5\n",
+        "defaults.minute.factor",
+        "0.5",
+    ),
+    ("[defaults.hour]\nfactor = -3.0\n", "defaults.hour.factor", "-3"),
+    ("[defaults.day]\nfactor = nan\n", "defaults.day.factor", "NaN"),
+    (
+        "[defaults.minute]\nfactor = inf\n",
+        "defaults.minute.factor",
+        "inf",
+    ),
+    (
+        "[defaults.minute]\nfactor = -inf\n",
+        "defaults.minute.factor",
+        "-inf",
+    ),
+    ("[defaults.minute]\nfactor = \"three\"\n", "factor", "three"),
+    (
+        "[defaults.minute]\nsigmas = -1.0\n",
+        "defaults.minute.sigmas",
         "-1",
     ),
-    (
-        "[defaults]\nmargin_sigmas = nan\n",
-        "defaults.margin_sigmas",
-        "NaN",
-    ),
+    ("[defaults.hour]\nsigmas = nan\n", "defaults.hour.sigmas", "NaN"),
+    ("[defaults.day]\nsigmas = 51\n", "defaults.day.sigmas", "51"),
     (
         "[defaults]\nmax_growth_per_hour = 0.9\n",
         "defaults.max_growth_per_hour",
@@ -165,53 +197,49 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "defaults.max_growth_per_hour",
         "inf",
     ),
+    ("[defaults.minute]\nceiling = 0\n", "defaults.minute.ceiling", "0"),
+    ("[defaults.day]\nceiling = 0\n", "defaults.day.ceiling", "0"),
+    ("[defaults]\nrecovery = \"sometimes\"\n", "recovery", "sometimes"),
     (
-        "[defaults]\npeak_half_life_hours = 0.0\n",
-        "defaults.peak_half_life_hours",
+        "[defaults]\nopen_alert_secs = 0\n",
+        "defaults.open_alert_secs",
         "0",
     ),
-    (
-        "[defaults]\npeak_half_life_hours = -72.0\n",
-        "defaults.peak_half_life_hours",
-        "-72",
-    ),
-    (
-        "[defaults]\npeak_half_life_hours = nan\n",
-        "defaults.peak_half_life_hours",
-        "NaN",
-    ),
-    ("[defaults]\nceiling = 0\n", "defaults.ceiling", "0"),
-    ("[defaults]\nrecovery = \"sometimes\"\n", "recovery", "sometimes"),
     ("max_kinds = 0\n", "max_kinds", "0"),
     ("max_kinds = -1\n", "max_kinds", "-1"),
     ("evict_idle_secs = 0\n", "evict_idle_secs", "0"),
     ("evict_idle_secs = 999999999\n", "evict_idle_secs", "999999999"),
     // Floor above ceiling, and above the warm-up ceiling, in defaults and in an override.
     (
-        "[defaults]\nfloor = 500\nceiling = 200\n",
-        "defaults.ceiling",
+        "[defaults.minute]\nfloor = 500\nceiling = 200\n",
+        "defaults.minute.ceiling",
         "200",
     ),
-    ("[defaults]\nfloor = 2000\n", "defaults.warmup_ceiling", "1000"),
     (
-        "[kinds.a]\nfloor = 50\nceiling = 10\n",
-        "kinds.\"a\".ceiling",
+        "[defaults.hour]\nfloor = 500\nceiling = 200\n",
+        "defaults.hour.ceiling",
+        "200",
+    ),
+    (
+        "[defaults.minute]\nfloor = 2000\n",
+        "defaults.warmup_ceiling",
+        "500",
+    ),
+    (
+        "[kinds.a]\nminute = { floor = 50, ceiling = 10 }\n",
+        "kinds.\"a\".minute.ceiling",
         "10",
     ),
     (
-        "[defaults]\nfloor = 10\nceiling = 50\n[kinds.a]\nfloor = 60\n",
-        "kinds.\"a\".ceiling",
+        "[defaults.minute]\nfloor = 10\nceiling = 50\n[kinds.a]\nminute.floor = 60\n",
+        "kinds.\"a\".minute.ceiling",
         "50",
     ),
     // Empty kind names.
-    ("[kinds.\"\"]\nfloor = 5\n", "kinds", "\"\""),
-    ("[kinds.\"   \"]\nfloor = 5\n", "kinds", "\"   \""),
+    ("[kinds.\"\"]\nrecovery = \"manual\"\n", "kinds", "\"\""),
+    ("[kinds.\"   \"]\nrecovery = \"manual\"\n", "kinds", "\"   \""),
     // Absurd windows and durations.
-    (
-        "[defaults]\nwindow_secs = 86401\n",
-        "defaults.window_secs",
-        "86401",
-    ),
+    ("[defaults]\nwindow_secs = 3601\n", "defaults.window_secs", "3601"),
     (
         "[kinds.a]\nwindow_secs = 18446744073709551615\n",
         "kinds.\"a\".window_secs",
@@ -258,24 +286,27 @@ fn every_bad_toml_field_is_refused_by_name_and_value() {
 fn bad_json_is_refused_by_name_and_value_or_by_position() {
     let cases: &[(&str, &[&str])] = &[
         (r#"{"max_kinds": 5, "colour": 1}"#, &["colour"]),
-        (r#"{"defaults": {"factor": -2}}"#, &["defaults.factor", "-2"]),
+        (
+            r#"{"defaults": {"minute": {"factor": -2}}}"#,
+            &["defaults.minute.factor", "-2"],
+        ),
         (
             r#"{"defaults": {"window_secs": 0}}"#,
             &["defaults.window_secs", "0"],
         ),
-        (r#"{"kinds": {"": {"floor": 1}}}"#, &["kinds", "\"\""]),
+        (r#"{"kinds": {"": {"dry_run": true}}}"#, &["kinds", "\"\""]),
         (
-            r#"{"kinds": {"a": {"floor": 9, "ceiling": 3}}}"#,
-            &["kinds.\"a\".ceiling", "3"],
+            r#"{"kinds": {"a": {"hour": {"floor": 9, "ceiling": 3}}}}"#,
+            &["kinds.\"a\".hour.ceiling", "3"],
         ),
         (r#"{"max_kinds": 0}"#, &["max_kinds", "0"]),
         (
-            r#"{"defaults": {"factor": 1e400}}"#,
-            &["out of range", "line 1 column 29"],
+            r#"{"defaults": {"minute": {"factor": 1e400}}}"#,
+            &["out of range", "line 1 column 40"],
         ),
         (
-            r#"{"defaults": {"factor": null}}"#,
-            &["`defaults.factor`", "null", "line 1 column 28"],
+            r#"{"defaults": {"minute": {"factor": null}}}"#,
+            &["`defaults.minute.factor`", "null", "line 1 column 39"],
         ),
         (
             r#"{"defaults": {"window_secs": 1.5}}"#,
@@ -301,7 +332,10 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
 fn a_config_built_in_code_is_checked_when_the_breaker_is_made() {
     let config = Config {
         defaults: KindConfig {
-            factor: f64::NAN,
+            minute: TimescaleConfig {
+                factor: f64::NAN,
+                ..TimescaleConfig::MINUTE
+            },
             ..KindConfig::default()
         },
         ..Config::default()
@@ -310,7 +344,7 @@ fn a_config_built_in_code_is_checked_when_the_breaker_is_made() {
         .unwrap_err()
         .to_string();
     assert!(
-        message.contains("defaults.factor") && message.contains("NaN"),
+        message.contains("defaults.minute.factor") && message.contains("NaN"),
         "{message}"
     );
 }
@@ -318,14 +352,19 @@ fn a_config_built_in_code_is_checked_when_the_breaker_is_made() {
 #[test]
 fn a_refused_reload_leaves_the_running_config_in_force() {
     let clock = ManualClock::new();
-    let running = Config::from_toml("[kinds.a]\nfloor = 10\nceiling = 50\nrecovery = \"manual\"\n").unwrap();
+    let running =
+        Config::from_toml("[kinds.a]\nminute = { floor = 10, ceiling = 50 }\nrecovery = \"manual\"\n")
+            .unwrap();
     let breaker = Breaker::with_clock(running.clone(), clock.clone()).unwrap();
     let mut bad = running.clone();
     bad.kinds.insert(
         "a".into(),
         KindOverride {
-            ceiling: Some(5_000),
-            floor: Some(10_000),
+            minute: TimescaleOverride {
+                ceiling: Some(5_000),
+                floor: Some(10_000),
+                ..TimescaleOverride::default()
+            },
             ..KindOverride::default()
         },
     );
@@ -337,7 +376,7 @@ fn a_refused_reload_leaves_the_running_config_in_force() {
     assert_eq!(allowed, 50);
     let status = breaker.kind_status("a").unwrap();
     assert_eq!(
-        (status.state, status.reason, status.threshold),
+        (status.state, status.reason, status.minute().threshold),
         (State::Open, Reason::Ceiling, 50)
     );
     clock.advance(Duration::from_secs(3600));
@@ -356,11 +395,15 @@ fn a_refused_reload_leaves_the_running_config_in_force() {
 /// A valid document to mutate: every field set, two overrides.
 fn valid_toml() -> String {
     let mut config = Config::default();
-    config.defaults.ceiling = Some(50_000);
+    config.defaults.minute.ceiling = Some(50_000);
+    config.defaults.day.ceiling = Some(5_000_000);
     config.kinds.insert(
         "security.2fa_changed".into(),
         KindOverride {
-            floor: Some(20),
+            minute: TimescaleOverride {
+                floor: Some(20),
+                ..TimescaleOverride::default()
+            },
             recovery: Some(Recovery::Manual),
             ..KindOverride::default()
         },
@@ -369,7 +412,10 @@ fn valid_toml() -> String {
         "email.digest".into(),
         KindOverride {
             window_secs: Some(300),
-            factor: Some(5.0),
+            hour: TimescaleOverride {
+                factor: Some(5.0),
+                ..TimescaleOverride::default()
+            },
             ..KindOverride::default()
         },
     );

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use spikebreaker::{
     AsyncSender, Breaker, Config, Decision, GuardError, Guarded, KindConfig, ManualClock, Notification,
-    Reason, Sender, State,
+    Reason, Sender, State, TimescaleConfig,
 };
 use support::{Profile, Traffic, burst, merge};
 
@@ -442,7 +442,10 @@ const KINDS: [&str; 3] = ["email.welcome", "sms.login_code", "security.2fa_chang
 fn small_config() -> Config {
     Config {
         defaults: KindConfig {
-            floor: 20,
+            minute: TimescaleConfig {
+                floor: 20,
+                ..TimescaleConfig::MINUTE
+            },
             warmup_ceiling: 50,
             warmup_secs: 600,
             cooldown_secs: 60,

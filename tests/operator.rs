@@ -43,8 +43,8 @@ fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
                 "{} tripped ({}): {} sends in the window, threshold {}",
                 event.kind,
                 event.reason.as_str(),
-                event.window_count,
-                event.threshold
+                event.window.window_count,
+                event.window.threshold
             ));
         }
     });
@@ -56,7 +56,7 @@ fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
         5_000,
         Duration::from_millis(2),
     );
-    assert_eq!(allowed, 1_000);
+    assert_eq!(allowed, 500);
     assert_eq!(
         send(&breaker, &clock, "email.welcome", 50, Duration::from_millis(2)),
         50
@@ -65,7 +65,7 @@ fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
     let pages = pages.lock().unwrap();
     assert_eq!(
         *pages,
-        ["security.2fa_changed tripped (warmup): 1001 sends in the window, threshold 1000"]
+        ["security.2fa_changed tripped (warmup): 501 sends in the window, threshold 500"]
     );
 }
 
@@ -90,7 +90,7 @@ fn a_trip_and_its_recovery_are_reported_in_order() {
         ]
     );
     assert!(events[0].is_trip() && !events[0].is_would_trip());
-    assert!(events[0].window_count > events[0].threshold);
+    assert!(events[0].window.is_over());
     assert!(events[2].is_recovery() && !events[2].is_trip());
     assert!(
         events
@@ -151,8 +151,8 @@ fn dry_run_reports_a_would_trip_and_blocks_nothing() {
     let event = &events[0];
     assert!(event.is_would_trip() && event.is_trip() && event.dry_run);
     assert_eq!(
-        (event.to, event.reason, event.threshold),
-        (State::Open, Reason::Warmup, 1_000)
+        (event.to, event.reason, event.window.threshold),
+        (State::Open, Reason::Warmup, 500)
     );
     let status = breaker.kind_status("push.promo").unwrap();
     assert_eq!(
@@ -218,7 +218,7 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
     let reloader = breaker.clone();
     std::thread::spawn(move || {
         let mut config = Config::default();
-        config.defaults.factor = 4.0;
+        config.defaults.minute.factor = 4.0;
         reloader.reload(config).unwrap();
         let _ = reloader.check("push.promo"); // the due recovery, and its subscriber call
         done.send(()).unwrap();
@@ -227,7 +227,7 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
     finished
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("reload and recovery finished");
-    assert_eq!(breaker.config().defaults.factor, 4.0);
+    assert_eq!(breaker.config().defaults.minute.factor, 4.0);
     assert_eq!(kind.state(), spikebreaker::State::HalfOpen);
 }
 
@@ -299,7 +299,7 @@ fn auto_recovery_waits_for_the_cooldown_and_a_normal_rate_then_probes_and_closes
         ]
     );
     let trip = events.lock().unwrap()[0].clone();
-    assert_eq!((trip.window_count, trip.threshold), (101, 100));
+    assert_eq!((trip.window.window_count, trip.window.threshold), (101, 100));
     assert!(trip.is_trip());
 }
 
@@ -331,7 +331,7 @@ fn manual_recovery_stays_open_until_an_operator_resets() {
     breaker.reset("sms.login_code");
     let status = kind.status();
     assert_eq!(
-        (status.state, status.reason, status.window_count),
+        (status.state, status.reason, status.minute().window_count),
         (State::Closed, Reason::Reset, 0)
     );
     assert_eq!(kind.check(), Decision::Allowed);
@@ -400,12 +400,15 @@ fn reset_forgets_the_window_but_keeps_the_learned_baseline() {
         clock.advance(57 * SECOND);
     }
     let learned = kind.status();
-    assert!(learned.warmed_up && learned.baseline > 25.0, "{learned:?}");
+    assert!(
+        learned.warmed_up && learned.minute().expected > 25.0,
+        "{learned:?}"
+    );
     breaker.force_open("email.receipt");
     breaker.reset("email.receipt");
     let after = kind.status();
     assert_eq!(
-        (after.baseline, after.threshold, after.warmed_up),
-        (learned.baseline, learned.threshold, true)
+        (after.minute().expected, after.minute().threshold, after.warmed_up),
+        (learned.minute().expected, learned.minute().threshold, true)
     );
 }

@@ -6,17 +6,24 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use spikebreaker::{
-    Breaker, Config, KindConfig, KindOverride, LearnedBaseline, ManualClock, Recovery, Snapshot,
+    Breaker, Config, KindConfig, KindOverride, KindSnapshot, ManualClock, Recovery, Snapshot,
+    TimescaleConfig, TimescaleOverride,
 };
 
 const BUCKETS: u64 = 12;
 
 /// Settings under which nothing trips, so the window only counts.
 fn counting_only(window_secs: u64) -> Config {
+    let never = TimescaleConfig {
+        floor: u64::MAX,
+        ..TimescaleConfig::MINUTE
+    };
     Config {
         defaults: KindConfig {
             window_secs,
-            floor: u64::MAX,
+            minute: never,
+            hour: never,
+            day: never,
             warmup_ceiling: u64::MAX,
             ..KindConfig::default()
         },
@@ -58,66 +65,95 @@ proptest! {
                 .filter(|t| *t / bucket_ms + BUCKETS > current)
                 .count() as u64;
             let status = kind.status();
-            prop_assert_eq!(status.window_count, naive, "at {} ms", now);
+            prop_assert_eq!(status.minute().window_count, naive, "at {} ms", now);
             prop_assert_eq!(status.attempted, sent.len() as u64);
         }
     }
 }
 
+fn timescale() -> impl Strategy<Value = TimescaleConfig> {
+    (
+        1.0f64..100.0,
+        0.0f64..=50.0,
+        0u64..1_000_000,
+        prop::option::of(0u64..1_000_000),
+    )
+        .prop_map(|(factor, sigmas, floor, ceiling)| TimescaleConfig {
+            factor,
+            sigmas,
+            floor,
+            ceiling: ceiling.map(|c| floor.max(1) + c),
+        })
+}
+
 fn kind_config() -> impl Strategy<Value = KindConfig> {
     (
-        (1u64..=86_400, 1.0f64..100.0, 0.0f64..50.0, 0u64..1_000_000),
-        (
-            prop::option::of(0u64..1_000_000),
-            0u64..10_000_000,
-            0u64..=2_592_000,
-        ),
-        (1.0f64..10.0, 0.001f64..10_000.0, any::<bool>()),
-        (0u64..=2_592_000, 0u64..=2_592_000, any::<bool>()),
+        (1u64..=3_600, timescale(), timescale(), timescale()),
+        (0u64..10_000_000, 0u64..=2_592_000, 1.0f64..10.0),
+        (any::<bool>(), 0u64..=2_592_000, 0u64..=2_592_000),
+        (1u64..=2_592_000, any::<bool>()),
     )
         .prop_map(|(a, b, c, d)| {
-            let (window_secs, factor, margin_sigmas, floor) = a;
-            let (ceiling, warmup_extra, warmup_secs) = b;
-            let (max_growth_per_hour, peak_half_life_hours, manual) = c;
-            let (cooldown_secs, probe_secs, dry_run) = d;
+            let (window_secs, minute, hour, day) = a;
+            let (warmup_extra, warmup_secs, max_growth_per_hour) = b;
+            let (manual, cooldown_secs, probe_secs) = c;
+            let (open_alert_secs, dry_run) = d;
             KindConfig {
                 window_secs,
-                factor,
-                margin_sigmas,
-                floor,
-                ceiling: ceiling.map(|c| floor.max(1) + c),
-                warmup_ceiling: floor + warmup_extra,
+                minute,
+                hour,
+                day,
+                warmup_ceiling: minute.floor + warmup_extra,
                 warmup_secs,
                 max_growth_per_hour,
-                peak_half_life_hours,
                 recovery: if manual { Recovery::Manual } else { Recovery::Auto },
                 cooldown_secs,
                 probe_secs,
+                open_alert_secs,
                 dry_run,
             }
         })
 }
 
+/// An override of one timescale that sets a random subset of a valid one's fields.
+fn timescale_override(t: TimescaleConfig, set: u16) -> TimescaleOverride {
+    let on = |bit: u16| set & (1 << bit) != 0;
+    let limits = on(0);
+    TimescaleOverride {
+        factor: on(1).then_some(t.factor),
+        sigmas: on(2).then_some(t.sigmas),
+        floor: limits.then_some(t.floor),
+        ceiling: limits.then_some(t.ceiling.unwrap_or(u64::MAX)),
+    }
+}
+
 /// An override that sets a random subset of a valid kind config's fields, taken whole so the
 /// patched result stays valid.
 fn kind_override() -> impl Strategy<Value = KindOverride> {
-    (kind_config(), any::<u16>()).prop_map(|(c, set)| {
-        let on = |bit: u16| set & (1 << bit) != 0;
+    (kind_config(), any::<u32>()).prop_map(|(c, set)| {
+        let on = |bit: u32| set & (1 << bit) != 0;
         let limits = on(0);
         KindOverride {
-            window_secs: on(1).then_some(c.window_secs.min(3600)),
-            factor: on(2).then_some(c.factor),
-            margin_sigmas: on(3).then_some(c.margin_sigmas),
-            floor: limits.then_some(c.floor),
-            ceiling: limits.then_some(c.ceiling.unwrap_or(u64::MAX)),
+            window_secs: on(1).then_some(c.window_secs),
+            // The minute floor is kept with the warm-up ceiling it must stay under.
+            minute: timescale_override(
+                c.minute,
+                if limits {
+                    0b111 | 1
+                } else {
+                    0b110 & (set >> 2) as u16
+                },
+            ),
+            hour: timescale_override(c.hour, (set >> 5) as u16),
+            day: timescale_override(c.day, (set >> 9) as u16),
             warmup_ceiling: limits.then_some(c.warmup_ceiling),
-            warmup_secs: on(4).then_some(c.warmup_secs),
-            max_growth_per_hour: on(5).then_some(c.max_growth_per_hour),
-            peak_half_life_hours: on(6).then_some(c.peak_half_life_hours),
-            recovery: on(7).then_some(c.recovery),
-            cooldown_secs: on(8).then_some(c.cooldown_secs),
-            probe_secs: on(9).then_some(c.probe_secs),
-            dry_run: on(10).then_some(c.dry_run),
+            warmup_secs: on(13).then_some(c.warmup_secs),
+            max_growth_per_hour: on(14).then_some(c.max_growth_per_hour),
+            recovery: on(15).then_some(c.recovery),
+            cooldown_secs: on(16).then_some(c.cooldown_secs),
+            probe_secs: on(17).then_some(c.probe_secs),
+            open_alert_secs: on(18).then_some(c.open_alert_secs),
+            dry_run: on(19).then_some(c.dry_run),
         }
     })
 }
@@ -129,14 +165,11 @@ fn config() -> impl Strategy<Value = Config> {
         1usize..1_000_000,
     )
         .prop_map(
-            |(mut defaults, kinds, max_kinds): (KindConfig, BTreeMap<_, _>, _)| {
-                defaults.window_secs = defaults.window_secs.min(3600);
-                Config {
-                    defaults,
-                    kinds,
-                    max_kinds,
-                    evict_idle_secs: 7200,
-                }
+            |(defaults, kinds, max_kinds): (KindConfig, BTreeMap<_, _>, _)| Config {
+                defaults,
+                kinds,
+                max_kinds,
+                evict_idle_secs: 7200,
             },
         )
 }
@@ -163,22 +196,49 @@ proptest! {
     fn a_snapshot_round_trips_through_json(
         kinds in prop::collection::btree_map(
             "[a-z][a-z0-9._]{0,20}",
-            // Figures up to a billion sends a second, the most a snapshot may claim.
-            (1u64..=86_400, 0.0f64..1e9, 0.0f64..1e18, 0.0f64..1e9, any::<u64>()),
-            0..5,
+            (
+                prop::collection::vec(prop::option::of(0.0f64..1e12), 168),
+                // Rates up to a billion sends a second, the most a snapshot may claim.
+                (0.0f64..6e10, 0.0f64..6e10, 0.0f64..3.6e12),
+                (0.0f64..=10.0, 0.0f64..=10.0, -1e6f64..1e6, 0.0f64..1e9, any::<u32>()),
+                (-50.0f64..50.0, 0.0f64..100.0, any::<u32>(), any::<u32>(), any::<u32>()),
+            ),
+            0..4,
         )
     ) {
         let snapshot = Snapshot {
             version: Snapshot::VERSION,
             kinds: kinds
                 .into_iter()
-                .map(|(k, (window_secs, mean, variance, peak, windows))| {
-                    let secs = window_secs as f64;
-                    let (mean, variance, peak) = (mean * secs, variance * secs * secs, peak * secs);
-                    (k, LearnedBaseline { window_secs, mean, variance, peak, windows })
+                .map(|(k, (week, (average, recent, longrun), (phi0, phi1, dev, mu2, phi_hours), (burst, burst_var, burst_hours, minutes, hours)))| {
+                    // What a kind learns is kept to a tenth of a percent: round-trip it once.
+                    let week = Snapshot::from_json(&Snapshot {
+                        version: Snapshot::VERSION,
+                        kinds: [("w".to_owned(), KindSnapshot { week, ..any_learned() })].into(),
+                    }.to_json()).unwrap().kinds.remove("w").unwrap().week;
+                    (k, KindSnapshot {
+                        week,
+                        average_per_minute: average,
+                        recent_per_minute: recent,
+                        longrun_per_hour: longrun,
+                        spread: [phi0, phi1],
+                        spread_moments: [[dev, mu2], [dev, mu2]],
+                        spread_hours: [phi_hours, phi_hours],
+                        burst: [burst, burst_var],
+                        burst_hours,
+                        minutes,
+                        hours,
+                    })
                 })
                 .collect(),
         };
         prop_assert_eq!(Snapshot::from_json(&snapshot.to_json()).unwrap(), snapshot);
     }
+}
+
+/// What a fresh breaker's kind has learned: a base to patch.
+fn any_learned() -> KindSnapshot {
+    let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    let _ = breaker.check("k");
+    breaker.snapshot().kinds.remove("k").unwrap()
 }

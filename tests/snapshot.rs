@@ -29,8 +29,9 @@ fn a_snapshot_carries_what_was_learned_across_a_restart() {
     restarted.restore(&Snapshot::from_json(&saved).unwrap()).unwrap();
     assert!((0..1_200).all(|_| restarted.check("sms.login_code").is_allowed()));
     assert_eq!(
-        restarted.kind_status("sms.login_code").unwrap().baseline,
-        kind.status().baseline
+        restarted.snapshot().kinds["sms.login_code"],
+        first.snapshot().kinds["sms.login_code"],
+        "what was learned is carried over exactly"
     );
 }
 
@@ -40,10 +41,10 @@ fn a_corrupt_snapshot_is_refused_and_the_breaker_keeps_what_it_had() {
     let kind = breaker.kind("email.welcome");
     let before = kind.status();
     let mut snapshot = breaker.snapshot();
-    snapshot.kinds.get_mut("email.welcome").unwrap().peak = f64::NAN;
+    snapshot.kinds.get_mut("email.welcome").unwrap().recent_per_minute = f64::NAN;
     let error = breaker.restore(&snapshot).unwrap_err();
     assert!(
-        error.is_snapshot() && error.to_string().contains("peak"),
+        error.is_snapshot() && error.to_string().contains("recent_per_minute"),
         "{error}"
     );
     snapshot.version = 99;
@@ -73,35 +74,38 @@ fn warm() -> (Breaker<ManualClock>, ManualClock, KindHandle<ManualClock>) {
 }
 
 fn bad_snapshots(good: &str) -> Vec<String> {
+    let second = good
+        .replace("{\"a\":", "{\"b\":")
+        .replace("\"minutes\":", "\"minutes\":-");
+    let second = &second[second.find("{\"b\":").unwrap() + 1..second.len() - 2];
     vec![
-        good.replace("\"version\":1", "\"version\":2"),
-        good.replace("\"version\":1", "\"version\":0"),
-        good.replace("\"mean\":", "\"mean\":-"),
-        good.replace("\"peak\":", "\"peak\":1e999,\"x\":"),
-        good.replace("\"window_secs\":60", "\"window_secs\":0"),
+        good.replace("\"version\":2", "\"version\":3"),
+        good.replace("\"version\":2", "\"version\":0"),
+        good.replace("\"recent_per_minute\":", "\"recent_per_minute\":-"),
+        good.replace("\"longrun_per_hour\":", "\"longrun_per_hour\":1e999,\"x\":"),
+        good.replace("\"spread\":[", "\"spread\":[11,"),
+        good.replacen("\"week\":[", "\"week\":[1.0,", 1),
         good.replace("\"a\"", "\"\""),
         good[..good.len() / 2].to_string(),
         good.replace("\"kinds\"", "\"kinds_\""),
         String::new(),
         "null".into(),
-        "{\"version\":1}".into(),
+        "{\"version\":2}".into(),
         // The first kind is good and the second bad: nothing is restored.
-        good.replace(
-            "}}}",
-            "},\"b\":{\"window_secs\":60,\"mean\":1.0,\"variance\":-1.0,\"peak\":1.0,\"windows\":1}}}",
-        ),
+        format!("{},{second}}}}}", &good[..good.len() - 2]),
     ]
 }
 
 #[test]
-fn a_bad_snapshot_is_refused_and_the_learned_baseline_stays() {
+fn a_bad_snapshot_is_refused_and_what_was_learned_stays() {
     let (breaker, _, a) = warm();
     let before = a.status();
     let mut replaced = breaker.snapshot();
     let learned = replaced.kinds.get_mut("a").unwrap();
-    (learned.mean, learned.peak) = (5.0, 5.0);
+    (learned.average_per_minute, learned.recent_per_minute) = (5.0, 5.0);
+    learned.week = vec![Some(300.0); 168];
     let good = replaced.to_json();
-    assert!(good.contains("\"version\":1") && good.ends_with("}}}"), "{good}");
+    assert!(good.contains("\"version\":2") && good.ends_with("}}}"), "{good}");
 
     for text in bad_snapshots(&good) {
         let err = Snapshot::from_json(&text).expect_err(&text);
@@ -111,24 +115,21 @@ fn a_bad_snapshot_is_refused_and_the_learned_baseline_stays() {
             assert!(breaker.restore(&snapshot).unwrap_err().is_snapshot(), "{text}");
         }
         let after = a.status();
-        assert_eq!(
-            (after.baseline, after.threshold),
-            (before.baseline, before.threshold),
-            "{text}"
-        );
+        assert_eq!(after.windows, before.windows, "{text}");
     }
     assert!(
         breaker.kind_status("b").is_none(),
         "a refused snapshot registers nothing"
     );
-    // The kind still trips where its learned threshold says, not where the refused one would.
+    // The kind still trips where what it learned says, not where the refused one would.
     let allowed = (0..10_000).take_while(|_| a.check().is_allowed()).count() as u64;
-    // (600 a minute learned; the refused baseline of 5 would have meant the floor of 100.)
+    // (200 a minute learned; the refused 5 a minute would have meant the floor of 50.)
     assert!(allowed > 300, "{allowed} allowed before the trip");
     assert_eq!(a.state(), spikebreaker::State::Open);
     // The good one is accepted and applies.
     breaker.restore(&Snapshot::from_json(&good).unwrap()).unwrap();
-    assert!(a.status().threshold < before.threshold);
+    breaker.reset("a");
+    assert!(a.status().minute().threshold < before.minute().threshold);
 }
 
 #[test]
@@ -143,6 +144,26 @@ fn a_fresh_breaker_refusing_a_snapshot_runs_on_the_defaults() {
     let a = breaker.kind("a");
     let allowed = (0..5_000).filter(|_| a.check().is_allowed()).count() as u64;
     assert_eq!(allowed, Config::default().defaults.warmup_ceiling);
+}
+
+/// A version-1 snapshot (spikebreaker 0.1's single-window baseline) is migrated: the kind is
+/// warm, judged at least as leniently as before (its old normal is its recent rate), and learns
+/// its week from there.
+#[test]
+fn a_version_one_snapshot_restores_migrated() {
+    let v1 = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":200.0,"variance":250.0,"peak":240.0,"windows":5000}}}"#;
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    breaker.restore(&Snapshot::from_json(v1).unwrap()).unwrap();
+    let a = breaker.kind("a");
+    let status = a.status();
+    assert!(status.warmed_up);
+    assert!((status.minute().expected - 240.0).abs() < 1e-9, "{status:?}");
+    // 600 a minute for a minute: far over the warm-up ceiling, well within 3x the old normal.
+    for _ in 0..600 {
+        clock.advance(Duration::from_millis(100));
+        assert!(a.check().is_allowed(), "{:?}", a.status());
+    }
 }
 
 /// Found by the mutation fuzzer above: a snapshot claiming `u64::MAX` learned windows made the
@@ -160,20 +181,22 @@ fn a_snapshot_with_the_most_windows_restores_and_keeps_learning() {
     }
     let status = a.status();
     assert!(
-        status.baseline.is_finite() && status.baseline > 100.0,
+        status.minute().expected.is_finite() && status.minute().expected > 100.0,
         "{status:?}"
     );
-    assert!(status.threshold >= 600 && status.threshold < 10_000, "{status:?}");
+    assert!(
+        status.minute().threshold >= 600 && status.minute().threshold < 10_000,
+        "{status:?}"
+    );
 }
 
-/// A figure near the float limit would turn infinite when rescaled to another window and then
-/// NaN when learned from, and the breaker's own snapshot would no longer restore. The largest
-/// figures accepted stay finite through both.
+/// A figure near the float limit would turn infinite when migrated or learned from, and the
+/// breaker's own snapshot would no longer restore. The largest figures accepted stay finite.
 #[test]
 fn figures_beyond_any_sender_are_refused_and_the_largest_accepted_stay_finite() {
     let huge = r#"{"version":1,"kinds":{"a":{"window_secs":1,"mean":1e308,"variance":0.0,"peak":0.0,"windows":100}}}"#;
     let error = Snapshot::from_json(huge).unwrap_err().to_string();
-    assert!(error.contains("mean = 1e308"), "{error}");
+    assert!(error.contains("kind \"a\"") && error.contains("e"), "{error}");
 
     let largest = r#"{"version":1,"kinds":{"a":{"window_secs":1,"mean":1e9,"variance":1e18,"peak":1e9,"windows":100}}}"#;
     let clock = ManualClock::new();
@@ -184,7 +207,7 @@ fn figures_beyond_any_sender_are_refused_and_the_largest_accepted_stay_finite() 
         clock.advance(Duration::from_secs(1));
         let _ = a.check();
     }
-    assert!(a.status().baseline.is_finite());
+    assert!(a.status().minute().expected.is_finite());
     let again = breaker.snapshot().to_json();
     assert!(Snapshot::from_json(&again).is_ok(), "{again}");
 }
@@ -224,8 +247,10 @@ proptest! {
             1..4,
         )
     ) {
-        let good = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":200.0,"variance":150.0,"peak":240.0,"windows":500},"b":{"window_secs":1,"mean":3.5,"variance":2.0,"peak":9.0,"windows":7}}}"#;
-        let mut text = good.to_string();
+        let v1 = r#"{"version":1,"kinds":{"a":{"window_secs":60,"mean":200.0,"variance":150.0,"peak":240.0,"windows":500},"b":{"window_secs":1,"mean":3.5,"variance":2.0,"peak":9.0,"windows":7}}}"#;
+        // A version-2 snapshot to mutate too: the migrated version-1 one.
+        let v2 = Snapshot::from_json(v1).unwrap().to_json();
+        let mut text = if edits.len() % 2 == 0 { v1.to_string() } else { v2 };
         for (edit, at, len, with) in &edits {
             text = mutate(&text, *edit, *at, *len, with);
         }

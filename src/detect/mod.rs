@@ -1,12 +1,26 @@
-//! The detector's arithmetic: the sliding window's ring of bucket counts, the learned baseline
-//! and the threshold policy. Pure functions of their inputs: no clock, no atomics, no locks, and
-//! nothing imported from the rest of the crate, so each part is unit-tested with small tables of
-//! cases and property tests against naive oracles. A kind (`crate::kind`) runs it under its lock.
+//! The detector: pure arithmetic, no clock, no atomics, no locks, and nothing imported from the
+//! rest of the crate. A kind (`crate::kind`) runs it under its lock.
+//!
+//! - [`ring`], [`tally`]: the windows, a minute of 5-second buckets (the send path's), an hour of
+//!   5-minute slots and a day of 2-hour slots filled from the buckets cold work rolls out.
+//! - [`profile`]: the kind's week, hour by hour.
+//! - [`learned`]: everything a kind learns, and how.
+//! - [`limit`]: the limit a window may reach, from what is expected and how counts spread.
+//! - [`detector`]: one kind's windows, learning and limits together.
+//! - [`policy`]: one kind's detection settings, compiled from the configuration.
 
-mod baseline;
+mod detector;
+mod learned;
+mod limit;
 mod policy;
-mod window;
+mod profile;
+mod ring;
+mod tally;
 
-pub(crate) use baseline::{Baseline, Learning};
-pub(crate) use policy::{Limit, Policy};
-pub(crate) use window::{BUCKETS, Ring};
+pub(crate) use detector::{Detector, Reading};
+pub(crate) use learned::Learned;
+pub(crate) use limit::Guards;
+pub use limit::{Bound, Timescale};
+pub(crate) use policy::Policy;
+pub(crate) use profile::{HOURS, Profile};
+pub(crate) use ring::BUCKETS;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::{KindSettings, Recovery};
-use crate::detect::{BUCKETS, Baseline};
+use crate::detect::{BUCKETS, Policy};
 use crate::kind::{Reason, State};
 use crate::observe::KindStatus;
 
@@ -106,7 +106,7 @@ pub(crate) struct KindSync {
     /// Deltas not yet sent: (local time, count, running total), at most one per local bucket.
     pending: VecDeque<(u64, u64, u64)>,
     /// Learned from fleet-wide window totals.
-    baseline: Baseline,
+    normal: FleetNormal,
     aligned: Option<u64>,
     /// The aligned window in progress saw no trip, local or fleet-wide.
     clean: bool,
@@ -149,7 +149,7 @@ impl KindSync {
             keys: Arc::new(keys),
             recorded: 0,
             pending: VecDeque::new(),
-            baseline: Baseline::default(),
+            normal: FleetNormal::default(),
             aligned: None,
             clean: true,
             trips_seen: 0,
@@ -157,7 +157,7 @@ impl KindSync {
             fleet_forced: false,
             active_until: 0,
             window: 0,
-            threshold: settings.policy.threshold(&Baseline::default()).0,
+            threshold: FleetNormal::default().threshold(&settings.policy),
             last_redis_ms: None,
             bucket_ms: settings.policy.bucket_ms,
         }
@@ -272,7 +272,7 @@ impl KindSync {
         }
         if self.aligned.is_some_and(|seen| reply.aligned > seen) {
             if self.aligned == Some(reply.aligned - 1) && self.clean {
-                self.baseline.learn(reply.previous, &settings.policy.learning);
+                self.normal.learn(reply.previous, &settings.policy);
             }
             self.clean = true;
         }
@@ -281,7 +281,7 @@ impl KindSync {
             self.clean = false;
         }
         self.window = reply.window;
-        self.threshold = settings.policy.threshold(&self.baseline).0;
+        self.threshold = self.normal.threshold(&settings.policy);
 
         let mut actions = Vec::new();
         if reply.forced && !self.fleet_forced {
@@ -322,6 +322,51 @@ impl KindSync {
     }
 }
 
+/// What the fleet sends of a kind in a minute window, learned from fleet-wide window totals: a
+/// mean and variance over about the last hour (a running average until warm, growth bounded
+/// after), judged with the kind's minute guards. Fleet mode watches the minute timescale; every
+/// instance still watches all three on its own counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct FleetNormal {
+    mean: f64,
+    var: f64,
+    windows: u64,
+}
+
+impl FleetNormal {
+    /// Minute windows with sends to learn before the fleet's normal is trusted.
+    fn warmup_windows(policy: &Policy) -> u64 {
+        (u64::from(policy.warmup_minutes) * 60_000).div_ceil(policy.window_ms())
+    }
+
+    fn learn(&mut self, count: u64, policy: &Policy) {
+        let warm = self.windows >= Self::warmup_windows(policy);
+        if count == 0 && !warm {
+            return;
+        }
+        let window_hours = policy.window_ms() as f64 / 3_600_000.0;
+        let mut x = count as f64;
+        if warm {
+            x = x.min(self.mean.max(1.0) * policy.growth_per_hour.powf(window_hours));
+        }
+        let alpha = (1.0 - 0.5f64.powf(window_hours)).max(1.0 / (self.windows + 1) as f64);
+        let delta = x - self.mean;
+        self.mean += alpha * delta;
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        self.windows = self.windows.saturating_add(1);
+    }
+
+    fn threshold(&self, policy: &Policy) -> u64 {
+        let warm = self.windows >= Self::warmup_windows(policy);
+        let phi = if self.mean > 0.0 {
+            ((self.var - self.mean) / (self.mean * self.mean)).clamp(0.0, 10.0)
+        } else {
+            0.0
+        };
+        policy.minute_limit(warm.then_some(self.mean), phi).0
+    }
+}
+
 impl Outgoing {
     /// The script's invocation sending this (arguments in the order `sync.lua` reads them).
     pub(crate) fn script_call(&self, hash: &str, id: &str, channel: &str, kind: &str) -> redis::Cmd {
@@ -359,20 +404,9 @@ mod tests {
     /// A closed kind that has seen `attempted` sends.
     fn view(attempted: u64) -> KindStatus {
         KindStatus {
-            kind: "k".into(),
-            state: State::Closed,
-            reason: Reason::New,
-            since_ms: 0,
-            window_count: 0,
-            threshold: 1_000,
-            baseline: 0.0,
-            warmed_up: false,
             attempted,
             allowed: attempted,
-            blocked: 0,
-            trips: 0,
-            dry_run: false,
-            forced: false,
+            ..KindStatus::for_tests("k")
         }
     }
 
@@ -406,7 +440,7 @@ mod tests {
         let view = view(0);
         let mut sync = KindSync::new(Keys::new("p", "k"), &settings);
         assert_eq!(
-            sync.threshold, 1000,
+            sync.threshold, 500,
             "warm-up ceiling until three windows are learned"
         );
         let out = sync.outgoing(&view, &settings, 0, 250);
@@ -417,11 +451,11 @@ mod tests {
         // A window that saw the fleet tripped is not learned.
         sync.apply(&view, &settings, &out, reply(10, 0, 5_000), 250);
         sync.apply(&view, &settings, &out, reply(11, 10_000, -2), 250);
-        assert_eq!(sync.baseline.windows(), 0);
+        assert_eq!(sync.normal.windows, 0);
         for aligned in 12..15 {
             sync.apply(&view, &settings, &out, reply(aligned, 50, -2), 250);
         }
-        assert_eq!(sync.baseline.windows(), 3);
+        assert_eq!(sync.normal.windows, 3);
         assert_eq!(sync.threshold, 150, "factor 3 over a learned 50");
     }
 

@@ -176,7 +176,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::KindConfig;
-    use crate::detect::Baseline;
+    use crate::detect::Learned;
     use crate::kind::Shared;
     use crate::observe::Subscribers;
 
@@ -189,7 +189,7 @@ mod tests {
         Kind::new(
             "email.welcome".into(),
             Arc::new(settings),
-            Baseline::default(),
+            Learned::default(),
             shared,
         )
     }

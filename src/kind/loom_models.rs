@@ -14,8 +14,8 @@ use loom::thread;
 
 use super::{Decision, Kind, Reason, Shared, State};
 use crate::clock::ManualClock;
-use crate::config::KindConfig;
-use crate::detect::Baseline;
+use crate::config::{KindConfig, TimescaleConfig};
+use crate::detect::Learned;
 use crate::observe::{Event, Subscribers};
 
 /// The transitions subscribers heard.
@@ -36,7 +36,10 @@ impl Heard {
 fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc<Heard>) {
     let config = KindConfig {
         window_secs: 12,
-        floor: 0,
+        minute: TimescaleConfig {
+            floor: 0,
+            ..TimescaleConfig::MINUTE
+        },
         warmup_ceiling: threshold,
         ..KindConfig::default()
     };
@@ -59,7 +62,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
     let kind = Arc::new(Kind::new(
         "loom".into(),
         Arc::new(settings),
-        Baseline::default(),
+        Learned::default(),
         shared,
     ));
     (kind, clock, heard)
@@ -89,7 +92,7 @@ fn loom_no_lost_count_across_a_roll_over() {
         assert!(a.join().unwrap().is_allowed() && b.join().unwrap().is_allowed());
         let status = kind.status();
         assert_eq!(status.attempted, 3);
-        assert_eq!(status.window_count, 3);
+        assert_eq!(status.windows[0].window_count, 3);
         assert_eq!(status.allowed + status.blocked, status.attempted);
     });
 }
@@ -105,9 +108,9 @@ fn loom_exactly_one_thread_performs_each_roll_over() {
         let a = spawn_check(&kind);
         let b = spawn_check(&kind);
         assert!(a.join().unwrap().is_allowed() && b.join().unwrap().is_allowed());
-        assert_eq!(kind.baseline().windows(), 1);
+        assert_eq!(kind.learned().minutes, 1);
         let status = kind.status();
-        assert_eq!((status.attempted, status.window_count), (3, 3));
+        assert_eq!((status.attempted, status.windows[0].window_count), (3, 3));
     });
 }
 
@@ -181,7 +184,7 @@ fn loom_reset_racing_a_trip_leaves_a_consistent_state() {
         assert_eq!(status.attempted, 2);
         assert_eq!(status.allowed + status.blocked, status.attempted);
         // The headroom the send path reads agrees with the window the cold side holds.
-        let fits = status.window_count < status.threshold;
+        let fits = status.windows[0].window_count < status.windows[0].threshold;
         assert_eq!(kind.check().is_allowed(), fits, "{status:?}");
     });
 }
@@ -226,7 +229,7 @@ fn loom_exactly_one_half_open_after_the_cooldown_and_every_send_counted() {
         // means one of them was counted outside the window.
         let status = kind.status();
         assert!(
-            allowed < 2 || status.window_count < 2,
+            allowed < 2 || status.windows[0].window_count < 2,
             "both allowed with both in the window: {status:?}"
         );
         assert_eq!(heard.half_opens.load(StdOrdering::Relaxed), 1);

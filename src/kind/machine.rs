@@ -1,4 +1,4 @@
-//! The cold side of a kind, under its lock: the window's roll-over and learning, the state
+//! The cold side of a kind, under its lock: the detector's roll-over and learning, the state
 //! machine's transitions, the operator's controls, and the figures a status, a metric export or a
 //! fleet sync reads.
 
@@ -8,44 +8,45 @@ use super::atomics::Ordering;
 use super::{Decision, Kind, Packed, Reason, State};
 use crate::clock::Clock;
 use crate::config::{KindSettings, Recovery};
-use crate::detect::{Baseline, Limit, Ring};
-use crate::observe::{Event, KindStatus};
+use crate::detect::{Detector, Learned, Reading};
+use crate::observe::{Event, KindStatus, Surge, Window};
 
 /// The state behind the kind's lock.
 #[derive(Debug)]
 pub(super) struct Cold {
     /// Shared with every kind on the same settings (most kinds run on the defaults).
     settings: Arc<KindSettings>,
-    ring: Ring,
-    baseline: Baseline,
-    threshold: u64,
-    /// The limit that sets `threshold`, and so the reason of a trip.
-    limit: Limit,
+    detector: Detector,
     state: Packed,
     since_ms: u64,
     /// An operator forced the state: no automatic transition until reset.
     forced: bool,
     open_until: u64,
     half_open_until: u64,
-    /// The learning window in progress has seen only closed, unforced traffic.
+    /// The bucket in progress has seen only closed, unforced traffic.
     clean: bool,
-    /// Attempts in buckets already rolled into the ring.
+    /// Attempts in buckets already rolled into the detector.
     attempted_rolled: u64,
     trips: u64,
     /// Start of the last bucket rolled out with a send in it (creation time before): how long
     /// the kind has been idle, learned at roll-over at no cost to the send path.
     last_send_ms: u64,
+    /// What the last trip was judged on.
+    tripped_on: Option<Window>,
+    /// This open spell has been reported as long (`Reason::StillOpen`).
+    reported_open: bool,
+    /// A planned surge in force.
+    surge: Option<Surge>,
+    /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
+    /// trips and failed probes not broken by a recovery.
+    newcomer_since: Option<u64>,
 }
 
 impl Cold {
-    /// A closed kind, new at `now`, on `settings` with `baseline` learned.
-    pub(super) fn new(settings: Arc<KindSettings>, baseline: Baseline, now: u64) -> Self {
-        let (threshold, limit) = settings.policy.threshold(&baseline);
+    /// A closed kind, new at `now`, on `settings` with what it has `learned`.
+    pub(super) fn new(settings: Arc<KindSettings>, learned: Learned, now: u64) -> Self {
         Self {
-            ring: Ring::new(settings.policy.bucket_ms, now),
-            baseline,
-            threshold,
-            limit,
+            detector: Detector::new(&settings.policy, learned, now),
             state: Packed {
                 state: State::Closed,
                 reason: Reason::New,
@@ -58,8 +59,23 @@ impl Cold {
             attempted_rolled: 0,
             trips: 0,
             last_send_ms: now,
+            tripped_on: None,
+            reported_open: false,
+            surge: None,
+            newcomer_since: None,
             settings,
         }
+    }
+}
+
+/// A detector reading as the window an operator reads.
+fn window(reading: &Reading) -> Window {
+    Window {
+        timescale: reading.timescale,
+        window_count: reading.count,
+        threshold: reading.limit.count,
+        expected: reading.limit.expected,
+        bound: reading.limit.bound,
     }
 }
 
@@ -76,7 +92,7 @@ impl<C: Clock> Kind<C> {
         self.export(&cold);
     }
 
-    /// Under the lock: the window's count against the threshold, tripping if it is crossed.
+    /// Under the lock: every window against its limit, tripping if one is crossed.
     pub(super) fn judge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) -> Decision {
         if cold.state.state == State::Open {
             return self.refuse(cold.state.reason);
@@ -84,54 +100,81 @@ impl<C: Clock> Kind<C> {
         if cold.forced {
             return Decision::Allowed;
         }
-        let count = self.window_count(cold);
-        if count <= cold.threshold {
+        let Some(over) = cold.detector.over(self.current(cold)) else {
             self.publish(cold);
             return Decision::Allowed;
-        }
+        };
         let reason = if cold.state.state == State::HalfOpen {
             Reason::ProbeFailed
         } else {
-            Reason::from(cold.limit)
+            Reason::from(over.limit.bound)
         };
-        self.transition(cold, now, State::Open, reason, events);
+        cold.tripped_on = Some(window(&over));
+        if reason == Reason::Warmup {
+            cold.newcomer_since.get_or_insert(now);
+        }
+        cold.detector.on_trip();
+        self.transition(cold, now, State::Open, reason, Some(&over), events);
         self.refuse(reason)
     }
 
-    /// Under the lock: rolls the window to `now` and makes the transitions that are due.
+    /// Under the lock: rolls the windows to `now` and makes the transitions that are due.
     pub(super) fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
-        if !cold.ring.holds(now) {
+        if !cold.detector.ring().holds(now) {
             let count = self.take_count(cold);
-            if let Some(done) = cold.ring.roll(count, now) {
-                let learning = &cold.settings.policy.learning;
-                if cold.clean {
-                    cold.baseline.learn(done.count, learning);
-                    if cold.state.state == State::Closed && !cold.forced {
-                        cold.baseline.learn_quiet(done.quiet, learning);
-                    }
-                }
-                cold.clean = cold.state.state == State::Closed && !cold.forced;
-                (cold.threshold, cold.limit) = cold.settings.policy.threshold(&cold.baseline);
-            }
+            cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
+            cold.clean = cold.state.state == State::Closed && !cold.forced;
+        }
+        if cold.surge.is_some_and(|surge| now >= surge.until_ms) {
+            self.end_surge(cold, now, events);
         }
         if !cold.forced {
             match cold.state.state {
                 State::Open if cold.settings.recovery == Recovery::Auto && now >= cold.open_until => {
-                    if self.window_count(cold) <= cold.threshold {
-                        cold.half_open_until = now.saturating_add(cold.settings.probe_ms);
-                        self.transition(cold, now, State::HalfOpen, Reason::Cooldown, events);
-                    } else {
-                        // Still too busy: look again next bucket.
-                        cold.open_until = now.saturating_add(cold.settings.policy.bucket_ms);
-                    }
+                    self.try_recover(cold, now, events);
                 }
                 State::HalfOpen if now >= cold.half_open_until => {
-                    self.transition(cold, now, State::Closed, Reason::Recovered, events);
+                    self.transition(cold, now, State::Closed, Reason::Recovered, None, events);
                 }
                 _ => {}
             }
+            let open_for = now.saturating_sub(cold.since_ms);
+            if cold.state.state == State::Open
+                && !cold.reported_open
+                && open_for >= cold.settings.open_alert_ms
+            {
+                cold.reported_open = true;
+                self.report(cold, now, Reason::StillOpen, events);
+            }
         }
         self.publish(cold);
+    }
+
+    /// Under the lock, an open kind whose cool-down has passed: probe if its rate is back within
+    /// every limit. A new kind that tripped its warm-up ceiling and has gone on sending for its
+    /// whole warm-up takes the rate it kept as its normal first (it could never come back under
+    /// a ceiling meant for kinds that have learned nothing). Otherwise look again next bucket.
+    fn try_recover(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
+        let policy = &cold.settings.policy;
+        let warmup_ms = u64::from(policy.warmup_minutes).saturating_mul(60_000);
+        let steady_newcomer = !cold.detector.is_warm(policy)
+            && cold
+                .newcomer_since
+                .is_some_and(|since| now.saturating_sub(since) >= warmup_ms)
+            && cold.detector.shadow() > 0.0;
+        let reason = if steady_newcomer {
+            cold.detector.adopt(policy, now);
+            Reason::Adopted
+        } else if cold.detector.is_calm(self.current(cold)) {
+            // The trip acted on what the long windows hold: the probe judges what comes next.
+            cold.detector.rebase_long();
+            Reason::Cooldown
+        } else {
+            cold.open_until = now.saturating_add(policy.bucket_ms);
+            return;
+        };
+        cold.half_open_until = now.saturating_add(cold.settings.probe_ms);
+        self.transition(cold, now, State::HalfOpen, reason, None, events);
     }
 
     /// Under the lock: moves the current bucket's count into the rolled total.
@@ -139,7 +182,7 @@ impl<C: Clock> Kind<C> {
         let count = self.counters.0.count.swap(0, Ordering::AcqRel);
         cold.attempted_rolled += count;
         if count > 0 {
-            cold.last_send_ms = cold.ring.bucket_start();
+            cold.last_send_ms = cold.detector.ring().bucket_start();
         }
         count
     }
@@ -151,7 +194,7 @@ impl<C: Clock> Kind<C> {
             return false;
         };
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
-            cold.ring.bucket_start()
+            cold.detector.ring().bucket_start()
         } else {
             cold.last_send_ms
         };
@@ -163,21 +206,39 @@ impl<C: Clock> Kind<C> {
         cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed)
     }
 
-    fn window_count(&self, cold: &Cold) -> u64 {
-        cold.ring.previous() + self.counters.0.count.load(Ordering::Relaxed)
+    /// Attempts in the bucket in progress.
+    fn current(&self, cold: &Cold) -> u64 {
+        let _ = cold; // read under the lock, so that no roll-over moves it meanwhile
+        self.counters.0.count.load(Ordering::Relaxed)
     }
 
-    fn transition(&self, cold: &mut Cold, now: u64, to: State, reason: Reason, events: &mut Vec<Event>) {
+    /// Moves the kind to `to` for `reason`; `reading` is what a trip was judged on (otherwise the
+    /// event carries the window nearest its limit).
+    fn transition(
+        &self,
+        cold: &mut Cold,
+        now: u64,
+        to: State,
+        reason: Reason,
+        reading: Option<&Reading>,
+        events: &mut Vec<Event>,
+    ) {
         let from = cold.state.state;
         cold.state = Packed { state: to, reason };
-        cold.since_ms = now;
         if to != State::Closed || cold.forced {
             cold.clean = false;
         }
+        if to == State::Open && from != State::Open {
+            cold.trips += 1;
+            cold.reported_open = false;
+        }
+        if !(from == State::Open && to == State::Open) {
+            cold.since_ms = now;
+        }
+        if to == State::Closed {
+            cold.newcomer_since = None;
+        }
         if to == State::Open {
-            if from != State::Open {
-                cold.trips += 1;
-            }
             cold.open_until = if cold.forced || cold.settings.recovery == Recovery::Manual {
                 u64::MAX
             } else {
@@ -186,17 +247,29 @@ impl<C: Clock> Kind<C> {
         }
         self.limits.0.status.store(cold.state.pack(), Ordering::Release);
         self.publish(cold);
-        events.push(Event {
+        let reading = reading
+            .copied()
+            .unwrap_or_else(|| cold.detector.nearest(self.current(cold)));
+        events.push(self.event(from, to, reason, now, window(&reading)));
+    }
+
+    /// News that leaves the state as it is: still open, a surge begun or ended.
+    fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
+        let state = cold.state.state;
+        let reading = cold.detector.nearest(self.current(cold));
+        events.push(self.event(state, state, reason, now, window(&reading)));
+    }
+
+    fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
+        Event {
             kind: Arc::clone(&self.name),
             at_ms: now,
             from,
             to,
             reason,
-            window_count: self.window_count(cold),
-            threshold: cold.threshold,
-            baseline: cold.baseline.normal(),
+            window,
             dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
-        });
+        }
     }
 
     /// Stores what the send path reads.
@@ -205,34 +278,44 @@ impl<C: Clock> Kind<C> {
         let headroom = match cold.state.state {
             State::Open => 0,
             _ if cold.forced => u64::MAX,
-            _ => cold.threshold.saturating_sub(cold.ring.previous()),
+            _ => cold.detector.headroom(),
         };
         limits.headroom.store(headroom, Ordering::Relaxed);
         limits.open_until.store(cold.open_until, Ordering::Relaxed);
-        let (from, span) = cold.ring.accepts();
+        let (from, span) = cold.detector.ring().accepts();
         limits.accept_span.store(span, Ordering::Relaxed);
         limits.accept_from.store(from, Ordering::Relaxed);
     }
 
-    /// The kind's figures as they stand under the lock, without bringing the window up to now.
-    fn figures(&self, cold: &Cold) -> KindStatus {
+    /// The kind's figures as they stand under the lock at `now`, without bringing the windows
+    /// up to now.
+    fn figures(&self, cold: &Cold, now: u64) -> KindStatus {
         let attempted = self.attempted(cold);
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
+        let current = self.current(cold);
+        let windows = cold.detector.readings(current).map(|reading| window(&reading));
+        let open = cold.state.state == State::Open;
         KindStatus {
             kind: Arc::clone(&self.name),
             state: cold.state.state,
             reason: cold.state.reason,
             since_ms: cold.since_ms,
-            window_count: self.window_count(cold),
-            threshold: cold.threshold,
-            baseline: cold.baseline.normal(),
-            warmed_up: cold.baseline.is_warm(&cold.settings.policy.learning),
+            open_for_ms: if open {
+                now.saturating_sub(cold.since_ms)
+            } else {
+                0
+            },
+            nearest: window(&cold.detector.nearest(current)),
+            windows,
+            tripped_on: cold.tripped_on,
+            warmed_up: cold.detector.is_warm(&cold.settings.policy),
             attempted,
             allowed: attempted.saturating_sub(blocked),
             blocked,
             trips: cold.trips,
             dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
             forced: cold.forced,
+            surge: cold.surge,
         }
     }
 
@@ -242,7 +325,8 @@ impl<C: Clock> Kind<C> {
     /// counter cannot go back, and the excess (one such send per thread at most) is absorbed by
     /// the next sends allowed.
     pub(super) fn export(&self, cold: &Cold) {
-        self.metrics.export(&self.figures(cold));
+        let now = self.shared.clock.now_ms();
+        self.metrics.export(&self.figures(cold, now));
     }
 
     /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
@@ -285,22 +369,59 @@ impl<C: Clock> Kind<C> {
         };
         self.cold_op(|kind, cold, now, events| {
             cold.forced = true;
-            kind.transition(cold, now, to, reason, events);
+            kind.transition(cold, now, to, reason, None, events);
         });
     }
 
-    /// Operator: back to closed with automatic detection, forgetting the window's counts (not
-    /// the learned baseline).
+    /// Operator: back to closed with automatic detection, forgetting the windows' counts (not
+    /// what was learned).
     pub(crate) fn reset(&self) {
         self.cold_op(|kind, cold, now, events| {
             kind.take_count(cold);
-            cold.ring.clear();
+            cold.detector.clear();
             cold.forced = false;
             cold.open_until = u64::MAX;
-            kind.transition(cold, now, State::Closed, Reason::Reset, events);
-            // The learning window in progress saw the trouble that led to the reset.
+            kind.transition(cold, now, State::Closed, Reason::Reset, None, events);
+            // The learning in progress saw the trouble that led to the reset.
             cold.clean = false;
         });
+    }
+
+    /// Operator: the rate the kind kept while open is its new normal (a lasting change in
+    /// legitimate traffic): take it as the recent rate, forget the windows' counts, and close.
+    pub(crate) fn relearn(&self) {
+        self.cold_op(|kind, cold, now, events| {
+            kind.take_count(cold);
+            cold.detector.adopt(&cold.settings.policy, now);
+            cold.forced = false;
+            cold.open_until = u64::MAX;
+            kind.transition(cold, now, State::Closed, Reason::Relearned, None, events);
+            cold.clean = false;
+        });
+    }
+
+    /// Operator, or the sending job: `sends` more are allowed on top of every limit until
+    /// `for_ms` from now (a campaign, a real mass notice). A second surge replaces the first.
+    pub(crate) fn plan_surge(&self, sends: u64, for_ms: u64) {
+        self.cold_op(|kind, cold, now, events| {
+            let surge = Surge {
+                sends,
+                until_ms: now.saturating_add(for_ms),
+            };
+            cold.surge = Some(surge);
+            cold.detector.set_allowance(sends);
+            kind.report(cold, now, Reason::Surge, events);
+            kind.publish(cold);
+        });
+    }
+
+    /// The surge is over: back to the kind's own limits, with the windows' counts forgotten (the
+    /// surge's sends were allowed; they must not trip the kind now).
+    fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
+        cold.surge = None;
+        cold.detector.set_allowance(0);
+        cold.detector.clear();
+        self.report(cold, now, Reason::SurgeEnded, events);
     }
 
     /// Operator: detect and report, but never block (`on`), or enforce again.
@@ -308,19 +429,14 @@ impl<C: Clock> Kind<C> {
         self.limits.0.dry_run.store(on, Ordering::Relaxed);
     }
 
-    /// Runs on new settings, keeping counts and the learned baseline. A new window length
-    /// restarts the window's counts and rescales the baseline to the new length.
+    /// Runs on new settings, keeping counts and what was learned. A new minute window length
+    /// restarts the minute window's counts.
     pub(crate) fn apply(&self, settings: Arc<KindSettings>) {
         self.locked(|kind, cold, now| {
-            let old_window = cold.settings.policy.window_ms();
-            let policy = &settings.policy;
-            if policy.bucket_ms != cold.settings.policy.bucket_ms {
+            if settings.policy.bucket_ms != cold.settings.policy.bucket_ms {
                 kind.take_count(cold);
-                cold.ring = Ring::new(policy.bucket_ms, now);
-                cold.baseline = cold
-                    .baseline
-                    .rescaled(policy.window_ms() as f64 / old_window as f64);
             }
+            cold.detector.apply(&cold.settings.policy, &settings.policy, now);
             if cold.state.state == State::Open && !cold.forced {
                 cold.open_until = match settings.recovery {
                     Recovery::Auto => cold.since_ms.saturating_add(settings.cooldown_ms),
@@ -328,29 +444,27 @@ impl<C: Clock> Kind<C> {
                 };
             }
             kind.limits.0.dry_run.store(settings.dry_run, Ordering::Relaxed);
-            (cold.threshold, cold.limit) = settings.policy.threshold(&cold.baseline);
             cold.settings = settings;
             kind.publish(cold);
         });
     }
 
-    /// The learned baseline.
-    pub(crate) fn baseline(&self) -> Baseline {
-        self.cold.lock().baseline
+    /// What the kind has learned.
+    pub(crate) fn learned(&self) -> Learned {
+        self.cold.lock().detector.learned().clone()
     }
 
-    /// Replaces the learned baseline (a restored snapshot).
-    pub(crate) fn restore(&self, baseline: Baseline) {
-        self.locked(|kind, cold, _| {
-            cold.baseline = baseline;
-            (cold.threshold, cold.limit) = cold.settings.policy.threshold(&cold.baseline);
+    /// Replaces what was learned (a restored snapshot).
+    pub(crate) fn restore(&self, learned: Learned) {
+        self.locked(|kind, cold, now| {
+            cold.detector.restore(&cold.settings.policy, learned, now);
             kind.publish(cold);
         });
     }
 
     /// Everything an operator wants to see, brought up to now.
     pub(crate) fn status(&self) -> KindStatus {
-        self.cold_op(|kind, cold, _, _| kind.figures(cold))
+        self.cold_op(|kind, cold, now, _| kind.figures(cold, now))
     }
 }
 
@@ -360,8 +474,9 @@ impl<C: Clock> Kind<C> {
     /// The kind's figures and settings as they stand. Cold: takes the kind's lock, counts
     /// nothing, rolls nothing.
     pub(crate) fn sync_view(&self) -> (KindStatus, Arc<KindSettings>) {
+        let now = self.shared.clock.now_ms();
         let cold = self.cold.lock();
-        (self.figures(&cold), Arc::clone(&cold.settings))
+        (self.figures(&cold, now), Arc::clone(&cold.settings))
     }
 
     /// Opens the kind for the fleet unless an operator forced its state, and keeps it open for
@@ -373,7 +488,7 @@ impl<C: Clock> Kind<C> {
             }
             let until = now.saturating_add(hold_ms);
             if cold.state.state != State::Open {
-                kind.transition(cold, now, State::Open, Reason::Fleet, events);
+                kind.transition(cold, now, State::Open, Reason::Fleet, None, events);
                 if cold.settings.recovery == Recovery::Auto {
                     cold.open_until = until;
                 }

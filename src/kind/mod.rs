@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::KindSettings;
-use crate::detect::Baseline;
+use crate::detect::Learned;
 use crate::observe::Subscribers;
 use crate::observe::metrics::KindMetrics;
 use atomics::Mutex;
@@ -53,7 +53,7 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn new(
         name: Arc<str>,
         settings: Arc<KindSettings>,
-        baseline: Baseline,
+        learned: Learned,
         shared: Arc<Shared<C>>,
     ) -> Self {
         let now = shared.clock.now_ms();
@@ -63,7 +63,7 @@ impl<C: Clock> Kind<C> {
             metrics: KindMetrics::register(&name),
             name,
             shared,
-            cold: Mutex::new(Cold::new(settings, baseline, now)),
+            cold: Mutex::new(Cold::new(settings, learned, now)),
         };
         kind.start();
         kind

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::Limit;
+use std::fmt;
+
+use crate::detect::Bound;
 
 /// Where a kind stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,11 +45,12 @@ impl State {
 pub enum Reason {
     /// Never tripped.
     New,
-    /// The window count exceeded the learned normal by the factor and the margin.
+    /// A window went over its limit: far above what is expected now (by its factor, its
+    /// learned spread, or over its floor).
     Spike,
-    /// The window count exceeded the absolute ceiling.
+    /// A window went over its absolute ceiling.
     Ceiling,
-    /// The window count exceeded the warm-up ceiling before a baseline was learned.
+    /// The minute window went over the warm-up ceiling before the kind had learned enough.
     Warmup,
     /// Half-open, the rate crossed the threshold again.
     ProbeFailed,
@@ -64,6 +67,19 @@ pub enum Reason {
     /// Fleet mode: another instance tripped the kind, the fleet-wide rate crossed the threshold,
     /// or the fleet is holding the kind open while one instance probes.
     Fleet,
+    /// Still open after `open_alert_secs`: a runaway that goes on, or a lasting change in
+    /// legitimate traffic, for an operator to look at (the state does not change).
+    StillOpen,
+    /// A new kind that tripped its warm-up ceiling and kept sending steadily for its whole
+    /// warm-up took the rate it kept as its normal: probing.
+    Adopted,
+    /// An operator told the kind that the rate it kept while open is its new normal: closed.
+    Relearned,
+    /// A planned surge began: its sends are allowed on top of every limit (the state does not
+    /// change).
+    Surge,
+    /// A planned surge ended (the state does not change).
+    SurgeEnded,
 }
 
 impl Reason {
@@ -81,10 +97,15 @@ impl Reason {
             Self::ForcedClosed => "forced_closed",
             Self::Reset => "reset",
             Self::Fleet => "fleet",
+            Self::StillOpen => "still_open",
+            Self::Adopted => "adopted",
+            Self::Relearned => "relearned",
+            Self::Surge => "surge",
+            Self::SurgeEnded => "surge_ended",
         }
     }
 
-    const ALL: [Reason; 11] = [
+    const ALL: [Reason; 16] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -96,16 +117,33 @@ impl Reason {
         Self::ForcedClosed,
         Self::Reset,
         Self::Fleet,
+        Self::StillOpen,
+        Self::Adopted,
+        Self::Relearned,
+        Self::Surge,
+        Self::SurgeEnded,
     ];
 }
 
-impl From<Limit> for Reason {
-    /// The reason of a trip at the threshold that `limit` set.
-    fn from(limit: Limit) -> Self {
-        match limit {
-            Limit::Warmup => Self::Warmup,
-            Limit::Spike => Self::Spike,
-            Limit::Ceiling => Self::Ceiling,
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Bound> for Reason {
+    /// The reason of a trip at a threshold that `bound` set.
+    fn from(bound: Bound) -> Self {
+        match bound {
+            Bound::Warmup => Self::Warmup,
+            Bound::Ceiling => Self::Ceiling,
+            Bound::Spread | Bound::Factor | Bound::Floor | Bound::None => Self::Spike,
         }
     }
 }

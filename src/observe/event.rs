@@ -1,14 +1,18 @@
 //! Transition events and the subscribers that receive them.
 
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::window::Window;
 use crate::kind::state::{Reason, State};
 
-/// A kind changed state: tripped, probed, recovered, or was forced or reset by an operator.
+/// A kind changed state (tripped, probed, recovered, was forced or reset), or has news an
+/// operator must hear while its state stays (still open after a long time, a planned surge begun
+/// or ended: `from == to` then).
 ///
 /// Subscribers receive every event synchronously, after the kind's lock is released, on the
 /// thread whose send (or operator call) caused it. The same events go to `tracing`, and a
@@ -26,12 +30,12 @@ pub struct Event {
     pub to: State,
     /// Why.
     pub reason: Reason,
-    /// Sends in the sliding window at the time.
-    pub window_count: u64,
-    /// The threshold in force at the time.
-    pub threshold: u64,
-    /// The learned normal sends per window at the time.
-    pub baseline: f64,
+    /// What it was judged on: for a trip, the window that went over its limit (its timescale,
+    /// count, threshold, what was expected and the rule that set the threshold); otherwise the
+    /// window nearest its limit. In JSON its fields stand beside the others
+    /// (`"window_count"`, `"threshold"`, ...).
+    #[serde(flatten)]
+    pub window: Window,
     /// The kind runs in dry-run: an open state here blocked nothing.
     pub dry_run: bool,
 }
@@ -45,8 +49,7 @@ impl Event {
     /// let breaker = Breaker::new(Config::default())?;
     /// breaker.subscribe(|event: &Event| {
     ///     if event.is_trip() && !event.dry_run {
-    ///         eprintln!("page: {} tripped ({}): {} sends in the window, threshold {}",
-    ///             event.kind, event.reason.as_str(), event.window_count, event.threshold);
+    ///         eprintln!("page: {event}"); // "security.2fa_changed tripped (spike) Tue 03:00: minute window 51 > 50 (...)"
     ///     }
     /// });
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -68,6 +71,50 @@ impl Event {
     /// Whether an operator forced the state.
     pub fn is_forced(&self) -> bool {
         matches!(self.reason, Reason::ForcedOpen | Reason::ForcedClosed)
+    }
+
+    /// Whether the kind has been open for `open_alert_secs`: a runaway that goes on, or a
+    /// lasting change in legitimate traffic, that an operator must look at.
+    pub fn is_still_open(&self) -> bool {
+        self.reason == Reason::StillOpen
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.is_would_trip() {
+            "would trip (dry run)"
+        } else if self.is_trip() {
+            "tripped"
+        } else if self.from == self.to {
+            "is"
+        } else {
+            match self.to {
+                State::Closed => "closed",
+                State::Open => "opened",
+                State::HalfOpen => "half-opened",
+            }
+        };
+        write!(
+            f,
+            "{} {what} ({}) {}: {}",
+            self.kind,
+            self.reason,
+            WeekTime(self.at_ms),
+            self.window
+        )
+    }
+}
+
+/// A time as the day of the week and the time of day it falls on, UTC: `Tue 03:00`.
+pub(crate) struct WeekTime(pub(crate) u64);
+
+impl fmt::Display for WeekTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // from the epoch
+        let minutes = self.0 / 60_000;
+        let day = DAYS[((minutes / 1440) % 7) as usize];
+        write!(f, "{day} {:02}:{:02}", minutes / 60 % 24, minutes % 60)
     }
 }
 
@@ -117,36 +164,50 @@ fn trace(event: &Event) {
         event.to.as_str(),
         event.reason.as_str(),
     );
-    let (count, threshold, baseline, dry_run) =
-        (event.window_count, event.threshold, event.baseline, event.dry_run);
-    if event.is_trip() {
-        let message = if event.dry_run {
-            "spikebreaker would trip (dry run: nothing blocked)"
-        } else {
-            "spikebreaker tripped"
-        };
+    let window = &event.window;
+    let (timescale, count, threshold, expected, dry_run) = (
+        window.timescale.as_str(),
+        window.window_count,
+        window.threshold,
+        window.expected,
+        event.dry_run,
+    );
+    if event.is_trip() || event.is_still_open() {
         tracing::warn!(
-            kind,
-            from,
-            to,
-            reason,
-            count,
-            threshold,
-            baseline,
-            dry_run,
-            "{message}"
+            kind, from, to, reason, timescale, count, threshold, expected, dry_run, "{event}"
         );
     } else {
         tracing::info!(
-            kind,
-            from,
-            to,
-            reason,
-            count,
-            threshold,
-            baseline,
-            dry_run,
-            "spikebreaker transition"
+            kind, from, to, reason, timescale, count, threshold, expected, dry_run, "{event}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Bound, Timescale};
+
+    #[test]
+    fn an_event_says_when_and_what_it_was_judged_on() {
+        let event = Event {
+            kind: "security.2fa_changed".into(),
+            at_ms: (5 * 1440 + 3 * 60) * 60_000, // Tuesday 1970-01-06 03:00 UTC
+            from: State::Closed,
+            to: State::Open,
+            reason: Reason::Spike,
+            window: Window {
+                timescale: Timescale::Hour,
+                window_count: 412,
+                threshold: 360,
+                expected: 120.0,
+                bound: Bound::Factor,
+            },
+            dry_run: false,
+        };
+        assert_eq!(
+            event.to_string(),
+            "security.2fa_changed tripped (spike) Tue 03:00: hour window 412 > 360 (3.0 x expected 120.0)"
         );
     }
 }

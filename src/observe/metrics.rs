@@ -31,6 +31,7 @@
 use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 
 use super::status::KindStatus;
+use crate::detect::Timescale;
 
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
@@ -46,12 +47,19 @@ pub const TRIPS: &str = "spikebreaker_trips_total";
 /// Gauge, per kind: 0 closed, 1 open, 2 half-open
 /// ([`State::gauge_value`](crate::State::gauge_value)).
 pub const STATE: &str = "spikebreaker_state";
-/// Gauge, per kind: sends in the current sliding window.
+/// The label that carries the timescale (`minute`, `hour`, `day`) on per-window series.
+pub const TIMESCALE_LABEL: &str = "timescale";
+/// Gauge, per kind and timescale: sends in the window now.
 pub const WINDOW_SENDS: &str = "spikebreaker_window_sends";
-/// Gauge, per kind: the learned normal sends per window.
-pub const BASELINE_SENDS: &str = "spikebreaker_baseline_sends";
-/// Gauge, per kind: the sends per window the kind may reach; one more trips it.
+/// Gauge, per kind and timescale: the sends the window is expected to hold now.
+pub const EXPECTED_SENDS: &str = "spikebreaker_expected_sends";
+/// Gauge, per kind and timescale: the sends the window may hold; one more trips the kind
+/// (`+Inf` while the timescale is not judged yet).
 pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
+/// Gauge, per kind: seconds the kind has been open (0 unless open).
+pub const OPEN_SECONDS: &str = "spikebreaker_open_seconds";
+/// Gauge, per kind: sends of a planned surge on top of every limit (0 unless one is in force).
+pub const SURGE_SENDS: &str = "spikebreaker_surge_sends";
 /// Gauge, breaker-wide: kinds registered, the overflow kind not counted.
 pub const KINDS: &str = "spikebreaker_kinds";
 /// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
@@ -78,17 +86,27 @@ pub fn describe() {
     describe_gauge!(
         WINDOW_SENDS,
         Unit::Count,
-        "Sends in the kind's current sliding window (window_secs, default 60 s)."
+        "Sends in the kind's window on the timescale (minute: window_secs, default 60 s; hour; day)."
     );
     describe_gauge!(
-        BASELINE_SENDS,
+        EXPECTED_SENDS,
         Unit::Count,
-        "The kind's learned normal sends per window (window_secs, default 60 s)."
+        "Sends the kind's window on the timescale is expected to hold now, from its learned week and recent rate."
     );
     describe_gauge!(
         THRESHOLD_SENDS,
         Unit::Count,
-        "Sends per window (window_secs, default 60 s) the kind may reach; one more trips it."
+        "Sends the kind's window on the timescale may hold; one more trips it (+Inf: not judged yet)."
+    );
+    describe_gauge!(
+        OPEN_SECONDS,
+        Unit::Seconds,
+        "Seconds the kind has been open (0 unless open)."
+    );
+    describe_gauge!(
+        SURGE_SENDS,
+        Unit::Count,
+        "Sends of a planned surge on top of every limit of the kind (0 unless one is in force)."
     );
     describe_gauge!(
         KINDS,
@@ -115,22 +133,29 @@ pub(crate) struct KindMetrics {
     blocked: Counter,
     trips: Counter,
     state: Gauge,
-    window_sends: Gauge,
-    baseline_sends: Gauge,
-    threshold_sends: Gauge,
+    open_seconds: Gauge,
+    surge_sends: Gauge,
+    /// Per timescale: window, expected, threshold.
+    windows: [[Gauge; 3]; 3],
 }
 
 impl KindMetrics {
     pub(crate) fn register(kind: &str) -> Self {
+        let per_window = |name: &'static str| {
+            Timescale::ALL.map(|timescale| {
+                gauge!(name, KIND_LABEL => kind.to_owned(), TIMESCALE_LABEL => timescale.as_str())
+            })
+        };
+        let [window, expected, threshold] = [WINDOW_SENDS, EXPECTED_SENDS, THRESHOLD_SENDS].map(per_window);
         Self {
             attempted: counter!(ATTEMPTED, KIND_LABEL => kind.to_owned()),
             allowed: counter!(ALLOWED, KIND_LABEL => kind.to_owned()),
             blocked: counter!(BLOCKED, KIND_LABEL => kind.to_owned()),
             trips: counter!(TRIPS, KIND_LABEL => kind.to_owned()),
             state: gauge!(STATE, KIND_LABEL => kind.to_owned()),
-            window_sends: gauge!(WINDOW_SENDS, KIND_LABEL => kind.to_owned()),
-            baseline_sends: gauge!(BASELINE_SENDS, KIND_LABEL => kind.to_owned()),
-            threshold_sends: gauge!(THRESHOLD_SENDS, KIND_LABEL => kind.to_owned()),
+            open_seconds: gauge!(OPEN_SECONDS, KIND_LABEL => kind.to_owned()),
+            surge_sends: gauge!(SURGE_SENDS, KIND_LABEL => kind.to_owned()),
+            windows: [0, 1, 2].map(|i| [window[i].clone(), expected[i].clone(), threshold[i].clone()]),
         }
     }
 
@@ -142,9 +167,19 @@ impl KindMetrics {
         self.blocked.absolute(figures.blocked);
         self.trips.absolute(figures.trips);
         self.state.set(figures.state.gauge_value());
-        self.window_sends.set(figures.window_count as f64);
-        self.baseline_sends.set(figures.baseline);
-        self.threshold_sends.set(figures.threshold as f64);
+        self.open_seconds.set(figures.open_for_ms as f64 / 1000.0);
+        self.surge_sends
+            .set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
+        for (handles, window) in self.windows.iter().zip(&figures.windows) {
+            let [count, expected, threshold] = handles;
+            count.set(window.window_count as f64);
+            expected.set(window.expected);
+            threshold.set(if window.threshold == u64::MAX {
+                f64::INFINITY
+            } else {
+                window.threshold as f64
+            });
+        }
     }
 }
 
@@ -207,26 +242,29 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
             let handles = KindMetrics::register("sms.login");
-            handles.export(&KindStatus {
-                kind: "sms.login".into(),
+            let mut figures = KindStatus {
                 state: State::Open,
                 reason: Reason::Spike,
-                since_ms: 0,
-                window_count: 110,
-                threshold: 100,
-                baseline: 12.5,
-                warmed_up: true,
+                open_for_ms: 90_000,
                 attempted: 120,
                 allowed: 100,
                 blocked: 20,
                 trips: 1,
-                dry_run: false,
-                forced: false,
-            });
+                ..KindStatus::for_tests("sms.login")
+            };
+            figures.windows[0].window_count = 110;
+            figures.windows[0].threshold = 100;
+            figures.windows[0].expected = 12.5;
+            handles.export(&figures);
         });
         let values = values(&recorder);
         let kind = vec!["kind=sms.login".to_owned()];
         let get = |metric: MetricKind, name: &str| values.get(&(metric, name.to_owned(), kind.clone()));
+        let minute = vec!["kind=sms.login".to_owned(), "timescale=minute".to_owned()];
+        let day = vec!["kind=sms.login".to_owned(), "timescale=day".to_owned()];
+        let window = |name: &str, labels: &Vec<String>| {
+            values.get(&(MetricKind::Gauge, name.to_owned(), labels.clone()))
+        };
         let gauge = |value: f64| Some(DebugValue::Gauge(value.into()));
         assert_eq!(
             get(MetricKind::Counter, ATTEMPTED),
@@ -236,9 +274,15 @@ mod tests {
         assert_eq!(get(MetricKind::Counter, BLOCKED), Some(&DebugValue::Counter(20)));
         assert_eq!(get(MetricKind::Counter, TRIPS), Some(&DebugValue::Counter(1)));
         assert_eq!(get(MetricKind::Gauge, STATE), gauge(1.0).as_ref());
-        assert_eq!(get(MetricKind::Gauge, WINDOW_SENDS), gauge(110.0).as_ref());
-        assert_eq!(get(MetricKind::Gauge, BASELINE_SENDS), gauge(12.5).as_ref());
-        assert_eq!(get(MetricKind::Gauge, THRESHOLD_SENDS), gauge(100.0).as_ref());
+        assert_eq!(get(MetricKind::Gauge, OPEN_SECONDS), gauge(90.0).as_ref());
+        assert_eq!(window(WINDOW_SENDS, &minute), gauge(110.0).as_ref());
+        assert_eq!(window(EXPECTED_SENDS, &minute), gauge(12.5).as_ref());
+        assert_eq!(window(THRESHOLD_SENDS, &minute), gauge(100.0).as_ref());
+        assert_eq!(
+            window(THRESHOLD_SENDS, &day),
+            gauge(f64::INFINITY).as_ref(),
+            "not judged yet"
+        );
     }
 
     #[test]

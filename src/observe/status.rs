@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::window::Window;
 use crate::kind::state::{Reason, State};
 
 /// A kind's state and figures at one moment, for an admin endpoint or a dashboard: the one type
 /// a kind's figures are read into, for its status, its metrics and fleet mode alike.
 ///
-/// Counts are per window (`window_count`, `threshold`, `baseline`) or since the kind was first
-/// seen (`attempted`, `allowed`, `blocked`, `trips`).
+/// Counts are per window (`windows`, and the one nearest its limit beside the other fields) or
+/// since the kind was first seen (`attempted`, `allowed`, `blocked`, `trips`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct KindStatus {
@@ -22,13 +23,19 @@ pub struct KindStatus {
     pub reason: Reason,
     /// Since when, on the breaker's clock (milliseconds).
     pub since_ms: u64,
-    /// Sends attempted in the sliding window now.
-    pub window_count: u64,
-    /// The count the window may reach; one more trips the kind.
-    pub threshold: u64,
-    /// The learned normal sends per window.
-    pub baseline: f64,
-    /// Whether the baseline has been learned (otherwise the warm-up ceiling applies).
+    /// How long the kind has been open (0 unless open), in milliseconds.
+    pub open_for_ms: u64,
+    /// The window with the least room left now: its timescale, count, threshold, what it was
+    /// expected to hold and the rule that set the threshold. In JSON its fields stand beside the
+    /// others (`"window_count"`, `"threshold"`, ...).
+    #[serde(flatten)]
+    pub nearest: Window,
+    /// Every timescale's window now: minute, hour, day.
+    pub windows: [Window; 3],
+    /// What the kind's last trip was judged on, if it has tripped.
+    pub tripped_on: Option<Window>,
+    /// Whether the kind has learned enough to be judged by what it learned (otherwise the
+    /// warm-up ceiling applies).
     pub warmed_up: bool,
     /// Sends attempted (allowed or blocked).
     pub attempted: u64,
@@ -43,6 +50,68 @@ pub struct KindStatus {
     pub dry_run: bool,
     /// An operator holds the state until reset.
     pub forced: bool,
+    /// A planned surge in force.
+    pub surge: Option<Surge>,
+}
+
+impl KindStatus {
+    /// The minute window (`window_secs` long).
+    pub fn minute(&self) -> &Window {
+        &self.windows[0]
+    }
+
+    /// The hour window.
+    pub fn hour(&self) -> &Window {
+        &self.windows[1]
+    }
+
+    /// The day window.
+    pub fn day(&self) -> &Window {
+        &self.windows[2]
+    }
+}
+
+#[cfg(test)]
+impl KindStatus {
+    /// A closed kind, new, with nothing sent: a base for tests to build on.
+    pub(crate) fn for_tests(kind: &str) -> Self {
+        use crate::detect::{Bound, Timescale};
+        let windows = Timescale::ALL.map(|timescale| Window {
+            timescale,
+            window_count: 0,
+            threshold: u64::MAX,
+            expected: 0.0,
+            bound: Bound::None,
+        });
+        Self {
+            kind: kind.into(),
+            state: State::Closed,
+            reason: Reason::New,
+            since_ms: 0,
+            open_for_ms: 0,
+            nearest: windows[0],
+            windows,
+            tripped_on: None,
+            warmed_up: false,
+            attempted: 0,
+            allowed: 0,
+            blocked: 0,
+            trips: 0,
+            dry_run: false,
+            forced: false,
+            surge: None,
+        }
+    }
+}
+
+/// A planned surge: sends announced in advance, on top of every limit of the kind, until a time
+/// ([`Breaker::plan_surge`](crate::Breaker::plan_surge)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Surge {
+    /// Sends allowed on top of each window's limit.
+    pub sends: u64,
+    /// When the surge ends, on the breaker's clock (milliseconds).
+    pub until_ms: u64,
 }
 
 /// The whole breaker at one moment: every kind, and the registry's bound, overflow and

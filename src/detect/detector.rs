@@ -1,0 +1,446 @@
+//! One kind's detector: its windows on the three timescales, what it has learned, and the limits
+//! it derives from them. The kind drives it from cold work: once per bucket it closes the bucket
+//! ([`Detector::roll`]), which learns what completed and sets the limits, and it publishes
+//! [`Detector::headroom`] for the send path: the least room any timescale has left.
+
+use super::learned::{DAY_HOURS, HOUR_MS, HourStats, Learned, MAX_SILENT_HOURS, MINUTE_MS};
+use super::limit::{Bound, Timescale, limit, upper_quantile};
+use super::policy::Policy;
+use super::ring::Ring;
+use super::tally::Tally;
+
+/// The hour window's slots.
+const HOUR_SLOT_MS: u64 = 5 * MINUTE_MS;
+/// The day window's slots.
+const DAY_SLOT_MS: u64 = 2 * HOUR_MS;
+
+/// One timescale's limit and what it was derived from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Limit {
+    /// Sends the window may hold; one more trips (`u64::MAX`: not judged).
+    pub(crate) count: u64,
+    /// Sends the window is expected to hold now.
+    pub(crate) expected: f64,
+    /// The rule that set `count`.
+    pub(crate) bound: Bound,
+}
+
+const NOT_JUDGED: Limit = Limit {
+    count: u64::MAX,
+    expected: 0.0,
+    bound: Bound::None,
+};
+
+/// A window against its limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Reading {
+    pub(crate) timescale: Timescale,
+    /// Sends in the window.
+    pub(crate) count: u64,
+    pub(crate) limit: Limit,
+}
+
+/// One kind's windows, learning and limits.
+#[derive(Clone, Debug)]
+pub(crate) struct Detector {
+    /// The minute window's buckets.
+    ring: Ring,
+    /// The hour window's 5-minute slots and the day window's 2-hour slots.
+    hour: Tally,
+    day: Tally,
+    learned: Learned,
+    /// The hour being filled, and the one before it, learned when this one ends.
+    filling: HourStats,
+    pending: Option<HourStats>,
+    /// The 5-minute slot and the minute filling now have seen only closed traffic.
+    slot_clean: bool,
+    minute_clean: bool,
+    limits: [Limit; 3],
+    /// A planned surge's sends, on top of every limit.
+    allowance: u64,
+    /// Sends a minute attempted while open (30-minute moving average).
+    shadow: f64,
+}
+
+impl Detector {
+    pub(crate) fn new(policy: &Policy, learned: Learned, now_ms: u64) -> Self {
+        let mut detector = Self {
+            ring: Ring::new(policy.bucket_ms, now_ms),
+            hour: Tally::new(HOUR_SLOT_MS, now_ms),
+            day: Tally::new(DAY_SLOT_MS, now_ms),
+            learned,
+            filling: HourStats::starting(now_ms / HOUR_MS),
+            pending: None,
+            slot_clean: true,
+            minute_clean: true,
+            limits: [NOT_JUDGED; 3],
+            allowance: 0,
+            shadow: 0.0,
+        };
+        detector.set_limits(policy, now_ms);
+        detector
+    }
+
+    /// The minute window's buckets (the send path tests its times against the current one).
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// What the kind has learned.
+    pub(crate) fn learned(&self) -> &Learned {
+        &self.learned
+    }
+
+    pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
+        self.learned.is_warm(policy)
+    }
+
+    /// Closes the current bucket, which held `count` attempts and saw only closed traffic if
+    /// `clean`; moves to the bucket holding `now_ms`; learns what completed; sets the limits.
+    pub(crate) fn roll(&mut self, policy: &Policy, count: u64, now_ms: u64, clean: bool) {
+        let bucket_start = self.ring.bucket_start();
+        let minute = self.ring.roll(count, now_ms);
+        let hour = bucket_start / HOUR_MS;
+        if hour > self.filling.index {
+            self.close_hour(policy, hour);
+        }
+        if let Some(slot) = self.hour.add(bucket_start, count) {
+            let clean = self.slot_clean;
+            self.learned.learn_slot(
+                policy,
+                HOUR_SLOT_MS,
+                slot.count,
+                slot.skipped,
+                clean,
+                &mut self.shadow,
+            );
+            self.slot_clean = true;
+        }
+        self.day.add(bucket_start, count);
+        self.slot_clean &= clean;
+        self.minute_clean &= clean;
+        self.filling.sends += count;
+        self.filling.tripped |= !clean;
+        if let Some(done) = minute {
+            if self.minute_clean {
+                let mu = self.limits[0].expected;
+                self.learned
+                    .learn_minute(policy, &mut self.filling, done.count, done.quiet, mu);
+            }
+            self.minute_clean = true;
+        }
+        self.set_limits(policy, now_ms);
+    }
+
+    /// The hour being filled has ended: learn the one before it, keep this one until the next
+    /// ends. After a silence of up to `MAX_SILENT_HOURS` (no roll-over at all), learn this one
+    /// and the silent hours too; after a longer gap (downtime, a clock jump) learn neither this
+    /// hour, which the gap cut short, nor the gap.
+    fn close_hour(&mut self, policy: &Policy, next: u64) {
+        let done = std::mem::replace(&mut self.filling, HourStats::starting(next));
+        if let Some(pending) = self.pending.take() {
+            self.learned.learn_hour(policy, &pending);
+        }
+        let silent = next - done.index - 1;
+        if silent == 0 {
+            self.pending = Some(done);
+        } else if silent <= MAX_SILENT_HOURS {
+            self.learned.learn_hour(policy, &done);
+            for index in done.index + 1..next {
+                self.learned.learn_hour(policy, &HourStats::starting(index));
+            }
+        }
+    }
+
+    fn set_limits(&mut self, policy: &Policy, now_ms: u64) {
+        let learned = &self.learned;
+        if !learned.is_warm(policy) {
+            let (count, bound) = policy.minute_limit(None, 0.0);
+            self.limits = [
+                Limit {
+                    count,
+                    expected: 0.0,
+                    bound,
+                },
+                NOT_JUDGED,
+                NOT_JUDGED,
+            ];
+            return;
+        }
+        let minutes = |ms: u64| ms as f64 / MINUTE_MS as f64;
+        let rate = learned.expected_rate(now_ms);
+        let hour_ms = (self.hour.span_ms(now_ms) + policy.bucket_ms).min(HOUR_MS);
+        let day_ms = (self.day.span_ms(now_ms) + policy.bucket_ms).min(24 * HOUR_MS);
+        let expected = [
+            rate * minutes(policy.window_ms()),
+            rate * minutes(hour_ms),
+            learned.expected_day_rate(now_ms) * minutes(day_ms),
+        ];
+        for timescale in Timescale::ALL {
+            let i = timescale.index();
+            if timescale == Timescale::Day && learned.hours < DAY_HOURS {
+                self.limits[i] = NOT_JUDGED;
+                continue;
+            }
+            let mu = expected[i];
+            let guards = &policy.guards[i];
+            let mut spread = upper_quantile(mu, learned.phi[i.min(1)], guards.sigmas);
+            if timescale == Timescale::Minute {
+                spread = spread.max(learned.burst_limit(mu));
+            }
+            let (count, bound) = limit(mu, spread, guards);
+            self.limits[i] = Limit {
+                count,
+                expected: mu,
+                bound,
+            };
+        }
+    }
+
+    /// Sends each window held before the current bucket.
+    fn previous(&self) -> [u64; 3] {
+        [self.ring.previous(), self.hour.sum(), self.day.sum()]
+    }
+
+    fn limit_with_allowance(&self, i: usize) -> u64 {
+        self.limits[i].count.saturating_add(self.allowance)
+    }
+
+    /// Sends the current bucket may take before some window goes over its limit.
+    pub(crate) fn headroom(&self) -> u64 {
+        let previous = self.previous();
+        (0..3)
+            .map(|i| self.limit_with_allowance(i).saturating_sub(previous[i]))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Every window, with the current bucket holding `current` sends.
+    pub(crate) fn readings(&self, current: u64) -> [Reading; 3] {
+        let previous = self.previous();
+        Timescale::ALL.map(|timescale| {
+            let i = timescale.index();
+            Reading {
+                timescale,
+                count: previous[i].saturating_add(current),
+                limit: Limit {
+                    count: self.limit_with_allowance(i),
+                    ..self.limits[i]
+                },
+            }
+        })
+    }
+
+    /// The first window over its limit once the current bucket holds `current` sends.
+    pub(crate) fn over(&self, current: u64) -> Option<Reading> {
+        self.readings(current)
+            .into_iter()
+            .find(|reading| reading.count > reading.limit.count)
+    }
+
+    /// The window with the least room left, for status and metrics.
+    pub(crate) fn nearest(&self, current: u64) -> Reading {
+        let [minute, hour, day] = self.readings(current);
+        [hour, day].into_iter().fold(minute, |nearest, reading| {
+            let room = |r: &Reading| r.limit.count.saturating_sub(r.count);
+            if room(&reading) < room(&nearest) {
+                reading
+            } else {
+                nearest
+            }
+        })
+    }
+
+    /// Whether the rate is back within every limit: the minute window as it stands, the hour at
+    /// the rate of its last ten minutes, the day at the rate of its last hour. An open kind
+    /// recovers only once this holds, so a runaway that goes on keeps it open.
+    pub(crate) fn is_calm(&self, current: u64) -> bool {
+        let minute = self.ring.previous().saturating_add(current) <= self.limit_with_allowance(0);
+        let hour = self.hour.recent_complete(2).saturating_mul(6) <= self.limit_with_allowance(1);
+        let day = self.hour.sum().saturating_mul(24) <= self.limit_with_allowance(2);
+        minute && hour && day
+    }
+
+    /// Sets the hour and day windows' counts aside: the trip acted on them (a kind going
+    /// half-open after a trip, so that the sends it refused do not trip it again). What closes
+    /// is still learned from.
+    pub(crate) fn rebase_long(&mut self) {
+        self.hour.rebase();
+        self.day.rebase();
+    }
+
+    /// Forgets every window's counts (an operator reset, a surge's end).
+    pub(crate) fn clear(&mut self) {
+        self.ring.clear();
+        self.rebase_long();
+    }
+
+    /// Sets a planned surge's sends on top of every limit (0: none).
+    pub(crate) fn set_allowance(&mut self, sends: u64) {
+        self.allowance = sends;
+    }
+
+    /// Takes the rate attempted while open as the kind's normal and counts it warm: a kind that
+    /// arrived above the warm-up ceiling and stayed steady, or an operator's relearn.
+    pub(crate) fn adopt(&mut self, policy: &Policy, now_ms: u64) {
+        let learned = &mut self.learned;
+        learned.recent = self.shadow.max(learned.recent);
+        learned.average = learned.recent;
+        learned.minutes = learned.minutes.max(policy.warmup_minutes);
+        self.clear();
+        self.set_limits(policy, now_ms);
+    }
+
+    /// The kind tripped: what it attempts from now on is learned afresh, as its shadow.
+    pub(crate) fn on_trip(&mut self) {
+        self.shadow = 0.0;
+    }
+
+    /// Sends a minute attempted while open, lately.
+    pub(crate) fn shadow(&self) -> f64 {
+        self.shadow
+    }
+
+    /// Replaces what was learned (a restored snapshot).
+    pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
+        self.learned = learned;
+        self.set_limits(policy, now_ms);
+    }
+
+    /// Runs on a new policy: a new window length restarts the minute window's buckets.
+    pub(crate) fn apply(&mut self, old: &Policy, policy: &Policy, now_ms: u64) {
+        if policy.bucket_ms != old.bucket_ms {
+            self.ring = Ring::new(policy.bucket_ms, now_ms);
+        }
+        self.set_limits(policy, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MONDAY: u64 = 4 * 24 * HOUR_MS; // 1970-01-05, a Monday
+
+    /// A detector fed `per_bucket` sends in every bucket from `from` to `to`.
+    fn feed(detector: &mut Detector, policy: &Policy, from: u64, to: u64, per_bucket: u64) {
+        let mut t = from;
+        while t < to {
+            detector.roll(policy, per_bucket, t + policy.bucket_ms, true);
+            t += policy.bucket_ms;
+        }
+    }
+
+    #[test]
+    fn a_new_kind_is_held_to_the_warm_up_ceiling_then_to_what_it_learned() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        assert_eq!(d.headroom(), 500);
+        feed(&mut d, &policy, MONDAY, MONDAY + 2 * HOUR_MS, 1); // 12 a minute
+        assert!(d.is_warm(&policy));
+        let [minute, hour, day] = d.readings(0);
+        // The spread starts wide: a new kind's bursts are tolerated until its own are known.
+        assert!((minute.limit.expected - 12.0).abs() < 0.5, "{minute:?}");
+        let spread = upper_quantile(minute.limit.expected, 1.0, 5.0).floor() as u64;
+        assert_eq!((minute.limit.count, minute.limit.bound), (spread, Bound::Spread));
+        assert!(
+            hour.limit.count >= 2 * 720 && hour.limit.count < 4 * 720,
+            "{hour:?}"
+        );
+        assert_eq!(
+            day.limit.bound,
+            Bound::None,
+            "no day limit before a day is learned"
+        );
+        assert_eq!(d.headroom(), spread - 11);
+    }
+
+    #[test]
+    fn the_trip_lands_on_the_window_that_goes_over() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        feed(&mut d, &policy, MONDAY, MONDAY + 2 * HOUR_MS, 1);
+        let headroom = d.headroom();
+        assert_eq!(d.over(headroom), None);
+        let over = d.over(headroom + 1).expect("one more send is over");
+        assert_eq!(over.timescale, Timescale::Minute);
+        assert_eq!(over.count, over.limit.count + 1);
+    }
+
+    #[test]
+    fn a_gap_of_days_teaches_nothing() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        feed(&mut d, &policy, MONDAY, MONDAY + 3 * 24 * HOUR_MS, 2);
+        let before = d.learned().clone();
+        let later = MONDAY + 10 * 24 * HOUR_MS;
+        d.roll(&policy, 0, later, true);
+        d.roll(&policy, 0, later + 5_000, true);
+        // Only the two complete hours before the gap were learned.
+        assert_eq!(d.learned().hours, before.hours + 2);
+        assert!(d.learned().longrun > 0.9 * before.longrun);
+        assert_eq!(d.learned().profile.get(0), before.profile.get(0));
+    }
+
+    #[test]
+    fn an_hour_is_learned_only_once_the_next_has_ended() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        feed(&mut d, &policy, MONDAY, MONDAY + HOUR_MS + 5_000, 1);
+        assert_eq!(d.learned().profile.get(0), None, "hour 0 waits for hour 1 to end");
+        feed(
+            &mut d,
+            &policy,
+            MONDAY + HOUR_MS + 5_000,
+            MONDAY + 2 * HOUR_MS + 5_000,
+            1,
+        );
+        assert!(d.learned().profile.get(0).is_some());
+    }
+
+    #[test]
+    fn the_rate_must_come_back_before_the_kind_is_calm() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        feed(&mut d, &policy, MONDAY, MONDAY + 2 * HOUR_MS, 1);
+        // 360 a minute while open (nothing clean, nothing learned), going on.
+        let mut t = MONDAY + 2 * HOUR_MS;
+        for _ in 0..240 {
+            d.roll(&policy, 30, t + policy.bucket_ms, false);
+            t += policy.bucket_ms;
+        }
+        assert!(!d.is_calm(0));
+        assert!(d.shadow() > 300.0);
+        feed(&mut d, &policy, t, t + 15 * MINUTE_MS, 1);
+        assert!(d.is_calm(0));
+    }
+
+    #[test]
+    fn a_surge_allowance_lifts_every_limit() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        feed(&mut d, &policy, MONDAY, MONDAY + 2 * HOUR_MS, 1);
+        let before = d.headroom();
+        d.set_allowance(10_000);
+        assert_eq!(d.headroom(), before + 10_000);
+        d.set_allowance(0);
+        assert_eq!(d.headroom(), before);
+    }
+
+    #[test]
+    fn adopting_takes_the_rate_seen_while_open() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        // A new kind at 1,100 a minute, open since its first minute (nothing clean).
+        let mut t = MONDAY;
+        while t < MONDAY + HOUR_MS {
+            d.roll(&policy, 92, t + policy.bucket_ms, false);
+            t += policy.bucket_ms;
+        }
+        assert!(!d.is_warm(&policy));
+        d.adopt(&policy, t);
+        assert!(d.is_warm(&policy));
+        assert!(d.shadow() > 1_000.0, "{}", d.shadow());
+        assert!(d.readings(0)[0].limit.count > 1_100 * 3, "{:?}", d.readings(0)[0]);
+    }
+}

@@ -1,0 +1,384 @@
+//! What a kind has learned of its own traffic, and how it learns: everything a snapshot keeps.
+//!
+//! - **The week**: sends in each of the 168 hours of the week ([`Profile`]), learned an hour
+//!   late (an hour is learned when the next one ends, so a runaway has tripped before it can
+//!   teach itself), an hour a trip touched at a quarter of the weight with its count capped.
+//! - **The recent rate**: a 30-minute moving average of sends a minute, learned from each
+//!   5-minute slot. Once a day is learned, what is used of it may grow by at most
+//!   `growth_per_hour` an hour, so a bug that ramps up outruns it.
+//! - **The long-run rate**: sends an hour over about a week; what is expected never falls
+//!   under a tenth of it.
+//! - **The spread**: the overdispersion of minute counts, and of hour counts, around what was
+//!   expected (moment estimates weighted by how much each hour expected), and the size of each
+//!   ordinary hour's busiest minute, so that kinds that send in bursts or batches are judged by
+//!   what their bursts look like.
+//! - **Warm-up**: minutes with sends learned; until `warmup_minutes`, only the warm-up ceiling.
+
+use super::limit::upper_quantile;
+use super::policy::Policy;
+use super::profile::{HOURS, Profile, hour_of_week};
+
+pub(crate) const MINUTE_MS: u64 = 60_000;
+pub(crate) const HOUR_MS: u64 = 60 * MINUTE_MS;
+
+/// Half-life of the recent rate.
+const RECENT_HALF_LIFE_MS: f64 = 30.0 * MINUTE_MS as f64;
+/// What is expected never falls under this share of the long-run rate.
+const LONGRUN_FLOOR: f64 = 0.1;
+/// Weight of an hour in the long-run rate: about a week.
+const LONGRUN_ALPHA: f64 = 1.0 / 168.0;
+/// The spread before any is learned (minute; hour and day): wide, so a new kind's bursts
+/// are tolerated until its own are known.
+const PHI_START: [f64; 2] = [1.0, 0.1];
+/// Weight of one hour in the spread's moments, once a few are learned: about two and three days.
+const PHI_ALPHA: [f64; 2] = [1.0 / 48.0, 1.0 / 72.0];
+/// The widest spread learned.
+const PHI_MAX: f64 = 10.0;
+/// Weight of an hour a trip touched, in what is learned (its count capped at its limit).
+const TRIPPED_WEIGHT: f64 = 0.25;
+/// The longest silence, with no roll-over at all, that is learned as silence (an hour of the week
+/// with no send, the recent rate falling). A longer gap (a machine suspended, a clock jump, a
+/// quiet kind in a service that does not call `refresh`) teaches nothing, so it cannot collapse
+/// what was learned. A service that calls `refresh` rolls its kinds over as time passes, and
+/// their silent hours are learned as they end.
+pub(crate) const MAX_SILENT_HOURS: u64 = 1;
+/// Hours learned before the day window is judged and the recent rate's growth is bounded.
+pub(crate) const DAY_HOURS: u32 = 24;
+/// Standard deviations a count reaches about once in the sixty minutes of an hour.
+const HOURLY_SIGMAS: f64 = 2.4;
+/// How far beyond its usual size (in spreads of its logarithm) an hour's busiest minute may go.
+const BURST_SPREADS: f64 = 4.0;
+/// Hours learned before bursts are judged by the kind's own.
+const BURST_AFTER_HOURS: u32 = 3;
+
+/// What a kind has learned.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Learned {
+    /// Sends in each hour of the week.
+    pub(crate) profile: Profile,
+    /// Sends a minute, a 30-minute moving average.
+    pub(crate) average: f64,
+    /// What is used of `average`: its growth is bounded once a day is learned.
+    pub(crate) recent: f64,
+    /// Sends an hour over about the last week.
+    pub(crate) longrun: f64,
+    /// Overdispersion of minute counts, and of hour (and day) counts.
+    pub(crate) phi: [f64; 2],
+    /// Per group, moving sums of `(x - mu)^2 - mu` and of `mu^2`: `phi` is their ratio.
+    pub(crate) phi_moments: [[f64; 2]; 2],
+    /// Hours each group of the spread has learned from.
+    pub(crate) phi_hours: [u32; 2],
+    /// Mean and variance of the logarithm of each ordinary hour's busiest minute over what a
+    /// minute reaches about once an hour by the spread alone.
+    pub(crate) burst: [f64; 2],
+    /// Hours the bursts have been learned from.
+    pub(crate) burst_hours: u32,
+    /// Minutes with sends learned (warm-up; saturating).
+    pub(crate) minutes: u32,
+    /// Hours learned.
+    pub(crate) hours: u32,
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Self {
+            profile: Profile::default(),
+            average: 0.0,
+            recent: 0.0,
+            longrun: 0.0,
+            phi: PHI_START,
+            phi_moments: [[0.0; 2]; 2],
+            phi_hours: [0; 2],
+            burst: [0.0; 2],
+            burst_hours: 0,
+            minutes: 0,
+            hours: 0,
+        }
+    }
+}
+
+/// The hour being filled, or the one waiting to be learned.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct HourStats {
+    /// Absolute hour (`time / HOUR_MS`).
+    pub(crate) index: u64,
+    pub(crate) sends: u64,
+    /// A trip, a force or a probe touched it.
+    pub(crate) tripped: bool,
+    /// Its minutes against what they expected: sums of `(x - mu)^2 - mu` and of `mu^2`.
+    pub(crate) dev: f64,
+    pub(crate) mu2: f64,
+    /// Its busiest minute over what a minute reaches about once an hour by the spread alone.
+    pub(crate) peak: f64,
+}
+
+impl HourStats {
+    pub(crate) fn starting(index: u64) -> Self {
+        Self {
+            index,
+            ..Self::default()
+        }
+    }
+}
+
+impl Learned {
+    pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
+        self.minutes >= policy.warmup_minutes
+    }
+
+    /// Learns a complete minute that held `count` sends where `mu` were expected, followed by
+    /// `quiet` empty minutes, into `hour`.
+    pub(crate) fn learn_minute(
+        &mut self,
+        policy: &Policy,
+        hour: &mut HourStats,
+        count: u64,
+        quiet: u64,
+        mu: f64,
+    ) {
+        if !self.is_warm(policy) {
+            self.minutes += u32::from(count > 0);
+            return;
+        }
+        self.minutes = self.minutes.saturating_add(1);
+        if mu <= 0.0 {
+            return;
+        }
+        let x = count as f64;
+        let quiet = quiet.min(60) as f64;
+        hour.dev += (x - mu).powi(2) - mu + quiet * (mu * mu - mu);
+        hour.mu2 += mu * mu * (1.0 + quiet);
+        let hourly = upper_quantile(mu, self.phi[0], HOURLY_SIGMAS);
+        if hourly >= 1.0 {
+            hour.peak = hour.peak.max(x / hourly);
+        }
+    }
+
+    /// Learns a complete 5-minute slot of `count` sends, followed by `skipped` empty slots, into
+    /// the recent rate; a slot that was not clean teaches only `shadow`, the rate attempted
+    /// while open.
+    pub(crate) fn learn_slot(
+        &mut self,
+        policy: &Policy,
+        slot_ms: u64,
+        count: u64,
+        skipped: u64,
+        clean: bool,
+        shadow: &mut f64,
+    ) {
+        let per_minute = count as f64 * MINUTE_MS as f64 / slot_ms as f64;
+        let alpha = 1.0 - 0.5f64.powf(slot_ms as f64 / RECENT_HALF_LIFE_MS);
+        if !clean {
+            *shadow = if *shadow == 0.0 {
+                per_minute
+            } else {
+                *shadow + alpha * (per_minute - *shadow)
+            };
+            return;
+        }
+        if self.is_warm(policy) {
+            self.average += alpha * (per_minute - self.average);
+            if skipped <= MAX_SILENT_HOURS * HOUR_MS / slot_ms {
+                self.average *= (1.0 - alpha).powf(skipped as f64);
+            }
+            // Before a day is learned the kind's first day may ramp up as fast as it likes:
+            // there is no profile yet to tell a morning from a runaway.
+            let growth = if self.hours >= DAY_HOURS {
+                policy.growth_per_hour.powf(slot_ms as f64 / HOUR_MS as f64)
+            } else {
+                f64::INFINITY
+            };
+            self.recent = self.average.min((self.recent * growth).max(0.1));
+        } else if count > 0 {
+            // A running average until warm: every slot with sends weighs alike.
+            let slots = f64::from(self.minutes.max(1)) * MINUTE_MS as f64 / slot_ms as f64;
+            self.average += alpha.max(1.0 / (slots + 1.0)) * (per_minute - self.average);
+            self.recent = self.average;
+        }
+    }
+
+    /// Learns a complete hour.
+    pub(crate) fn learn_hour(&mut self, policy: &Policy, hour: &HourStats) {
+        let how = hour_of_week(hour.index * HOUR_MS);
+        let seen = self.profile.get(how);
+        let mut sends = hour.sends as f64;
+        let mut weight = 1.0;
+        if hour.tripped {
+            // Never a new hour of the week: a one-off runaway must not become its normal.
+            if seen.is_none() {
+                return;
+            }
+            let expected = self.profile.expected(how).unwrap_or(self.recent * 60.0);
+            let guards = &policy.guards[1];
+            sends = sends.min((guards.factor * expected).max(guards.floor as f64));
+            weight = TRIPPED_WEIGHT;
+        } else {
+            if let Some(mu) = seen.filter(|&mu| mu > 0.0) {
+                self.learn_phi(1, (sends - mu).powi(2) - mu, mu * mu);
+            }
+            if hour.mu2 > 0.0 {
+                self.learn_phi(0, hour.dev, hour.mu2);
+            }
+            if hour.peak > 0.0 {
+                self.learn_burst(hour.peak.ln());
+            }
+        }
+        if hour.sends == 0 && !self.is_warm(policy) {
+            return;
+        }
+        self.profile.learn(how, sends, weight);
+        let alpha = LONGRUN_ALPHA.max(1.0 / (f64::from(self.hours) + 1.0)) * weight;
+        self.longrun += alpha * (sends - self.longrun);
+        self.hours = self.hours.saturating_add(1);
+    }
+
+    /// Learns one hour's moments of the spread: `dev`, the sum of `(x - mu)^2 - mu` over its
+    /// windows, and `mu2`, the sum of `mu^2`. The spread is the ratio of their moving sums, so
+    /// an hour weighs by how much it expected: a quiet hour says little about the spread.
+    fn learn_phi(&mut self, group: usize, dev: f64, mu2: f64) {
+        let n = f64::from(self.phi_hours[group]);
+        let alpha = PHI_ALPHA[group].max(1.0 / (n + 1.0));
+        let [num, den] = &mut self.phi_moments[group];
+        *num += alpha * (dev - *num);
+        *den += alpha * (mu2 - *den);
+        self.phi_hours[group] = self.phi_hours[group].saturating_add(1);
+        if *den > 0.0 {
+            self.phi[group] = (*num / *den).clamp(0.0, PHI_MAX);
+        }
+    }
+
+    fn learn_burst(&mut self, log_peak: f64) {
+        let n = f64::from(self.burst_hours);
+        let alpha = PHI_ALPHA[0].max(1.0 / (n + 1.0));
+        let delta = log_peak - self.burst[0];
+        self.burst[0] += alpha * delta;
+        self.burst[1] = (1.0 - alpha) * (self.burst[1] + alpha * delta * delta);
+        self.burst_hours = self.burst_hours.saturating_add(1);
+    }
+
+    /// What a minute expecting `mu` may hold by the kind's usual bursts (0 until learned).
+    pub(crate) fn burst_limit(&self, mu: f64) -> f64 {
+        if self.burst_hours < BURST_AFTER_HOURS {
+            return 0.0;
+        }
+        let hourly = upper_quantile(mu, self.phi[0], HOURLY_SIGMAS);
+        hourly * (self.burst[0] + BURST_SPREADS * self.burst[1].sqrt()).exp()
+    }
+
+    /// Sends a minute expected at `t_ms`: the week's figure for the time, or the recent rate if
+    /// that is higher, and never under a tenth of the long-run rate.
+    pub(crate) fn expected_rate(&self, t_ms: u64) -> f64 {
+        let seasonal = self.profile.expected_at(t_ms).unwrap_or(0.0) / 60.0;
+        seasonal.max(self.recent).max(self.longrun / 60.0 * LONGRUN_FLOOR)
+    }
+
+    /// Sends a minute expected over the day before `t_ms`, and never under the long-run rate.
+    pub(crate) fn expected_day_rate(&self, t_ms: u64) -> f64 {
+        let how = hour_of_week(t_ms);
+        let day: f64 = (0..24)
+            .map(|back| self.profile.expected(how + HOURS - back).unwrap_or(self.longrun))
+            .sum();
+        day.max(24.0 * self.longrun) / (24.0 * 60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warm() -> (Policy, Learned) {
+        let policy = Policy::for_tests();
+        let learned = Learned {
+            minutes: policy.warmup_minutes,
+            hours: DAY_HOURS,
+            ..Learned::default()
+        };
+        (policy, learned)
+    }
+
+    #[test]
+    fn the_recent_rate_grows_by_at_most_the_bound_once_a_day_is_learned() {
+        let (policy, mut learned) = warm();
+        learned.average = 10.0;
+        learned.recent = 10.0;
+        let mut shadow = 0.0;
+        for _ in 0..12 {
+            learned.learn_slot(&policy, 300_000, 10_000, 0, true, &mut shadow);
+        }
+        assert!((learned.recent - 15.0).abs() < 1e-6, "{}", learned.recent);
+        assert!(learned.average > 500.0);
+        // A slot that was not clean teaches the shadow only.
+        learned.learn_slot(&policy, 300_000, 50, 0, false, &mut shadow);
+        assert!(learned.average > 500.0 && shadow == 10.0);
+    }
+
+    #[test]
+    fn a_tripped_hour_never_teaches_a_new_hour_of_the_week_and_teaches_a_known_one_little() {
+        let (policy, mut learned) = warm();
+        let runaway = HourStats {
+            index: 4 * 24 + 3, // Monday 03:00 (1970-01-05)
+            sends: 100_000,
+            tripped: true,
+            ..HourStats::default()
+        };
+        learned.learn_hour(&policy, &runaway);
+        assert_eq!(learned.profile.get(3), None);
+        learned.learn_hour(
+            &policy,
+            &HourStats {
+                sends: 100,
+                tripped: false,
+                ..runaway
+            },
+        );
+        learned.learn_hour(&policy, &runaway);
+        // Capped at twice what was expected, learned at a quarter: 100 + 0.5 * 0.25 * 100.
+        assert!((learned.profile.get(3).unwrap() - 112.5).abs() < 0.2);
+    }
+
+    #[test]
+    fn the_spread_weighs_hours_by_what_they_expected() {
+        let (policy, mut learned) = warm();
+        // A batch hour: minutes far from what they expected, much expected.
+        let batch = HourStats {
+            dev: 60.0 * 2_500.0 * 3.0,
+            mu2: 60.0 * 2_500.0,
+            ..HourStats::default()
+        };
+        // Quiet hours: next to nothing expected.
+        let quiet = HourStats {
+            dev: -0.6,
+            mu2: 0.006,
+            ..HourStats::default()
+        };
+        for day in 0..3 {
+            learned.learn_hour(
+                &policy,
+                &HourStats {
+                    index: day * 24,
+                    ..batch
+                },
+            );
+            for h in 1..24 {
+                learned.learn_hour(
+                    &policy,
+                    &HourStats {
+                        index: day * 24 + h,
+                        ..quiet
+                    },
+                );
+            }
+        }
+        assert!(learned.phi[0] > 2.5, "{}", learned.phi[0]);
+    }
+
+    #[test]
+    fn expected_rates_never_fall_under_a_tenth_of_the_long_run() {
+        let (_, mut learned) = warm();
+        learned.longrun = 600.0;
+        assert!((learned.expected_rate(0) - 1.0).abs() < 1e-9);
+        assert!((learned.expected_day_rate(0) - 10.0).abs() < 1e-9);
+        learned.recent = 4.0;
+        assert!((learned.expected_rate(0) - 4.0).abs() < 1e-9);
+    }
+}

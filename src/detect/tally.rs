@@ -1,0 +1,158 @@
+//! The long windows: the sends of the last `SLOTS` slots of a fixed length, the newest slot still
+//! filling. The hour window is twelve 5-minute slots and the day window twelve 2-hour slots, both
+//! filled from the buckets the minute ring rolls out, so that the send path counts once.
+
+/// Slots per long window.
+pub(crate) const SLOTS: usize = 12;
+const N: u64 = SLOTS as u64;
+
+/// Sends per slot over the last `SLOTS` slots of `slot_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Tally {
+    slot_ms: u64,
+    /// Absolute index (`time / slot_ms`) of the slot filling now.
+    current: u64,
+    /// `slots[s % N]` holds slot `s` for `current - N < s <= current`.
+    slots: [u32; SLOTS],
+    /// The window counts nothing before slot `from`, nor the first `from_count` sends of slot
+    /// `from`: what a rebase set aside. The slots keep their counts for learning.
+    from: u64,
+    from_count: u32,
+}
+
+/// A slot the tally moved past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Closed {
+    /// The slot's absolute index.
+    pub(crate) index: u64,
+    /// Sends in it.
+    pub(crate) count: u64,
+    /// Empty slots after it, before the one filling now.
+    pub(crate) skipped: u64,
+}
+
+impl Tally {
+    pub(crate) fn new(slot_ms: u64, now_ms: u64) -> Self {
+        Self {
+            slot_ms,
+            current: now_ms / slot_ms,
+            slots: [0; SLOTS],
+            from: 0,
+            from_count: 0,
+        }
+    }
+
+    /// Start of the slot filling now.
+    pub(crate) fn current_start(&self) -> u64 {
+        self.current.saturating_mul(self.slot_ms)
+    }
+
+    /// How far into the slot filling now `now_ms` is (0 if it is before it).
+    pub(crate) fn elapsed_in_current(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.current_start()).min(self.slot_ms)
+    }
+
+    /// Adds `count` sends made at `t_ms`, moving on to the slot that holds it first. A time before
+    /// the current slot counts in the current slot. Returns the slot moved past, if any.
+    pub(crate) fn add(&mut self, t_ms: u64, count: u64) -> Option<Closed> {
+        let target = t_ms / self.slot_ms;
+        let closed = (target > self.current).then(|| {
+            let closed = Closed {
+                index: self.current,
+                count: u64::from(self.slots[(self.current % N) as usize]),
+                skipped: target - self.current - 1,
+            };
+            for s in (self.current + 1)..=target.min(self.current + N) {
+                self.slots[(s % N) as usize] = 0;
+            }
+            self.current = target;
+            closed
+        });
+        let slot = &mut self.slots[(self.current % N) as usize];
+        *slot = slot.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+        closed
+    }
+
+    /// Sends in the window: the complete slots and the one filling, less what a rebase set
+    /// aside.
+    pub(crate) fn sum(&self) -> u64 {
+        let oldest = self.current.saturating_sub(N - 1);
+        (oldest..=self.current)
+            .filter(|&s| s >= self.from)
+            .map(|s| {
+                let count = self.slots[(s % N) as usize];
+                let set_aside = if s == self.from { self.from_count } else { 0 };
+                u64::from(count.saturating_sub(set_aside))
+            })
+            .sum()
+    }
+
+    /// Sends in the last `n` complete slots.
+    pub(crate) fn recent_complete(&self, n: u64) -> u64 {
+        (1..=n.min(N - 1))
+            .filter_map(|back| self.current.checked_sub(back))
+            .map(|s| u64::from(self.slots[(s % N) as usize]))
+            .sum()
+    }
+
+    /// Sets aside every send counted so far: the window counts only what comes next, while the
+    /// slots keep their counts for what is learned from them as they close.
+    pub(crate) fn rebase(&mut self) {
+        self.from = self.current;
+        self.from_count = self.slots[(self.current % N) as usize];
+    }
+
+    /// The window's length at `now_ms`: the complete slots and the part of the current one.
+    pub(crate) fn span_ms(&self, now_ms: u64) -> u64 {
+        (N - 1) * self.slot_ms + self.elapsed_in_current(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_sums_its_last_slots_and_reports_what_it_closes() {
+        let mut t = Tally::new(10, 0);
+        assert_eq!(t.add(3, 2), None);
+        assert_eq!(
+            t.add(15, 1),
+            Some(Closed {
+                index: 0,
+                count: 2,
+                skipped: 0
+            })
+        );
+        assert_eq!(
+            t.add(47, 4),
+            Some(Closed {
+                index: 1,
+                count: 1,
+                skipped: 2
+            })
+        );
+        assert_eq!(t.sum(), 7);
+        assert_eq!(t.recent_complete(3), 1);
+        // Twelve slots on, slot 0 has left the window.
+        t.add(125, 1);
+        assert_eq!(t.sum(), 1 + 4 + 1);
+        // A time before the current slot counts in it.
+        t.add(5, 1);
+        assert_eq!(t.sum(), 7);
+        // A rebase sets the counts so far aside for the window, not for what closes.
+        t.rebase();
+        assert_eq!(t.sum(), 0);
+        t.add(125, 3);
+        assert_eq!(t.sum(), 3);
+        assert_eq!(
+            t.add(131, 1),
+            Some(Closed {
+                index: 12,
+                count: 5,
+                skipped: 0
+            })
+        );
+        assert_eq!(t.sum(), 4);
+    }
+}
