@@ -32,7 +32,6 @@ fn snapshot(kinds: usize) -> Snapshot {
                 average_per_minute: per_minute,
                 recent_per_minute: per_minute,
                 longrun_per_hour: per_minute * 60.0,
-                spread: [0.2, 0.05],
                 spread_moments: [[0.2 * per_minute, per_minute], [0.05, 1.0]],
                 spread_hours: [168, 168],
                 burst: [0.1, 0.04],

@@ -52,10 +52,8 @@ pub struct KindSnapshot {
     pub recent_per_minute: f64,
     /// Sends an hour over about the last week.
     pub longrun_per_hour: f64,
-    /// Overdispersion of minute counts, and of hour and day counts.
-    pub spread: [f64; 2],
-    /// The moments the spread is learned from, per group: moving sums of `(x - mu)^2 - mu` and
-    /// of `mu^2`.
+    /// How widely counts spread, per group (minute counts; hour and day counts): moving sums of
+    /// `(x - mu)^2 - mu` and of `mu^2`, whose ratio is the overdispersion.
     pub spread_moments: [[f64; 2]; 2],
     /// Hours each group of the spread has learned from.
     pub spread_hours: [u32; 2],
@@ -128,22 +126,22 @@ impl Snapshot {
                 )));
             }
             let per_minute = 60.0 / kind.window_secs as f64;
-            let normal = kind.mean.max(kind.peak) * per_minute;
-            let spread = if kind.mean > 0.0 {
-                ((kind.variance - kind.mean) / (kind.mean * kind.mean)).clamp(0.0, MAX_SPREAD)
-            } else {
-                Learned::default().phi[0]
-            };
+            let normal = (kind.mean.max(kind.peak) * per_minute) as f32;
             let minutes = kind.windows.saturating_mul(kind.window_secs) / 60;
-            let learned = Learned {
+            let mut learned = Learned {
                 average: normal,
                 recent: normal,
-                longrun: kind.mean * per_minute * 60.0,
-                phi: [spread, Learned::default().phi[1]],
+                longrun: (kind.mean * per_minute * 60.0) as f32,
                 minutes: u32::try_from(minutes).unwrap_or(u32::MAX),
                 hours: u32::try_from(minutes / 60).unwrap_or(u32::MAX),
                 ..Learned::default()
             };
+            if kind.mean > 0.0 {
+                // The old variance as one hour's moments of the minute spread.
+                let spread = ((kind.variance - kind.mean) / (kind.mean * kind.mean)).clamp(0.0, MAX_SPREAD);
+                learned.phi_moments[0] = [spread as f32, 1.0];
+                learned.phi_hours[0] = 1;
+            }
             kinds.insert(name, KindSnapshot::capture(&learned));
         }
         Ok(Self {
@@ -183,8 +181,10 @@ fn shown(value: f64) -> String {
     }
 }
 
+/// Checks that `value` is a number from 0 to `max` (to single precision, as what is learned is
+/// kept).
 fn check(field: &str, value: f64, max: f64) -> Result<(), String> {
-    if value.is_finite() && (0.0..=max).contains(&value) {
+    if value.is_finite() && (0.0..=max * (1.0 + 1e-6)).contains(&value) {
         Ok(())
     } else {
         Err(format!(
@@ -198,13 +198,12 @@ impl KindSnapshot {
     pub(crate) fn capture(learned: &Learned) -> Self {
         Self {
             week: learned.profile.hours().to_vec(),
-            average_per_minute: learned.average,
-            recent_per_minute: learned.recent,
-            longrun_per_hour: learned.longrun,
-            spread: learned.phi,
-            spread_moments: learned.phi_moments,
+            average_per_minute: learned.average.into(),
+            recent_per_minute: learned.recent.into(),
+            longrun_per_hour: learned.longrun.into(),
+            spread_moments: learned.phi_moments.map(|group| group.map(f64::from)),
             spread_hours: learned.phi_hours,
-            burst: learned.burst,
+            burst: learned.burst.map(f64::from),
             burst_hours: learned.burst_hours,
             minutes: learned.minutes,
             hours: learned.hours,
@@ -218,13 +217,12 @@ impl KindSnapshot {
         }
         Learned {
             profile: Profile::from_hours(&week),
-            average: self.average_per_minute,
-            recent: self.recent_per_minute,
-            longrun: self.longrun_per_hour,
-            phi: self.spread,
-            phi_moments: self.spread_moments,
+            average: self.average_per_minute as f32,
+            recent: self.recent_per_minute as f32,
+            longrun: self.longrun_per_hour as f32,
+            phi_moments: self.spread_moments.map(|group| group.map(|x| x as f32)),
             phi_hours: self.spread_hours,
-            burst: self.burst,
+            burst: self.burst.map(|x| x as f32),
             burst_hours: self.burst_hours,
             minutes: self.minutes,
             hours: self.hours,
@@ -245,9 +243,6 @@ impl KindSnapshot {
         check("average_per_minute", self.average_per_minute, per_minute)?;
         check("recent_per_minute", self.recent_per_minute, per_minute)?;
         check("longrun_per_hour", self.longrun_per_hour, per_hour)?;
-        for (group, spread) in self.spread.iter().enumerate() {
-            check(&format!("spread[{group}]"), *spread, MAX_SPREAD)?;
-        }
         for (group, [dev, mu2]) in self.spread_moments.iter().enumerate() {
             // A deviation sum may be negative (counts tighter than Poisson).
             if !dev.is_finite() || dev.abs() > per_hour * per_hour {
@@ -308,7 +303,8 @@ mod tests {
         // The old normal (the larger of peak and mean) is the recent rate: a kind is judged as
         // leniently as it was until it learns its week.
         assert_eq!((a.recent_per_minute, a.longrun_per_hour), (90.0, 2_400.0));
-        assert!((a.spread[0] - 0.1).abs() < 1e-9);
+        let [num, den] = a.spread_moments[0];
+        assert!((num / den - 0.1).abs() < 1e-6, "{num} / {den}");
         assert_eq!((a.minutes, a.hours), (600, 10));
         assert!(a.week.iter().all(Option::is_none));
         let bad = v1.replace("\"window_secs\":60", "\"window_secs\":0");
@@ -323,7 +319,7 @@ mod tests {
     #[test]
     fn what_was_learned_round_trips() {
         let mut learned = Learned::default();
-        learned.profile.learn(5, 1234.5, 1.0);
+        learned.profile.learn(5, 1234.5, 1.0, 0);
         learned.recent = 3.25;
         let back = KindSnapshot::capture(&learned).to_learned();
         assert_eq!(back, learned);

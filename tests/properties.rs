@@ -200,7 +200,7 @@ proptest! {
                 prop::collection::vec(prop::option::of(0.0f64..1e12), 168),
                 // Rates up to a billion sends a second, the most a snapshot may claim.
                 (0.0f64..6e10, 0.0f64..6e10, 0.0f64..3.6e12),
-                (0.0f64..=10.0, 0.0f64..=10.0, -1e6f64..1e6, 0.0f64..1e9, any::<u32>()),
+                (-1e6f64..1e6, 0.0f64..1e9, any::<u32>()),
                 (-50.0f64..50.0, 0.0f64..100.0, any::<u32>(), any::<u32>(), any::<u32>()),
             ),
             0..4,
@@ -210,7 +210,7 @@ proptest! {
             version: Snapshot::VERSION,
             kinds: kinds
                 .into_iter()
-                .map(|(k, (week, (average, recent, longrun), (phi0, phi1, dev, mu2, phi_hours), (burst, burst_var, burst_hours, minutes, hours)))| {
+                .map(|(k, (week, (average, recent, longrun), (dev, mu2, phi_hours), (burst, burst_var, burst_hours, minutes, hours)))| {
                     // What a kind learns is kept to a tenth of a percent: round-trip it once.
                     let week = Snapshot::from_json(&Snapshot {
                         version: Snapshot::VERSION,
@@ -221,8 +221,7 @@ proptest! {
                         average_per_minute: average,
                         recent_per_minute: recent,
                         longrun_per_hour: longrun,
-                        spread: [phi0, phi1],
-                        spread_moments: [[dev, mu2], [dev, mu2]],
+                        spread_moments: [[dev, mu2], [dev / 2.0, mu2 / 2.0]],
                         spread_hours: [phi_hours, phi_hours],
                         burst: [burst, burst_var],
                         burst_hours,

@@ -83,7 +83,7 @@ fn bad_snapshots(good: &str) -> Vec<String> {
         good.replace("\"version\":2", "\"version\":0"),
         good.replace("\"recent_per_minute\":", "\"recent_per_minute\":-"),
         good.replace("\"longrun_per_hour\":", "\"longrun_per_hour\":1e999,\"x\":"),
-        good.replace("\"spread\":[", "\"spread\":[11,"),
+        good.replace("\"spread_hours\":[", "\"spread_hours\":[-1,"),
         good.replacen("\"week\":[", "\"week\":[1.0,", 1),
         good.replace("\"a\"", "\"\""),
         good[..good.len() / 2].to_string(),

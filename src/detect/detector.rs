@@ -17,16 +17,17 @@ const DAY_SLOT_MS: u64 = 2 * HOUR_MS;
 /// One timescale's limit and what it was derived from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Limit {
-    /// Sends the window may hold; one more trips (`u64::MAX`: not judged).
-    pub(crate) count: u64,
+    /// Sends the window may hold; one more trips (`u32::MAX`: not judged). A limit of four
+    /// billion sends is no limit.
+    pub(crate) count: u32,
     /// Sends the window is expected to hold now.
-    pub(crate) expected: f64,
+    pub(crate) expected: f32,
     /// The rule that set `count`.
     pub(crate) bound: Bound,
 }
 
 const NOT_JUDGED: Limit = Limit {
-    count: u64::MAX,
+    count: u32::MAX,
     expected: 0.0,
     bound: Bound::None,
 };
@@ -40,14 +41,25 @@ pub(crate) struct Reading {
     pub(crate) limit: Limit,
 }
 
+impl Reading {
+    /// The window's limit as a count of sends (`u64::MAX`: not judged), a planned surge's
+    /// allowance included.
+    pub(crate) fn threshold(&self) -> u64 {
+        match self.limit.count {
+            u32::MAX => u64::MAX,
+            count => u64::from(count),
+        }
+    }
+}
+
 /// One kind's windows, learning and limits.
 #[derive(Clone, Debug)]
 pub(crate) struct Detector {
     /// The minute window's buckets.
     ring: Ring,
     /// The hour window's 5-minute slots and the day window's 2-hour slots.
-    hour: Tally,
-    day: Tally,
+    hour: Tally<HOUR_SLOT_MS>,
+    day: Tally<DAY_SLOT_MS>,
     learned: Learned,
     /// The hour being filled, and the one before it, learned when this one ends.
     filling: HourStats,
@@ -59,15 +71,15 @@ pub(crate) struct Detector {
     /// A planned surge's sends, on top of every limit.
     allowance: u64,
     /// Sends a minute attempted while open (30-minute moving average).
-    shadow: f64,
+    shadow: f32,
 }
 
 impl Detector {
     pub(crate) fn new(policy: &Policy, learned: Learned, now_ms: u64) -> Self {
         let mut detector = Self {
             ring: Ring::new(policy.bucket_ms, now_ms),
-            hour: Tally::new(HOUR_SLOT_MS, now_ms),
-            day: Tally::new(DAY_SLOT_MS, now_ms),
+            hour: Tally::new(now_ms),
+            day: Tally::new(now_ms),
             learned,
             filling: HourStats::starting(now_ms / HOUR_MS),
             pending: None,
@@ -101,7 +113,7 @@ impl Detector {
         let bucket_start = self.ring.bucket_start();
         let minute = self.ring.roll(count, now_ms);
         let hour = bucket_start / HOUR_MS;
-        if hour > self.filling.index {
+        if hour > u64::from(self.filling.index) {
             self.close_hour(policy, hour);
         }
         if let Some(slot) = self.hour.add(bucket_start, count) {
@@ -119,11 +131,11 @@ impl Detector {
         self.day.add(bucket_start, count);
         self.slot_clean &= clean;
         self.minute_clean &= clean;
-        self.filling.sends += count;
+        self.filling.add(count);
         self.filling.tripped |= !clean;
         if let Some(done) = minute {
             if self.minute_clean {
-                let mu = self.limits[0].expected;
+                let mu = f64::from(self.limits[0].expected);
                 self.learned
                     .learn_minute(policy, &mut self.filling, done.count, done.quiet, mu);
             }
@@ -141,12 +153,12 @@ impl Detector {
         if let Some(pending) = self.pending.take() {
             self.learned.learn_hour(policy, &pending);
         }
-        let silent = next - done.index - 1;
+        let silent = next.saturating_sub(u64::from(done.index) + 1);
         if silent == 0 {
             self.pending = Some(done);
         } else if silent <= MAX_SILENT_HOURS {
             self.learned.learn_hour(policy, &done);
-            for index in done.index + 1..next {
+            for index in u64::from(done.index) + 1..next {
                 self.learned.learn_hour(policy, &HourStats::starting(index));
             }
         }
@@ -158,7 +170,7 @@ impl Detector {
             let (count, bound) = policy.minute_limit(None, 0.0);
             self.limits = [
                 Limit {
-                    count,
+                    count: as_limit(count),
                     expected: 0.0,
                     bound,
                 },
@@ -184,14 +196,14 @@ impl Detector {
             }
             let mu = expected[i];
             let guards = &policy.guards[i];
-            let mut spread = upper_quantile(mu, learned.phi[i.min(1)], guards.sigmas);
+            let mut spread = upper_quantile(mu, learned.phi(i.min(1)), guards.sigmas);
             if timescale == Timescale::Minute {
                 spread = spread.max(learned.burst_limit(mu));
             }
             let (count, bound) = limit(mu, spread, guards);
             self.limits[i] = Limit {
-                count,
-                expected: mu,
+                count: as_limit(count),
+                expected: mu as f32,
                 bound,
             };
         }
@@ -203,7 +215,10 @@ impl Detector {
     }
 
     fn limit_with_allowance(&self, i: usize) -> u64 {
-        self.limits[i].count.saturating_add(self.allowance)
+        match self.limits[i].count {
+            u32::MAX => u64::MAX,
+            count => u64::from(count).saturating_add(self.allowance),
+        }
     }
 
     /// Sends the current bucket may take before some window goes over its limit.
@@ -224,7 +239,7 @@ impl Detector {
                 timescale,
                 count: previous[i].saturating_add(current),
                 limit: Limit {
-                    count: self.limit_with_allowance(i),
+                    count: as_limit(self.limit_with_allowance(i)),
                     ..self.limits[i]
                 },
             }
@@ -235,14 +250,14 @@ impl Detector {
     pub(crate) fn over(&self, current: u64) -> Option<Reading> {
         self.readings(current)
             .into_iter()
-            .find(|reading| reading.count > reading.limit.count)
+            .find(|reading| reading.count > reading.threshold())
     }
 
     /// The window with the least room left, for status and metrics.
     pub(crate) fn nearest(&self, current: u64) -> Reading {
         let [minute, hour, day] = self.readings(current);
         [hour, day].into_iter().fold(minute, |nearest, reading| {
-            let room = |r: &Reading| r.limit.count.saturating_sub(r.count);
+            let room = |r: &Reading| r.threshold().saturating_sub(r.count);
             if room(&reading) < room(&nearest) {
                 reading
             } else {
@@ -275,6 +290,11 @@ impl Detector {
         self.rebase_long();
     }
 
+    /// A planned surge's sends on top of every limit (0: none).
+    pub(crate) fn allowance(&self) -> u64 {
+        self.allowance
+    }
+
     /// Sets a planned surge's sends on top of every limit (0: none).
     pub(crate) fn set_allowance(&mut self, sends: u64) {
         self.allowance = sends;
@@ -298,7 +318,7 @@ impl Detector {
 
     /// Sends a minute attempted while open, lately.
     pub(crate) fn shadow(&self) -> f64 {
-        self.shadow
+        f64::from(self.shadow)
     }
 
     /// Replaces what was learned (a restored snapshot).
@@ -314,6 +334,11 @@ impl Detector {
         }
         self.set_limits(policy, now_ms);
     }
+}
+
+/// A limit as kept: `u32::MAX` and above are no limit.
+fn as_limit(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -341,8 +366,8 @@ mod tests {
         let [minute, hour, day] = d.readings(0);
         // The spread starts wide: a new kind's bursts are tolerated until its own are known.
         assert!((minute.limit.expected - 12.0).abs() < 0.5, "{minute:?}");
-        let spread = upper_quantile(minute.limit.expected, 1.0, 5.0).floor() as u64;
-        assert_eq!((minute.limit.count, minute.limit.bound), (spread, Bound::Spread));
+        let spread = upper_quantile(f64::from(minute.limit.expected), 1.0, 5.0).floor() as u64;
+        assert_eq!((minute.threshold(), minute.limit.bound), (spread, Bound::Spread));
         assert!(
             hour.limit.count >= 2 * 720 && hour.limit.count < 4 * 720,
             "{hour:?}"
@@ -364,7 +389,7 @@ mod tests {
         assert_eq!(d.over(headroom), None);
         let over = d.over(headroom + 1).expect("one more send is over");
         assert_eq!(over.timescale, Timescale::Minute);
-        assert_eq!(over.count, over.limit.count + 1);
+        assert_eq!(over.count, over.threshold() + 1);
     }
 
     #[test]

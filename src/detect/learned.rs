@@ -51,26 +51,26 @@ const BURST_SPREADS: f64 = 4.0;
 /// Hours learned before bursts are judged by the kind's own.
 const BURST_AFTER_HOURS: u32 = 3;
 
-/// What a kind has learned.
+/// What a kind has learned. Figures are kept in single precision, which holds rates and spreads
+/// to far better than their own noise, so that a kind stays small.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Learned {
     /// Sends in each hour of the week.
     pub(crate) profile: Profile,
     /// Sends a minute, a 30-minute moving average.
-    pub(crate) average: f64,
+    pub(crate) average: f32,
     /// What is used of `average`: its growth is bounded once a day is learned.
-    pub(crate) recent: f64,
+    pub(crate) recent: f32,
     /// Sends an hour over about the last week.
-    pub(crate) longrun: f64,
-    /// Overdispersion of minute counts, and of hour (and day) counts.
-    pub(crate) phi: [f64; 2],
-    /// Per group, moving sums of `(x - mu)^2 - mu` and of `mu^2`: `phi` is their ratio.
-    pub(crate) phi_moments: [[f64; 2]; 2],
+    pub(crate) longrun: f32,
+    /// Per group (minute; hour and day), moving sums of `(x - mu)^2 - mu` and of `mu^2`: the
+    /// overdispersion is their ratio ([`Learned::phi`]).
+    pub(crate) phi_moments: [[f32; 2]; 2],
     /// Hours each group of the spread has learned from.
     pub(crate) phi_hours: [u32; 2],
     /// Mean and variance of the logarithm of each ordinary hour's busiest minute over what a
     /// minute reaches about once an hour by the spread alone.
-    pub(crate) burst: [f64; 2],
+    pub(crate) burst: [f32; 2],
     /// Hours the bursts have been learned from.
     pub(crate) burst_hours: u32,
     /// Minutes with sends learned (warm-up; saturating).
@@ -86,7 +86,6 @@ impl Default for Learned {
             average: 0.0,
             recent: 0.0,
             longrun: 0.0,
-            phi: PHI_START,
             phi_moments: [[0.0; 2]; 2],
             phi_hours: [0; 2],
             burst: [0.0; 2],
@@ -100,24 +99,32 @@ impl Default for Learned {
 /// The hour being filled, or the one waiting to be learned.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct HourStats {
-    /// Absolute hour (`time / HOUR_MS`).
-    pub(crate) index: u64,
-    pub(crate) sends: u64,
+    /// Absolute hour (`time / HOUR_MS`, saturating: the year 490,000 is far enough).
+    pub(crate) index: u32,
+    /// Sends in it (saturating).
+    pub(crate) sends: u32,
     /// A trip, a force or a probe touched it.
     pub(crate) tripped: bool,
     /// Its minutes against what they expected: sums of `(x - mu)^2 - mu` and of `mu^2`.
-    pub(crate) dev: f64,
-    pub(crate) mu2: f64,
+    pub(crate) dev: f32,
+    pub(crate) mu2: f32,
     /// Its busiest minute over what a minute reaches about once an hour by the spread alone.
-    pub(crate) peak: f64,
+    pub(crate) peak: f32,
 }
 
 impl HourStats {
     pub(crate) fn starting(index: u64) -> Self {
         Self {
-            index,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             ..Self::default()
         }
+    }
+
+    /// Counts `count` more sends.
+    pub(crate) fn add(&mut self, count: u64) {
+        self.sends = self
+            .sends
+            .saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
     }
 }
 
@@ -146,11 +153,11 @@ impl Learned {
         }
         let x = count as f64;
         let quiet = quiet.min(60) as f64;
-        hour.dev += (x - mu).powi(2) - mu + quiet * (mu * mu - mu);
-        hour.mu2 += mu * mu * (1.0 + quiet);
-        let hourly = upper_quantile(mu, self.phi[0], HOURLY_SIGMAS);
+        hour.dev += ((x - mu).powi(2) - mu + quiet * (mu * mu - mu)) as f32;
+        hour.mu2 += (mu * mu * (1.0 + quiet)) as f32;
+        let hourly = upper_quantile(mu, self.phi(0), HOURLY_SIGMAS);
         if hourly >= 1.0 {
-            hour.peak = hour.peak.max(x / hourly);
+            hour.peak = hour.peak.max((x / hourly) as f32);
         }
     }
 
@@ -164,23 +171,26 @@ impl Learned {
         count: u64,
         skipped: u64,
         clean: bool,
-        shadow: &mut f64,
+        shadow: &mut f32,
     ) {
         let per_minute = count as f64 * MINUTE_MS as f64 / slot_ms as f64;
         let alpha = 1.0 - 0.5f64.powf(slot_ms as f64 / RECENT_HALF_LIFE_MS);
         if !clean {
-            *shadow = if *shadow == 0.0 {
+            let old = f64::from(*shadow);
+            *shadow = if old == 0.0 {
                 per_minute
             } else {
-                *shadow + alpha * (per_minute - *shadow)
-            };
+                old + alpha * (per_minute - old)
+            } as f32;
             return;
         }
         if self.is_warm(policy) {
-            self.average += alpha * (per_minute - self.average);
+            let mut average = f64::from(self.average);
+            average += alpha * (per_minute - average);
             if skipped <= MAX_SILENT_HOURS * HOUR_MS / slot_ms {
-                self.average *= (1.0 - alpha).powf(skipped as f64);
+                average *= (1.0 - alpha).powf(skipped as f64);
             }
+            self.average = average as f32;
             // Before a day is learned the kind's first day may ramp up as fast as it likes:
             // there is no profile yet to tell a morning from a runaway.
             let growth = if self.hours >= DAY_HOURS {
@@ -188,27 +198,31 @@ impl Learned {
             } else {
                 f64::INFINITY
             };
-            self.recent = self.average.min((self.recent * growth).max(0.1));
+            self.recent = average.min((f64::from(self.recent) * growth).max(0.1)) as f32;
         } else if count > 0 {
             // A running average until warm: every slot with sends weighs alike.
             let slots = f64::from(self.minutes.max(1)) * MINUTE_MS as f64 / slot_ms as f64;
-            self.average += alpha.max(1.0 / (slots + 1.0)) * (per_minute - self.average);
+            let average = f64::from(self.average);
+            self.average = (average + alpha.max(1.0 / (slots + 1.0)) * (per_minute - average)) as f32;
             self.recent = self.average;
         }
     }
 
     /// Learns a complete hour.
     pub(crate) fn learn_hour(&mut self, policy: &Policy, hour: &HourStats) {
-        let how = hour_of_week(hour.index * HOUR_MS);
+        let how = hour_of_week(u64::from(hour.index) * HOUR_MS);
         let seen = self.profile.get(how);
-        let mut sends = hour.sends as f64;
+        let mut sends = f64::from(hour.sends);
         let mut weight = 1.0;
         if hour.tripped {
             // Never a new hour of the week: a one-off runaway must not become its normal.
             if seen.is_none() {
                 return;
             }
-            let expected = self.profile.expected(how).unwrap_or(self.recent * 60.0);
+            let expected = self
+                .profile
+                .expected(how)
+                .unwrap_or(f64::from(self.recent) * 60.0);
             let guards = &policy.guards[1];
             sends = sends.min((guards.factor * expected).max(guards.floor as f64));
             weight = TRIPPED_WEIGHT;
@@ -217,18 +231,19 @@ impl Learned {
                 self.learn_phi(1, (sends - mu).powi(2) - mu, mu * mu);
             }
             if hour.mu2 > 0.0 {
-                self.learn_phi(0, hour.dev, hour.mu2);
+                self.learn_phi(0, f64::from(hour.dev), f64::from(hour.mu2));
             }
             if hour.peak > 0.0 {
-                self.learn_burst(hour.peak.ln());
+                self.learn_burst(f64::from(hour.peak).ln());
             }
         }
         if hour.sends == 0 && !self.is_warm(policy) {
             return;
         }
-        self.profile.learn(how, sends, weight);
+        self.profile.learn(how, sends, weight, self.hours);
         let alpha = LONGRUN_ALPHA.max(1.0 / (f64::from(self.hours) + 1.0)) * weight;
-        self.longrun += alpha * (sends - self.longrun);
+        let longrun = f64::from(self.longrun);
+        self.longrun = (longrun + alpha * (sends - longrun)) as f32;
         self.hours = self.hours.saturating_add(1);
     }
 
@@ -238,21 +253,32 @@ impl Learned {
     fn learn_phi(&mut self, group: usize, dev: f64, mu2: f64) {
         let n = f64::from(self.phi_hours[group]);
         let alpha = PHI_ALPHA[group].max(1.0 / (n + 1.0));
-        let [num, den] = &mut self.phi_moments[group];
-        *num += alpha * (dev - *num);
-        *den += alpha * (mu2 - *den);
+        for (sum, x) in self.phi_moments[group].iter_mut().zip([dev, mu2]) {
+            *sum = (f64::from(*sum) + alpha * (x - f64::from(*sum))) as f32;
+        }
         self.phi_hours[group] = self.phi_hours[group].saturating_add(1);
-        if *den > 0.0 {
-            self.phi[group] = (*num / *den).clamp(0.0, PHI_MAX);
+    }
+
+    /// The overdispersion of minute counts (`group` 0) or of hour and day counts (1): the ratio
+    /// of its moments once any is learned, and wide before.
+    pub(crate) fn phi(&self, group: usize) -> f64 {
+        let [num, den] = self.phi_moments[group].map(f64::from);
+        if self.phi_hours[group] == 0 || den <= 0.0 {
+            PHI_START[group]
+        } else {
+            (num / den).clamp(0.0, PHI_MAX)
         }
     }
 
     fn learn_burst(&mut self, log_peak: f64) {
         let n = f64::from(self.burst_hours);
         let alpha = PHI_ALPHA[0].max(1.0 / (n + 1.0));
-        let delta = log_peak - self.burst[0];
-        self.burst[0] += alpha * delta;
-        self.burst[1] = (1.0 - alpha) * (self.burst[1] + alpha * delta * delta);
+        let [mean, var] = self.burst.map(f64::from);
+        let delta = log_peak - mean;
+        self.burst = [
+            (mean + alpha * delta) as f32,
+            ((1.0 - alpha) * (var + alpha * delta * delta)) as f32,
+        ];
         self.burst_hours = self.burst_hours.saturating_add(1);
     }
 
@@ -261,24 +287,28 @@ impl Learned {
         if self.burst_hours < BURST_AFTER_HOURS {
             return 0.0;
         }
-        let hourly = upper_quantile(mu, self.phi[0], HOURLY_SIGMAS);
-        hourly * (self.burst[0] + BURST_SPREADS * self.burst[1].sqrt()).exp()
+        let hourly = upper_quantile(mu, self.phi(0), HOURLY_SIGMAS);
+        let [mean, var] = self.burst.map(f64::from);
+        hourly * (mean + BURST_SPREADS * var.sqrt()).exp()
     }
 
     /// Sends a minute expected at `t_ms`: the week's figure for the time, or the recent rate if
     /// that is higher, and never under a tenth of the long-run rate.
     pub(crate) fn expected_rate(&self, t_ms: u64) -> f64 {
         let seasonal = self.profile.expected_at(t_ms).unwrap_or(0.0) / 60.0;
-        seasonal.max(self.recent).max(self.longrun / 60.0 * LONGRUN_FLOOR)
+        seasonal
+            .max(f64::from(self.recent))
+            .max(f64::from(self.longrun) / 60.0 * LONGRUN_FLOOR)
     }
 
     /// Sends a minute expected over the day before `t_ms`, and never under the long-run rate.
     pub(crate) fn expected_day_rate(&self, t_ms: u64) -> f64 {
         let how = hour_of_week(t_ms);
+        let longrun = f64::from(self.longrun);
         let day: f64 = (0..24)
-            .map(|back| self.profile.expected(how + HOURS - back).unwrap_or(self.longrun))
+            .map(|back| self.profile.expected(how + HOURS - back).unwrap_or(longrun))
             .sum();
-        day.max(24.0 * self.longrun) / (24.0 * 60.0)
+        day.max(24.0 * longrun) / (24.0 * 60.0)
     }
 }
 
@@ -331,9 +361,15 @@ mod tests {
                 ..runaway
             },
         );
+        let before = learned.profile.get(3).unwrap();
         learned.learn_hour(&policy, &runaway);
-        // Capped at twice what was expected, learned at a quarter: 100 + 0.5 * 0.25 * 100.
-        assert!((learned.profile.get(3).unwrap() - 112.5).abs() < 0.2);
+        // Capped at twice what was expected, learned at a quarter: a step of an eighth.
+        let after = learned.profile.get(3).unwrap();
+        let step = before * (1.0 + 0.5 * 0.25);
+        assert!(
+            (after / step - 1.0).abs() < 0.08,
+            "{before} -> {after}, not near {step}"
+        );
     }
 
     #[test]
@@ -369,7 +405,7 @@ mod tests {
                 );
             }
         }
-        assert!(learned.phi[0] > 2.5, "{}", learned.phi[0]);
+        assert!(learned.phi(0) > 2.5, "{}", learned.phi(0));
     }
 
     #[test]

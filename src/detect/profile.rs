@@ -21,14 +21,16 @@ const ALPHA: f64 = 0.5;
 /// A new figure counts as at most this many times (or at least this share of) the old one.
 const STEP: f64 = 3.0;
 
-/// Figures are kept as `1 + ln(1 + sends) / ln(1.001)` in 16 bits: a 0.1% step, up to 10^28.
-const LN_STEP: f64 = 0.000_999_500_333_083_533_3; // ln(1.001)
+/// Figures are kept as `1 + ln(1 + sends) / ln(1.08)` in 8 bits: an 8% step, up to 3 x 10^8
+/// sends an hour. Learning rounds up or down by a fixed pseudo-random sequence, so that small
+/// steps add up over the weeks as they would in full precision.
+const LN_STEP: f64 = 0.076_961_041_136_128_33; // ln(1.08)
 
 /// Sends per hour, for each hour of the week.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Profile {
     /// 0: not seen yet.
-    codes: [u16; HOURS],
+    codes: [u8; HOURS],
 }
 
 impl Default for Profile {
@@ -45,13 +47,24 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-fn encode(sends: f64) -> u16 {
-    let code = 1.0 + (sends.max(0.0).ln_1p() / LN_STEP).round();
-    code.min(f64::from(u16::MAX)) as u16
+/// The code for `sends`, rounded up when the fraction of a step is above `dither` (0.5: to the
+/// nearest).
+fn encode(sends: f64, dither: f64) -> u8 {
+    let steps = sends.max(0.0).ln_1p() / LN_STEP;
+    let code = 1.0 + steps.floor() + f64::from(u8::from(steps.fract() > dither));
+    code.min(f64::from(u8::MAX)) as u8
 }
 
-fn decode(code: u16) -> f64 {
+fn decode(code: u8) -> f64 {
     (f64::from(code - 1) * LN_STEP).exp_m1()
+}
+
+/// The rounding threshold for learning hour `how` after `learned` hours: evenly spread over
+/// [0, 1) and fixed, so that a replay learns exactly what it learned before.
+fn dither(how: usize, learned: u32) -> f64 {
+    let mixed = (how as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(learned).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The hour of the week at `t_ms` (ms since the Unix epoch, a Thursday), Monday 00:00 being 0.
@@ -108,17 +121,18 @@ impl Profile {
         }
     }
 
-    /// Learns that hour `how` held `sends`, at `weight` (1 for an ordinary hour).
-    pub(crate) fn learn(&mut self, how: usize, sends: f64, weight: f64) {
+    /// Learns that hour `how` held `sends`, at `weight` (1 for an ordinary hour), as the
+    /// `learned`-th hour the kind learns.
+    pub(crate) fn learn(&mut self, how: usize, sends: f64, weight: f64, learned: u32) {
         let how = how % HOURS;
-        let learned = match self.get(how) {
+        let value = match self.get(how) {
             None => sends,
             Some(old) => {
                 let x = sends.clamp(old / STEP, old * STEP + STEP);
                 old + ALPHA * weight * (x - old)
             }
         };
-        self.codes[how] = encode(learned);
+        self.codes[how] = encode(value, dither(how, learned));
     }
 
     /// Every hour's figure, `None` where not seen (snapshots).
@@ -129,7 +143,7 @@ impl Profile {
     /// A profile with these figures (snapshots); each is kept to a tenth of a percent.
     pub(crate) fn from_hours(hours: &[Option<f64>; HOURS]) -> Self {
         Self {
-            codes: hours.map(|sends| sends.map_or(0, encode)),
+            codes: hours.map(|sends| sends.map_or(0, |sends| encode(sends, 0.5))),
         }
     }
 }
@@ -139,20 +153,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn figures_round_trip_within_a_tenth_of_a_percent() {
-        for sends in [0.0, 0.001, 0.5, 1.0, 12.0, 3_600.0, 1e9, 1e20] {
-            let back = decode(encode(sends));
-            assert!(
-                (back - sends).abs() <= 0.0006 * sends + 0.0006,
-                "{sends} -> {back}"
-            );
+    fn figures_round_trip_within_half_a_step() {
+        for sends in [0.0, 0.5, 1.0, 12.0, 3_600.0, 1e6, 1e8] {
+            let back = decode(encode(sends, 0.5));
+            assert!((back - sends).abs() <= 0.04 * sends + 0.05, "{sends} -> {back}");
         }
+        assert_eq!(
+            decode(encode(1e12, 0.5)),
+            decode(u8::MAX),
+            "the largest saturates"
+        );
+    }
+
+    #[test]
+    fn rounding_by_the_sequence_adds_up_small_steps() {
+        // An hour growing 1% a week for a year: rounding to the nearest 8% step would never move.
+        let mut p = Profile::default();
+        let mut sends = 1_000.0;
+        p.learn(0, sends, 1.0, 0);
+        for week in 1..=52 {
+            sends *= 1.01;
+            p.learn(0, sends, 1.0, week);
+        }
+        let learned = p.get(0).unwrap();
+        assert!((learned / sends - 1.0).abs() < 0.12, "{learned} vs {sends}");
+        assert!(learned > 1_300.0, "{learned}");
     }
 
     #[test]
     fn figures_read_back_encode_to_the_same_code() {
-        for code in [1u16, 2, 700, 9_000, 40_000, u16::MAX] {
-            assert_eq!(encode(decode(code)), code);
+        for code in 1..=u8::MAX {
+            assert_eq!(encode(decode(code), 0.5), code);
         }
     }
 
@@ -165,21 +196,31 @@ mod tests {
     #[test]
     fn an_unseen_hour_borrows_the_day_before_and_neighbours_widen() {
         let mut p = Profile::default();
-        p.learn(10, 100.0, 1.0); // Monday 10:00
-        assert_eq!(p.filled(10 + 24).map(f64::round), Some(100.0)); // Tuesday 10:00
-        p.learn(10 + 48, 200.0, 1.0); // Wednesday 10:00
-        assert_eq!(p.filled(10 + 24).map(f64::round), Some(150.0)); // the days' average stands in
-        assert_eq!(p.expected(11).map(f64::round), Some(100.0)); // the hour after
+        p.learn(10, 100.0, 1.0, 0); // Monday 10:00
+        let near = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() <= 0.04 * y);
+        assert!(near(p.filled(10 + 24), 100.0)); // Tuesday 10:00
+        p.learn(10 + 48, 200.0, 1.0, 1); // Wednesday 10:00
+        assert!(near(p.filled(10 + 24), 150.0)); // the days' average stands in
+        assert!(near(p.expected(11), 100.0)); // the hour after borrows from its neighbour
         assert_eq!(p.expected(13), None);
     }
 
     #[test]
     fn a_one_off_moves_an_hour_by_a_bounded_step() {
         let mut p = Profile::default();
-        p.learn(5, 100.0, 1.0);
-        p.learn(5, 100_000.0, 1.0); // a spike: counts as 303
-        assert!((p.get(5).unwrap() - 201.5).abs() < 0.5);
-        p.learn(5, 0.0, 1.0); // a holiday: counts as a third
-        assert!((p.get(5).unwrap() - 134.3).abs() < 0.5);
+        p.learn(5, 100.0, 1.0, 0);
+        let first = p.get(5).unwrap();
+        p.learn(5, 100_000.0, 1.0, 1); // a spike: counts as three times the figure
+        let spiked = p.get(5).unwrap();
+        assert!(
+            (spiked / (2.0 * first + 1.5) - 1.0).abs() < 0.08,
+            "{first} {spiked}"
+        );
+        p.learn(5, 0.0, 1.0, 2); // a holiday: counts as a third
+        let after = p.get(5).unwrap();
+        assert!(
+            (after / (spiked * 2.0 / 3.0) - 1.0).abs() < 0.08,
+            "{spiked} {after}"
+        );
     }
 }

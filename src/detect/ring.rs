@@ -17,8 +17,9 @@ pub(crate) struct Ring {
     /// Absolute index (`time / bucket_ms`) of the current bucket.
     current: u64,
     /// `slots[b % N]` holds bucket `b` for `current - N < b < current`; the current bucket's slot
-    /// is zero until the bucket is rolled in.
-    slots: [u64; BUCKETS],
+    /// is zero until the bucket is rolled in. A bucket holds at most `u32::MAX` sends (saturating):
+    /// some 860 million a second for the default 5-second bucket.
+    slots: [u32; BUCKETS],
 }
 
 /// What a roll-over completed, for learning.
@@ -46,7 +47,7 @@ impl Ring {
 
     /// Sends in the buckets before the current one that are still in the window.
     pub(crate) fn previous(&self) -> u64 {
-        self.slots.iter().sum()
+        self.slots.iter().map(|&count| u64::from(count)).sum()
     }
 
     /// The times the current bucket takes, as `(from, span)`: `from <= t < from + span`. That is
@@ -76,13 +77,15 @@ impl Ring {
             return None;
         }
         let from = self.current;
-        self.slots[(from % N) as usize] = count;
+        self.slots[(from % N) as usize] = saturating_u32(count);
         if target == from {
             return None;
         }
         let completed = (target / N > from / N).then(|| {
             let window_start = from / N * N;
-            let count = (window_start..=from).map(|b| self.slots[(b % N) as usize]).sum();
+            let count = (window_start..=from)
+                .map(|b| u64::from(self.slots[(b % N) as usize]))
+                .sum();
             Completed {
                 count,
                 quiet: target / N - from / N - 1,
@@ -107,7 +110,11 @@ impl Ring {
                 .current
                 .checked_sub(back)
                 .map_or(0, |b| self.slots[(b % N) as usize]);
-            let old = if back == 1 { old + count } else { old };
+            let old = if back == 1 {
+                old.saturating_add(saturating_u32(count))
+            } else {
+                old
+            };
             if let Some(b) = target.checked_sub(back) {
                 slots[(b % N) as usize] = old;
             }
@@ -115,6 +122,10 @@ impl Ring {
         self.slots = slots;
         self.current = target;
     }
+}
+
+fn saturating_u32(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -6,17 +6,17 @@
 pub(crate) const SLOTS: usize = 12;
 const N: u64 = SLOTS as u64;
 
-/// Sends per slot over the last `SLOTS` slots of `slot_ms`.
+/// Sends per slot over the last `SLOTS` slots of `SLOT_MS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Tally {
-    slot_ms: u64,
+pub(crate) struct Tally<const SLOT_MS: u64> {
     /// Absolute index (`time / slot_ms`) of the slot filling now.
     current: u64,
     /// `slots[s % N]` holds slot `s` for `current - N < s <= current`.
     slots: [u32; SLOTS],
     /// The window counts nothing before slot `from`, nor the first `from_count` sends of slot
-    /// `from`: what a rebase set aside. The slots keep their counts for learning.
-    from: u64,
+    /// `from`: what a rebase set aside. The slots keep their counts for learning. (An index,
+    /// saturating: 40,000 years of 5-minute slots.)
+    from: u32,
     from_count: u32,
 }
 
@@ -31,11 +31,10 @@ pub(crate) struct Closed {
     pub(crate) skipped: u64,
 }
 
-impl Tally {
-    pub(crate) fn new(slot_ms: u64, now_ms: u64) -> Self {
+impl<const SLOT_MS: u64> Tally<SLOT_MS> {
+    pub(crate) fn new(now_ms: u64) -> Self {
         Self {
-            slot_ms,
-            current: now_ms / slot_ms,
+            current: now_ms / SLOT_MS,
             slots: [0; SLOTS],
             from: 0,
             from_count: 0,
@@ -44,18 +43,18 @@ impl Tally {
 
     /// Start of the slot filling now.
     pub(crate) fn current_start(&self) -> u64 {
-        self.current.saturating_mul(self.slot_ms)
+        self.current.saturating_mul(SLOT_MS)
     }
 
     /// How far into the slot filling now `now_ms` is (0 if it is before it).
     pub(crate) fn elapsed_in_current(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.current_start()).min(self.slot_ms)
+        now_ms.saturating_sub(self.current_start()).min(SLOT_MS)
     }
 
     /// Adds `count` sends made at `t_ms`, moving on to the slot that holds it first. A time before
     /// the current slot counts in the current slot. Returns the slot moved past, if any.
     pub(crate) fn add(&mut self, t_ms: u64, count: u64) -> Option<Closed> {
-        let target = t_ms / self.slot_ms;
+        let target = t_ms / SLOT_MS;
         let closed = (target > self.current).then(|| {
             let closed = Closed {
                 index: self.current,
@@ -78,10 +77,14 @@ impl Tally {
     pub(crate) fn sum(&self) -> u64 {
         let oldest = self.current.saturating_sub(N - 1);
         (oldest..=self.current)
-            .filter(|&s| s >= self.from)
+            .filter(|&s| s >= u64::from(self.from))
             .map(|s| {
                 let count = self.slots[(s % N) as usize];
-                let set_aside = if s == self.from { self.from_count } else { 0 };
+                let set_aside = if s == u64::from(self.from) {
+                    self.from_count
+                } else {
+                    0
+                };
                 u64::from(count.saturating_sub(set_aside))
             })
             .sum()
@@ -98,13 +101,13 @@ impl Tally {
     /// Sets aside every send counted so far: the window counts only what comes next, while the
     /// slots keep their counts for what is learned from them as they close.
     pub(crate) fn rebase(&mut self) {
-        self.from = self.current;
+        self.from = u32::try_from(self.current).unwrap_or(u32::MAX);
         self.from_count = self.slots[(self.current % N) as usize];
     }
 
     /// The window's length at `now_ms`: the complete slots and the part of the current one.
     pub(crate) fn span_ms(&self, now_ms: u64) -> u64 {
-        (N - 1) * self.slot_ms + self.elapsed_in_current(now_ms)
+        (N - 1) * SLOT_MS + self.elapsed_in_current(now_ms)
     }
 }
 
@@ -114,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_tally_sums_its_last_slots_and_reports_what_it_closes() {
-        let mut t = Tally::new(10, 0);
+        let mut t = Tally::<10>::new(0);
         assert_eq!(t.add(3, 2), None);
         assert_eq!(
             t.add(15, 1),

@@ -2,7 +2,9 @@
 //! where a send leaves them for cold work.
 
 use super::atomics::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use super::{Decision, Kind, Packed, Reason, State};
+use std::sync::Arc;
+
+use super::{Decision, Kind, Packed, Reason, Shared, State};
 use crate::clock::Clock;
 
 /// Keeps what it holds on a cache line of its own, so that the line every send writes does not
@@ -46,12 +48,16 @@ impl<C> Limits<C> {
 }
 
 /// Written by sends.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
+/// Written by sends. The line's other bytes hold what no send reads (the kind's name and what it
+/// shares with the breaker), rather than lie empty.
+#[derive(Debug)]
+pub(super) struct Counters<C> {
     /// Attempts in the current bucket.
     pub(super) count: AtomicU64,
     /// Attempts refused since the kind was created.
     pub(super) blocked: AtomicU64,
+    pub(super) name: Arc<str>,
+    pub(super) shared: Arc<Shared<C>>,
 }
 
 /// Where a send left the lock-free path, for [`Kind::check_cold`] to finish it.
@@ -130,9 +136,9 @@ impl<C: Clock> Kind<C> {
         let mut events = Vec::new();
         self.advance(&mut cold, now, &mut events);
         // This thread's send is not counted yet: it cannot show as allowed before it is decided.
-        self.export(&cold);
+        self.export(&cold, !events.is_empty());
         drop(cold);
-        self.shared.subscribers.emit(&events);
+        self.shared().subscribers.emit(&events);
     }
 
     /// The send found no headroom: the kind is open, or this send may cross the threshold.
@@ -151,11 +157,11 @@ impl<C: Clock> Kind<C> {
             let decision = self.judge(&mut cold, now, &mut events);
             if !events.is_empty() {
                 // After the decision, so that this send counts as what it became.
-                self.export(&cold);
+                self.export(&cold, true);
             }
             decision
         };
-        self.shared.subscribers.emit(&events);
+        self.shared().subscribers.emit(&events);
         decision
     }
 

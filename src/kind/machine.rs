@@ -11,6 +11,9 @@ use crate::config::{KindSettings, Recovery};
 use crate::detect::{Detector, Learned, Reading};
 use crate::observe::{Event, KindStatus, Surge, Window};
 
+/// A time that never comes: no surge, no newcomer.
+const NEVER: u64 = u64::MAX;
+
 /// The state behind the kind's lock.
 #[derive(Debug)]
 pub(super) struct Cold {
@@ -21,8 +24,8 @@ pub(super) struct Cold {
     since_ms: u64,
     /// An operator forced the state: no automatic transition until reset.
     forced: bool,
-    open_until: u64,
-    half_open_until: u64,
+    /// Open: when the cool-down ends (`u64::MAX`: held open); half-open: when the probe ends.
+    until: u64,
     /// The bucket in progress has seen only closed, unforced traffic.
     clean: bool,
     /// Attempts in buckets already rolled into the detector.
@@ -32,14 +35,15 @@ pub(super) struct Cold {
     /// the kind has been idle, learned at roll-over at no cost to the send path.
     last_send_ms: u64,
     /// What the last trip was judged on.
-    tripped_on: Option<Window>,
+    tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
     reported_open: bool,
-    /// A planned surge in force.
-    surge: Option<Surge>,
+    /// When the planned surge in force ends (`NEVER`: none); its sends are the detector's
+    /// allowance.
+    surge_until: u64,
     /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
     /// trips and failed probes not broken by a recovery.
-    newcomer_since: Option<u64>,
+    newcomer_since: u64,
 }
 
 impl Cold {
@@ -53,16 +57,15 @@ impl Cold {
             },
             since_ms: now,
             forced: false,
-            open_until: u64::MAX,
-            half_open_until: u64::MAX,
+            until: u64::MAX,
             clean: true,
             attempted_rolled: 0,
             trips: 0,
             last_send_ms: now,
             tripped_on: None,
             reported_open: false,
-            surge: None,
-            newcomer_since: None,
+            surge_until: NEVER,
+            newcomer_since: NEVER,
             settings,
         }
     }
@@ -73,8 +76,8 @@ fn window(reading: &Reading) -> Window {
     Window {
         timescale: reading.timescale,
         window_count: reading.count,
-        threshold: reading.limit.count,
-        expected: reading.limit.expected,
+        threshold: reading.threshold(),
+        expected: f64::from(reading.limit.expected),
         bound: reading.limit.bound,
     }
 }
@@ -89,7 +92,7 @@ impl<C: Clock> Kind<C> {
             .store(cold.settings.dry_run, Ordering::Relaxed);
         self.limits.0.status.store(cold.state.pack(), Ordering::Release);
         self.publish(&cold);
-        self.export(&cold);
+        self.export(&cold, true);
     }
 
     /// Under the lock: every window against its limit, tripping if one is crossed.
@@ -109,9 +112,9 @@ impl<C: Clock> Kind<C> {
         } else {
             Reason::from(over.limit.bound)
         };
-        cold.tripped_on = Some(window(&over));
-        if reason == Reason::Warmup {
-            cold.newcomer_since.get_or_insert(now);
+        cold.tripped_on = Some(over);
+        if reason == Reason::Warmup && cold.newcomer_since == NEVER {
+            cold.newcomer_since = now;
         }
         cold.detector.on_trip();
         self.transition(cold, now, State::Open, reason, Some(&over), events);
@@ -125,15 +128,15 @@ impl<C: Clock> Kind<C> {
             cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
             cold.clean = cold.state.state == State::Closed && !cold.forced;
         }
-        if cold.surge.is_some_and(|surge| now >= surge.until_ms) {
+        if now >= cold.surge_until {
             self.end_surge(cold, now, events);
         }
         if !cold.forced {
             match cold.state.state {
-                State::Open if cold.settings.recovery == Recovery::Auto && now >= cold.open_until => {
+                State::Open if cold.settings.recovery == Recovery::Auto && now >= cold.until => {
                     self.try_recover(cold, now, events);
                 }
-                State::HalfOpen if now >= cold.half_open_until => {
+                State::HalfOpen if now >= cold.until => {
                     self.transition(cold, now, State::Closed, Reason::Recovered, None, events);
                 }
                 _ => {}
@@ -158,9 +161,8 @@ impl<C: Clock> Kind<C> {
         let policy = &cold.settings.policy;
         let warmup_ms = u64::from(policy.warmup_minutes).saturating_mul(60_000);
         let steady_newcomer = !cold.detector.is_warm(policy)
-            && cold
-                .newcomer_since
-                .is_some_and(|since| now.saturating_sub(since) >= warmup_ms)
+            && cold.newcomer_since != NEVER
+            && now.saturating_sub(cold.newcomer_since) >= warmup_ms
             && cold.detector.shadow() > 0.0;
         let reason = if steady_newcomer {
             cold.detector.adopt(policy, now);
@@ -170,10 +172,10 @@ impl<C: Clock> Kind<C> {
             cold.detector.rebase_long();
             Reason::Cooldown
         } else {
-            cold.open_until = now.saturating_add(policy.bucket_ms);
+            cold.until = now.saturating_add(policy.bucket_ms);
             return;
         };
-        cold.half_open_until = now.saturating_add(cold.settings.probe_ms);
+        cold.until = now.saturating_add(cold.settings.probe_ms);
         self.transition(cold, now, State::HalfOpen, reason, None, events);
     }
 
@@ -236,10 +238,10 @@ impl<C: Clock> Kind<C> {
             cold.since_ms = now;
         }
         if to == State::Closed {
-            cold.newcomer_since = None;
+            cold.newcomer_since = NEVER;
         }
         if to == State::Open {
-            cold.open_until = if cold.forced || cold.settings.recovery == Recovery::Manual {
+            cold.until = if cold.forced || cold.settings.recovery == Recovery::Manual {
                 u64::MAX
             } else {
                 now.saturating_add(cold.settings.cooldown_ms)
@@ -262,7 +264,7 @@ impl<C: Clock> Kind<C> {
 
     fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
         Event {
-            kind: Arc::clone(&self.name),
+            kind: Arc::clone(self.name()),
             at_ms: now,
             from,
             to,
@@ -281,7 +283,7 @@ impl<C: Clock> Kind<C> {
             _ => cold.detector.headroom(),
         };
         limits.headroom.store(headroom, Ordering::Relaxed);
-        limits.open_until.store(cold.open_until, Ordering::Relaxed);
+        limits.open_until.store(cold.until, Ordering::Relaxed);
         let (from, span) = cold.detector.ring().accepts();
         limits.accept_span.store(span, Ordering::Relaxed);
         limits.accept_from.store(from, Ordering::Relaxed);
@@ -296,7 +298,7 @@ impl<C: Clock> Kind<C> {
         let windows = cold.detector.readings(current).map(|reading| window(&reading));
         let open = cold.state.state == State::Open;
         KindStatus {
-            kind: Arc::clone(&self.name),
+            kind: Arc::clone(self.name()),
             state: cold.state.state,
             reason: cold.state.reason,
             since_ms: cold.since_ms,
@@ -307,7 +309,7 @@ impl<C: Clock> Kind<C> {
             },
             nearest: window(&cold.detector.nearest(current)),
             windows,
-            tripped_on: cold.tripped_on,
+            tripped_on: cold.tripped_on.as_ref().map(window),
             warmed_up: cold.detector.is_warm(&cold.settings.policy),
             attempted,
             allowed: attempted.saturating_sub(blocked),
@@ -315,7 +317,10 @@ impl<C: Clock> Kind<C> {
             trips: cold.trips,
             dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
             forced: cold.forced,
-            surge: cold.surge,
+            surge: (cold.surge_until != NEVER).then(|| Surge {
+                sends: cold.detector.allowance(),
+                until_ms: cold.surge_until,
+            }),
         }
     }
 
@@ -324,23 +329,31 @@ impl<C: Clock> Kind<C> {
     /// another thread is refusing at this instant counts as allowed until it is refused; the
     /// counter cannot go back, and the excess (one such send per thread at most) is absorbed by
     /// the next sends allowed.
-    pub(super) fn export(&self, cold: &Cold) {
-        let now = self.shared.clock.now_ms();
-        self.metrics.export(&self.figures(cold, now));
+    ///
+    /// The gauges (state, windows) are registered as they are exported (a kind holds no handles
+    /// for them), so they are exported with news (a transition, a surge), on every operator call
+    /// and on `refresh`, not at every roll-over.
+    pub(super) fn export(&self, cold: &Cold, gauges: bool) {
+        let now = self.shared().clock.now_ms();
+        let figures = self.figures(cold, now);
+        self.metrics.export_counts(&figures);
+        if gauges {
+            self.metrics.export_gauges(&figures);
+        }
     }
 
     /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
     fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
-        let now = self.shared.clock.now_ms();
+        let now = self.shared().clock.now_ms();
         let mut events = Vec::new();
         let result = {
             let mut cold = self.cold.lock();
             self.advance(&mut cold, now, &mut events);
             let result = f(self, &mut cold, now, &mut events);
-            self.export(&cold);
+            self.export(&cold, true);
             result
         };
-        self.shared.subscribers.emit(&events);
+        self.shared().subscribers.emit(&events);
         result
     }
 
@@ -348,10 +361,10 @@ impl<C: Clock> Kind<C> {
     /// calls no subscriber: safe to call while holding the breaker's configuration lock. The
     /// next send or refresh brings the kind up to now.
     fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
-        let now = self.shared.clock.now_ms();
+        let now = self.shared().clock.now_ms();
         let mut cold = self.cold.lock();
         let result = f(self, &mut cold, now);
-        self.export(&cold);
+        self.export(&cold, true);
         result
     }
 
@@ -380,7 +393,7 @@ impl<C: Clock> Kind<C> {
             kind.take_count(cold);
             cold.detector.clear();
             cold.forced = false;
-            cold.open_until = u64::MAX;
+            cold.until = u64::MAX;
             kind.transition(cold, now, State::Closed, Reason::Reset, None, events);
             // The learning in progress saw the trouble that led to the reset.
             cold.clean = false;
@@ -394,7 +407,7 @@ impl<C: Clock> Kind<C> {
             kind.take_count(cold);
             cold.detector.adopt(&cold.settings.policy, now);
             cold.forced = false;
-            cold.open_until = u64::MAX;
+            cold.until = u64::MAX;
             kind.transition(cold, now, State::Closed, Reason::Relearned, None, events);
             cold.clean = false;
         });
@@ -404,11 +417,7 @@ impl<C: Clock> Kind<C> {
     /// `for_ms` from now (a campaign, a real mass notice). A second surge replaces the first.
     pub(crate) fn plan_surge(&self, sends: u64, for_ms: u64) {
         self.cold_op(|kind, cold, now, events| {
-            let surge = Surge {
-                sends,
-                until_ms: now.saturating_add(for_ms),
-            };
-            cold.surge = Some(surge);
+            cold.surge_until = now.saturating_add(for_ms);
             cold.detector.set_allowance(sends);
             kind.report(cold, now, Reason::Surge, events);
             kind.publish(cold);
@@ -418,7 +427,7 @@ impl<C: Clock> Kind<C> {
     /// The surge is over: back to the kind's own limits, with the windows' counts forgotten (the
     /// surge's sends were allowed; they must not trip the kind now).
     fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
-        cold.surge = None;
+        cold.surge_until = NEVER;
         cold.detector.set_allowance(0);
         cold.detector.clear();
         self.report(cold, now, Reason::SurgeEnded, events);
@@ -438,7 +447,7 @@ impl<C: Clock> Kind<C> {
             }
             cold.detector.apply(&cold.settings.policy, &settings.policy, now);
             if cold.state.state == State::Open && !cold.forced {
-                cold.open_until = match settings.recovery {
+                cold.until = match settings.recovery {
                     Recovery::Auto => cold.since_ms.saturating_add(settings.cooldown_ms),
                     Recovery::Manual => u64::MAX,
                 };
@@ -474,7 +483,7 @@ impl<C: Clock> Kind<C> {
     /// The kind's figures and settings as they stand. Cold: takes the kind's lock, counts
     /// nothing, rolls nothing.
     pub(crate) fn sync_view(&self) -> (KindStatus, Arc<KindSettings>) {
-        let now = self.shared.clock.now_ms();
+        let now = self.shared().clock.now_ms();
         let cold = self.cold.lock();
         (self.figures(&cold, now), Arc::clone(&cold.settings))
     }
@@ -490,10 +499,10 @@ impl<C: Clock> Kind<C> {
             if cold.state.state != State::Open {
                 kind.transition(cold, now, State::Open, Reason::Fleet, None, events);
                 if cold.settings.recovery == Recovery::Auto {
-                    cold.open_until = until;
+                    cold.until = until;
                 }
-            } else if cold.open_until < until {
-                cold.open_until = until;
+            } else if cold.until < until {
+                cold.until = until;
             }
             kind.publish(cold);
         });

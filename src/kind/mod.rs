@@ -41,9 +41,7 @@ pub(crate) struct Shared<C> {
 #[derive(Debug)]
 pub(crate) struct Kind<C> {
     limits: Line<Limits<C>>,
-    counters: Line<Counters>,
-    name: Arc<str>,
-    shared: Arc<Shared<C>>,
+    counters: Line<Counters<C>>,
     cold: Mutex<Cold>,
     /// Exported by cold work only, never by the send path.
     metrics: KindMetrics,
@@ -59,10 +57,13 @@ impl<C: Clock> Kind<C> {
         let now = shared.clock.now_ms();
         let kind = Self {
             limits: Line(Limits::new(shared.clock.clone())),
-            counters: Line::default(),
             metrics: KindMetrics::register(&name),
-            name,
-            shared,
+            counters: Line(Counters {
+                count: Default::default(),
+                blocked: Default::default(),
+                name,
+                shared,
+            }),
             cold: Mutex::new(Cold::new(settings, learned, now)),
         };
         kind.start();
@@ -70,7 +71,12 @@ impl<C: Clock> Kind<C> {
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
-        &self.name
+        &self.counters.0.name
+    }
+
+    /// What the kind shares with every kind of its breaker.
+    fn shared(&self) -> &Shared<C> {
+        &self.counters.0.shared
     }
 }
 

@@ -28,10 +28,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use ::metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+use std::sync::Arc;
+
+use ::metrics::{Counter, Gauge, SharedString, Unit, counter, describe_counter, describe_gauge, gauge};
 
 use super::status::KindStatus;
-use crate::detect::Timescale;
 
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
@@ -125,61 +126,59 @@ pub fn describe() {
     );
 }
 
-/// One kind's handles, registered once when the kind is created.
+/// One kind's handles for its counters, exported at every roll-over, registered once when the
+/// kind is created. Its gauges are registered as they are exported
+/// ([`export_gauges`](Self::export_gauges)), so that a kind stays small.
 #[derive(Debug)]
 pub(crate) struct KindMetrics {
     attempted: Counter,
     allowed: Counter,
     blocked: Counter,
     trips: Counter,
-    state: Gauge,
-    open_seconds: Gauge,
-    surge_sends: Gauge,
-    /// Per timescale: window, expected, threshold.
-    windows: [[Gauge; 3]; 3],
 }
 
 impl KindMetrics {
     pub(crate) fn register(kind: &str) -> Self {
-        let per_window = |name: &'static str| {
-            Timescale::ALL.map(|timescale| {
-                gauge!(name, KIND_LABEL => kind.to_owned(), TIMESCALE_LABEL => timescale.as_str())
-            })
-        };
-        let [window, expected, threshold] = [WINDOW_SENDS, EXPECTED_SENDS, THRESHOLD_SENDS].map(per_window);
         Self {
             attempted: counter!(ATTEMPTED, KIND_LABEL => kind.to_owned()),
             allowed: counter!(ALLOWED, KIND_LABEL => kind.to_owned()),
             blocked: counter!(BLOCKED, KIND_LABEL => kind.to_owned()),
             trips: counter!(TRIPS, KIND_LABEL => kind.to_owned()),
-            state: gauge!(STATE, KIND_LABEL => kind.to_owned()),
-            open_seconds: gauge!(OPEN_SECONDS, KIND_LABEL => kind.to_owned()),
-            surge_sends: gauge!(SURGE_SENDS, KIND_LABEL => kind.to_owned()),
-            windows: [0, 1, 2].map(|i| [window[i].clone(), expected[i].clone(), threshold[i].clone()]),
         }
     }
 
-    /// Sets every series to the kind's `figures`. Counters only move forward, so a read that
+    /// Sets the counters to the kind's `figures`. Counters only move forward, so a read that
     /// raced a send catches up at the next export.
-    pub(crate) fn export(&self, figures: &KindStatus) {
+    pub(crate) fn export_counts(&self, figures: &KindStatus) {
         self.attempted.absolute(figures.attempted);
         self.allowed.absolute(figures.allowed);
         self.blocked.absolute(figures.blocked);
         self.trips.absolute(figures.trips);
-        self.state.set(figures.state.gauge_value());
-        self.open_seconds.set(figures.open_for_ms as f64 / 1000.0);
-        self.surge_sends
-            .set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
-        for (handles, window) in self.windows.iter().zip(&figures.windows) {
-            let [count, expected, threshold] = handles;
-            count.set(window.window_count as f64);
-            expected.set(window.expected);
-            threshold.set(if window.threshold == u64::MAX {
+    }
+
+    /// Sets the gauges (the state, how long open, every window's count, expected count and
+    /// threshold, a surge's sends) to the kind's `figures`, registering them with the recorder in
+    /// place.
+    pub(crate) fn export_gauges(&self, figures: &KindStatus) {
+        let kind = || SharedString::from(Arc::clone(&figures.kind));
+        gauge!(STATE, KIND_LABEL => kind()).set(figures.state.gauge_value());
+        gauge!(OPEN_SECONDS, KIND_LABEL => kind()).set(figures.open_for_ms as f64 / 1000.0);
+        for window in &figures.windows {
+            let timescale = window.timescale.as_str();
+            let threshold = if window.threshold == u64::MAX {
                 f64::INFINITY
             } else {
                 window.threshold as f64
-            });
+            };
+            for (name, value) in [
+                (WINDOW_SENDS, window.window_count as f64),
+                (EXPECTED_SENDS, window.expected),
+                (THRESHOLD_SENDS, threshold),
+            ] {
+                gauge!(name, KIND_LABEL => kind(), TIMESCALE_LABEL => timescale).set(value);
+            }
         }
+        gauge!(SURGE_SENDS, KIND_LABEL => kind()).set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
     }
 }
 
@@ -255,7 +254,8 @@ mod tests {
             figures.windows[0].window_count = 110;
             figures.windows[0].threshold = 100;
             figures.windows[0].expected = 12.5;
-            handles.export(&figures);
+            handles.export_counts(&figures);
+            handles.export_gauges(&figures);
         });
         let values = values(&recorder);
         let kind = vec!["kind=sms.login".to_owned()];
