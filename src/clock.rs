@@ -7,9 +7,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A source of milliseconds since an arbitrary origin.
+/// A source of milliseconds since the Unix epoch (UTC).
+///
+/// The epoch matters because each kind learns its week hour by hour: a clock with another origin
+/// still works (the week is learned relative to it) but a snapshot carried to a clock with a
+/// different origin would be out of step. [`ManualClock`] stands wherever it is set (zero is
+/// Thursday 1970-01-01 00:00 UTC).
 ///
 /// The breaker reads it on every send, so it must be cheap. A reading that goes backwards is
 /// tolerated (the send counts in the newest bucket the kind has seen) but never needed by the
@@ -40,13 +45,15 @@ use std::time::{Duration, Instant};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Clock: Clone + Send + Sync + fmt::Debug + 'static {
-    /// Milliseconds since this clock's origin.
+    /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 }
 
 /// The production clock: a process-wide millisecond counter that one background thread advances
 /// from the operating system's monotonic clock, so that a read is a single relaxed atomic load
-/// (the OS clock itself costs ten times a send's whole budget).
+/// (the OS clock itself costs ten times a send's whole budget). It starts at the wall-clock time
+/// (milliseconds since the Unix epoch) and then follows the monotonic clock, so a wall clock set
+/// back or forward while the process runs does not move it.
 ///
 /// The counter only moves forward (`fetch_max`), so readings are monotonic even if the source
 /// misbehaves. Its resolution is about a millisecond; if the ticking thread is descheduled the
@@ -81,15 +88,17 @@ impl SystemClock {
         static TICKING: Once = Once::new();
         TICKING.call_once(|| {
             let origin = Instant::now();
+            let wall_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+            tick(&TICKS.0, wall_ms);
             std::thread::Builder::new()
                 .name("spikebreaker-clock".into())
                 .spawn(move || {
                     loop {
                         std::thread::sleep(TICK);
-                        tick(
-                            &TICKS.0,
-                            u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        );
+                        let elapsed = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        tick(&TICKS.0, wall_ms.saturating_add(elapsed));
                     }
                 })
                 .expect("spawning the spikebreaker clock thread");
@@ -199,6 +208,14 @@ mod tests {
             last = now;
             std::hint::spin_loop();
         }
+    }
+
+    #[test]
+    fn system_clock_reads_milliseconds_since_the_unix_epoch() {
+        let now = SystemClock::new().now_ms();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        // Within a minute: the counter follows the monotonic clock from its first reading.
+        assert!(now.abs_diff(wall) < 60_000, "{now} vs the wall clock's {wall}");
     }
 
     #[test]
