@@ -10,6 +10,9 @@ use std::f64::consts::TAU;
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
 pub const DAY_MS: u64 = 24 * HOUR_MS;
+pub const WEEK_MS: u64 = 7 * DAY_MS;
+/// Monday 1970-01-05 00:00 UTC: the clocks count from the Unix epoch, a Thursday.
+pub const MONDAY_MS: u64 = 4 * DAY_MS;
 
 /// A small, fast, seeded generator (splitmix64): the same seed gives the same traffic.
 #[derive(Clone, Debug)]
@@ -62,14 +65,18 @@ impl Rng {
         count
     }
 
-    /// A gamma-distributed factor with mean 1 and coefficient of variation `cv` (for bursts).
+    /// A burst factor with mean about 1 and coefficient of variation `cv`, at most 2.5: the most a
+    /// kind's ordinary traffic bursts in these tests. Three times what is expected is the least a
+    /// minute window trips at (the default `minute.factor`); a burst of 2.5 leaves room for the
+    /// counts' own noise, and a kind that bursts further is a kind whose spread is learned wider
+    /// (or a spike).
     pub fn burst_factor(&mut self, cv: f64) -> f64 {
         if cv <= 0.0 {
             return 1.0;
         }
         // Log-normal with the same mean and spread: simple and heavy enough on the right.
         let sigma2 = (1.0 + cv * cv).ln();
-        (self.normal() * sigma2.sqrt() - sigma2 / 2.0).exp()
+        (self.normal() * sigma2.sqrt() - sigma2 / 2.0).exp().min(2.5)
     }
 }
 
@@ -88,6 +95,15 @@ pub struct Profile {
     pub growth_days: f64,
     /// Spread of the 5-minute burst factor (0: plain Poisson).
     pub burst_cv: f64,
+    /// A weekly job: (hour of the week from Monday 00:00, minutes it runs, sends a minute).
+    pub weekly: Option<(u64, u64, f64)>,
+    /// A daily batch: (hour of the day, minutes it runs, sends a minute); not on a holiday.
+    pub batch: Option<(u64, u64, f64)>,
+    /// A holiday (the day starting at this time): traffic at 0.3x.
+    pub holiday_ms: Option<u64>,
+    /// From this time on, the users' clocks are an hour ahead (daylight saving): every pattern
+    /// comes an hour earlier.
+    pub daylight_saving_ms: Option<u64>,
 }
 
 impl Profile {
@@ -100,6 +116,10 @@ impl Profile {
             growth: 1.0,
             growth_days: 14.0,
             burst_cv: 0.0,
+            weekly: None,
+            batch: None,
+            holiday_ms: None,
+            daylight_saving_ms: None,
         }
     }
 
@@ -112,16 +132,40 @@ impl Profile {
         }
     }
 
-    /// Mean sends a minute at `t_ms` (day 0 is a Monday, midnight; the trough is at 04:00).
+    /// Mean sends a minute at `t_ms` (milliseconds since the Unix epoch, in the users' local
+    /// time, which is UTC until daylight saving; the daily trough is at 04:00, the peak at 16:00).
     pub fn rate_per_minute(&self, t_ms: u64) -> f64 {
-        let day = t_ms / DAY_MS;
-        let hour = (t_ms % DAY_MS) as f64 / HOUR_MS as f64;
+        let local = match self.daylight_saving_ms {
+            Some(from) if t_ms >= from => t_ms + HOUR_MS,
+            _ => t_ms,
+        };
+        let weekday = (local / DAY_MS + 3) % 7; // 0: Monday
+        let hour = (local % DAY_MS) as f64 / HOUR_MS as f64;
         // log-sinusoid: trough at 04:00, peak at 16:00, peak/trough = daily_swing.
         let phase = ((hour - 4.0) / 24.0 * TAU).cos(); // 1 at the trough, -1 at the peak
         let daily = self.daily_swing.powf(-(phase + 1.0) / 2.0);
-        let weekend = if day % 7 >= 5 { self.weekend } else { 1.0 };
+        let weekend = if weekday >= 5 { self.weekend } else { 1.0 };
         let growth = self.growth.powf(t_ms as f64 / DAY_MS as f64 / self.growth_days);
-        self.peak_per_minute * daily * weekend * growth
+        let holiday = self
+            .holiday_ms
+            .is_some_and(|day| (day..day + DAY_MS).contains(&local));
+        let mut rate = self.peak_per_minute * daily * weekend * growth;
+        if holiday {
+            rate *= 0.3;
+        }
+        let minute_of_week = (weekday * DAY_MS + local % DAY_MS) / MINUTE_MS;
+        if let Some((hour, minutes, per_minute)) = self.weekly {
+            if (hour * 60..hour * 60 + minutes).contains(&minute_of_week) {
+                rate += per_minute;
+            }
+        }
+        let minute_of_day = (local % DAY_MS) / MINUTE_MS;
+        if let Some((hour, minutes, per_minute)) = self.batch {
+            if (hour * 60..hour * 60 + minutes).contains(&minute_of_day) && !holiday {
+                rate += per_minute;
+            }
+        }
+        rate
     }
 }
 
