@@ -230,7 +230,12 @@ fn a_ramp_trips_by_five_times_the_hours_normal() {
             (ramped - ramp_profile.rate_per_minute(t)).max(0.0)
         };
         let job = poisson_sends(extra, 17, start, start + 3 * HOUR_MS);
-        let replay = learn_then(&[profile.clone()], 4, start + 3 * HOUR_MS, runaway(job, KIND));
+        let replay = learn_then(
+            std::slice::from_ref(&profile),
+            4,
+            start + 3 * HOUR_MS,
+            runaway(job, KIND),
+        );
         let trip = replay.trip(KIND, start).expect("the ramp tripped");
         let at = 1.4f64.powf((trip.at_ms - start) as f64 / (10 * MINUTE_MS) as f64);
         println!("ramp from {normal:.1}/min at {hour:02}:00: tripped at {at:.2}x; {trip}");
