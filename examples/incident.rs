@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use spikebreaker::{Breaker, Config, Decision, Event, KindStatus, ManualClock};
-use support::{DAY_MS, HOUR_MS, Profile, Traffic, burst, merge};
+use support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge};
 
 const RUNAWAY: &str = "security.2fa_changed";
 const RUNAWAY_SENDS: u64 = 125_000;
@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let names: Vec<&str> = profiles.iter().map(|p| p.kind).collect();
 
-    let clock = ManualClock::new();
+    let clock = ManualClock::starting_at(MONDAY_MS);
     let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
     let handles: Vec<_> = names.iter().map(|name| breaker.kind(name)).collect();
     let events = Arc::new(Mutex::new(Vec::<Event>::new()));
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A week of ordinary traffic, Monday to Sunday.
     let week = 7 * DAY_MS;
     let (mut sent, mut blocked) = (0u64, 0u64);
-    for (t, kind) in Traffic::new(profiles.clone(), 7, 0, week) {
+    for (t, kind) in Traffic::new(profiles.clone(), 7, MONDAY_MS, MONDAY_MS + week) {
         clock.set(t);
         match handles[kind].check() {
             Decision::Allowed => sent += 1,
@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     print_status(&breaker.status().kinds, "  ");
 
     // Monday 03:00, a quiet hour: the buggy job starts, while ordinary traffic goes on.
-    let start = week + 3 * HOUR_MS;
+    let start = MONDAY_MS + week + 3 * HOUR_MS;
     let end = start + HOUR_MS;
     let runaway_index = names.iter().position(|n| *n == RUNAWAY).unwrap();
     let ordinary = Traffic::new(profiles, 8, start, end);
@@ -64,8 +64,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut let_through = 0u64;
     let mut handed_back = Vec::new();
     let (mut others_sent, mut others_blocked) = (0u64, 0u64);
+    let mut refreshed = start;
     for (t, kind) in merge(ordinary, runaway) {
         clock.set(t);
+        // A service refreshes every few seconds (for its metrics), which also brings quiet kinds'
+        // recoveries on time.
+        if t >= refreshed + 5_000 {
+            breaker.refresh();
+            refreshed = t;
+        }
         let from_job = kind == usize::MAX;
         let index = if from_job { runaway_index } else { kind };
         let decision = handles[index].check();

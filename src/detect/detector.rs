@@ -112,22 +112,9 @@ impl Detector {
     pub(crate) fn roll(&mut self, policy: &Policy, count: u64, now_ms: u64, clean: bool) {
         let bucket_start = self.ring.bucket_start();
         let minute = self.ring.roll(count, now_ms);
-        let hour = bucket_start / HOUR_MS;
-        if hour > u64::from(self.filling.index) {
-            self.close_hour(policy, hour);
-        }
-        if let Some(slot) = self.hour.add(bucket_start, count) {
-            let clean = self.slot_clean;
-            self.learned.learn_slot(
-                policy,
-                HOUR_SLOT_MS,
-                slot.count,
-                slot.skipped,
-                clean,
-                &mut self.shadow,
-            );
-            self.slot_clean = true;
-        }
+        // The closed bucket, in its slot and its hour...
+        self.advance_long(policy, bucket_start);
+        self.hour.add(bucket_start, count);
         self.day.add(bucket_start, count);
         self.slot_clean &= clean;
         self.minute_clean &= clean;
@@ -141,7 +128,29 @@ impl Detector {
             }
             self.minute_clean = true;
         }
+        // ...then on to now: the slots and hours that have ended since are complete.
+        self.advance_long(policy, now_ms);
         self.set_limits(policy, now_ms);
+    }
+
+    /// Moves the long windows and the hour being filled on to `t_ms`, learning what they close.
+    fn advance_long(&mut self, policy: &Policy, t_ms: u64) {
+        let hour = t_ms / HOUR_MS;
+        if hour > u64::from(self.filling.index) {
+            self.close_hour(policy, hour);
+        }
+        if let Some(slot) = self.hour.add(t_ms, 0) {
+            self.learned.learn_slot(
+                policy,
+                HOUR_SLOT_MS,
+                slot.count,
+                slot.skipped,
+                self.slot_clean,
+                &mut self.shadow,
+            );
+            self.slot_clean = true;
+        }
+        self.day.add(t_ms, 0);
     }
 
     /// The hour being filled has ended: learn the one before it, keep this one until the next
@@ -266,13 +275,15 @@ impl Detector {
         })
     }
 
-    /// Whether the rate is back within every limit: the minute window as it stands, the hour at
-    /// the rate of its last ten minutes, the day at the rate of its last hour. An open kind
-    /// recovers only once this holds, so a runaway that goes on keeps it open.
+    /// Whether the rate is back within every limit: the minute window as it stands, and the
+    /// hour and day windows at the rate of the last ten minutes. An open kind recovers only once
+    /// this holds, so a runaway that goes on keeps it open, and one that has stopped lets it
+    /// probe about ten minutes later.
     pub(crate) fn is_calm(&self, current: u64) -> bool {
         let minute = self.ring.previous().saturating_add(current) <= self.limit_with_allowance(0);
-        let hour = self.hour.recent_complete(2).saturating_mul(6) <= self.limit_with_allowance(1);
-        let day = self.hour.sum().saturating_mul(24) <= self.limit_with_allowance(2);
+        let last_ten_minutes = self.hour.recent_complete(2);
+        let hour = last_ten_minutes.saturating_mul(6) <= self.limit_with_allowance(1);
+        let day = last_ten_minutes.saturating_mul(6 * 24) <= self.limit_with_allowance(2);
         minute && hour && day
     }
 
@@ -401,8 +412,8 @@ mod tests {
         let later = MONDAY + 10 * 24 * HOUR_MS;
         d.roll(&policy, 0, later, true);
         d.roll(&policy, 0, later + 5_000, true);
-        // Only the two complete hours before the gap were learned.
-        assert_eq!(d.learned().hours, before.hours + 2);
+        // Only the complete hour waiting to be learned before the gap was.
+        assert_eq!(d.learned().hours, before.hours + 1);
         assert!(d.learned().longrun > 0.9 * before.longrun);
         assert_eq!(d.learned().profile.get(0), before.profile.get(0));
     }
