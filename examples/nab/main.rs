@@ -1,16 +1,20 @@
 //! Detection on real traffic: the Numenta Anomaly Benchmark's event-count series (tweets a
-//! ticker gets, taxi passengers, load-balancer requests) replayed through the backtest engine,
-//! with NAB's labelled anomaly windows as the answer key.
+//! ticker gets, taxi passengers, load-balancer requests) replayed through the backtest engine
+//! with the default configuration, and scored by NAB's own rules (standard profile) against its
+//! labelled anomaly windows.
 //!
 //! Each row's `value` becomes that many sends of one kind, spread at random (fixed seed) over
-//! the row's interval, in time order. A trip is a move from closed to open; it *catches* a
-//! labelled window when it falls inside it, and it is *outside* when it falls in no window after
-//! NAB's probation period (the start of a series, which NAB does not score).
+//! the row's interval, in time order. A detection is a trip, a move from closed to open, scored at
+//! the row whose interval it falls in. NAB credits the first detection in each labelled window
+//! (the earlier the better), charges every detection outside the windows, and charges each window
+//! without one; it does not score the first 15% of a series (its probation).
 //!
 //! Run with `cargo run --release --example nab [DATA_DIR]`; the data lives outside the
-//! repository, in `../shared/data/nab` by default. Prints a Markdown table.
+//! repository, in `../shared/data/nab` by default. Prints a Markdown table beside the scores NAB
+//! publishes for ARTime, the best of its published detectors on these series.
 
-#[path = "../tests/support/mod.rs"]
+mod score;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -19,24 +23,30 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use spikebreaker::backtest::Backtest;
-use spikebreaker::{Config, KindConfig, State};
+use spikebreaker::{Config, State};
 use support::Rng;
+
+/// NAB's published standard-profile scores of ARTime (results/ARTime/ARTime_standard_scores.csv
+/// at NAB commit ea702d75).
+const ARTIME: [(&str, f64); 12] = [
+    ("Twitter_volume_AAPL.csv", 2.92),
+    ("Twitter_volume_AMZN.csv", 2.74),
+    ("Twitter_volume_CRM.csv", 2.10),
+    ("Twitter_volume_CVS.csv", 1.84),
+    ("Twitter_volume_FB.csv", 1.21),
+    ("Twitter_volume_GOOG.csv", 1.41),
+    ("Twitter_volume_IBM.csv", 0.78),
+    ("Twitter_volume_KO.csv", 2.23),
+    ("Twitter_volume_PFE.csv", 2.59),
+    ("Twitter_volume_UPS.csv", 3.21),
+    ("elb_request_count_8c0756.csv", 1.36),
+    ("nyc_taxi.csv", 3.78),
+];
 
 /// What `nab_windows.json` says of one series (fields this example reads).
 #[derive(Debug, Deserialize)]
 struct Labels {
-    probation_end: String,
     windows: Vec<(String, String)>,
-}
-
-/// One configuration's result on one series.
-#[derive(Debug, Default)]
-struct Outcome {
-    caught: usize,
-    inside: usize,
-    outside: usize,
-    probation: usize,
-    blocked_share: f64,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -54,78 +64,65 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let labels: BTreeMap<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(index)?)?;
-    let five_minutes = Config {
-        defaults: KindConfig {
-            window_secs: 300,
-            ..KindConfig::default()
-        },
-        ..Config::default()
-    };
-    let configs = [("defaults", Config::default()), ("window 300 s", five_minutes)];
-
-    println!(
-        "| series | interval | sends | windows | {} |",
-        configs
-            .iter()
-            .map(|(name, _)| format!("{name}: caught / trips in / out / probation / blocked"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("|---|---|---|---|{}", "---|".repeat(configs.len()));
-    for (file, entry) in labels.iter().filter(|(file, _)| file.ends_with(".csv")) {
+    println!("| series | rows | sends | windows caught | trips outside | blocked | NAB score | ARTime |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let (mut ours, mut theirs) = (0.0, 0.0);
+    for (file, artime) in ARTIME {
         let path = dir.join(file);
-        if !path.exists() {
-            // The index also labels series that are not event counts; only counts are shipped.
-            continue;
-        }
-        let labels: Labels = serde_json::from_value(entry.clone())?;
-        let rows = read_series(&path)?;
-        let Some(interval) = rows.get(1).map(|r| r.0 - rows[0].0) else {
+        let Some(entry) = labels.get(file).filter(|_| path.exists()) else {
+            println!("| {file} | not found |");
             continue;
         };
+        let labels: Labels = serde_json::from_value(entry.clone())?;
+        let rows = read_series(&path)?;
+        let stamps: Vec<i64> = rows.iter().map(|&(t, _)| (t / 1000) as i64).collect();
         let windows = labels
             .windows
             .iter()
-            .map(|(from, to)| Ok((timestamp_ms(from)?, timestamp_ms(to)? + interval)))
-            .collect::<Result<Vec<_>, String>>()?;
-        let probation_end = timestamp_ms(&labels.probation_end)?;
-        let sends: u64 = rows.iter().map(|r| r.1).sum();
-        let outcomes = configs
-            .iter()
-            .map(|(_, config)| replay(file, &rows, interval, config.clone(), &windows, probation_end))
-            .collect::<Result<Vec<_>, _>>()?;
-        println!(
-            "| {} | {} min | {} | {} | {} |",
-            file.trim_end_matches(".csv"),
-            interval / 60_000,
-            sends,
-            windows.len(),
-            outcomes
-                .iter()
-                .map(|o| format!(
-                    "{} / {} / {} / {} / {:.2}%",
-                    o.caught,
-                    o.inside,
-                    o.outside,
-                    o.probation,
-                    o.blocked_share * 100.0
+            .map(|(from, to)| {
+                Ok((
+                    (timestamp_ms(from)? / 1000) as i64,
+                    (timestamp_ms(to)? / 1000) as i64,
                 ))
-                .collect::<Vec<_>>()
-                .join(" | ")
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let windows = score::windows_from_timestamps(&stamps, &windows)?;
+        let (trips, blocked, sends) = replay(file, &rows)?;
+        let detections: Vec<usize> = trips
+            .iter()
+            .filter_map(|&t| score::row_at_time(&stamps, (t / 1000) as i64))
+            .collect();
+        let probation = score::probation_rows(rows.len());
+        let scored = score::score_file(
+            rows.len(),
+            &windows,
+            probation,
+            &detections,
+            &score::Profile::STANDARD,
+        );
+        ours += scored.score;
+        theirs += artime;
+        println!(
+            "| {} | {} | {} | {} of {} | {} | {:.2}% | **{:.2}** | {:.2} |",
+            file.trim_end_matches(".csv"),
+            rows.len(),
+            sends,
+            scored.windows_detected,
+            scored.windows_scored,
+            scored.fp,
+            100.0 * blocked as f64 / sends.max(1) as f64,
+            scored.score,
+            artime,
         );
     }
+    println!("| total | | | | | | **{ours:.2}** | {theirs:.2} |");
     Ok(())
 }
 
-fn replay(
-    kind: &str,
-    rows: &[(u64, u64)],
-    interval: u64,
-    config: Config,
-    windows: &[(u64, u64)],
-    probation_end: u64,
-) -> Result<Outcome, Box<dyn Error>> {
-    let mut backtest = Backtest::new(config)?;
+/// Replays a series as sends of one kind; returns the trips' times, the sends blocked and sent.
+fn replay(kind: &str, rows: &[(u64, u64)]) -> Result<(Vec<u64>, u64, u64), Box<dyn Error>> {
+    let interval = rows.get(1).map_or(300_000, |r| r.0 - rows[0].0);
+    let mut backtest = Backtest::new(Config::default())?;
     let mut rng = Rng::new(2015);
     let mut times = Vec::new();
     for &(start, value) in rows {
@@ -138,28 +135,15 @@ fn replay(
     }
     let report = backtest.report();
     let Some(kind) = report.kinds.get(kind) else {
-        return Ok(Outcome::default());
+        return Ok((Vec::new(), 0, 0));
     };
-    let trips: Vec<u64> = kind
+    let trips = kind
         .transitions
         .iter()
         .filter(|t| t.from == State::Closed && t.to == State::Open)
         .map(|t| t.at_ms)
         .collect();
-    let inside = |t: u64| windows.iter().any(|&(from, to)| (from..=to).contains(&t));
-    Ok(Outcome {
-        caught: windows
-            .iter()
-            .filter(|&&(from, to)| trips.iter().any(|t| (from..=to).contains(t)))
-            .count(),
-        inside: trips.iter().filter(|&&t| inside(t)).count(),
-        outside: trips
-            .iter()
-            .filter(|&&t| !inside(t) && t >= probation_end)
-            .count(),
-        probation: trips.iter().filter(|&&t| !inside(t) && t < probation_end).count(),
-        blocked_share: kind.blocked as f64 / kind.attempted.max(1) as f64,
-    })
+    Ok((trips, kind.blocked, kind.attempted))
 }
 
 /// `timestamp,value` rows as (epoch milliseconds, count).
