@@ -393,7 +393,9 @@ mod tests {
     /// anomaly score at or above its published threshold, 0.317486), at NAB commit ea702d75.
     #[test]
     fn artime_scores_as_nab_published_them() {
-        let cases: [(usize, &[(usize, usize)], &[usize], f64); 3] = [
+        // (rows, windows, rows where ARTime fired, published score)
+        type Case = (usize, &'static [(usize, usize)], &'static [usize], f64);
+        let cases: [Case; 3] = [
             (
                 15831, // Twitter_volume_AMZN
                 &[(1796, 2190), (3538, 3932), (9598, 9992), (11409, 11803)],
