@@ -72,6 +72,11 @@ pub(crate) struct Detector {
     allowance: u64,
     /// Sends a minute attempted while open (30-minute moving average).
     shadow: f32,
+    /// Sends a minute expected over the day, as of the start of hour `day_rate_hour` (`u32::MAX`:
+    /// not worked out since the week last changed): summed over the week's hours once an hour,
+    /// not at every roll-over.
+    day_rate: f32,
+    day_rate_hour: u32,
 }
 
 impl Detector {
@@ -88,6 +93,8 @@ impl Detector {
             limits: [NOT_JUDGED; 3],
             allowance: 0,
             shadow: 0.0,
+            day_rate: 0.0,
+            day_rate_hour: u32::MAX,
         };
         detector.set_limits(policy, now_ms);
         detector
@@ -159,6 +166,7 @@ impl Detector {
     /// hour, which the gap cut short, nor the gap.
     fn close_hour(&mut self, policy: &Policy, next: u64) {
         let done = std::mem::replace(&mut self.filling, HourStats::starting(next));
+        self.day_rate_hour = u32::MAX;
         if let Some(pending) = self.pending.take() {
             self.learned.learn_hour(policy, &pending);
         }
@@ -173,9 +181,18 @@ impl Detector {
         }
     }
 
+    /// Sends a minute expected over the day before `now_ms`, worked out once an hour.
+    fn day_rate(&mut self, now_ms: u64) -> f64 {
+        let hour = u32::try_from(now_ms / HOUR_MS).unwrap_or(u32::MAX - 1);
+        if hour != self.day_rate_hour {
+            self.day_rate = self.learned.expected_day_rate(now_ms) as f32;
+            self.day_rate_hour = hour;
+        }
+        f64::from(self.day_rate)
+    }
+
     fn set_limits(&mut self, policy: &Policy, now_ms: u64) {
-        let learned = &self.learned;
-        if !learned.is_warm(policy) {
+        if !self.learned.is_warm(policy) {
             let (count, bound) = policy.minute_limit(None, 0.0);
             self.limits = [
                 Limit {
@@ -189,13 +206,15 @@ impl Detector {
             return;
         }
         let minutes = |ms: u64| ms as f64 / MINUTE_MS as f64;
+        let day_rate = self.day_rate(now_ms);
+        let learned = &self.learned;
         let rate = learned.expected_rate(now_ms);
         let hour_ms = (self.hour.span_ms(now_ms) + policy.bucket_ms).min(HOUR_MS);
         let day_ms = (self.day.span_ms(now_ms) + policy.bucket_ms).min(24 * HOUR_MS);
         let expected = [
             rate * minutes(policy.window_ms()),
             rate * minutes(hour_ms),
-            learned.expected_day_rate(now_ms) * minutes(day_ms),
+            day_rate * minutes(day_ms),
         ];
         for timescale in Timescale::ALL {
             let i = timescale.index();
@@ -318,6 +337,7 @@ impl Detector {
         learned.recent = self.shadow.max(learned.recent);
         learned.average = learned.recent;
         learned.minutes = learned.minutes.max(policy.warmup_minutes);
+        self.day_rate_hour = u32::MAX;
         self.clear();
         self.set_limits(policy, now_ms);
     }
@@ -335,6 +355,7 @@ impl Detector {
     /// Replaces what was learned (a restored snapshot).
     pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
         self.learned = learned;
+        self.day_rate_hour = u32::MAX;
         self.set_limits(policy, now_ms);
     }
 

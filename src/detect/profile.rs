@@ -10,6 +10,8 @@
 //! third of) what it was, so a one-off spike or a holiday shifts next week's figure by a bounded
 //! step and a lasting change is followed within a few weeks.
 
+use std::sync::LazyLock;
+
 /// Hours in a week.
 pub(crate) const HOURS: usize = 168;
 const HOURS_PER_DAY: usize = 24;
@@ -56,7 +58,10 @@ fn encode(sends: f64, dither: f64) -> u8 {
 }
 
 fn decode(code: u8) -> f64 {
-    (f64::from(code - 1) * LN_STEP).exp_m1()
+    /// Every code's figure, computed once: cold work reads dozens of them at each roll-over.
+    static FIGURES: LazyLock<[f64; 256]> =
+        LazyLock::new(|| std::array::from_fn(|code| (code.saturating_sub(1) as f64 * LN_STEP).exp_m1()));
+    FIGURES[usize::from(code)]
 }
 
 /// The rounding threshold for learning hour `how` after `learned` hours: evenly spread over

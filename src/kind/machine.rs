@@ -334,11 +334,12 @@ impl<C: Clock> Kind<C> {
     /// for them), so they are exported with news (a transition, a surge), on every operator call
     /// and on `refresh`, not at every roll-over.
     pub(super) fn export(&self, cold: &Cold, gauges: bool) {
-        let now = self.shared().clock.now_ms();
-        let figures = self.figures(cold, now);
-        self.metrics.export_counts(&figures);
+        let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
+        self.metrics
+            .export_counts(self.attempted(cold), blocked, cold.trips);
         if gauges {
-            self.metrics.export_gauges(&figures);
+            let now = self.shared().clock.now_ms();
+            self.metrics.export_gauges(&self.figures(cold, now));
         }
     }
 

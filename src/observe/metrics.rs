@@ -147,13 +147,13 @@ impl KindMetrics {
         }
     }
 
-    /// Sets the counters to the kind's `figures`. Counters only move forward, so a read that
-    /// raced a send catches up at the next export.
-    pub(crate) fn export_counts(&self, figures: &KindStatus) {
-        self.attempted.absolute(figures.attempted);
-        self.allowed.absolute(figures.allowed);
-        self.blocked.absolute(figures.blocked);
-        self.trips.absolute(figures.trips);
+    /// Sets the counters: sends attempted and blocked (allowed is their difference) and trips.
+    /// Counters only move forward, so a read that raced a send catches up at the next export.
+    pub(crate) fn export_counts(&self, attempted: u64, blocked: u64, trips: u64) {
+        self.attempted.absolute(attempted);
+        self.allowed.absolute(attempted.saturating_sub(blocked));
+        self.blocked.absolute(blocked);
+        self.trips.absolute(trips);
     }
 
     /// Sets the gauges (the state, how long open, every window's count, expected count and
@@ -254,7 +254,7 @@ mod tests {
             figures.windows[0].window_count = 110;
             figures.windows[0].threshold = 100;
             figures.windows[0].expected = 12.5;
-            handles.export_counts(&figures);
+            handles.export_counts(figures.attempted, figures.blocked, figures.trips);
             handles.export_gauges(&figures);
         });
         let values = values(&recorder);
