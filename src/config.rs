@@ -141,7 +141,7 @@ pub struct KindConfig {
 pub struct TimescaleConfig {
     /// Never trip at or below this many times what is expected (at least 1).
     pub factor: f64,
-    /// How many standard deviations above what is expected a window may go (0 to 50).
+    /// How many standard deviations above what is expected a window may go (1 to 50).
     pub sigmas: f64,
     /// Never trip at or below this many sends in the window.
     pub floor: u64,
@@ -508,11 +508,11 @@ impl TimescaleConfig {
             &field("factor"),
             "must be a finite number of at least 1",
         )?;
-        if !(self.sigmas.is_finite() && (0.0..=MAX_SIGMAS).contains(&self.sigmas)) {
+        if !(self.sigmas.is_finite() && (1.0..=MAX_SIGMAS).contains(&self.sigmas)) {
             return Err(Error::invalid(
                 field("sigmas"),
                 self.sigmas,
-                "must be a number from 0 to 50",
+                "must be a number from 1 to 50 (under one standard deviation, ordinary counts trip)",
             ));
         }
         if let Some(ceiling) = self.ceiling {

@@ -185,6 +185,11 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "defaults.minute.sigmas",
         "-1",
     ),
+    (
+        "[kinds.x.minute]\nsigmas = 0.5\n",
+        "kinds.\"x\".minute.sigmas",
+        "0.5",
+    ),
     ("[defaults.hour]\nsigmas = nan\n", "defaults.hour.sigmas", "NaN"),
     ("[defaults.day]\nsigmas = 51\n", "defaults.day.sigmas", "51"),
     (

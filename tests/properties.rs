@@ -74,7 +74,7 @@ proptest! {
 fn timescale() -> impl Strategy<Value = TimescaleConfig> {
     (
         1.0f64..100.0,
-        0.0f64..=50.0,
+        1.0f64..=50.0,
         0u64..1_000_000,
         prop::option::of(0u64..1_000_000),
     )

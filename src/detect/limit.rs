@@ -189,4 +189,46 @@ mod tests {
         let low_ceiling = Guards { ceiling: 20, ..g };
         assert_eq!(limit(0.0, 0.0, &low_ceiling), (20, Bound::Ceiling));
     }
+
+    mod guards {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Whatever is expected and however widely counts spread, the limit keeps every
+            /// guard (a ceiling under the floor wins), names the rule that set it, and never
+            /// falls as more is expected or counts spread more.
+            #[test]
+            fn a_limit_keeps_its_guards_and_grows_with_what_is_expected(
+                mu in 0.0f64..1e7,
+                more in 0.0f64..1e6,
+                phi in 0.0f64..2.0,
+                sigmas in 1.0f64..50.0,
+                factor in 1.0f64..10.0,
+                floor in 0u64..100_000,
+                ceiling in prop::option::of(0u64..10_000_000),
+            ) {
+                let guards = Guards { factor, floor, ceiling: ceiling.unwrap_or(u64::MAX), sigmas };
+                let limit_at = |mu: f64, phi: f64| limit(mu, upper_quantile(mu, phi, sigmas), &guards);
+                let (count, bound) = limit_at(mu, phi);
+                prop_assert!(count <= guards.ceiling);
+                if count < guards.ceiling {
+                    prop_assert!(count >= floor);
+                    prop_assert!(count as f64 >= (factor * mu).floor());
+                }
+                let expected_count = match bound {
+                    Bound::Floor => floor,
+                    Bound::Ceiling => guards.ceiling,
+                    Bound::Factor => (factor * mu).floor() as u64,
+                    Bound::Spread => upper_quantile(mu, phi, sigmas).floor() as u64,
+                    other => return Err(TestCaseError::fail(format!("bound {other:?}"))),
+                };
+                prop_assert_eq!(count, expected_count);
+                prop_assert!(limit_at(mu + more, phi).0 >= count);
+                prop_assert!(limit_at(mu, phi + 0.1).0 >= count);
+            }
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! Each of the 168 hours of the week keeps its own figure, so a weekly job at its usual time is
 //! normal, and a quiet hour is judged as the quiet hour it is. Until an hour of the week has been
-//! seen, the same hour on the nearest earlier day stands in for it (a new kind's first week is
-//! judged by its days). What an hour expects is the most of it and its two neighbours, so a
+//! seen, the same hour's average over the other days that have it stands in for it (a new kind's
+//! first week is judged by its days). What an hour expects is the most of it and its two neighbours, so a
 //! pattern that moves by an hour (daylight saving, a job that starts late) is still normal.
 //!
 //! Learning is robust: a new figure moves an hour's by at most half the way to three times (or a
@@ -145,7 +145,7 @@ impl Profile {
         std::array::from_fn(|how| self.get(how))
     }
 
-    /// A profile with these figures (snapshots); each is kept to a tenth of a percent.
+    /// A profile with these figures (snapshots); each is kept to within 4% (half a step).
     pub(crate) fn from_hours(hours: &[Option<f64>; HOURS]) -> Self {
         Self {
             codes: hours.map(|sends| sends.map_or(0, |sends| encode(sends, 0.5))),
@@ -227,5 +227,31 @@ mod tests {
             (after / (spiked * 2.0 / 3.0) - 1.0).abs() < 0.08,
             "{spiked} {after}"
         );
+    }
+
+    mod codec {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// Any figure up to the largest reads back within half a step, and a larger figure
+            /// never reads back smaller.
+            #[test]
+            fn figures_read_back_within_half_a_step_and_in_order(
+                a in 0.0f64..3e8,
+                b in 0.0f64..3e8,
+                dither in 0.0f64..1.0,
+            ) {
+                let back = decode(encode(a, 0.5));
+                prop_assert!((back - a).abs() <= 0.04 * a + 0.05, "{} -> {}", a, back);
+                // Dithered, a figure rounds to one of the two codes around it.
+                let dithered = decode(encode(a, dither));
+                prop_assert!((dithered - a).abs() <= 0.081 * a + 0.09, "{} -> {}", a, dithered);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                prop_assert!(encode(lo, 0.5) <= encode(hi, 0.5));
+            }
+        }
     }
 }

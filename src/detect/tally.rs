@@ -158,4 +158,61 @@ mod tests {
         );
         assert_eq!(t.sum(), 4);
     }
+
+    mod oracle {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// Sends added in time order, some slots apart and some days apart, with rebases
+            /// between: the window is the naive count of the sends in its last twelve slots
+            /// that came after the last rebase, and each closed slot reports its own sends.
+            #[test]
+            fn the_tally_agrees_with_a_naive_window(
+                start in 0u64..1_000_000_000,
+                steps in prop::collection::vec((0u64..1_000, 0u64..40, any::<bool>()), 1..200),
+            ) {
+                const SLOT: u64 = 300_000;
+                let mut tally = Tally::<SLOT>::new(start);
+                let mut now = start;
+                let mut current = start / SLOT;
+                // (slot, count, counted after the last rebase)
+                let mut sends: Vec<(u64, u64, bool)> = Vec::new();
+                for (count, gap, rebase) in steps {
+                    let gap = if gap >= 36 { gap * 1_000 } else { gap };
+                    now += gap * SLOT / 3;
+                    let slot = now / SLOT;
+                    let closing = (slot > current).then_some(current);
+                    current = current.max(slot);
+                    let closed = tally.add(now, count);
+                    match closing {
+                        Some(index) => {
+                            let in_slot = sends.iter().filter(|&&(s, _, _)| s == index);
+                            prop_assert_eq!(closed, Some(Closed {
+                                index,
+                                count: in_slot.map(|&(_, c, _)| c).sum(),
+                                skipped: slot - index - 1,
+                            }));
+                        }
+                        None => prop_assert_eq!(closed, None),
+                    }
+                    sends.push((slot, count, true));
+                    let oldest = slot.saturating_sub(SLOTS as u64 - 1);
+                    let naive: u64 = sends
+                        .iter()
+                        .filter(|&&(s, _, after)| s >= oldest && after)
+                        .map(|&(_, c, _)| c)
+                        .sum();
+                    prop_assert_eq!(tally.sum(), naive);
+                    if rebase {
+                        tally.rebase();
+                        sends.iter_mut().for_each(|send| send.2 = false);
+                        prop_assert_eq!(tally.sum(), 0);
+                    }
+                }
+            }
+        }
+    }
 }
