@@ -9,9 +9,12 @@
 //! | `POST /kinds/{kind}/force-close` | [`Breaker::force_close`] | the kind's [`KindStatus`] |
 //! | `POST /kinds/{kind}/reset` | [`Breaker::reset`] | the kind's [`KindStatus`] |
 //! | `POST /kinds/{kind}/dry-run` | [`Breaker::set_dry_run`], from `?on=true` or `{"on": true}` | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/relearn` | [`Breaker::relearn`] | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/surge` | [`Breaker::plan_surge`], from `{"sends": 50000, "for_secs": 7200}` | the kind's [`KindStatus`] |
 //!
 //! Controls act only on kinds the breaker has seen (`_overflow` included): an unknown kind is a
-//! 404, so that a mistyped name cannot register a kind or act on the overflow kind. Errors are
+//! 404, so that a mistyped name cannot register a kind or act on the overflow kind. A surge is
+//! the exception: it may announce a kind before its first send (a new campaign). Errors are
 //! `{"error": "..."}`. The router has no authentication: serve it on a private interface, or put
 //! your own layer in front of it.
 //!
@@ -46,6 +49,8 @@ pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
         .route("/kinds/{kind}/force-close", post(force_close::<C>))
         .route("/kinds/{kind}/reset", post(reset::<C>))
         .route("/kinds/{kind}/dry-run", post(dry_run::<C>))
+        .route("/kinds/{kind}/relearn", post(relearn::<C>))
+        .route("/kinds/{kind}/surge", post(surge::<C>))
         .fallback(no_route)
         .with_state(breaker)
 }
@@ -137,6 +142,58 @@ async fn dry_run<C: Clock>(
         error,
     })?;
     control(&breaker, &kind, |breaker, kind| breaker.set_dry_run(kind, on))
+}
+
+async fn relearn<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+) -> Result<Json<KindStatus>, Refusal> {
+    control(&breaker, &kind, Breaker::relearn)
+}
+
+/// A planned surge, as the request body gives it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SurgeRequest {
+    sends: u64,
+    for_secs: u64,
+}
+
+/// The longest surge the route takes, as the configuration's `[[surges]]`.
+const MAX_SURGE_SECS: u64 = 30 * 86_400;
+
+async fn surge<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> Result<Json<KindStatus>, Refusal> {
+    let bad = |error: String| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        error,
+    };
+    let request: SurgeRequest = serde_json::from_slice(&body).map_err(|error| {
+        bad(format!(
+            "expected a JSON body {{\"sends\": n, \"for_secs\": n}}: {error}"
+        ))
+    })?;
+    if request.sends == 0 || !(1..=MAX_SURGE_SECS).contains(&request.for_secs) {
+        return Err(bad(format!(
+            "`sends` must be at least 1 and `for_secs` 1 to {MAX_SURGE_SECS} (30 days), not {} and {}",
+            request.sends, request.for_secs
+        )));
+    }
+    if kind.trim().is_empty() {
+        return Err(bad("a kind name must not be empty".into()));
+    }
+    breaker.plan_surge(
+        &kind,
+        request.sends,
+        std::time::Duration::from_secs(request.for_secs),
+    );
+    breaker
+        .kind_status(&kind)
+        .map(Json)
+        .ok_or_else(|| unknown_kind(&kind))
 }
 
 #[derive(Deserialize)]

@@ -188,12 +188,15 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Announces a legitimate surge of `kind` in advance (a campaign, a real mass security
-    /// notice): up to `sends` more are allowed on top of every one of its limits for `duration`.
+    /// notice): for `duration`, it may send `sends` in all, whatever its limits say; once they
+    /// are spent its limits judge it again, so a job that sends more than it announced still
+    /// trips.
     /// The surge shows in events (`surge`, then `surge_ended`), in the kind's status and in the
     /// `spikebreaker_surge_sends` gauge; when it ends, the windows' counts are forgotten so the
     /// surge's own sends do not trip the kind. Its sends are learned like any others, so a
     /// surge that recurs (a weekly job announced once) becomes normal. A new surge replaces the
-    /// one in force.
+    /// one in force. Surges known ahead of time can be written into the configuration instead
+    /// ([`SurgeConfig`](crate::SurgeConfig)).
     ///
     /// ```
     /// use spikebreaker::{Breaker, Config, ManualClock};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{BUCKETS, Guards, Policy};
 use crate::error::Error;
+use crate::surge::{self, Planned, SurgeConfig};
 
 /// The longest minute window a kind may have (a snapshot is checked against it too).
 pub(crate) const MAX_WINDOW_SECS: u64 = 3_600;
@@ -50,6 +51,8 @@ pub struct Config {
     /// forgotten (its counts and learned baseline with it) to make room for a new kind. At least
     /// the longest `window_secs`, at most 30 days. See [`Breaker::evict_idle`](crate::Breaker::evict_idle).
     pub evict_idle_secs: u64,
+    /// Legitimate surges announced in advance (`[[surges]]`): see [`SurgeConfig`].
+    pub surges: Vec<SurgeConfig>,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             kinds: BTreeMap::new(),
             max_kinds: 4096,
             evict_idle_secs: 3600,
+            surges: Vec::new(),
         }
     }
 }
@@ -333,8 +337,24 @@ impl Config {
             let settings = patch
                 .apply_to(&self.defaults)
                 .compile(&format!("kinds.{kind:?}"))?;
-            overrides.insert(kind.clone(), Arc::new(settings));
+            overrides.insert(kind.clone(), settings);
         }
+        let mut surges: BTreeMap<&str, Vec<(Planned, String)>> = BTreeMap::new();
+        for (i, planned) in self.surges.iter().enumerate() {
+            let path = format!("surges[{i}]");
+            let checked = planned.compile(&path)?;
+            surges.entry(&planned.kind).or_default().push((checked, path));
+        }
+        for (kind, planned) in surges {
+            let settings = overrides
+                .entry(kind.to_owned())
+                .or_insert_with(|| defaults.clone());
+            settings.surges = surge::schedule(planned)?;
+        }
+        let overrides: BTreeMap<String, Arc<KindSettings>> = overrides
+            .into_iter()
+            .map(|(kind, settings)| (kind, Arc::new(settings)))
+            .collect();
         let longest_window_ms = overrides
             .values()
             .map(|settings| settings.policy.window_ms())
@@ -429,6 +449,8 @@ pub(crate) struct KindSettings {
     pub(crate) probe_ms: u64,
     pub(crate) open_alert_ms: u64,
     pub(crate) dry_run: bool,
+    /// Surges planned in the configuration, in order, none overlapping.
+    pub(crate) surges: Vec<Planned>,
 }
 
 impl KindConfig {
@@ -495,6 +517,7 @@ impl KindConfig {
             probe_ms: self.probe_secs * 1000,
             open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
+            surges: Vec::new(),
         })
     }
 }

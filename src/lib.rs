@@ -70,6 +70,7 @@ mod kind;
 mod observe;
 mod registry;
 mod snapshot;
+mod surge;
 
 pub use breaker::Breaker;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -83,6 +84,7 @@ pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notif
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use observe::{BreakerStatus, Event, KindStatus, Surge, Window, metrics};
 pub use snapshot::{KindSnapshot, Snapshot};
+pub use surge::SurgeConfig;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -158,3 +158,63 @@ async fn mistakes_get_clear_json_errors_and_change_nothing() {
     assert_eq!(code, 404);
     assert_eq!(error["error"], "no route GET /kinds");
 }
+
+#[tokio::test]
+async fn a_surge_is_announced_for_a_new_kind_and_a_lasting_change_relearned() {
+    let (breaker, clock) = breaker();
+    let address = serve(breaker.clone()).await;
+
+    // A campaign announced before its first send: 2,000 at once pass a new kind's warm-up ceiling.
+    let (code, status) = request(
+        address,
+        "POST",
+        "/kinds/email.campaign/surge",
+        r#"{"sends": 2000, "for_secs": 3600}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["surge"]["sends"], 2000);
+    let campaign = breaker.kind("email.campaign");
+    let sent = (0..2_000).filter(|_| campaign.check().is_allowed()).count();
+    assert_eq!(sent, 2_000);
+    clock.advance(std::time::Duration::from_secs(10));
+    assert!(
+        (0..1_000).any(|_| !campaign.check().is_allowed()),
+        "sends past the surge trip the kind"
+    );
+
+    let (code, error) = request(
+        address,
+        "POST",
+        "/kinds/email.campaign/surge",
+        r#"{"sends": 0, "for_secs": 60}"#,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("`sends` must be at least 1"),
+        "{error}"
+    );
+    let (code, error) = request(address, "POST", "/kinds/email.campaign/surge", r#"{"sends": 10}"#).await;
+    assert_eq!(code, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `for_secs`"),
+        "{error}"
+    );
+
+    // The campaign is open on what it sends: relearn takes that as its normal and closes it.
+    let (code, status) = request(address, "POST", "/kinds/email.campaign/relearn", "").await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(
+        (status["state"].as_str(), status["reason"].as_str()),
+        (Some("closed"), Some("relearned"))
+    );
+    let (code, _) = request(address, "POST", "/kinds/email.campaing/relearn", "").await;
+    assert_eq!(code, 404, "relearn acts only on a kind the breaker has seen");
+}

@@ -186,6 +186,16 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "-1",
     ),
     (
+        "[[surges]]\nkind = \"x\"\nsends = 9\nfrom = \"soon\"\nuntil = \"2026-11-27T20:00:00Z\"\n",
+        "surges[0].from",
+        "soon",
+    ),
+    (
+        "[[surges]]\nkind = \"x\"\nsends = 9\nfrom = \"2026-11-27T08:00:00Z\"\nuntil = \"2026-11-27T20:00:00Z\"\n[[surges]]\nkind = \"x\"\nsends = 9\nfrom = \"2026-11-27T19:00:00Z\"\nuntil = \"2026-11-27T21:00:00Z\"\n",
+        "surges[1].from",
+        "overlaps surges[0]",
+    ),
+    (
         "[kinds.x.minute]\nsigmas = 0.5\n",
         "kinds.\"x\".minute.sigmas",
         "0.5",

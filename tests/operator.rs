@@ -412,3 +412,121 @@ fn reset_forgets_the_window_but_keeps_the_learned_baseline() {
         (learned.minute().expected, learned.minute().threshold, true)
     );
 }
+
+// What no automatic rule can know: a lasting change, a surge announced in advance.
+
+/// `per_minute` sends a minute of `kind`, evenly spread, for `minutes`; how many were allowed.
+fn steady(kind: &KindHandle<ManualClock>, clock: &ManualClock, per_minute: u64, minutes: u64) -> u64 {
+    let every = Duration::from_millis(60_000 / per_minute);
+    (0..per_minute * minutes)
+        .filter(|_| {
+            clock.advance(every);
+            kind.check().is_allowed()
+        })
+        .count() as u64
+}
+
+fn reasons(events: &Mutex<Vec<Event>>, kind: &str) -> Vec<Reason> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| &*event.kind == kind)
+        .map(|event| event.reason)
+        .collect()
+}
+
+#[test]
+fn a_lasting_step_up_stays_open_is_reported_once_and_relearn_takes_it_as_normal() {
+    let (breaker, clock, events) = recorded(Config::default());
+    let kind = breaker.kind("push.feed");
+    assert_eq!(steady(&kind, &clock, 20, 2 * 24 * 60), 2 * 24 * 60 * 20);
+
+    // A new feature sends ten times as much, for good: tripped, and open while it lasts.
+    let allowed = steady(&kind, &clock, 200, 3 * 60);
+    assert!(
+        allowed < 200,
+        "tripped within the first minute: {allowed} allowed"
+    );
+    let status = breaker.kind_status("push.feed").unwrap();
+    assert_eq!((status.state, status.trips), (State::Open, 1));
+    assert!(status.open_for_ms >= 2 * 3_600_000, "{}", status.open_for_ms);
+    let still_open = reasons(&events, "push.feed")
+        .into_iter()
+        .filter(|reason| *reason == Reason::StillOpen)
+        .count();
+    assert_eq!(still_open, 1, "an hour open is reported, once");
+
+    // The operator looks, sees a legitimate change, and relearns: the new level is normal.
+    breaker.relearn("push.feed");
+    assert_eq!(reasons(&events, "push.feed").last(), Some(&Reason::Relearned));
+    assert_eq!(
+        steady(&kind, &clock, 200, 4 * 60),
+        200 * 4 * 60,
+        "nothing blocked after relearn"
+    );
+    assert_eq!(breaker.kind_status("push.feed").unwrap().trips, 1);
+}
+
+#[test]
+fn surges_planned_in_the_config_begin_and_end_on_time_and_cover_their_sends_only() {
+    const DAY_MS: u64 = 86_400_000;
+    let surge = |kind: &str, sends: u64, from: &str, until: &str| spikebreaker::SurgeConfig {
+        kind: kind.into(),
+        sends,
+        from: from.into(),
+        until: until.into(),
+    };
+    let config = Config {
+        surges: vec![
+            surge(
+                "email.campaign",
+                30_000,
+                "1970-01-02T00:00:00Z",
+                "1970-01-02T01:00:00Z",
+            ),
+            surge(
+                "email.digest",
+                20_000,
+                "1970-01-01T22:00:00Z",
+                "1970-01-01T23:00:00Z",
+            ),
+        ],
+        ..Config::default()
+    };
+    let (breaker, clock, events) = recorded(config.clone());
+
+    // A kind already sending: its surge begins on time, and its end trips nothing.
+    let digest = breaker.kind("email.digest");
+    assert_eq!(steady(&digest, &clock, 10, 22 * 60), 10 * 22 * 60);
+    assert_eq!(steady(&digest, &clock, 300, 30), 300 * 30);
+    let left = breaker.kind_status("email.digest").unwrap().surge.unwrap().sends;
+    assert!((11_000..=11_100).contains(&left), "{left} left of 20,000");
+    breaker.reload(config).unwrap(); // the same surge, already in force: not begun again
+    assert_eq!(steady(&digest, &clock, 300, 30), 300 * 30);
+    assert_eq!(steady(&digest, &clock, 10, 60), 10 * 60);
+    assert_eq!(
+        reasons(&events, "email.digest"),
+        [Reason::Surge, Reason::SurgeEnded],
+        "no trip during or after the surge, and begun once"
+    );
+    assert_eq!(breaker.kind_status("email.digest").unwrap().surge, None);
+
+    // A kind first seen during its surge has it from its first send; past its sends, it trips.
+    clock.set(DAY_MS);
+    let campaign = breaker.kind("email.campaign");
+    let allowed = steady(&campaign, &clock, 1_000, 40);
+    assert!(
+        (30_000..=30_500).contains(&allowed),
+        "{allowed} allowed of a 30,000 surge"
+    );
+    let status = breaker.kind_status("email.campaign").unwrap();
+    assert_eq!(
+        (status.state, status.surge.map(|s| s.sends)),
+        (State::Open, Some(0))
+    );
+    assert_eq!(
+        reasons(&events, "email.campaign")[..2],
+        [Reason::Surge, Reason::Warmup]
+    );
+}

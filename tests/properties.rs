@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use spikebreaker::{
-    Breaker, Config, KindConfig, KindOverride, KindSnapshot, ManualClock, Recovery, Snapshot,
+    Breaker, Config, KindConfig, KindOverride, KindSnapshot, ManualClock, Recovery, Snapshot, SurgeConfig,
     TimescaleConfig, TimescaleOverride,
 };
 
@@ -158,18 +158,44 @@ fn kind_override() -> impl Strategy<Value = KindOverride> {
     })
 }
 
+/// Surges of distinct kinds, a second to 30 days long, from 2020 on.
+fn surges() -> impl Strategy<Value = Vec<SurgeConfig>> {
+    prop::collection::btree_map(
+        "[a-z][a-z0-9._-]{0,12}",
+        (1u64..u64::MAX, 0u32..300_000_000, 1u32..=2_592_000),
+        0..4,
+    )
+    .prop_map(|surges| {
+        let at = |secs: u64| {
+            let time = std::time::UNIX_EPOCH + Duration::from_secs(1_577_836_800 + secs);
+            humantime::format_rfc3339(time).to_string()
+        };
+        surges
+            .into_iter()
+            .map(|(kind, (sends, from, length))| SurgeConfig {
+                kind,
+                sends,
+                from: at(u64::from(from)),
+                until: at(u64::from(from) + u64::from(length)),
+            })
+            .collect()
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (
         kind_config(),
         prop::collection::btree_map("[a-z][a-z0-9._ \"-]{0,20}", kind_override(), 0..5),
         1usize..1_000_000,
+        surges(),
     )
         .prop_map(
-            |(defaults, kinds, max_kinds): (KindConfig, BTreeMap<_, _>, _)| Config {
+            |(defaults, kinds, max_kinds, surges): (KindConfig, BTreeMap<_, _>, _, _)| Config {
                 defaults,
                 kinds,
                 max_kinds,
                 evict_idle_secs: 7200,
+                surges,
             },
         )
 }

@@ -42,8 +42,7 @@ pub(crate) struct Reading {
 }
 
 impl Reading {
-    /// The window's limit as a count of sends (`u64::MAX`: not judged), a planned surge's
-    /// allowance included.
+    /// The window's limit as a count of sends (`u64::MAX`: not judged).
     pub(crate) fn threshold(&self) -> u64 {
         match self.limit.count {
             u32::MAX => u64::MAX,
@@ -68,8 +67,9 @@ pub(crate) struct Detector {
     slot_clean: bool,
     minute_clean: bool,
     limits: [Limit; 3],
-    /// A planned surge's sends, on top of every limit.
-    allowance: u64,
+    /// What is left of a planned surge's sends: the kind may send this many more whatever its
+    /// limits say.
+    surge_left: u64,
     /// Sends a minute attempted while open (30-minute moving average).
     shadow: f32,
     /// Sends a minute expected over the day, as of the start of hour `day_rate_hour` (`u32::MAX`:
@@ -91,7 +91,7 @@ impl Detector {
             slot_clean: true,
             minute_clean: true,
             limits: [NOT_JUDGED; 3],
-            allowance: 0,
+            surge_left: 0,
             shadow: 0.0,
             day_rate: 0.0,
             day_rate_hour: u32::MAX,
@@ -123,6 +123,7 @@ impl Detector {
         self.advance_long(policy, bucket_start);
         self.hour.add(bucket_start, count);
         self.day.add(bucket_start, count);
+        self.surge_left = self.surge_left.saturating_sub(count);
         self.slot_clean &= clean;
         self.minute_clean &= clean;
         self.filling.add(count);
@@ -242,20 +243,22 @@ impl Detector {
         [self.ring.previous(), self.hour.sum(), self.day.sum()]
     }
 
-    fn limit_with_allowance(&self, i: usize) -> u64 {
+    fn limit_of(&self, i: usize) -> u64 {
         match self.limits[i].count {
             u32::MAX => u64::MAX,
-            count => u64::from(count).saturating_add(self.allowance),
+            count => u64::from(count),
         }
     }
 
-    /// Sends the current bucket may take before some window goes over its limit.
+    /// Sends the current bucket may take before some window goes over its limit and a planned
+    /// surge's sends are spent.
     pub(crate) fn headroom(&self) -> u64 {
         let previous = self.previous();
         (0..3)
-            .map(|i| self.limit_with_allowance(i).saturating_sub(previous[i]))
+            .map(|i| self.limit_of(i).saturating_sub(previous[i]))
             .min()
             .unwrap_or(0)
+            .max(self.surge_left)
     }
 
     /// Every window, with the current bucket holding `current` sends.
@@ -266,16 +269,17 @@ impl Detector {
             Reading {
                 timescale,
                 count: previous[i].saturating_add(current),
-                limit: Limit {
-                    count: as_limit(self.limit_with_allowance(i)),
-                    ..self.limits[i]
-                },
+                limit: self.limits[i],
             }
         })
     }
 
-    /// The first window over its limit once the current bucket holds `current` sends.
+    /// The first window over its limit once the current bucket holds `current` sends, unless
+    /// a planned surge's sends cover them.
     pub(crate) fn over(&self, current: u64) -> Option<Reading> {
+        if current <= self.surge_left {
+            return None;
+        }
         self.readings(current)
             .into_iter()
             .find(|reading| reading.count > reading.threshold())
@@ -299,10 +303,10 @@ impl Detector {
     /// this holds, so a runaway that goes on keeps it open, and one that has stopped lets it
     /// probe about ten minutes later.
     pub(crate) fn is_calm(&self, current: u64) -> bool {
-        let minute = self.ring.previous().saturating_add(current) <= self.limit_with_allowance(0);
+        let minute = self.ring.previous().saturating_add(current) <= self.limit_of(0);
         let last_ten_minutes = self.hour.recent_complete(2);
-        let hour = last_ten_minutes.saturating_mul(6) <= self.limit_with_allowance(1);
-        let day = last_ten_minutes.saturating_mul(6 * 24) <= self.limit_with_allowance(2);
+        let hour = last_ten_minutes.saturating_mul(6) <= self.limit_of(1);
+        let day = last_ten_minutes.saturating_mul(6 * 24) <= self.limit_of(2);
         minute && hour && day
     }
 
@@ -320,14 +324,15 @@ impl Detector {
         self.rebase_long();
     }
 
-    /// A planned surge's sends on top of every limit (0: none).
-    pub(crate) fn allowance(&self) -> u64 {
-        self.allowance
+    /// What is left of a planned surge's sends (0: none).
+    pub(crate) fn surge_left(&self) -> u64 {
+        self.surge_left
     }
 
-    /// Sets a planned surge's sends on top of every limit (0: none).
-    pub(crate) fn set_allowance(&mut self, sends: u64) {
-        self.allowance = sends;
+    /// Starts a planned surge of `sends`, which the kind may send whatever its limits say; 0
+    /// ends it.
+    pub(crate) fn set_surge(&mut self, sends: u64) {
+        self.surge_left = sends;
     }
 
     /// Takes the rate attempted while open as the kind's normal and counts it warm: a kind that
@@ -473,15 +478,27 @@ mod tests {
     }
 
     #[test]
-    fn a_surge_allowance_lifts_every_limit() {
+    fn a_surge_allows_its_sends_whatever_the_limits_and_no_more() {
         let policy = Policy::for_tests();
         let mut d = Detector::new(&policy, Learned::default(), MONDAY);
-        feed(&mut d, &policy, MONDAY, MONDAY + 2 * HOUR_MS, 1);
-        let before = d.headroom();
-        d.set_allowance(10_000);
-        assert_eq!(d.headroom(), before + 10_000);
-        d.set_allowance(0);
-        assert_eq!(d.headroom(), before);
+        let t = MONDAY + 2 * HOUR_MS;
+        feed(&mut d, &policy, MONDAY, t, 1);
+        let own = d.headroom();
+        assert!(own < 1_000, "{own}");
+        d.set_surge(10_000);
+        assert_eq!(d.headroom(), 10_000);
+        assert!(d.over(10_000).is_none());
+        // 4,000 sent: 6,000 left, then the limits judge again.
+        d.roll(&policy, 4_000, t + policy.bucket_ms, true);
+        assert_eq!(d.surge_left(), 6_000);
+        assert_eq!(d.headroom(), 6_000);
+        assert!(d.over(6_000).is_none());
+        let over = d
+            .over(6_001)
+            .expect("the surge is spent and the windows are far over");
+        assert_eq!(over.timescale, Timescale::Minute);
+        d.set_surge(0);
+        assert_eq!(d.headroom(), 0, "the windows hold the surge's sends");
     }
 
     #[test]

@@ -38,9 +38,13 @@ pub(super) struct Cold {
     tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
     reported_open: bool,
-    /// When the planned surge in force ends (`NEVER`: none); its sends are the detector's
-    /// allowance.
+    /// When the planned surge in force ends (`NEVER`: none); the detector counts down its
+    /// sends.
     surge_until: u64,
+    /// The next of the settings' planned surges to begin.
+    next_planned: u32,
+    /// A surge began where no event could be sent (the kind's creation): report it next.
+    surge_news: bool,
     /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
     /// trips and failed probes not broken by a recovery.
     newcomer_since: u64,
@@ -65,10 +69,49 @@ impl Cold {
             tripped_on: None,
             reported_open: false,
             surge_until: NEVER,
+            next_planned: 0,
+            surge_news: false,
             newcomer_since: NEVER,
             settings,
         }
     }
+}
+
+/// Under the lock: begins the planned surge whose time has come (skipping any already over).
+/// Whether one began.
+fn begin_planned(cold: &mut Cold, now: u64) -> bool {
+    let mut began = false;
+    while let Some(&planned) = cold
+        .settings
+        .surges
+        .get(cold.next_planned as usize)
+        .filter(|planned| planned.from_ms <= now)
+    {
+        cold.next_planned += 1;
+        if now < planned.until_ms {
+            cold.surge_until = planned.until_ms;
+            cold.detector.set_surge(planned.sends);
+            began = true;
+        }
+    }
+    began
+}
+
+/// The first of `settings`' planned surges still to begin at `now`, for a kind whose surge in
+/// force (if any) ends at `surge_until`: one in progress begins now unless it is that one.
+fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
+    let surges = &settings.surges;
+    let mut next = surges
+        .iter()
+        .position(|p| p.until_ms > now)
+        .unwrap_or(surges.len());
+    if surges
+        .get(next)
+        .is_some_and(|p| p.from_ms <= now && p.until_ms == surge_until)
+    {
+        next += 1;
+    }
+    u32::try_from(next).unwrap_or(u32::MAX)
 }
 
 /// A detector reading as the window an operator reads.
@@ -85,7 +128,9 @@ fn window(reading: &Reading) -> Window {
 impl<C: Clock> Kind<C> {
     /// Publishes a new kind's state to the send path and its figures to the metrics.
     pub(super) fn start(&self) {
-        let cold = self.cold.lock();
+        let mut cold = self.cold.lock();
+        let now = self.shared().clock.now_ms();
+        cold.surge_news = begin_planned(&mut cold, now);
         self.limits
             .0
             .dry_run
@@ -130,6 +175,10 @@ impl<C: Clock> Kind<C> {
         }
         if now >= cold.surge_until {
             self.end_surge(cold, now, events);
+        }
+        if begin_planned(cold, now) || cold.surge_news {
+            cold.surge_news = false;
+            self.report(cold, now, Reason::Surge, events);
         }
         if !cold.forced {
             match cold.state.state {
@@ -318,7 +367,7 @@ impl<C: Clock> Kind<C> {
             dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
             forced: cold.forced,
             surge: (cold.surge_until != NEVER).then(|| Surge {
-                sends: cold.detector.allowance(),
+                sends: cold.detector.surge_left(),
                 until_ms: cold.surge_until,
             }),
         }
@@ -414,12 +463,12 @@ impl<C: Clock> Kind<C> {
         });
     }
 
-    /// Operator, or the sending job: `sends` more are allowed on top of every limit until
+    /// Operator, or the sending job: `sends` are allowed whatever the limits say until
     /// `for_ms` from now (a campaign, a real mass notice). A second surge replaces the first.
     pub(crate) fn plan_surge(&self, sends: u64, for_ms: u64) {
         self.cold_op(|kind, cold, now, events| {
             cold.surge_until = now.saturating_add(for_ms);
-            cold.detector.set_allowance(sends);
+            cold.detector.set_surge(sends);
             kind.report(cold, now, Reason::Surge, events);
             kind.publish(cold);
         });
@@ -429,7 +478,7 @@ impl<C: Clock> Kind<C> {
     /// surge's sends were allowed; they must not trip the kind now).
     fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         cold.surge_until = NEVER;
-        cold.detector.set_allowance(0);
+        cold.detector.set_surge(0);
         cold.detector.clear();
         self.report(cold, now, Reason::SurgeEnded, events);
     }
@@ -454,6 +503,7 @@ impl<C: Clock> Kind<C> {
                 };
             }
             kind.limits.0.dry_run.store(settings.dry_run, Ordering::Relaxed);
+            cold.next_planned = next_planned(&settings, cold.surge_until, now);
             cold.settings = settings;
             kind.publish(cold);
         });

@@ -75,7 +75,7 @@ pub enum Reason {
     Adopted,
     /// An operator told the kind that the rate it kept while open is its new normal: closed.
     Relearned,
-    /// A planned surge began: its sends are allowed on top of every limit (the state does not
+    /// A planned surge began: its sends are allowed whatever the limits say (the state does not
     /// change).
     Surge,
     /// A planned surge ended (the state does not change).

@@ -59,7 +59,7 @@ pub const EXPECTED_SENDS: &str = "spikebreaker_expected_sends";
 pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
 /// Gauge, per kind: seconds the kind has been open (0 unless open).
 pub const OPEN_SECONDS: &str = "spikebreaker_open_seconds";
-/// Gauge, per kind: sends of a planned surge on top of every limit (0 unless one is in force).
+/// Gauge, per kind: what is left of a planned surge's sends (0 unless one is in force).
 pub const SURGE_SENDS: &str = "spikebreaker_surge_sends";
 /// Gauge, breaker-wide: kinds registered, the overflow kind not counted.
 pub const KINDS: &str = "spikebreaker_kinds";
@@ -107,7 +107,7 @@ pub fn describe() {
     describe_gauge!(
         SURGE_SENDS,
         Unit::Count,
-        "Sends of a planned surge on top of every limit of the kind (0 unless one is in force)."
+        "What is left of a planned surge's sends: sends the kind may still make whatever its limits say (0 unless one is in force)."
     );
     describe_gauge!(
         KINDS,

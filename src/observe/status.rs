@@ -104,11 +104,11 @@ impl KindStatus {
     }
 }
 
-/// A planned surge: sends announced in advance, on top of every limit of the kind, until a time
+/// A planned surge: sends announced in advance, allowed whatever the kind's limits say, until a time
 /// ([`Breaker::plan_surge`](crate::Breaker::plan_surge)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Surge {
-    /// Sends allowed on top of each window's limit.
+    /// What is left of the surge's sends: sends the kind may still make whatever its limits say.
     pub sends: u64,
     /// When the surge ends, on the breaker's clock (milliseconds).
     pub until_ms: u64,
