@@ -213,9 +213,11 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Operator: `kind` is open on a lasting change in legitimate traffic (a new customer, a new
-    /// feature): take the rate it kept while open as its new normal and close it. Unlike
-    /// [`reset`](Self::reset), which keeps what was learned (right after a runaway), this
-    /// teaches the kind the level that tripped it.
+    /// feature), or tripped on a recurring job's first run: take the rate it kept while open as
+    /// its new normal, learn the hour in progress and the one before as ordinary hours (a weekly
+    /// job relearned within the hour after its run is normal at its hour of the week), and close
+    /// it. Unlike [`reset`](Self::reset), which keeps what was learned (right after a runaway),
+    /// this teaches the kind the level that tripped it.
     pub fn relearn(&self, kind: &str) {
         self.resolve(kind).relearn();
     }

@@ -387,52 +387,65 @@ fn four_weeks_of_legitimate_traffic_are_never_blocked() {
 }
 
 /// A weekly job of an hour at 600 a minute on a kind that otherwise sends 2 a minute: announced
-/// the first time, it is normal every week after; unannounced, its first run trips (it looks
-/// exactly like a runaway) and is refused until announced or relearned.
+/// the first time, or relearned by an operator within the hour after its first run, it is
+/// normal every week after; left alone, it trips every week (it looks exactly like a runaway,
+/// and what a trip teaches is capped).
 #[test]
-fn a_weekly_job_announced_once_is_normal_every_week_after() {
+fn a_weekly_job_announced_or_relearned_once_is_normal_every_week_after() {
     const KIND: &str = "email.weekly_digest";
     let profile = Profile {
         weekly: Some((9, 60, 600.0)),
         ..Profile::daily(KIND, 2.0, 4.0)
     };
-    for announced in [true, false] {
+    #[derive(Debug, PartialEq)]
+    enum Operator {
+        Announces,
+        Relearns,
+        LeavesIt,
+    }
+    for operator in [Operator::Announces, Operator::Relearns, Operator::LeavesIt] {
         let mut replay = Replay::new();
         let mut blocked = Vec::new();
         for week in 0..4 {
             let from = MONDAY_MS + week * WEEK_MS;
-            if week == 0 && announced {
-                replay.run(ordinary(Traffic::new(
-                    vec![profile.clone()],
-                    40,
-                    from,
-                    from + 9 * HOUR_MS,
-                )));
-                replay
-                    .backtest
-                    .breaker()
-                    .plan_surge(KIND, 40_000, Duration::from_secs(2 * 3600));
-                replay.run(ordinary(Traffic::new(
-                    vec![profile.clone()],
-                    41,
-                    from + 9 * HOUR_MS,
-                    from + WEEK_MS,
-                )));
+            // The first run's hour, 09:00 to 10:00, and the operator's act around it.
+            let act_at = match operator {
+                Operator::Announces => from + 9 * HOUR_MS,
+                _ => from + 10 * HOUR_MS + 20 * 60_000,
+            };
+            let breaks = if week == 0 && operator != Operator::LeavesIt {
+                vec![from, act_at, from + WEEK_MS]
             } else {
+                vec![from, from + WEEK_MS]
+            };
+            for (i, span) in breaks.windows(2).enumerate() {
+                if i == 1 {
+                    let breaker = replay.backtest.breaker();
+                    match operator {
+                        Operator::Announces => {
+                            breaker.plan_surge(KIND, 40_000, Duration::from_secs(2 * 3600))
+                        }
+                        _ => breaker.relearn(KIND),
+                    }
+                }
+                let seed = 40 + week * 3 + i as u64;
                 replay.run(ordinary(Traffic::new(
                     vec![profile.clone()],
-                    42 + week,
-                    from,
-                    from + WEEK_MS,
+                    seed,
+                    span[0],
+                    span[1],
                 )));
             }
             blocked.push(replay.ordinary_blocked - blocked.iter().sum::<u64>());
         }
-        println!("weekly job (first run announced: {announced}): blocked per week {blocked:?}");
-        if announced {
-            assert_eq!(blocked, [0, 0, 0, 0]);
-        } else {
-            assert!(blocked[0] > 10_000, "{blocked:?}");
+        println!("weekly job ({operator:?} after its first run): blocked per week {blocked:?}");
+        match operator {
+            Operator::Announces => assert_eq!(blocked, [0, 0, 0, 0]),
+            Operator::Relearns => {
+                assert!(blocked[0] > 10_000, "{blocked:?}");
+                assert_eq!(blocked[1..], [0, 0, 0]);
+            }
+            Operator::LeavesIt => assert!(blocked.iter().all(|&b| b > 10_000), "{blocked:?}"),
         }
     }
 }

@@ -336,8 +336,14 @@ impl Detector {
     }
 
     /// Takes the rate attempted while open as the kind's normal and counts it warm: a kind that
-    /// arrived above the warm-up ceiling and stayed steady, or an operator's relearn.
+    /// arrived above the warm-up ceiling and stayed steady, or an operator's relearn. The hours
+    /// not yet learned (this one and the last) are learned as ordinary hours, trip or not, so a
+    /// weekly job relearned after its first run is known at its hour of the week.
     pub(crate) fn adopt(&mut self, policy: &Policy, now_ms: u64) {
+        self.filling.tripped = false;
+        if let Some(pending) = &mut self.pending {
+            pending.tripped = false;
+        }
         let learned = &mut self.learned;
         learned.recent = self.shadow.max(learned.recent);
         learned.average = learned.recent;
