@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{BUCKETS, Learning, Policy};
 use crate::error::Error;
+use crate::name::{self, OVERFLOW_KIND};
 
 /// The longest window a kind may have (a snapshot is checked against it too).
 pub(crate) const MAX_WINDOW_SECS: u64 = 86_400;
 /// The longest warm-up, cool-down, probe and idle time.
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
+pub(crate) const MAX_MAX_KINDS: usize = 1_000_000;
 
 /// The whole breaker configuration: defaults for every kind, overrides for some.
 ///
@@ -38,10 +41,14 @@ const MAX_DURATION_SECS: u64 = 30 * 86_400;
 pub struct Config {
     /// Settings for every kind that has no override (and the base that overrides patch).
     pub defaults: KindConfig,
-    /// Per-kind overrides, by kind name; fields left out come from `defaults`.
+    /// Per-kind overrides, by kind name; fields left out come from `defaults`. A kind named here
+    /// always has a slot of its own, beyond `max_kinds`, and is never evicted. Names follow the
+    /// kind-name rule ([`validate_kind_name`](crate::validate_kind_name)); `_overflow` sets the
+    /// overflow kind's settings.
+    #[serde(deserialize_with = "name::unique_kinds")]
     pub kinds: BTreeMap<String, KindOverride>,
-    /// The most kinds tracked at once; further kinds share the overflow kind
-    /// ([`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
+    /// The most kinds tracked at once besides those named in `kinds` (1 to 1,000,000); further
+    /// kinds share the overflow kind ([`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
     pub max_kinds: usize,
     /// Once `max_kinds` are registered, a kind that is closed, not forced, held by no
     /// [`KindHandle`](crate::KindHandle) and has not been sent for this many seconds may be
@@ -218,18 +225,18 @@ impl Config {
 
     /// Validates and compiles into the engine's internal form.
     pub(crate) fn compile(&self) -> Result<Compiled, Error> {
-        if self.max_kinds == 0 {
-            return Err(Error::invalid("max_kinds", 0, "must be at least 1"));
+        if !(1..=MAX_MAX_KINDS).contains(&self.max_kinds) {
+            return Err(Error::invalid(
+                "max_kinds",
+                self.max_kinds,
+                "must be 1 to 1000000",
+            ));
         }
         let defaults = self.defaults.compile("defaults")?;
         let mut overrides = BTreeMap::new();
         for (kind, patch) in &self.kinds {
-            if kind.trim().is_empty() {
-                return Err(Error::invalid(
-                    "kinds",
-                    format!("{kind:?}"),
-                    "a kind name must not be empty",
-                ));
+            if let Some(reason) = name::problem(kind) {
+                return Err(Error::invalid("kinds", name::shown(kind), reason));
             }
             let settings = patch
                 .apply_to(&self.defaults)
@@ -250,8 +257,17 @@ impl Config {
                 "must be at least the longest `window_secs` and at most 30 days (2592000 seconds)",
             ));
         }
+        // The overflow kind's limit is fixed: traffic must not teach it a higher one.
+        let overflow_base = overrides
+            .get(OVERFLOW_KIND)
+            .map_or(&defaults, |settings| &**settings);
+        let overflow = Arc::new(KindSettings {
+            learns: false,
+            ..overflow_base.clone()
+        });
         Ok(Compiled {
             defaults: Arc::new(defaults),
+            overflow,
             overrides,
             max_kinds: self.max_kinds,
             evict_idle_ms,
@@ -259,8 +275,14 @@ impl Config {
     }
 }
 
-/// Reads JSON, naming the field (`defaults.factor`) of a type error as well as its position.
+/// Reads a JSON object, naming the field (`defaults.factor`) of a type error as well as its
+/// position. Anything but an object is refused: serde would read an array by position.
 pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    match text.trim_start().chars().next() {
+        Some('{') => {}
+        Some(other) => return Err(format!("expected a JSON object `{{...}}`, found {other:?}")),
+        None => return Err("expected a JSON object `{...}`, found nothing".into()),
+    }
     let mut json = serde_json::Deserializer::from_str(text);
     let value =
         serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
@@ -276,6 +298,8 @@ pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) 
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) defaults: Arc<KindSettings>,
+    /// The overflow kind's: its override's or the defaults, never learning.
+    pub(crate) overflow: Arc<KindSettings>,
     pub(crate) overrides: BTreeMap<String, Arc<KindSettings>>,
     pub(crate) max_kinds: usize,
     pub(crate) evict_idle_ms: u64,
@@ -284,7 +308,15 @@ pub(crate) struct Compiled {
 impl Compiled {
     /// The settings `kind` runs on.
     pub(crate) fn settings(&self, kind: &str) -> &Arc<KindSettings> {
+        if kind == OVERFLOW_KIND {
+            return &self.overflow;
+        }
         self.overrides.get(kind).unwrap_or(&self.defaults)
+    }
+
+    /// Whether `kind` is named in the configuration, and so has a slot of its own.
+    pub(crate) fn names(&self, kind: &str) -> bool {
+        kind != OVERFLOW_KIND && self.overrides.contains_key(kind)
     }
 }
 
@@ -297,6 +329,8 @@ pub(crate) struct KindSettings {
     pub(crate) cooldown_ms: u64,
     pub(crate) probe_ms: u64,
     pub(crate) dry_run: bool,
+    /// Whether the kind learns its baseline (all but the overflow kind, whose limit is fixed).
+    pub(crate) learns: bool,
 }
 
 impl KindConfig {
@@ -386,6 +420,7 @@ impl KindConfig {
             cooldown_ms: self.cooldown_secs * 1000,
             probe_ms: self.probe_secs * 1000,
             dry_run: self.dry_run,
+            learns: true,
         })
     }
 }

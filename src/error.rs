@@ -30,6 +30,18 @@ pub enum Error {
     /// A baseline snapshot was refused; the breaker carries on with what it had.
     #[error("cannot restore snapshot: {0}")]
     Snapshot(String),
+    /// A kind name breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name)).
+    #[error("invalid kind name {name}: {reason}")]
+    InvalidKindName {
+        /// The name, quoted, with control characters escaped, shortened if long.
+        name: String,
+        /// The part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// An operator control named a kind the breaker has not registered and the configuration
+    /// does not name, so there is no kind of that name to act on.
+    #[error("unknown kind {0:?}: the breaker has not seen it and the configuration does not name it")]
+    UnknownKind(String),
 }
 
 impl Error {
@@ -49,5 +61,15 @@ impl Error {
     /// Whether this error is a refused snapshot.
     pub fn is_snapshot(&self) -> bool {
         matches!(self, Self::Snapshot(_))
+    }
+
+    /// Whether this error is a kind name that breaks the kind-name rule.
+    pub fn is_invalid_kind_name(&self) -> bool {
+        matches!(self, Self::InvalidKindName { .. })
+    }
+
+    /// Whether this error is an operator control on a kind the breaker does not know.
+    pub fn is_unknown_kind(&self) -> bool {
+        matches!(self, Self::UnknownKind(_))
     }
 }

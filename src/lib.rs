@@ -67,6 +67,7 @@ mod error;
 pub mod fleet;
 mod guard;
 mod kind;
+mod name;
 mod observe;
 mod registry;
 mod snapshot;
@@ -80,6 +81,7 @@ pub use error::Error;
 pub use guard::tower;
 pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
 pub use kind::{Decision, KindHandle, Reason, State};
+pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 pub use observe::{BreakerStatus, Event, KindStatus, metrics};
 pub use snapshot::{LearnedBaseline, Snapshot};
 

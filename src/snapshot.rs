@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{MAX_WINDOW_SECS, json_naming_the_field};
 use crate::detect::Baseline;
 use crate::error::Error;
+use crate::name;
 
 /// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
 /// small enough that rescaling to another window and learning on from it stay finite.
@@ -28,7 +29,8 @@ const MAX_SENDS_PER_SEC: f64 = 1e9;
 pub struct Snapshot {
     /// Must be [`Snapshot::VERSION`].
     pub version: u32,
-    /// By kind name.
+    /// By kind name (each name once, by the kind-name rule).
+    #[serde(deserialize_with = "name::unique_kinds")]
     pub kinds: BTreeMap<String, LearnedBaseline>,
 }
 
@@ -64,9 +66,9 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// Refuses a snapshot of another version, with an empty kind name, a window the
-    /// configuration could not have, or a figure that is negative, not a number, or beyond a
-    /// billion sends a second.
+    /// Refuses a snapshot of another version, with a kind name that breaks the kind-name rule
+    /// ([`validate_kind_name`](crate::validate_kind_name)), a window the configuration could not
+    /// have, or a figure that is negative, not a number, or beyond a billion sends a second.
     pub fn validate(&self) -> Result<(), Error> {
         if self.version != Self::VERSION {
             return Err(Error::Snapshot(format!(
@@ -76,8 +78,8 @@ impl Snapshot {
             )));
         }
         for (kind, learned) in &self.kinds {
-            if kind.trim().is_empty() {
-                return Err(Error::Snapshot("a kind name is empty".into()));
+            if let Some(reason) = name::problem(kind) {
+                return Err(Error::Snapshot(format!("kind {}: {reason}", name::shown(kind))));
             }
             if !(1..=MAX_WINDOW_SECS).contains(&learned.window_secs) {
                 return Err(Error::Snapshot(format!(

@@ -183,6 +183,7 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
     ("[defaults]\nceiling = 0\n", "defaults.ceiling", "0"),
     ("[defaults]\nrecovery = \"sometimes\"\n", "recovery", "sometimes"),
     ("max_kinds = 0\n", "max_kinds", "0"),
+    ("max_kinds = 1000001\n", "max_kinds", "1000001"),
     ("max_kinds = -1\n", "max_kinds", "-1"),
     ("evict_idle_secs = 0\n", "evict_idle_secs", "0"),
     ("evict_idle_secs = 999999999\n", "evict_idle_secs", "999999999"),
@@ -203,9 +204,11 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "kinds.\"a\".ceiling",
         "50",
     ),
-    // Empty kind names.
+    // Kind names that break the rule, and one given twice.
     ("[kinds.\"\"]\nfloor = 5\n", "kinds", "\"\""),
     ("[kinds.\"   \"]\nfloor = 5\n", "kinds", "\"   \""),
+    ("[kinds.\"a\\tb\"]\nfloor = 5\n", "kinds", "\"a\\tb\""),
+    ("[kinds.a]\nfloor = 5\n[kinds.a]\nfloor = 6\n", "kinds", "a"),
     // Absurd windows and durations.
     (
         "[defaults]\nwindow_secs = 86401\n",
@@ -269,6 +272,27 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
             &["kinds.\"a\".ceiling", "3"],
         ),
         (r#"{"max_kinds": 0}"#, &["max_kinds", "0"]),
+        (
+            r#"{"max_kinds": 1000001}"#,
+            &["max_kinds", "1000001", "must be 1 to 1000000"],
+        ),
+        // An array would be read by position (`[]` as the defaults): only an object is a config.
+        ("[]", &["expected a JSON object", "'['"]),
+        (r#"[{}, {}, 5, 60]"#, &["expected a JSON object"]),
+        ("\"max_kinds\"", &["expected a JSON object"]),
+        // A key given twice is refused, naming it, rather than the last one kept.
+        (
+            r#"{"kinds": {"a": {"floor": 5}, "a": {"floor": 500}}}"#,
+            &["`kinds`", "kind \"a\" is given twice"],
+        ),
+        (
+            r#"{"max_kinds": 5, "max_kinds": 50000}"#,
+            &["duplicate field `max_kinds`"],
+        ),
+        (
+            r#"{"defaults": {"floor": 5, "floor": 500}}"#,
+            &["duplicate field `floor`"],
+        ),
         (
             r#"{"defaults": {"factor": 1e400}}"#,
             &["out of range", "line 1 column 29"],

@@ -237,7 +237,7 @@ async fn operator_force_open_and_reset_apply_fleet_wide() {
     let all = instances(&server, vec![Config::default(); 3]);
     linked(&all).await;
 
-    all[0].fleet.force_open(KIND);
+    all[0].fleet.force_open(KIND).unwrap();
     assert_eq!(
         all[0].kind.check(),
         Decision::Blocked(Reason::ForcedOpen),
@@ -247,7 +247,7 @@ async fn operator_force_open_and_reset_apply_fleet_wide() {
         all.iter().all(|i| i.kind.status().reason == Reason::ForcedOpen)
     })
     .await;
-    all[2].fleet.reset(KIND);
+    all[2].fleet.reset(KIND).unwrap();
     wait_until("every instance is reset", || {
         all.iter().all(|i| {
             let status = i.kind.status();

@@ -85,6 +85,14 @@ fn bad_snapshots(good: &str) -> Vec<String> {
         String::new(),
         "null".into(),
         "{\"version\":1}".into(),
+        // By position, or a kind (or field) given twice: refused, not read or kept last.
+        "[]".into(),
+        good.replace("{\"version\":1,", "{\"version\":1,\"version\":1,"),
+        good.replace(
+            "\"kinds\":{",
+            "\"kinds\":{\"a\":{\"window_secs\":60,\"mean\":1.0,\"variance\":1.0,\"peak\":1.0,\"windows\":1},",
+        ),
+        good.replace("\"a\"", "\"a\\u001b[2J\""),
         // The first kind is good and the second bad: nothing is restored.
         good.replace(
             "}}}",
@@ -129,6 +137,18 @@ fn a_bad_snapshot_is_refused_and_the_learned_baseline_stays() {
     // The good one is accepted and applies.
     breaker.restore(&Snapshot::from_json(&good).unwrap()).unwrap();
     assert!(a.status().threshold < before.threshold);
+}
+
+#[test]
+fn only_a_json_object_is_read_as_a_snapshot() {
+    // serde would read `[1, {}]` by position as version 1 with no kinds.
+    for text in ["[1,{}]", " [1, {\"a\": {}}]", "1", "\"snapshot\""] {
+        let error = Snapshot::from_json(text).unwrap_err();
+        assert!(
+            error.is_snapshot() && error.to_string().contains("expected a JSON object"),
+            "{text}: {error}"
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,17 @@ use crate::config::{KindSettings, Recovery};
 use crate::detect::{Baseline, Limit, Ring};
 use crate::observe::{Event, KindStatus};
 
+/// A closed, unforced kind as eviction sees it ([`Kind::standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// How long since the kind was last sent (to the start of the bucket of its last send).
+    pub(crate) idle_ms: u64,
+    /// Whether it has learned its baseline (its warm-up is over).
+    pub(crate) learned: bool,
+    /// Sends attempted since it was registered.
+    pub(crate) attempted: u64,
+}
+
 /// The state behind the kind's lock.
 #[derive(Debug)]
 pub(super) struct Cold {
@@ -104,7 +115,7 @@ impl<C: Clock> Kind<C> {
             let count = self.take_count(cold);
             if let Some(done) = cold.ring.roll(count, now) {
                 let learning = &cold.settings.policy.learning;
-                if cold.clean {
+                if cold.clean && cold.settings.learns {
                     cold.baseline.learn(done.count, learning);
                     if cold.state.state == State::Closed && !cold.forced {
                         cold.baseline.learn_quiet(done.quiet, learning);
@@ -144,18 +155,24 @@ impl<C: Clock> Kind<C> {
         count
     }
 
-    /// Whether the kind may be forgotten: closed, not forced, and not sent since `idle_ms`
-    /// before `now`. A kind busy with cold work is not idle (the lock is only tried).
-    pub(crate) fn is_idle(&self, now: u64, idle_ms: u64) -> bool {
-        let Some(cold) = self.cold.try_lock() else {
-            return false;
-        };
+    /// How the kind stands as a candidate for eviction, if it may be one at all: closed, not
+    /// forced and not busy with cold work (the lock is only tried). Its idle time is what
+    /// eviction after `evict_idle_secs` reads.
+    pub(crate) fn standing(&self, now: u64) -> Option<Standing> {
+        let cold = self.cold.try_lock()?;
+        if cold.state.state != State::Closed || cold.forced {
+            return None;
+        }
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
             cold.ring.bucket_start()
         } else {
             cold.last_send_ms
         };
-        cold.state.state == State::Closed && !cold.forced && now.saturating_sub(last_send) >= idle_ms
+        Some(Standing {
+            idle_ms: now.saturating_sub(last_send),
+            learned: cold.baseline.is_warm(&cold.settings.policy.learning),
+            attempted: self.attempted(&cold),
+        })
     }
 
     /// Attempts since the kind was created: rolled buckets and the current one.

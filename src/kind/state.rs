@@ -64,6 +64,10 @@ pub enum Reason {
     /// Fleet mode: another instance tripped the kind, the fleet-wide rate crossed the threshold,
     /// or the fleet is holding the kind open while one instance probes.
     Fleet,
+    /// The send's kind name breaks the kind-name rule
+    /// ([`validate_kind_name`](crate::validate_kind_name)): it is refused, and no kind is
+    /// registered for it.
+    InvalidKind,
 }
 
 impl Reason {
@@ -81,10 +85,11 @@ impl Reason {
             Self::ForcedClosed => "forced_closed",
             Self::Reset => "reset",
             Self::Fleet => "fleet",
+            Self::InvalidKind => "invalid_kind",
         }
     }
 
-    const ALL: [Reason; 11] = [
+    const ALL: [Reason; 12] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -96,6 +101,7 @@ impl Reason {
         Self::ForcedClosed,
         Self::Reset,
         Self::Fleet,
+        Self::InvalidKind,
     ];
 }
 

@@ -134,6 +134,20 @@ impl KindMetrics {
         }
     }
 
+    /// Handles that record nothing, for a kind that is never exported.
+    pub(crate) fn none() -> Self {
+        Self {
+            attempted: Counter::noop(),
+            allowed: Counter::noop(),
+            blocked: Counter::noop(),
+            trips: Counter::noop(),
+            state: Gauge::noop(),
+            window_sends: Gauge::noop(),
+            baseline_sends: Gauge::noop(),
+            threshold_sends: Gauge::noop(),
+        }
+    }
+
     /// Sets every series to the kind's `figures`. Counters only move forward, so a read that
     /// raced a send catches up at the next export.
     pub(crate) fn export(&self, figures: &KindStatus) {
