@@ -48,6 +48,9 @@ pub fn validate_kind_name(name: &str) -> Result<(), Error> {
 
 /// What is wrong with `name`, if anything (see [`validate_kind_name`]).
 pub(crate) fn problem(name: &str) -> Option<&'static str> {
+    if plain(name.as_bytes()) {
+        return None;
+    }
     if name.is_empty() {
         Some("a kind name must not be empty")
     } else if name.len() > MAX_KIND_NAME_BYTES {
@@ -59,6 +62,13 @@ pub(crate) fn problem(name: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Whether `name` is a valid name of printable ASCII without spaces, as most are: one pass over
+/// the bytes decides it (a name that is not may still be valid).
+#[inline]
+pub(crate) fn plain(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_KIND_NAME_BYTES && name.iter().all(u8::is_ascii_graphic)
 }
 
 /// `text` fit to show in an error message or on a terminal: quoted, control characters escaped
