@@ -18,25 +18,35 @@ async fn serve(breaker: Breaker<ManualClock>) -> SocketAddr {
     address
 }
 
-/// One request on its own connection: the status code and the JSON body.
+/// One JSON request on its own connection, as an operator's client sends it: the status code
+/// and the JSON body.
 async fn request(address: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    let (code, _, body) = raw(address, &request).await;
+    (code, body)
+}
+
+/// Sends `request` as written (a full HTTP/1.1 request) on its own connection: the status code,
+/// the head and the JSON body.
+async fn raw(address: SocketAddr, request: &str) -> (u16, String, Value) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").expect("a complete response");
     let code = head
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
         .expect("a status line");
+    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("not a JSON body: {head}\n\n{body}"));
     assert!(head.contains("content-type: application/json"), "{head}");
-    (code, serde_json::from_str(body).expect("a JSON body"))
+    (code, head.to_owned(), body)
 }
 
 fn breaker() -> (Breaker<ManualClock>, ManualClock) {
@@ -161,25 +171,6 @@ async fn mistakes_get_clear_json_errors_and_change_nothing() {
 
 // What a browser on another site, a rebound DNS name or a client without the token can do:
 // nothing that changes state, and every refusal is JSON.
-
-/// Sends `request` as written (a full HTTP/1.1 request) on its own connection: the status code,
-/// the head and the JSON body.
-async fn raw(address: SocketAddr, request: &str) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").expect("a complete response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("not a JSON body: {head}\n\n{body}"));
-    assert!(head.contains("content-type: application/json"), "{head}");
-    (code, head.to_owned(), body)
-}
 
 /// A tripped kind behind the default router.
 async fn tripped() -> (Breaker<ManualClock>, ManualClock, SocketAddr) {
