@@ -175,7 +175,7 @@ impl Fleet {
     /// once and reaches the other instances within a sync interval (on reconnection, if Redis is
     /// unreachable now); an instance that does not know the kind yet applies it when the kind
     /// registers there. Refuses a name that breaks the kind-name rule
-    /// ([`validate_kind_name`](crate::validate_kind_name)).
+    /// ([`validate_kind_name`]).
     pub fn force_open(&self, kind: &str) -> Result<(), Error> {
         validate_kind_name(kind)?;
         self.command(Command::ForceOpen(kind.to_owned()));
