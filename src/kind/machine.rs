@@ -18,8 +18,6 @@ pub(crate) struct Standing {
     pub(crate) idle_ms: u64,
     /// Whether it has learned its baseline (its warm-up is over).
     pub(crate) learned: bool,
-    /// Sends attempted since it was registered.
-    pub(crate) attempted: u64,
 }
 
 /// The state behind the kind's lock.
@@ -171,7 +169,6 @@ impl<C: Clock> Kind<C> {
         Some(Standing {
             idle_ms: now.saturating_sub(last_send),
             learned: cold.baseline.is_warm(&cold.settings.policy.learning),
-            attempted: self.attempted(&cold),
         })
     }
 

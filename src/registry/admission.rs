@@ -202,7 +202,6 @@ mod tests {
         let idle = |idle_ms| Standing {
             idle_ms,
             learned: true,
-            attempted: 5_000,
         };
         let mut candidates = Candidates::default();
         for i in 0..100u64 {
