@@ -7,10 +7,12 @@
 //! ```text
 //! curl -s localhost:9180/status
 //! curl -s localhost:9180/status/security.2fa_changed
-//! curl -s -X POST localhost:9180/kinds/security.2fa_changed/force-open
-//! curl -s -X POST 'localhost:9180/kinds/security.2fa_changed/dry-run?on=true'
-//! curl -s -X POST localhost:9180/kinds/security.2fa_changed/reset
+//! curl -s -X POST -H 'content-type: application/json' localhost:9180/kinds/security.2fa_changed/force-open
+//! curl -s -X POST -H 'content-type: application/json' 'localhost:9180/kinds/security.2fa_changed/dry-run?on=true'
+//! curl -s -X POST -H 'content-type: application/json' localhost:9180/kinds/security.2fa_changed/reset
 //! ```
+//!
+//! (A `POST` must say `Content-Type: application/json`, which no cross-site HTML form can.)
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -63,11 +65,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// One bodiless request over a plain socket: the status line and the body.
+/// One bodiless request over a plain socket, as JSON (the router refuses a state-changing request
+/// of any other type, as a cross-site form would send): the status line and the body.
 async fn request(address: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(address).await?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();

@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_util::MetricKindMask;
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
 
 const RUNAWAY: &str = "security.2fa_changed";
@@ -20,8 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     // Install the recorder before the breaker: handles bind to the recorder in place when the
-    // breaker and each kind are created.
-    PrometheusBuilder::new().with_http_listener(address).install()?;
+    // breaker and each kind are created. The idle timeout lets the exporter drop the series of
+    // kinds the breaker has forgotten (evicted); `refresh` runs far more often than that, so no
+    // kind the breaker still has goes idle.
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .idle_timeout(MetricKindMask::ALL, Some(Duration::from_secs(600)))
+        .install()?;
     println!("serving http://{address}/metrics");
 
     let clock = ManualClock::new();

@@ -12,36 +12,65 @@
 //! | `POST /kinds/{kind}/relearn` | [`Breaker::relearn`] | the kind's [`KindStatus`] |
 //! | `POST /kinds/{kind}/surge` | [`Breaker::plan_surge`], from `{"sends": 50000, "for_secs": 7200}` | the kind's [`KindStatus`] |
 //!
-//! Controls act only on kinds the breaker has seen (`_overflow` included): an unknown kind is a
-//! 404, so that a mistyped name cannot register a kind or act on the overflow kind. A surge is
-//! the exception: it may announce a kind before its first send (a new campaign). Errors are
-//! `{"error": "..."}`. The router has no authentication: serve it on a private interface, or put
-//! your own layer in front of it.
+//! Controls act only on kinds the breaker knows (registered, `_overflow` included, or named in
+//! the configuration): an unknown kind is a 404, so that a mistyped name cannot register a kind or
+//! act on the overflow kind. A surge is the exception: it may announce a kind before its first
+//! send (a new campaign), if its name is valid. Every error, whatever its status, is
+//! `{"error": "..."}`.
+//!
+//! Every request passes [`Options`] first: by default the router answers only a `Host` of
+//! `localhost` or an IP address (no DNS rebinding), and takes a `POST` only with
+//! `Content-Type: application/json` and no foreign `Origin` (no cross-site form can force or
+//! reset a kind); a bearer token is optional. Serve it on a private interface.
 //!
 //! ```no_run
 //! # async fn serve() -> std::io::Result<()> {
+//! use spikebreaker::admin::{self, Options};
 //! use spikebreaker::{Breaker, Config};
 //! let breaker = Breaker::new(Config::default()).expect("valid config");
+//! let token = std::env::var("ADMIN_TOKEN").expect("a token");
+//! let router = admin::router_with(breaker, Options::new().bearer_token(token));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9180").await?;
-//! axum::serve(listener, spikebreaker::admin::router(breaker)).await
+//! axum::serve(listener, router).await
 //! # }
 //! ```
+//!
+//! Limits: a request target over 8 KiB is answered 414, headers over 16 KiB 431, a body over
+//! 16 KiB 413. Requests hyper refuses before any router sees them (a malformed request line, a
+//! target over 64 KiB, over 100 headers) get hyper's own answer, without a body.
+
+mod options;
+mod protect;
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub use options::Options;
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::observe::{BreakerStatus, KindStatus};
 
-/// The admin routes over `breaker` (see the [module](self) for the table).
+/// The admin routes over `breaker` (see the [module](self) for the table), with the default
+/// [`Options`].
 pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
+    router_with(breaker, Options::default())
+}
+
+/// The admin routes over `breaker`, answering whom `options` allow.
+pub fn router_with<C: Clock>(breaker: Breaker<C>, options: Options) -> Router {
     Router::new()
         .route("/status", get(status::<C>))
         .route("/status/{kind}", get(kind_status::<C>))
@@ -52,7 +81,11 @@ pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
         .route("/kinds/{kind}/relearn", post(relearn::<C>))
         .route("/kinds/{kind}/surge", post(surge::<C>))
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(protect::MAX_BODY_BYTES))
         .with_state(breaker)
+        .layer(from_fn_with_state(Arc::new(options), protect::check))
+        .layer(map_response(protect::json_errors))
 }
 
 /// A refusal, answered as `{"error": "..."}`.
@@ -80,60 +113,77 @@ fn unknown_kind(kind: &str) -> Refusal {
     }
 }
 
+/// The kind named in the path; a path that is not UTF-8 is a 400 naming the problem.
+fn kind_in(path: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    path.map(|Path(kind)| kind).map_err(|rejection| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        error: format!("the kind in the path cannot be read: {}", rejection.body_text()),
+    })
+}
+
 async fn status<C: Clock>(State(breaker): State<Breaker<C>>) -> Json<BreakerStatus> {
     Json(breaker.status())
 }
 
 async fn kind_status<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
+    let kind = kind_in(path)?;
     breaker
         .kind_status(&kind)
         .map(Json)
         .ok_or_else(|| unknown_kind(&kind))
 }
 
-/// Runs `control` on a kind the breaker has seen, and answers with its status after.
+/// Runs `control` on a kind the breaker knows, and answers with its status after.
 fn control<C: Clock>(
     breaker: &Breaker<C>,
-    kind: &str,
-    control: impl FnOnce(&Breaker<C>, &str),
+    path: Result<Path<String>, PathRejection>,
+    control: impl FnOnce(&Breaker<C>, &str) -> Result<(), Error>,
 ) -> Result<Json<KindStatus>, Refusal> {
-    if breaker.kind_status(kind).is_none() {
-        return Err(unknown_kind(kind));
-    }
-    control(breaker, kind);
+    let kind = kind_in(path)?;
+    control(breaker, &kind).map_err(|error| match error {
+        Error::UnknownKind(_) => unknown_kind(&kind),
+        error @ Error::NoRoom(_) => Refusal {
+            status: StatusCode::CONFLICT,
+            error: error.to_string(),
+        },
+        error => Refusal {
+            status: StatusCode::BAD_REQUEST,
+            error: error.to_string(),
+        },
+    })?;
     breaker
-        .kind_status(kind)
+        .kind_status(&kind)
         .map(Json)
-        .ok_or_else(|| unknown_kind(kind))
+        .ok_or_else(|| unknown_kind(&kind))
 }
 
 async fn force_open<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
-    control(&breaker, &kind, Breaker::force_open)
+    control(&breaker, path, Breaker::force_open)
 }
 
 async fn force_close<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
-    control(&breaker, &kind, Breaker::force_close)
+    control(&breaker, path, Breaker::force_close)
 }
 
 async fn reset<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
-    control(&breaker, &kind, Breaker::reset)
+    control(&breaker, path, Breaker::reset)
 }
 
 async fn dry_run<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Json<KindStatus>, Refusal> {
@@ -141,14 +191,14 @@ async fn dry_run<C: Clock>(
         status: StatusCode::BAD_REQUEST,
         error,
     })?;
-    control(&breaker, &kind, |breaker, kind| breaker.set_dry_run(kind, on))
+    control(&breaker, path, |breaker, kind| breaker.set_dry_run(kind, on))
 }
 
 async fn relearn<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
-    control(&breaker, &kind, Breaker::relearn)
+    control(&breaker, path, Breaker::relearn)
 }
 
 /// A planned surge, as the request body gives it.
@@ -164,7 +214,7 @@ const MAX_SURGE_SECS: u64 = 30 * 86_400;
 
 async fn surge<C: Clock>(
     State(breaker): State<Breaker<C>>,
-    Path(kind): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<KindStatus>, Refusal> {
     let bad = |error: String| Refusal {
@@ -182,18 +232,10 @@ async fn surge<C: Clock>(
             request.sends, request.for_secs
         )));
     }
-    if kind.trim().is_empty() {
-        return Err(bad("a kind name must not be empty".into()));
-    }
-    breaker.plan_surge(
-        &kind,
-        request.sends,
-        std::time::Duration::from_secs(request.for_secs),
-    );
-    breaker
-        .kind_status(&kind)
-        .map(Json)
-        .ok_or_else(|| unknown_kind(&kind))
+    let duration = Duration::from_secs(request.for_secs);
+    control(&breaker, path, |breaker, kind| {
+        breaker.plan_surge(kind, request.sends, duration)
+    })
 }
 
 #[derive(Deserialize)]
@@ -222,6 +264,13 @@ async fn no_route(method: Method, uri: Uri) -> Refusal {
     Refusal {
         status: StatusCode::NOT_FOUND,
         error: format!("no route {method} {}", uri.path()),
+    }
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Refusal {
+    Refusal {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        error: format!("{} does not take {method}", uri.path()),
     }
 }
 

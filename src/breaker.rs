@@ -1,19 +1,19 @@
 //! The breaker: every kind's detector, their configuration, and the operator's controls.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Compiled, Config};
-use crate::detect::Learned;
 use crate::error::Error;
-use crate::kind::{Decision, Kind, KindHandle, Reason, Shared, State};
+use crate::kind::{Decision, Detour, Kind, KindHandle, Reason, Resolve, Shared, State};
+use crate::name::{self, OVERFLOW_KIND};
 use crate::observe::metrics::BreakerMetrics;
 use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers};
-use crate::registry::{self, Bounds, Registry};
+use crate::registry::{Bounds, Registry};
 use crate::snapshot::{KindSnapshot, Snapshot};
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
@@ -35,6 +35,8 @@ struct Inner<C: Clock> {
     registry: Registry<C>,
     config: RwLock<(Config, Arc<Compiled>)>,
     metrics: BreakerMetrics,
+    /// The kind held by handles that are not on a kind of their own (see [`Kind::parked`]).
+    parked: OnceLock<Arc<Kind<C>>>,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -55,9 +57,12 @@ impl<C: Clock> fmt::Debug for Breaker<C> {
 }
 
 impl Breaker<SystemClock> {
-    /// The kind that every kind beyond [`Config::max_kinds`] shares: its status, metrics
-    /// (`kind="_overflow"`) and events carry this name, whatever the breaker's clock.
-    pub const OVERFLOW_KIND: &'static str = registry::OVERFLOW_KIND;
+    /// The kind that every kind without room of its own shares (see [`Config::max_kinds`]): its
+    /// status, metrics (`kind="_overflow"`) and events carry this name, whatever the breaker's
+    /// clock. It runs a fixed limit that traffic cannot teach: it never learns, so it
+    /// trips above the `warmup_ceiling` (and `ceiling`) of the defaults, or of
+    /// `[kinds._overflow]` if the configuration has one.
+    pub const OVERFLOW_KIND: &'static str = OVERFLOW_KIND;
 
     /// A breaker on the system clock.
     pub fn new(config: Config) -> Result<Self, Error> {
@@ -78,19 +83,42 @@ impl<C: Clock> Breaker<C> {
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
                 metrics: BreakerMetrics::register(),
+                parked: OnceLock::new(),
             }),
         })
     }
 
     /// The handle for `kind`: resolve it once and call [`KindHandle::check`] on every send for
-    /// the lock-free path. Registers the kind if it is new (see [`Config::max_kinds`]).
+    /// the lock-free path. Registers the kind if it is new (see [`Config::max_kinds`]); with no
+    /// room for it, the handle sends to the overflow kind and moves to its own kind once there
+    /// is room. For a name that breaks the kind-name rule
+    /// ([`validate_kind_name`](crate::validate_kind_name)) nothing is registered and the handle
+    /// refuses every send with [`Reason::InvalidKind`].
     pub fn kind(&self, kind: &str) -> KindHandle<C> {
-        KindHandle {
-            kind: self.resolve(kind),
+        match self.inner.resolve(kind) {
+            Ok(found) if kind == OVERFLOW_KIND || found.name().as_ref() != OVERFLOW_KIND => {
+                KindHandle::own(found)
+            }
+            Ok(overflow) => {
+                let resolver: Weak<dyn Resolve<C>> = Arc::downgrade(&self.inner) as Weak<dyn Resolve<C>>;
+                self.detoured(Detour::homing(kind, overflow, resolver))
+            }
+            Err(_) => self.detoured(Detour::Invalid(Arc::from(kind))),
         }
     }
 
+    fn detoured(&self, detour: Detour<C>) -> KindHandle<C> {
+        let parked = self.inner.parked.get_or_init(|| {
+            let defaults = Arc::clone(&self.inner.config.read().1.defaults);
+            Arc::new(Kind::parked(defaults, Arc::clone(&self.inner.shared)))
+        });
+        KindHandle::detoured(Arc::clone(parked), detour)
+    }
+
     /// Counts one send of `kind` and decides it (a registry look-up, then [`KindHandle::check`]).
+    /// A name that breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name))
+    /// is refused with [`Reason::InvalidKind`] and registers nothing; a registered name is never
+    /// checked again, so the rule costs a send by name nothing.
     pub fn check(&self, kind: &str) -> Decision {
         match self.check_named(kind) {
             Ok(()) => Decision::Allowed,
@@ -113,51 +141,18 @@ impl<C: Clock> Breaker<C> {
                 let decision = found.check_cold(step);
                 (found, decision)
             }
-            None => {
-                let found = self.resolve(kind);
-                let decision = found.check();
-                (found, decision)
-            }
+            None => match self.inner.resolve(kind) {
+                Ok(found) => {
+                    let decision = found.check();
+                    (found, decision)
+                }
+                Err(_) => return Err((Reason::InvalidKind, Arc::from(kind))),
+            },
         };
         match decision {
             Decision::Allowed => Ok(()),
             Decision::Blocked(reason) => Err((reason, Arc::clone(found.name()))),
         }
-    }
-
-    fn resolve(&self, name: &str) -> Arc<Kind<C>> {
-        if let Some(kind) = self.inner.registry.get(name) {
-            return kind;
-        }
-        // Held while registering, so that a concurrent reload cannot miss the new kind.
-        let config = self.inner.config.read();
-        let compiled = &config.1;
-        let bounds = Bounds {
-            max_kinds: compiled.max_kinds,
-            evict_idle_ms: compiled.evict_idle_ms,
-        };
-        let now = self.inner.shared.clock.now_ms();
-        let registered = self.inner.registry.len();
-        let kind = self.inner.registry.get_or_insert(name, bounds, now, |name| {
-            let shared = Arc::clone(&self.inner.shared);
-            Arc::new(Kind::new(
-                Arc::from(name),
-                Arc::clone(compiled.settings(name)),
-                Learned::default(),
-                shared,
-            ))
-        });
-        // A name sent to the overflow kind comes this far on every send: export only when the
-        // registry changed, and leave the overflow count to `refresh`.
-        if self.inner.registry.len() != registered {
-            self.export_registry_metrics();
-        }
-        kind
-    }
-
-    fn export_registry_metrics(&self) {
-        let registry = &self.inner.registry;
-        self.inner.metrics.export(registry.len(), registry.overflowed());
     }
 
     /// Calls `subscriber` with every transition of every kind (see [`Event`]).
@@ -166,25 +161,62 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Operator: blocks `kind` until [`reset`](Self::reset).
-    pub fn force_open(&self, kind: &str) {
-        self.resolve(kind).force(State::Open);
+    ///
+    /// Every control acts on a kind the breaker has registered, the overflow kind (by its own
+    /// name), or a kind the configuration names (registering it in its own slot). Any other name is
+    /// refused with [`Error::UnknownKind`], and a name that breaks the kind-name rule with
+    /// [`Error::InvalidKindName`]: a control never falls through to the overflow kind.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+    /// assert!(breaker.force_open("push.promo").unwrap_err().is_unknown_kind());
+    /// assert!(breaker.check("push.promo").is_allowed());
+    /// breaker.force_open("push.promo")?;
+    /// assert_eq!(breaker.check("push.promo"), Decision::Blocked(Reason::ForcedOpen));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn force_open(&self, kind: &str) -> Result<(), Error> {
+        self.known(kind)?.force(State::Open);
+        Ok(())
     }
 
-    /// Operator: lets `kind` flow, detection suspended, until [`reset`](Self::reset).
-    pub fn force_close(&self, kind: &str) {
-        self.resolve(kind).force(State::Closed);
+    /// Operator: lets `kind` flow, detection suspended, until [`reset`](Self::reset). Refuses a
+    /// kind the breaker does not know, as [`force_open`](Self::force_open) does.
+    pub fn force_close(&self, kind: &str) -> Result<(), Error> {
+        self.known(kind)?.force(State::Closed);
+        Ok(())
     }
 
     /// Operator: closes `kind` and resumes automatic detection, forgetting the window's counts
-    /// but keeping the learned baseline.
-    pub fn reset(&self, kind: &str) {
-        self.resolve(kind).reset();
+    /// but keeping what it learned. Refuses a kind the breaker does not know, as
+    /// [`force_open`](Self::force_open) does.
+    pub fn reset(&self, kind: &str) -> Result<(), Error> {
+        self.known(kind)?.reset();
+        Ok(())
     }
 
     /// Operator: in dry-run, `kind` detects and reports (events, status, metrics) but never
-    /// blocks. A configuration reload sets it back to the configured value.
-    pub fn set_dry_run(&self, kind: &str, on: bool) {
-        self.resolve(kind).set_dry_run(on);
+    /// blocks. A configuration reload sets it back to the configured value. Refuses a kind the
+    /// breaker does not know, as [`force_open`](Self::force_open) does.
+    pub fn set_dry_run(&self, kind: &str, on: bool) -> Result<(), Error> {
+        self.known(kind)?.set_dry_run(on);
+        Ok(())
+    }
+
+    /// The kind an operator control acts on: registered, the overflow kind, or named in the
+    /// configuration.
+    fn known(&self, name: &str) -> Result<Arc<Kind<C>>, Error> {
+        if let Some(kind) = self.inner.registry.get(name) {
+            return Ok(kind);
+        }
+        name::validate_kind_name(name)?;
+        if name == OVERFLOW_KIND || self.inner.config.read().1.names(name) {
+            if let Ok(kind) = self.inner.resolve(name) {
+                return Ok(kind);
+            }
+        }
+        Err(Error::UnknownKind(name.to_owned()))
     }
 
     /// Announces a legitimate surge of `kind` in advance (a campaign, a real mass security
@@ -202,14 +234,28 @@ impl<C: Clock> Breaker<C> {
     /// use spikebreaker::{Breaker, Config, ManualClock};
     /// use std::time::Duration;
     /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
-    /// breaker.plan_surge("email.campaign", 50_000, Duration::from_secs(2 * 3600));
+    /// breaker.plan_surge("email.campaign", 50_000, Duration::from_secs(2 * 3600))?;
     /// let sent = (0..20_000).filter(|_| breaker.check("email.campaign").is_allowed()).count();
     /// assert_eq!(sent, 20_000); // far over the warm-up ceiling, but announced
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn plan_surge(&self, kind: &str, sends: u64, duration: Duration) {
+    ///
+    /// A surge may announce a kind not seen yet (a new campaign), registering it; it is refused
+    /// with [`Error::InvalidKindName`] for a name that breaks the kind-name rule, and with
+    /// [`Error::NoRoom`] when the registry is full (a surge never lands on the overflow kind:
+    /// name the kind in the configuration to keep it a slot).
+    pub fn plan_surge(&self, kind: &str, sends: u64, duration: Duration) -> Result<(), Error> {
+        name::validate_kind_name(kind)?;
+        let found = self
+            .inner
+            .resolve(kind)
+            .map_err(|_| Error::UnknownKind(kind.to_owned()))?;
+        if found.name().as_ref() != kind {
+            return Err(Error::NoRoom(kind.to_owned()));
+        }
         let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        self.resolve(kind).plan_surge(sends, for_ms);
+        found.plan_surge(sends, for_ms);
+        Ok(())
     }
 
     /// Operator: `kind` is open on a lasting change in legitimate traffic (a new customer, a new
@@ -218,8 +264,11 @@ impl<C: Clock> Breaker<C> {
     /// job relearned within the hour after its run is normal at its hour of the week), and close
     /// it. Unlike [`reset`](Self::reset), which keeps what was learned (right after a runaway),
     /// this teaches the kind the level that tripped it.
-    pub fn relearn(&self, kind: &str) {
-        self.resolve(kind).relearn();
+    ///
+    /// Refuses a kind the breaker does not know, as [`force_open`](Self::force_open) does.
+    pub fn relearn(&self, kind: &str) -> Result<(), Error> {
+        self.known(kind)?.relearn();
+        Ok(())
     }
 
     /// The whole breaker's status: every kind's, brought up to the clock's now and sorted by
@@ -257,14 +306,16 @@ impl<C: Clock> Breaker<C> {
         for kind in self.inner.registry.all() {
             kind.refresh();
         }
-        self.export_registry_metrics();
+        self.inner.export_registry_metrics();
     }
 
-    /// Forgets every kind that is closed, not forced, held by no [`KindHandle`] and not sent for
-    /// [`Config::evict_idle_secs`], with its counts and learned baseline; returns how many. A
-    /// full registry does this on its own (at most once a second) before sending a new kind to
-    /// the overflow kind, so stale kinds (a flood of user ids put into the kind by a bug) give
-    /// their room back to real ones.
+    /// Forgets every kind that is closed, not forced, held by no [`KindHandle`], not named in the
+    /// configuration and not sent for [`Config::evict_idle_secs`], with its counts and what it
+    /// learned; returns how many. A full registry does this on its own (at most once a second)
+    /// before sending a new kind to the overflow kind, but there only for kinds that are not warm
+    /// yet, so that stale kinds (a flood of user ids put into the kind by a bug) give
+    /// their room back to real ones while a warm kind waits for a newcomer that has proven
+    /// itself (see [`Config::max_kinds`]).
     ///
     /// ```
     /// use spikebreaker::{Breaker, Config, ManualClock};
@@ -288,7 +339,7 @@ impl<C: Clock> Breaker<C> {
         self.inner.config.read().0.clone()
     }
 
-    /// Runs on `config` from now on, keeping every kind's counts and learned baseline. An invalid
+    /// Runs on `config` from now on, keeping every kind's counts and what they learned. An invalid
     /// configuration is refused with the error and the running one stays in force.
     pub fn reload(&self, config: Config) -> Result<(), Error> {
         let compiled = Arc::new(config.compile()?);
@@ -298,17 +349,20 @@ impl<C: Clock> Breaker<C> {
         for kind in self.inner.registry.all() {
             kind.apply(Arc::clone(compiled.settings(kind.name())));
         }
+        self.inner.registry.reclassify(|name| compiled.names(name));
         *slot = (config, compiled);
         Ok(())
     }
 
-    /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)).
+    /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)); not
+    /// the overflow kind's, which learns nothing.
     pub fn snapshot(&self) -> Snapshot {
         let kinds = self
             .inner
             .registry
             .all()
             .iter()
+            .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
             .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
             .collect();
         Snapshot {
@@ -318,13 +372,63 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Replaces what kinds have learned with a snapshot's, registering its kinds. A snapshot
-    /// that fails [`Snapshot::validate`] is refused whole and the breaker keeps what it had.
+    /// that fails [`Snapshot::validate`] is refused whole and the breaker keeps what it had. A
+    /// kind that finds no room of its own is not restored (nothing is restored into the overflow
+    /// kind, whose limit is fixed).
     pub fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
         snapshot.validate()?;
         for (name, learned) in &snapshot.kinds {
-            self.resolve(name).restore(learned.to_learned());
+            match self.inner.resolve(name) {
+                Ok(kind) if kind.name().as_ref() != OVERFLOW_KIND => {
+                    kind.restore(learned.to_learned());
+                }
+                _ => {}
+            }
         }
         Ok(())
+    }
+}
+
+impl<C: Clock> Inner<C> {
+    fn export_registry_metrics(&self) {
+        let registry = &self.registry;
+        self.metrics.export(registry.len(), registry.overflowed());
+    }
+}
+
+impl<C: Clock> Resolve<C> for Inner<C> {
+    fn resolve(&self, name: &str) -> Result<Arc<Kind<C>>, &'static str> {
+        if let Some(kind) = self.registry.get(name) {
+            return Ok(kind);
+        }
+        if let Some(reason) = name::problem(name) {
+            return Err(reason);
+        }
+        // Held while registering, so that a concurrent reload cannot miss the new kind.
+        let config = self.config.read();
+        let compiled = &config.1;
+        let bounds = Bounds {
+            max_kinds: compiled.max_kinds,
+            evict_idle_ms: compiled.evict_idle_ms,
+        };
+        let now = self.shared.clock.now_ms();
+        let registered = self.registry.len();
+        let kind = self
+            .registry
+            .get_or_insert(name, compiled.names(name), bounds, now, |name| {
+                Arc::new(Kind::new(
+                    Arc::clone(name),
+                    Arc::clone(compiled.settings(name)),
+                    Default::default(),
+                    Arc::clone(&self.shared),
+                ))
+            });
+        // A name sent to the overflow kind comes this far on every send: export only when the
+        // registry changed, and leave the overflow count to `refresh`.
+        if self.registry.len() != registered {
+            self.export_registry_metrics();
+        }
+        Ok(kind)
     }
 }
 
@@ -340,7 +444,23 @@ impl<C: Clock> Breaker<C> {
     /// Every registered kind, the overflow kind last if it exists.
     pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
         let all = self.inner.registry.all();
-        all.into_iter().map(|kind| KindHandle { kind }).collect()
+        all.into_iter().map(KindHandle::own).collect()
+    }
+
+    /// The kind called `name` if it is registered (the overflow kind by its own name only):
+    /// never registers one.
+    pub(crate) fn registered(&self, name: &str) -> Option<KindHandle<C>> {
+        self.inner.registry.get(name).map(KindHandle::own)
+    }
+
+    /// Forces a held kind open, as the fleet's operator asked.
+    pub(crate) fn force_open_held(&self, kind: &KindHandle<C>) {
+        kind.kind.force(State::Open);
+    }
+
+    /// Resets a held kind, as the fleet's operator asked.
+    pub(crate) fn reset_held(&self, kind: &KindHandle<C>) {
+        kind.kind.reset();
     }
 
     /// What a sync reads of `kind`: its figures as they stand (taken under its lock, nothing

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{BUCKETS, Guards, Policy};
 use crate::error::Error;
+use crate::name::{self, OVERFLOW_KIND};
 use crate::surge::{self, Planned, SurgeConfig};
 
 /// The longest minute window a kind may have (a snapshot is checked against it too).
@@ -19,6 +20,8 @@ pub(crate) const MAX_WINDOW_SECS: u64 = 3_600;
 const MAX_SIGMAS: f64 = 50.0;
 /// The longest warm-up, cool-down, probe and idle time.
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
+pub(crate) const MAX_MAX_KINDS: usize = 1_000_000;
 
 /// The whole breaker configuration: defaults for every kind, overrides for some.
 ///
@@ -41,14 +44,18 @@ const MAX_DURATION_SECS: u64 = 30 * 86_400;
 pub struct Config {
     /// Settings for every kind that has no override (and the base that overrides patch).
     pub defaults: KindConfig,
-    /// Per-kind overrides, by kind name; fields left out come from `defaults`.
+    /// Per-kind overrides, by kind name; fields left out come from `defaults`. A kind named here
+    /// always has a slot of its own, beyond `max_kinds`, and is never evicted. Names follow the
+    /// kind-name rule ([`validate_kind_name`](crate::validate_kind_name)); `_overflow` sets the
+    /// overflow kind's settings.
+    #[serde(deserialize_with = "name::unique_kinds")]
     pub kinds: BTreeMap<String, KindOverride>,
-    /// The most kinds tracked at once; further kinds share the overflow kind
-    /// ([`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
+    /// The most kinds tracked at once besides those named in `kinds` (1 to 1,000,000); further
+    /// kinds share the overflow kind ([`Breaker::OVERFLOW_KIND`](crate::Breaker::OVERFLOW_KIND)).
     pub max_kinds: usize,
     /// Once `max_kinds` are registered, a kind that is closed, not forced, held by no
     /// [`KindHandle`](crate::KindHandle) and has not been sent for this many seconds may be
-    /// forgotten (its counts and learned baseline with it) to make room for a new kind. At least
+    /// forgotten (its counts and what it learned with it) to make room for a new kind. At least
     /// the longest `window_secs`, at most 30 days. See [`Breaker::evict_idle`](crate::Breaker::evict_idle).
     pub evict_idle_secs: u64,
     /// Legitimate surges announced in advance (`[[surges]]`): see [`SurgeConfig`].
@@ -321,18 +328,18 @@ impl Config {
 
     /// Validates and compiles into the engine's internal form.
     pub(crate) fn compile(&self) -> Result<Compiled, Error> {
-        if self.max_kinds == 0 {
-            return Err(Error::invalid("max_kinds", 0, "must be at least 1"));
+        if !(1..=MAX_MAX_KINDS).contains(&self.max_kinds) {
+            return Err(Error::invalid(
+                "max_kinds",
+                self.max_kinds,
+                "must be 1 to 1000000",
+            ));
         }
         let defaults = self.defaults.compile("defaults")?;
         let mut overrides = BTreeMap::new();
         for (kind, patch) in &self.kinds {
-            if kind.trim().is_empty() {
-                return Err(Error::invalid(
-                    "kinds",
-                    format!("{kind:?}"),
-                    "a kind name must not be empty",
-                ));
+            if let Some(reason) = name::problem(kind) {
+                return Err(Error::invalid("kinds", name::shown(kind), reason));
             }
             let settings = patch
                 .apply_to(&self.defaults)
@@ -369,8 +376,16 @@ impl Config {
                 "must be at least the longest `window_secs` and at most 30 days (2592000 seconds)",
             ));
         }
+        // The overflow kind's limit is fixed: traffic must not teach it a higher one.
+        let overflow_base = overrides
+            .get(OVERFLOW_KIND)
+            .map_or(&defaults, |settings| &**settings);
+        let mut overflow = overflow_base.clone();
+        overflow.policy.learns = false;
+        let overflow = Arc::new(overflow);
         Ok(Compiled {
             defaults: Arc::new(defaults),
+            overflow,
             overrides,
             max_kinds: self.max_kinds,
             evict_idle_ms,
@@ -410,8 +425,14 @@ fn with_hint(message: String) -> String {
     message
 }
 
-/// Reads JSON, naming the field (`defaults.factor`) of a type error as well as its position.
+/// Reads a JSON object, naming the field (`defaults.factor`) of a type error as well as its
+/// position. Anything but an object is refused: serde would read an array by position.
 pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    match text.trim_start().chars().next() {
+        Some('{') => {}
+        Some(other) => return Err(format!("expected a JSON object `{{...}}`, found {other:?}")),
+        None => return Err("expected a JSON object `{...}`, found nothing".into()),
+    }
     let mut json = serde_json::Deserializer::from_str(text);
     let value =
         serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
@@ -427,6 +448,8 @@ pub(crate) fn json_naming_the_field<T: serde::de::DeserializeOwned>(text: &str) 
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) defaults: Arc<KindSettings>,
+    /// The overflow kind's: its override's or the defaults, never learning.
+    pub(crate) overflow: Arc<KindSettings>,
     pub(crate) overrides: BTreeMap<String, Arc<KindSettings>>,
     pub(crate) max_kinds: usize,
     pub(crate) evict_idle_ms: u64,
@@ -435,7 +458,15 @@ pub(crate) struct Compiled {
 impl Compiled {
     /// The settings `kind` runs on.
     pub(crate) fn settings(&self, kind: &str) -> &Arc<KindSettings> {
+        if kind == OVERFLOW_KIND {
+            return &self.overflow;
+        }
         self.overrides.get(kind).unwrap_or(&self.defaults)
+    }
+
+    /// Whether `kind` is named in the configuration, and so has a slot of its own.
+    pub(crate) fn names(&self, kind: &str) -> bool {
+        kind != OVERFLOW_KIND && self.overrides.contains_key(kind)
     }
 }
 
@@ -511,6 +542,7 @@ impl KindConfig {
                 warmup_ceiling: self.warmup_ceiling,
                 warmup_minutes: u32::try_from(self.warmup_secs.div_ceil(60)).unwrap_or(u32::MAX),
                 growth_per_hour: self.max_growth_per_hour,
+                learns: true,
             },
             recovery: self.recovery,
             cooldown_ms: self.cooldown_secs * 1000,

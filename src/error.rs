@@ -27,9 +27,25 @@ pub enum Error {
         /// The parser's account, which names the field and the position.
         message: String,
     },
-    /// A baseline snapshot was refused; the breaker carries on with what it had.
+    /// A snapshot was refused; the breaker carries on with what it had.
     #[error("cannot restore snapshot: {0}")]
     Snapshot(String),
+    /// A kind name breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name)).
+    #[error("invalid kind name {name}: {reason}")]
+    InvalidKindName {
+        /// The name, quoted, with control characters escaped, shortened if long.
+        name: String,
+        /// The part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// An operator control named a kind the breaker has not registered and the configuration
+    /// does not name, so there is no kind of that name to act on.
+    #[error("unknown kind {0:?}: the breaker has not seen it and the configuration does not name it")]
+    UnknownKind(String),
+    /// A kind could not be registered: the registry holds `max_kinds` kinds and none could give
+    /// its room up. Name the kind in the configuration to keep it a slot.
+    #[error("no room for kind {0:?}: the registry is full; name it in the configuration to keep it a slot")]
+    NoRoom(String),
 }
 
 impl Error {
@@ -49,5 +65,15 @@ impl Error {
     /// Whether this error is a refused snapshot.
     pub fn is_snapshot(&self) -> bool {
         matches!(self, Self::Snapshot(_))
+    }
+
+    /// Whether this error is a kind name that breaks the kind-name rule.
+    pub fn is_invalid_kind_name(&self) -> bool {
+        matches!(self, Self::InvalidKindName { .. })
+    }
+
+    /// Whether this error is an operator control on a kind the breaker does not know.
+    pub fn is_unknown_kind(&self) -> bool {
+        matches!(self, Self::UnknownKind(_))
     }
 }

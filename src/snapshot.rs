@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::json_naming_the_field;
 use crate::detect::{HOURS, Learned, Profile};
 use crate::error::Error;
+use crate::name;
 
 /// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
 /// small enough that learning on from it stays finite.
@@ -34,7 +35,8 @@ const MAX_SPREAD: f64 = 10.0;
 pub struct Snapshot {
     /// [`Snapshot::VERSION`] (a version-1 snapshot is migrated when read).
     pub version: u32,
-    /// By kind name.
+    /// By kind name (each name once, by the kind-name rule).
+    #[serde(deserialize_with = "name::unique_kinds")]
     pub kinds: BTreeMap<String, KindSnapshot>,
 }
 
@@ -104,7 +106,7 @@ impl Snapshot {
 
     /// Reads a snapshot from JSON (this version's, or a version-1 one, migrated) and checks it.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let Version { version } = serde_json::from_str(text).map_err(|e| Error::Snapshot(e.to_string()))?;
+        let Version { version } = json_naming_the_field(text).map_err(Error::Snapshot)?;
         let snapshot = match version {
             1 => {
                 let old: SnapshotV1 = json_naming_the_field(text).map_err(Error::Snapshot)?;
@@ -150,8 +152,9 @@ impl Snapshot {
         })
     }
 
-    /// Refuses a snapshot of another version, with an empty kind name, or a figure that is
-    /// negative, not a number, or beyond a billion sends a second.
+    /// Refuses a snapshot of another version, with a kind name that breaks the kind-name rule
+    /// ([`validate_kind_name`](crate::validate_kind_name)), a window the configuration could not
+    /// have, or a figure that is negative, not a number, or beyond a billion sends a second.
     pub fn validate(&self) -> Result<(), Error> {
         if self.version != Self::VERSION {
             return Err(Error::Snapshot(format!(
@@ -161,8 +164,8 @@ impl Snapshot {
             )));
         }
         for (kind, learned) in &self.kinds {
-            if kind.trim().is_empty() {
-                return Err(Error::Snapshot("a kind name is empty".into()));
+            if let Some(reason) = name::problem(kind) {
+                return Err(Error::Snapshot(format!("kind {}: {reason}", name::shown(kind))));
             }
             learned
                 .validate()

@@ -15,6 +15,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::name;
 
 /// The longest a surge may last.
 const MAX_SURGE_MS: u64 = 30 * 86_400_000;
@@ -44,9 +45,9 @@ pub struct SurgeConfig {
     pub kind: String,
     /// How many sends the kind may make while it lasts, whatever its limits say (at least 1).
     pub sends: u64,
-    /// When it begins, as an RFC 3339 time (`2026-11-27T07:55:00Z`).
+    /// When it begins, as an RFC 3339 time in UTC (`2026-11-27T07:55:00Z`).
     pub from: String,
-    /// When it ends, as an RFC 3339 time: after `from`, at most 30 days after it.
+    /// When it ends, as an RFC 3339 time in UTC: after `from`, at most 30 days after it.
     pub until: String,
 }
 
@@ -62,12 +63,8 @@ impl SurgeConfig {
     /// Validates the surge; `path` names it in errors (`surges[0]`).
     pub(crate) fn compile(&self, path: &str) -> Result<Planned, Error> {
         let field = |name: &str| format!("{path}.{name}");
-        if self.kind.trim().is_empty() {
-            return Err(Error::invalid(
-                field("kind"),
-                format!("{:?}", self.kind),
-                "must name a kind",
-            ));
+        if let Some(reason) = name::problem(&self.kind) {
+            return Err(Error::invalid(field("kind"), name::shown(&self.kind), reason));
         }
         if self.sends == 0 {
             return Err(Error::invalid(field("sends"), 0, "must be at least 1"));
@@ -76,7 +73,7 @@ impl SurgeConfig {
             Error::invalid(
                 field("from"),
                 format!("{:?}", self.from),
-                "must be an RFC 3339 time after 1970, such as \"2026-11-27T07:55:00Z\"",
+                "must be an RFC 3339 time in UTC after 1970, such as \"2026-11-27T07:55:00Z\"",
             )
         })?;
         let until_ms = epoch_ms(&self.until)
@@ -85,7 +82,7 @@ impl SurgeConfig {
                 Error::invalid(
                     field("until"),
                     format!("{:?}", self.until),
-                    "must be an RFC 3339 time after `from`, at most 30 days after it",
+                    "must be an RFC 3339 time in UTC after `from`, at most 30 days after it",
                 )
             })?;
         Ok(Planned {
@@ -96,9 +93,10 @@ impl SurgeConfig {
     }
 }
 
-/// Milliseconds since the Unix epoch of an RFC 3339 time (`Z` or an offset).
+/// Milliseconds since the Unix epoch of an RFC 3339 time in UTC (`Z`): the reader takes no
+/// other offset, and refuses one rather than misread it.
 fn epoch_ms(text: &str) -> Option<u64> {
-    let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+    let time = humantime::parse_rfc3339(text.trim()).ok()?;
     let since = time.duration_since(UNIX_EPOCH).ok()?;
     u64::try_from(since.as_millis()).ok()
 }
@@ -133,12 +131,15 @@ mod tests {
     }
 
     #[test]
-    fn times_are_read_to_the_millisecond_in_any_offset() {
-        let planned = surge("2026-11-27T08:00:00Z", "2026-11-27T10:00:00.5+01:00")
+    fn times_are_read_to_the_millisecond_and_only_in_utc() {
+        let planned = surge("2026-11-27T08:00:00Z", "2026-11-27T09:00:00.5Z")
             .compile("surges[0]")
             .unwrap();
         assert_eq!(planned.from_ms, 1_795_766_400_000);
         assert_eq!(planned.until_ms - planned.from_ms, 3_600_500);
+        // An offset is refused, not misread as UTC.
+        let offset = surge("2026-11-27T08:00:00Z", "2026-11-27T10:00:00+01:00").compile("surges[0]");
+        assert!(offset.unwrap_err().to_string().contains("in UTC"));
     }
 
     #[test]

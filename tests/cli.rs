@@ -113,11 +113,22 @@ fn a_bad_line_stops_with_exit_code_2_naming_it() {
 #[test]
 fn bad_lines_can_be_skipped_and_counted() {
     let output = spikebreaker(
-        &["backtest", "--trace", "-", "--skip-bad-lines"],
+        &[
+            "backtest",
+            "--trace",
+            "-",
+            "--skip-bad-lines",
+            "--max-skipped-share",
+            "0.5",
+        ],
         // An empty kind, a line without a time, and a time before the last good line's.
         "0,a\n5,\n4,a\nnonsense\n3,a\n7,a\n",
     );
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report = json(&output);
     assert_eq!(report["skipped_lines"], 3);
     assert_eq!(report["events"], 3);
@@ -166,4 +177,162 @@ fn a_missing_log_or_an_unknown_configuration_format_exits_2() {
     );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains(".toml or .json"));
+}
+
+// Hostile and sloppy logs: a stray time, too many bad lines, a huge line, a byte-order mark,
+// terminal escapes, quoted fields, an empty log and an unwritable decisions path.
+
+/// `spikebreaker backtest --trace - <extra>` on `log`.
+fn replay(extra: &[&str], log: &str) -> Output {
+    let args: Vec<&str> = ["backtest", "--trace", "-"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    spikebreaker(&args, log)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts that the command said `text` on standard error.
+fn says(output: &Output, text: &str) {
+    let said = stderr(output);
+    assert!(said.contains(text), "expected {text:?} on stderr: {said}");
+}
+
+#[test]
+fn a_stray_time_is_skipped_and_moves_no_clock() {
+    // 100,000 sends a millisecond apart, one mistyped with three digits too many.
+    let mut log = String::new();
+    for t in 0..100_000u64 {
+        let t = if t == 50_000 { t * 1_000 } else { t };
+        log.push_str(&format!("{t},email.receipt\n"));
+    }
+    let output = replay(&["--skip-bad-lines"], &log);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    // The stray line, and the first line after it (which could not yet tell which was wrong).
+    assert_eq!(report["skipped_lines"], 2, "{}", stderr(&output));
+    assert_eq!(report["events"], 99_998);
+    let said = stderr(&output);
+    assert!(
+        said.contains("line 50001: time 50000000 is later than the lines after it"),
+        "{said}"
+    );
+}
+
+#[test]
+fn more_than_one_percent_of_lines_skipped_fails_unless_allowed() {
+    let mut log = String::new();
+    for t in 0..98u64 {
+        log.push_str(&format!("{t},a\n"));
+    }
+    log.push_str("oops,a\n99\n");
+    let output = replay(&["--skip-bad-lines"], &log);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let said = stderr(&output);
+    assert!(
+        said.contains("skipped 2 of 100 lines (2.00%), more than --max-skipped-share 0.01"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 99: time \"oops\""),
+        "the skipped lines are named: {said}"
+    );
+
+    let output = replay(&["--skip-bad-lines", "--max-skipped-share", "0.02"], &log);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output)["skipped_lines"], 2);
+    let output = replay(&["--max-skipped-share", "2"], &log);
+    assert_eq!(output.status.code(), Some(2), "a share is 0 to 1");
+}
+
+#[test]
+fn a_line_over_the_limit_is_refused_without_reading_it_into_memory() {
+    let log = format!("0,a\n1,{}\n2,a\n", "k".repeat(10 << 20));
+    let output = replay(&[], &log);
+    assert_eq!(output.status.code(), Some(2));
+    says(&output, "line 2: longer than 65536 bytes");
+
+    let output = replay(
+        &[
+            "--max-line-bytes",
+            "4",
+            "--skip-bad-lines",
+            "--max-skipped-share",
+            "0.5",
+        ],
+        "0,a\n1,abcd\n2,a\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(
+        (report["events"].as_u64(), report["skipped_lines"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_read_past() {
+    for log in ["\u{feff}t_ms,kind\n0,a\n1,a\n", "\u{feff}0,a\n1,a\n"] {
+        let output = replay(&[], log);
+        assert!(output.status.success(), "{log:?}: {}", stderr(&output));
+        assert_eq!(json(&output)["kinds"]["a"]["attempted"], 2);
+    }
+}
+
+#[test]
+fn log_content_is_escaped_when_shown() {
+    let output = replay(&[], "0,a\n\x1b]0;pwned\x07\x1b[2J,a\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        !output.stderr.contains(&0x1b),
+        "a raw escape reached the terminal"
+    );
+    says(&output, r#"time "\u{1b}]0;pwned\u{7}\u{1b}[2J""#);
+    let output = replay(&[], "0,a\n1,email\x1b[31m\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!output.stderr.contains(&0x1b));
+    says(&output, "line 2: invalid kind");
+}
+
+#[test]
+fn quoted_fields_are_read_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = dir.path().join("decisions.csv");
+    let log = "t_ms,kind,recipient\n0,\"email.welcome\",\"Doe, Jo <jo@example.com>\"\n\
+               1,\"tenant 4, \"\"gold\"\"\"\n2,email.welcome\n";
+    let output = replay(&["--decisions", decisions.to_str().unwrap()], log);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["kinds"]["email.welcome"]["attempted"], 2);
+    assert_eq!(report["kinds"]["tenant 4, \"gold\""]["attempted"], 1);
+    let decisions = std::fs::read_to_string(decisions).unwrap();
+    assert_eq!(
+        decisions,
+        "0,email.welcome,allowed\n1,\"tenant 4, \"\"gold\"\"\",allowed\n2,email.welcome,allowed\n"
+    );
+    let output = replay(&[], "0,\"email.welcome\n");
+    assert_eq!(output.status.code(), Some(2));
+    says(&output, "does not end on its line");
+}
+
+#[test]
+fn an_empty_trace_is_reported_with_a_warning() {
+    for log in ["", "t_ms,kind\n", "\n\n"] {
+        let output = replay(&[], log);
+        assert!(output.status.success(), "{log:?}");
+        assert_eq!(json(&output)["events"], 0);
+        says(&output, "warning: the trace holds no sends");
+    }
+}
+
+#[test]
+fn a_decisions_file_that_cannot_be_created_exits_2() {
+    let output = replay(&["--decisions", "/nonexistent/dir/decisions.csv"], "0,a\n");
+    assert_eq!(output.status.code(), Some(2));
+    says(&output, "/nonexistent/dir/decisions.csv");
 }

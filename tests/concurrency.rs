@@ -389,7 +389,8 @@ fn open_forced_held_and_recent_kinds_are_never_evicted() {
     let tripped = breaker.kind("tripped");
     while tripped.check().is_allowed() {}
     drop(tripped);
-    breaker.force_close("forced");
+    assert!(breaker.check("forced").is_allowed());
+    breaker.force_close("forced").unwrap();
     let held = breaker.kind("held");
     let _ = held.check();
     let _ = breaker.check("idle");

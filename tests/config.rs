@@ -221,6 +221,7 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "0",
     ),
     ("max_kinds = 0\n", "max_kinds", "0"),
+    ("max_kinds = 1000001\n", "max_kinds", "1000001"),
     ("max_kinds = -1\n", "max_kinds", "-1"),
     ("evict_idle_secs = 0\n", "evict_idle_secs", "0"),
     ("evict_idle_secs = 999999999\n", "evict_idle_secs", "999999999"),
@@ -250,9 +251,15 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "kinds.\"a\".minute.ceiling",
         "50",
     ),
-    // Empty kind names.
-    ("[kinds.\"\"]\nrecovery = \"manual\"\n", "kinds", "\"\""),
-    ("[kinds.\"   \"]\nrecovery = \"manual\"\n", "kinds", "\"   \""),
+    // Kind names that break the rule, and one given twice.
+    ("[kinds.\"\"]\ndry_run = true\n", "kinds", "\"\""),
+    ("[kinds.\"   \"]\ndry_run = true\n", "kinds", "\"   \""),
+    ("[kinds.\"a\\tb\"]\ndry_run = true\n", "kinds", "\"a\\tb\""),
+    (
+        "[kinds.a]\ndry_run = true\n[kinds.a]\ndry_run = false\n",
+        "kinds",
+        "a",
+    ),
     // Absurd windows and durations.
     ("[defaults]\nwindow_secs = 3601\n", "defaults.window_secs", "3601"),
     (
@@ -315,6 +322,27 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
             &["kinds.\"a\".hour.ceiling", "3"],
         ),
         (r#"{"max_kinds": 0}"#, &["max_kinds", "0"]),
+        (
+            r#"{"max_kinds": 1000001}"#,
+            &["max_kinds", "1000001", "must be 1 to 1000000"],
+        ),
+        // An array would be read by position (`[]` as the defaults): only an object is a config.
+        ("[]", &["expected a JSON object", "'['"]),
+        (r#"[{}, {}, 5, 60]"#, &["expected a JSON object"]),
+        ("\"max_kinds\"", &["expected a JSON object"]),
+        // A key given twice is refused, naming it, rather than the last one kept.
+        (
+            r#"{"kinds": {"a": {"dry_run": true}, "a": {"dry_run": false}}}"#,
+            &["`kinds`", "kind \"a\" is given twice"],
+        ),
+        (
+            r#"{"max_kinds": 5, "max_kinds": 50000}"#,
+            &["duplicate field `max_kinds`"],
+        ),
+        (
+            r#"{"defaults": {"warmup_secs": 5, "warmup_secs": 500}}"#,
+            &["duplicate field `warmup_secs`"],
+        ),
         (
             r#"{"defaults": {"minute": {"factor": 1e400}}}"#,
             &["out of range", "line 1 column 40"],

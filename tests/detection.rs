@@ -360,7 +360,8 @@ fn four_weeks_of_legitimate_traffic_are_never_blocked() {
     before
         .backtest
         .breaker()
-        .plan_surge("email.weekly_digest", 40_000, Duration::from_secs(2 * 3600));
+        .plan_surge("email.weekly_digest", 40_000, Duration::from_secs(2 * 3600))
+        .unwrap();
     before.run(ordinary(Traffic::new(profiles.clone(), 32, announced, down)));
     let snapshot = before.backtest.breaker().snapshot();
 
@@ -427,6 +428,7 @@ fn a_weekly_job_announced_or_relearned_once_is_normal_every_week_after() {
                         }
                         _ => breaker.relearn(KIND),
                     }
+                    .unwrap();
                 }
                 let seed = 40 + week * 3 + i as u64;
                 replay.run(ordinary(Traffic::new(

@@ -239,7 +239,7 @@ async fn operator_force_open_and_reset_apply_fleet_wide() {
     let all = instances(&server, vec![Config::default(); 3]);
     linked(&all).await;
 
-    all[0].fleet.force_open(KIND);
+    all[0].fleet.force_open(KIND).unwrap();
     assert_eq!(
         all[0].kind.check(),
         Decision::Blocked(Reason::ForcedOpen),
@@ -249,7 +249,7 @@ async fn operator_force_open_and_reset_apply_fleet_wide() {
         all.iter().all(|i| i.kind.status().reason == Reason::ForcedOpen)
     })
     .await;
-    all[2].fleet.reset(KIND);
+    all[2].fleet.reset(KIND).unwrap();
     wait_until("every instance is reset", || {
         all.iter().all(|i| {
             let status = i.kind.status();
@@ -406,4 +406,107 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("tokio runtime"), "{err}");
     let err = FleetConfig::new("http://x").validate().unwrap_err();
     assert!(err.is_config());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_ids_never_collide_when_redis_restarts_empty_with_instances_live() {
+    let mut server = Server::start();
+    let first = instances(&server, vec![Config::default()]);
+    linked(&first).await;
+    server.kill();
+    wait_until("the instance degrades", || first[0].fleet.status().degraded).await;
+    server.spawn();
+    let syncs = first[0].fleet.status().syncs;
+    wait_until("the instance relinks", || {
+        let status = first[0].fleet.status();
+        !status.degraded && status.syncs > syncs
+    })
+    .await;
+    // A new instance joins the emptied Redis, which remembers no instance at all.
+    let second = instances(&server, vec![Config::default()]);
+    linked(&second).await;
+
+    assert_eq!(send(&first[0], 500), 500);
+    assert_eq!(send(&second[0], 10), 10);
+    wait_until("the fleet counts both instances' sends", || {
+        fleet_window(&first[0]) == Some((510, 0)) && fleet_window(&second[0]) == Some((510, 0))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_thousand_busy_kinds_and_a_huge_name_do_not_stop_the_syncs() {
+    const KINDS: usize = 16_384;
+    let server = Server::start();
+    let roomy = Config {
+        max_kinds: 2 * KINDS,
+        ..Config::default()
+    };
+    let all = instances(&server, vec![roomy]);
+    linked(&all).await;
+    let breaker = &all[0].breaker;
+    assert_eq!(
+        breaker.check(&"x".repeat(10 << 20)),
+        Decision::Blocked(Reason::InvalidKind),
+        "a 10 MB name never becomes a kind, nor a key"
+    );
+    for k in 0..KINDS {
+        assert!(breaker.check(&format!("bulk.{k}")).is_allowed());
+    }
+    // One round trip for every kind would outlast the response timeout at every sync.
+    wait_until("every kind is synced", || {
+        let status = all[0].fleet.status();
+        !status.degraded
+            && status.unsynced == 0
+            && status
+                .kinds
+                .iter()
+                .filter(|kind| kind.kind.starts_with("bulk.") && kind.window_count == 1 && kind.unsent == 0)
+                .count()
+                == KINDS
+    })
+    .await;
+    let syncs = all[0].fleet.status().syncs;
+    wait_until("the syncs go on", || all[0].fleet.status().syncs > syncs + 2).await;
+    assert_eq!(all[0].fleet.status().failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_of_a_kind_an_instance_never_registered_leaves_its_overflow_kind_alone() {
+    let server = Server::start();
+    let strict = Config::from_toml(&format!(
+        "[kinds.\"{KIND}\"]\nminute.floor = 10\nwarmup_ceiling = 50\n"
+    ))
+    .unwrap();
+    let all = instances(&server, vec![strict, Config::default()]);
+    // An instance with room for one kind, which never sends the tripping kind.
+    let crowded = Breaker::with_clock(
+        Config {
+            max_kinds: 1,
+            ..Config::default()
+        },
+        ManualClock::new(),
+    )
+    .unwrap();
+    let crowded_fleet = Fleet::start(crowded.clone(), fleet_config(&server)).unwrap();
+    assert!(crowded.check("email.welcome").is_allowed());
+    assert!(crowded.check("user.4711").is_allowed());
+    linked(&all).await;
+    wait_until("the crowded instance syncs", || crowded_fleet.status().syncs > 0).await;
+
+    assert_eq!(send(&all[0], 60), 50);
+    wait_until("the other instance blocks", || all[1].kind.state() == State::Open).await;
+    let syncs = crowded_fleet.status().syncs;
+    wait_until("the crowded instance syncs again", || {
+        crowded_fleet.status().syncs > syncs + 2
+    })
+    .await;
+    let overflow = crowded.kind_status(Breaker::OVERFLOW_KIND).unwrap();
+    assert_eq!(
+        (overflow.state, overflow.trips),
+        (State::Closed, 0),
+        "{overflow:?}"
+    );
+    assert!(crowded.check("user.4712").is_allowed());
+    assert!(crowded.kind_status(KIND).is_none());
 }

@@ -102,14 +102,16 @@ fn a_trip_and_its_recovery_are_reported_in_order() {
 #[test]
 fn forcing_and_resetting_are_reported_and_hold_the_state() {
     let (breaker, clock, events) = recorded(Config::default());
-    breaker.force_open("sms.login");
+    assert!(breaker.force_open("sms.login").unwrap_err().is_unknown_kind());
+    drop(breaker.kind("sms.login"));
+    breaker.force_open("sms.login").unwrap();
     assert_eq!(send(&breaker, &clock, "sms.login", 10, Duration::from_secs(1)), 0);
-    breaker.reset("sms.login");
+    breaker.reset("sms.login").unwrap();
     assert_eq!(
         send(&breaker, &clock, "sms.login", 10, Duration::from_secs(1)),
         10
     );
-    breaker.force_close("sms.login");
+    breaker.force_close("sms.login").unwrap();
     assert_eq!(
         send(&breaker, &clock, "sms.login", 3_000, Duration::from_millis(1)),
         3_000
@@ -328,7 +330,7 @@ fn manual_recovery_stays_open_until_an_operator_resets() {
     flood(&kind, &clock, 150);
     clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(kind.check(), Decision::Blocked(Reason::Warmup));
-    breaker.reset("sms.login_code");
+    breaker.reset("sms.login_code").unwrap();
     let status = kind.status();
     assert_eq!(
         (status.state, status.reason, status.minute().window_count),
@@ -341,7 +343,7 @@ fn manual_recovery_stays_open_until_an_operator_resets() {
 fn force_open_blocks_everything_until_reset_whatever_the_rate() {
     let (breaker, clock, events) = setup(Recovery::Auto, false);
     let kind = breaker.kind("email.welcome");
-    breaker.force_open("email.welcome");
+    breaker.force_open("email.welcome").unwrap();
     assert_eq!(kind.check(), Decision::Blocked(Reason::ForcedOpen));
     clock.advance(Duration::from_secs(3600));
     breaker.refresh();
@@ -350,7 +352,7 @@ fn force_open_blocks_everything_until_reset_whatever_the_rate() {
         Decision::Blocked(Reason::ForcedOpen),
         "no automatic recovery"
     );
-    breaker.reset("email.welcome");
+    breaker.reset("email.welcome").unwrap();
     assert_eq!(kind.check(), Decision::Allowed);
     let status = kind.status();
     assert_eq!((status.trips, status.blocked, status.forced), (1, 2, false));
@@ -367,10 +369,10 @@ fn force_open_blocks_everything_until_reset_whatever_the_rate() {
 fn force_close_suspends_detection_until_reset() {
     let (breaker, clock, _) = setup(Recovery::Auto, false);
     let kind = breaker.kind("email.campaign");
-    breaker.force_close("email.campaign");
+    breaker.force_close("email.campaign").unwrap();
     assert_eq!(flood(&kind, &clock, 500), 500);
     assert!(kind.status().forced);
-    breaker.reset("email.campaign");
+    breaker.reset("email.campaign").unwrap();
     assert_eq!(flood(&kind, &clock, 150), 100, "detection is back");
 }
 
@@ -387,7 +389,7 @@ fn dry_run_reports_the_trip_and_blocks_nothing_until_enforced() {
     let trip = events.lock().unwrap()[0].clone();
     assert!(trip.is_trip() && trip.dry_run);
 
-    breaker.set_dry_run("push.promo", false);
+    breaker.set_dry_run("push.promo", false).unwrap();
     assert_eq!(kind.check(), Decision::Blocked(Reason::Warmup));
 }
 
@@ -404,8 +406,8 @@ fn reset_forgets_the_window_but_keeps_the_learned_baseline() {
         learned.warmed_up && learned.minute().expected > 25.0,
         "{learned:?}"
     );
-    breaker.force_open("email.receipt");
-    breaker.reset("email.receipt");
+    breaker.force_open("email.receipt").unwrap();
+    breaker.reset("email.receipt").unwrap();
     let after = kind.status();
     assert_eq!(
         (after.minute().expected, after.minute().threshold, after.warmed_up),
@@ -458,7 +460,7 @@ fn a_lasting_step_up_stays_open_is_reported_once_and_relearn_takes_it_as_normal(
     assert_eq!(still_open, 1, "an hour open is reported, once");
 
     // The operator looks, sees a legitimate change, and relearns: the new level is normal.
-    breaker.relearn("push.feed");
+    breaker.relearn("push.feed").unwrap();
     assert_eq!(reasons(&events, "push.feed").last(), Some(&Reason::Relearned));
     assert_eq!(
         steady(&kind, &clock, 200, 4 * 60),
@@ -529,4 +531,75 @@ fn surges_planned_in_the_config_begin_and_end_on_time_and_cover_their_sends_only
         reasons(&events, "email.campaign")[..2],
         [Reason::Surge, Reason::Warmup]
     );
+}
+
+#[test]
+fn controls_on_a_kind_the_breaker_does_not_know_are_refused_and_never_reach_the_overflow_kind() {
+    let config = Config {
+        max_kinds: 1,
+        ..Config::default()
+    };
+    let (breaker, clock, events) = recorded(config);
+    assert_eq!(
+        send(&breaker, &clock, "email.welcome", 1, Duration::from_millis(1)),
+        1
+    );
+    // A runaway without room of its own trips the overflow kind.
+    let runaway = |sends| {
+        (0..sends)
+            .filter(|_| {
+                clock.advance(Duration::from_millis(2));
+                breaker.check("job.runaway").is_allowed()
+            })
+            .count()
+    };
+    assert_eq!(runaway(1_500), 500, "the warm-up ceiling");
+    let overflow_events = events.lock().unwrap().len();
+
+    type Control = fn(&Breaker<ManualClock>, &str) -> Result<(), spikebreaker::Error>;
+    let controls: [(&str, Control); 4] = [
+        ("force_close", |b, k| b.force_close(k)),
+        ("reset", |b, k| b.reset(k)),
+        ("set_dry_run", |b, k| b.set_dry_run(k, true)),
+        ("force_open", |b, k| b.force_open(k)),
+    ];
+    for (control, call) in controls {
+        let error = call(&breaker, "job.runaway").unwrap_err();
+        assert!(error.is_unknown_kind(), "{control}: {error}");
+        assert!(error.to_string().contains("\"job.runaway\""), "{error}");
+        assert_eq!(runaway(5_000), 0, "{control} let the runaway through");
+        let error = call(&breaker, "job\n").unwrap_err();
+        assert!(error.is_invalid_kind_name(), "{control}: {error}");
+    }
+    let overflow = breaker.kind_status(Breaker::OVERFLOW_KIND).unwrap();
+    assert!(!overflow.forced && !overflow.dry_run, "{overflow:?}");
+    assert_eq!(
+        events.lock().unwrap().len(),
+        overflow_events,
+        "no control reached it"
+    );
+    assert!(breaker.kind_status("job.runaway").is_none());
+    // Asked for by its own name, the overflow kind is an operator's to control.
+    breaker.reset(Breaker::OVERFLOW_KIND).unwrap();
+    assert_eq!(
+        breaker.kind_status(Breaker::OVERFLOW_KIND).unwrap().reason,
+        Reason::Reset
+    );
+}
+
+#[test]
+fn a_kind_named_in_the_configuration_can_be_controlled_before_its_first_send() {
+    let config =
+        Config::from_toml("max_kinds = 1\n[kinds.\"security.2fa_changed\"]\nminute.floor = 20\n").unwrap();
+    let (breaker, clock, _) = recorded(config);
+    assert_eq!(
+        send(&breaker, &clock, "email.welcome", 1, Duration::from_millis(1)),
+        1
+    );
+    breaker.force_open("security.2fa_changed").unwrap();
+    assert_eq!(
+        breaker.check("security.2fa_changed"),
+        Decision::Blocked(Reason::ForcedOpen)
+    );
+    assert_eq!(breaker.status().registered, 2, "its own slot, beyond max_kinds");
 }

@@ -91,6 +91,11 @@ fn bad_snapshots(good: &str) -> Vec<String> {
         String::new(),
         "null".into(),
         "{\"version\":2}".into(),
+        // By position, or a kind (or field) given twice: refused, not read or kept last.
+        "[]".into(),
+        good.replace("{\"version\":2,", "{\"version\":2,\"version\":2,"),
+        good.replace("\"kinds\":{", "\"kinds\":{\"a\":{},"),
+        good.replace("\"a\"", "\"a\\u001b[2J\""),
         // The first kind is good and the second bad: nothing is restored.
         format!("{},{second}}}}}", &good[..good.len() - 2]),
     ]
@@ -128,8 +133,20 @@ fn a_bad_snapshot_is_refused_and_what_was_learned_stays() {
     assert_eq!(a.state(), spikebreaker::State::Open);
     // The good one is accepted and applies.
     breaker.restore(&Snapshot::from_json(&good).unwrap()).unwrap();
-    breaker.reset("a");
+    breaker.reset("a").unwrap();
     assert!(a.status().minute().threshold < before.minute().threshold);
+}
+
+#[test]
+fn only_a_json_object_is_read_as_a_snapshot() {
+    // serde would read `[1, {}]` by position as version 1 with no kinds.
+    for text in ["[1,{}]", " [1, {\"a\": {}}]", "1", "\"snapshot\""] {
+        let error = Snapshot::from_json(text).unwrap_err();
+        assert!(
+            error.is_snapshot() && error.to_string().contains("expected a JSON object"),
+            "{text}: {error}"
+        );
+    }
 }
 
 #[test]

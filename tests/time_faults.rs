@@ -141,8 +141,8 @@ fn going_back_by_hours_neither_trips_nor_unblocks() {
     let manual = breaker.kind("manual");
     let auto = breaker.kind("auto");
     assert!(run_away(&manual, 10_000) <= 1_000 && run_away(&auto, 10_000) <= 1_000);
-    breaker.force_open("forced");
     let forced = breaker.kind("forced");
+    breaker.force_open("forced").unwrap();
 
     clock.set(clock.now_ms() - 5 * HOUR);
     steady(&normal, &clock, 200, 30);

@@ -1,7 +1,10 @@
 //! Reading a send log: [`LogReader`] streams `t_ms,kind[,recipient]` lines as [`SendRecord`]s,
 //! and names the line of each [`LogError`].
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
+use std::ops::Range;
+
+use crate::name;
 
 /// One send read from a log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,7 +17,8 @@ pub struct SendRecord<'a> {
     pub kind: &'a str,
 }
 
-/// A line of a send log that cannot be replayed (or the log could not be read).
+/// A line of a send log that cannot be replayed (or the log could not be read). Log content in
+/// a message is quoted, with control characters escaped, and shortened if long.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
@@ -27,30 +31,62 @@ pub enum LogError {
         what: &'static str,
     },
     /// The time is not a whole number of milliseconds.
-    #[error("line {line}: time `{value}` is not a whole number of milliseconds")]
+    #[error("line {line}: time {value} is not a whole number of milliseconds")]
     Time {
         /// The line (1-based).
         line: u64,
-        /// The time as written (shortened if long).
+        /// The time as written (quoted, escaped, shortened if long).
         value: String,
     },
-    /// The time is earlier than the line before's: the log must be sorted by time.
+    /// The time is earlier than a line before it: the log must be sorted by time.
     #[error(
-        "line {line}: time {t_ms} goes backwards (the line before is at {previous_ms}); sort the log by time"
+        "line {line}: time {t_ms} goes backwards (a line before is at {previous_ms}); sort the log by time"
     )]
     Backwards {
         /// The line (1-based).
         line: u64,
         /// Its time.
         t_ms: u64,
-        /// The latest time before it.
+        /// The later time before it.
         previous_ms: u64,
+    },
+    /// The time is later than the two lines after it, which agree with the lines before: a
+    /// stray time (a typo), skipped so that it does not throw every later line out of order.
+    #[error(
+        "line {line}: time {t_ms} is later than the lines after it (the next in order is at {next_ms}): a stray time"
+    )]
+    Ahead {
+        /// The line (1-based).
+        line: u64,
+        /// Its time.
+        t_ms: u64,
+        /// The time of the line after it that showed it stray.
+        next_ms: u64,
     },
     /// The kind column is empty.
     #[error("line {line}: the kind is empty")]
     EmptyKind {
         /// The line (1-based).
         line: u64,
+    },
+    /// The kind breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name)).
+    #[error("line {line}: invalid kind {kind}: {reason}")]
+    InvalidKind {
+        /// The line (1-based).
+        line: u64,
+        /// The kind as written (quoted, escaped, shortened if long).
+        kind: String,
+        /// The part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// The line is longer than the reader reads ([`LogReader::with_max_line_bytes`]); it is
+    /// skipped whole, without being held in memory.
+    #[error("line {line}: longer than {max_bytes} bytes")]
+    TooLong {
+        /// The line (1-based).
+        line: u64,
+        /// The longest line the reader reads.
+        max_bytes: usize,
     },
     /// The log could not be read.
     #[error("line {line}: cannot read the log: {source}")]
@@ -70,7 +106,10 @@ impl LogError {
             Self::Malformed { line, .. }
             | Self::Time { line, .. }
             | Self::Backwards { line, .. }
+            | Self::Ahead { line, .. }
             | Self::EmptyKind { line }
+            | Self::InvalidKind { line, .. }
+            | Self::TooLong { line, .. }
             | Self::Io { line, .. } => *line,
         }
     }
@@ -82,43 +121,83 @@ impl LogError {
 }
 
 /// Streams [`SendRecord`]s from a send log: one send a line, `t_ms,kind[,recipient]`, sorted by
-/// time. A first line whose time column is a name (`t_ms,kind`) is a header; blank lines are
-/// ignored; fields are not quoted. One line buffer is reused for the whole log.
+/// time. A first line whose time column is a name (`t_ms,kind`) is a header, after a UTF-8
+/// byte-order mark if there is one; blank lines are ignored; a field may be quoted as in CSV
+/// (`"a, b"`, `""` for a quote), within its line. Lines are read up to 64 KiB
+/// ([`with_max_line_bytes`](Self::with_max_line_bytes)), into two buffers reused for the whole
+/// log, so memory stays flat however long the log or any line is.
 ///
-/// A bad line is returned as an error naming it, and reading may go on past it.
+/// A bad line is returned as an error naming it, and reading may go on past it. A skipped line
+/// never moves the log's clock: each send is held until the line after it confirms its time, so
+/// that one stray time far ahead (a typo) is what is refused, rather than every line after it as
+/// "backwards". A send is returned when the next send is read (the last at the end of the log).
 ///
 /// ```
 /// use spikebreaker::backtest::LogReader;
-/// let mut reader = LogReader::new("t_ms,kind,recipient\n5,a,x@example.com\n3,b\n".as_bytes());
-/// let first = reader.next_record().unwrap()?;
-/// assert_eq!((first.line, first.t_ms, first.kind), (2, 5, "a"));
+/// let log = "t_ms,kind,recipient\n5,a,\"Doe, Jo\" <jo@example.com>\n3,b\n9,\"c\"\n";
+/// let mut reader = LogReader::new(log.as_bytes());
 /// let error = reader.next_record().unwrap().unwrap_err();
 /// assert_eq!(error.line(), 3); // time goes backwards
+/// let first = reader.next_record().unwrap()?;
+/// assert_eq!((first.line, first.t_ms, first.kind), (2, 5, "a"));
+/// let second = reader.next_record().unwrap()?;
+/// assert_eq!((second.line, second.t_ms, second.kind), (4, 9, "c"));
 /// assert!(reader.next_record().is_none());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct LogReader<R> {
     input: R,
-    buf: Vec<u8>,
+    /// The held send's line, and the line being read.
+    bufs: [Vec<u8>; 2],
+    /// A send read but not yet returned: its time awaits the next line's.
+    held: Option<Held>,
+    /// A line that fell between the last send returned and the held one: dropped as backwards,
+    /// but a second such line after it shows the held send is the stray one.
+    doubt: Option<u64>,
+    /// The last send's time returned: no later send may be earlier.
+    latest_ms: u64,
     line: u64,
     bytes: u64,
-    latest_ms: u64,
+    max_line_bytes: usize,
+    at_end: bool,
 }
 
-/// A time or kind longer than this is shown shortened in errors.
-const SHOWN_MAX: usize = 40;
+/// A send read and held, in `bufs[buf]`.
+#[derive(Clone, Debug)]
+struct Held {
+    buf: usize,
+    line: u64,
+    t_ms: u64,
+    kind: Range<usize>,
+}
+
+/// The longest line a reader reads by default.
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<R: BufRead> LogReader<R> {
     /// A reader of `input`.
     pub fn new(input: R) -> Self {
         Self {
             input,
-            buf: Vec::with_capacity(128),
+            bufs: [Vec::with_capacity(128), Vec::with_capacity(128)],
+            held: None,
+            doubt: None,
+            latest_ms: 0,
             line: 0,
             bytes: 0,
-            latest_ms: 0,
+            max_line_bytes: MAX_LINE_BYTES,
+            at_end: false,
         }
+    }
+
+    /// Reads lines of at most `max_bytes` bytes (the newline not counted); a longer line is a
+    /// [`LogError::TooLong`], skipped without being held in memory. 64 KiB by default.
+    pub fn with_max_line_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_line_bytes = max_bytes;
+        self
     }
 
     /// Bytes read so far (for progress).
@@ -131,45 +210,157 @@ impl<R: BufRead> LogReader<R> {
     #[allow(clippy::should_implement_trait)]
     pub fn next_record(&mut self) -> Option<Result<SendRecord<'_>, LogError>> {
         loop {
-            self.buf.clear();
-            self.line += 1;
-            match self.input.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(n) => self.bytes += n as u64,
-                Err(source) => {
-                    return Some(Err(LogError::Io {
-                        line: self.line,
-                        source,
-                    }));
-                }
+            if self.at_end {
+                let held = self.held.take()?;
+                return Some(Ok(self.record(held)));
             }
-            let text = trim_line_end(&self.buf);
-            let ignored = text.iter().all(u8::is_ascii_whitespace) || (self.line == 1 && is_header(text));
-            if !ignored {
-                break;
+            let slot = self.held.as_ref().map_or(0, |held| 1 - held.buf);
+            let read = match self.read_line(slot) {
+                Ok(Some(read)) => read,
+                Ok(None) => {
+                    self.at_end = true;
+                    continue;
+                }
+                Err(error) => return Some(Err(error)),
+            };
+            if let Some(result) = self.take(read) {
+                return Some(result.map(|held| self.record(held)));
             }
         }
-        let line = self.line;
-        let latest_ms = &mut self.latest_ms;
-        Some(
-            parse_line(trim_line_end(&self.buf), line).and_then(|(t_ms, kind)| {
-                if t_ms < *latest_ms {
-                    return Err(LogError::Backwards {
-                        line,
-                        t_ms,
-                        previous_ms: *latest_ms,
+    }
+
+    /// Decides the send just read into `read.buf` against the held one: `None` to read on,
+    /// a held send confirmed (returned, and the new one held), or the error of a bad line.
+    fn take(&mut self, read: Held) -> Option<Result<Held, LogError>> {
+        let Some(held) = self.held.as_ref() else {
+            self.held = Some(read);
+            return None;
+        };
+        if read.t_ms >= held.t_ms {
+            self.doubt = None;
+            let confirmed = self.held.replace(read)?;
+            self.latest_ms = confirmed.t_ms;
+            return Some(Ok(confirmed));
+        }
+        if read.t_ms < self.latest_ms || self.doubt.is_none_or(|doubt| read.t_ms < doubt) {
+            // Earlier than a send already returned, or the first line to doubt the held one.
+            if read.t_ms >= self.latest_ms {
+                self.doubt = Some(read.t_ms);
+            }
+            let previous_ms = if read.t_ms < self.latest_ms {
+                self.latest_ms
+            } else {
+                held.t_ms
+            };
+            return Some(Err(LogError::Backwards {
+                line: read.line,
+                t_ms: read.t_ms,
+                previous_ms,
+            }));
+        }
+        // A second line in order after the first doubt, both before the held one: the held
+        // send is the stray one.
+        self.doubt = None;
+        let stray = self.held.replace(read)?;
+        let next_ms = self.held.as_ref().map_or(0, |held| held.t_ms);
+        Some(Err(LogError::Ahead {
+            line: stray.line,
+            t_ms: stray.t_ms,
+            next_ms,
+        }))
+    }
+
+    fn record(&self, held: Held) -> SendRecord<'_> {
+        let kind = std::str::from_utf8(&self.bufs[held.buf][held.kind]).unwrap_or_default();
+        SendRecord {
+            line: held.line,
+            t_ms: held.t_ms,
+            kind,
+        }
+    }
+
+    /// Reads the next send's line into `bufs[slot]`, skipping blank lines and the header:
+    /// `None` at the end of the log.
+    fn read_line(&mut self, slot: usize) -> Result<Option<Held>, LogError> {
+        loop {
+            self.line += 1;
+            let line = self.line;
+            let buf = &mut self.bufs[slot];
+            buf.clear();
+            let limit = self.max_line_bytes as u64 + 1;
+            let n = match (&mut self.input).take(limit).read_until(b'\n', buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => n,
+                Err(source) => return Err(LogError::Io { line, source }),
+            };
+            self.bytes += n as u64;
+            if n as u64 == limit && buf.last() != Some(&b'\n') {
+                self.skip_rest_of_line()?;
+                return Err(LogError::TooLong {
+                    line,
+                    max_bytes: self.max_line_bytes,
+                });
+            }
+            let mut text = trim_line_end(buf);
+            if line == 1 {
+                text = text.strip_prefix(BOM).unwrap_or(text);
+            }
+            if text.iter().all(u8::is_ascii_whitespace) || (line == 1 && is_header(text)) {
+                continue;
+            }
+            let start = text.as_ptr() as usize - buf.as_ptr() as usize;
+            let (t_ms, kind) = parse_line(text, line)?;
+            let kind = match kind {
+                Field::At(range) => start + range.start..start + range.end,
+                Field::Unquoted(kind) => {
+                    buf.clear();
+                    buf.extend_from_slice(&kind);
+                    0..buf.len()
+                }
+            };
+            return Ok(Some(Held {
+                buf: slot,
+                line,
+                t_ms,
+                kind,
+            }));
+        }
+    }
+
+    /// Consumes the input up to the next newline, holding none of it.
+    fn skip_rest_of_line(&mut self) -> Result<(), LogError> {
+        loop {
+            let available = match self.input.fill_buf() {
+                Ok(available) => available,
+                Err(source) => {
+                    return Err(LogError::Io {
+                        line: self.line,
+                        source,
                     });
                 }
-                *latest_ms = t_ms;
-                Ok(SendRecord { line, t_ms, kind })
-            }),
-        )
+            };
+            if available.is_empty() {
+                return Ok(());
+            }
+            let (used, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(newline) => (newline + 1, true),
+                None => (available.len(), false),
+            };
+            self.input.consume(used);
+            self.bytes += used as u64;
+            if done {
+                return Ok(());
+            }
+        }
     }
 }
 
+#[inline]
 fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
+    match line {
+        [rest @ .., b'\r', b'\n'] | [rest @ .., b'\n'] => rest,
+        line => line,
+    }
 }
 
 /// A header's first column is a name: letters, digits after the first letter, `_`.
@@ -179,28 +370,106 @@ fn is_header(line: &[u8]) -> bool {
         && first.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
-fn parse_line(line: &[u8], number: u64) -> Result<(u64, &str), LogError> {
-    let malformed = |what| LogError::Malformed { line: number, what };
+/// Where a line's kind is: in the line as it stands, or taken out of its quotes.
+#[derive(Debug, PartialEq, Eq)]
+enum Field {
+    At(Range<usize>),
+    Unquoted(Vec<u8>),
+}
+
+/// The time and the kind of a line (without its end), the kind checked against the name rule.
+fn parse_line(line: &[u8], number: u64) -> Result<(u64, Field), LogError> {
+    if line.contains(&b'"') {
+        let mut fields = unquote(line, number)?.into_iter();
+        let (time, kind) = match (fields.next(), fields.next()) {
+            (Some(time), Some(kind)) => (time, kind),
+            _ => return Err(malformed(number, "no comma after the time")),
+        };
+        let t_ms = time_of(time.trim_ascii(), number)?;
+        let kind = kind.trim_ascii();
+        check_kind(kind, number)?;
+        return Ok((t_ms, Field::Unquoted(kind.to_vec())));
+    }
     let mut fields = line.splitn(4, |&b| b == b',');
     let time = fields.next().unwrap_or_default().trim_ascii();
     let Some(kind) = fields.next() else {
-        return Err(malformed("no comma after the time"));
+        return Err(malformed(number, "no comma after the time"));
     };
     let _recipient = fields.next();
     if fields.next().is_some() {
-        return Err(malformed("more than three columns"));
+        return Err(malformed(number, "more than three columns"));
     }
-    let t_ms = parse_ms(time).ok_or_else(|| LogError::Time {
-        line: number,
-        value: shown(time),
-    })?;
-    let kind = std::str::from_utf8(kind.trim_ascii()).map_err(|_| malformed("the kind is not UTF-8"))?;
-    if kind.is_empty() {
-        return Err(LogError::EmptyKind { line: number });
-    }
-    Ok((t_ms, kind))
+    let t_ms = time_of(time, number)?;
+    let kind = kind.trim_ascii();
+    check_kind(kind, number)?;
+    let start = kind.as_ptr() as usize - line.as_ptr() as usize;
+    Ok((t_ms, Field::At(start..start + kind.len())))
 }
 
+fn malformed(line: u64, what: &'static str) -> LogError {
+    LogError::Malformed { line, what }
+}
+
+#[inline]
+fn time_of(time: &[u8], line: u64) -> Result<u64, LogError> {
+    parse_ms(time).ok_or_else(|| LogError::Time {
+        line,
+        value: name::shown(&String::from_utf8_lossy(time)),
+    })
+}
+
+#[inline]
+fn check_kind(kind: &[u8], line: u64) -> Result<(), LogError> {
+    // Most kinds are short and printable ASCII: one pass over the bytes decides them.
+    if name::plain(kind) {
+        return Ok(());
+    }
+    let text = std::str::from_utf8(kind).map_err(|_| malformed(line, "the kind is not UTF-8"))?;
+    match name::problem(text) {
+        None => Ok(()),
+        Some(_) if text.is_empty() => Err(LogError::EmptyKind { line }),
+        Some(reason) => Err(LogError::InvalidKind {
+            line,
+            kind: name::shown(text),
+            reason,
+        }),
+    }
+}
+
+/// The fields of a line with quotes, as CSV reads them (`"a, b"` is one field, `""` a quote).
+fn unquote(line: &[u8], number: u64) -> Result<Vec<Vec<u8>>, LogError> {
+    use csv_core::ReadRecordResult;
+    if line.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        return Err(malformed(number, "a quoted field does not end on its line"));
+    }
+    let mut reader = csv_core::Reader::new();
+    let mut output = vec![0; line.len()];
+    let mut ends = [0; 3];
+    let (mut input, mut written, mut fields) = (line, 0, 0);
+    // The whole line, then the end of the input, which ends the record.
+    for _ in 0..2 {
+        let (result, read, wrote, ended) =
+            reader.read_record(input, &mut output[written..], &mut ends[fields..]);
+        input = &input[read..];
+        (written, fields) = (written + wrote, fields + ended);
+        match result {
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputEndsFull => return Err(malformed(number, "more than three columns")),
+            ReadRecordResult::Record | ReadRecordResult::End | ReadRecordResult::OutputFull => break,
+        }
+    }
+    let mut start = 0;
+    Ok(ends[..fields]
+        .iter()
+        .map(|&end| {
+            let field = output[start..end].to_vec();
+            start = end;
+            field
+        })
+        .collect())
+}
+
+#[inline]
 fn parse_ms(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
@@ -209,14 +478,6 @@ fn parse_ms(digits: &[u8]) -> Option<u64> {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
         ms.checked_mul(10)?.checked_add(u64::from(digit))
     })
-}
-
-fn shown(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    match text.char_indices().nth(SHOWN_MAX) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.into_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -241,27 +502,32 @@ mod tests {
 
     #[test]
     fn lines_parse_into_time_and_kind() {
-        assert_eq!(parse_line(b"12,a.b", 1).unwrap(), (12, "a.b"));
-        assert_eq!(parse_line(b" 12 , a.b , r@x", 1).unwrap(), (12, "a.b"));
+        let at = |line: &[u8]| parse_line(line, 1);
+        assert_eq!(at(b"12,a.b").unwrap(), (12, Field::At(3..6)));
+        assert_eq!(at(b" 12 , a.b , r@x").unwrap(), (12, Field::At(6..9)));
+        assert_eq!(
+            at(b"12,\"a, b\"").unwrap(),
+            (12, Field::Unquoted(b"a, b".to_vec()))
+        );
+        assert_eq!(
+            at(b"\"12\",\"say \"\"hi\"\"\",\"Doe, Jo\"").unwrap(),
+            (12, Field::Unquoted(b"say \"hi\"".to_vec()))
+        );
+        let error = |line: &[u8]| parse_line(line, 4).unwrap_err();
+        assert!(matches!(error(b"12"), LogError::Malformed { line: 4, .. }));
+        assert!(matches!(error(b"1,a,b,c"), LogError::Malformed { .. }));
         assert!(matches!(
-            parse_line(b"12", 4),
-            Err(LogError::Malformed { line: 4, .. })
+            error(b"1,\"a\",\"b\",\"c\""),
+            LogError::Malformed { .. }
         ));
+        assert!(matches!(error(b"1,\"a,b"), LogError::Malformed { .. }));
+        assert!(matches!(error(b"12, "), LogError::EmptyKind { line: 4 }));
+        assert!(matches!(error(b"12,\"\""), LogError::EmptyKind { line: 4 }));
+        assert!(matches!(error(b"x1,a"), LogError::Time { line: 4, .. }));
+        assert!(matches!(error(b"1,\xff"), LogError::Malformed { .. }));
         assert!(matches!(
-            parse_line(b"1,a,b,c", 4),
-            Err(LogError::Malformed { .. })
-        ));
-        assert!(matches!(
-            parse_line(b"12, ", 4),
-            Err(LogError::EmptyKind { line: 4 })
-        ));
-        assert!(matches!(
-            parse_line(b"x1,a", 4),
-            Err(LogError::Time { line: 4, .. })
-        ));
-        assert!(matches!(
-            parse_line(b"1,\xff", 4),
-            Err(LogError::Malformed { .. })
+            error(b"1,a\x1b[2Jb"),
+            LogError::InvalidKind { line: 4, .. }
         ));
     }
 
@@ -275,9 +541,16 @@ mod tests {
     }
 
     #[test]
-    fn long_values_are_shortened_in_errors() {
-        let long = "9".repeat(100);
-        assert_eq!(shown(long.as_bytes()).len(), SHOWN_MAX + 3);
-        assert_eq!(shown(b"12x"), "12x");
+    fn log_content_in_errors_is_escaped_and_shortened() {
+        let error = parse_line(b"\x1b]0;pwned\x07,a", 9).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            r#"line 9: time "\u{1b}]0;pwned\u{7}" is not a whole number of milliseconds"#
+        );
+        let long = "9".repeat(100) + "x";
+        let error = parse_line(format!("{long},a").as_bytes(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.len() < 140 && error.contains("(101 bytes)"), "{error}");
     }
 }

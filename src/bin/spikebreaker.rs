@@ -1,6 +1,7 @@
 //! `spikebreaker backtest`: replays a send log against a configuration and prints, as JSON, what
 //! the breaker would have done to it.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -40,12 +41,29 @@ struct BacktestArgs {
     /// Skips bad lines (counted as `skipped_lines` in the report) instead of stopping.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// With --skip-bad-lines, the largest share of lines that may be skipped (0 to 1) before the
+    /// run fails with exit code 2.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.01, value_parser = share)]
+    max_skipped_share: f64,
+    /// The longest line read, in bytes; a longer line is a bad line.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    max_line_bytes: usize,
+}
+
+/// A share from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share from 0 to 1")),
+    }
 }
 
 /// Bad input (log or configuration): exit code 2, like a usage error.
 const BAD_INPUT: u8 = 2;
 /// How many sends between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
+/// How many skipped lines are named on standard error.
+const SKIPPED_SHOWN: u64 = 5;
 
 enum Failure {
     BadInput(String),
@@ -84,20 +102,25 @@ fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
     let mut decisions = match &args.decisions {
         Some(path) => Some(BufWriter::with_capacity(
             1 << 16,
-            File::create(path).map_err(|e| Failure::Io(format!("cannot create {}: {e}", path.display())))?,
+            File::create(path)
+                .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))?,
         )),
         None => None,
     };
     let write_failed = |e: io::Error| Failure::Io(format!("cannot write the decisions file: {e}"));
     let progress = progress_bar(size);
 
-    let mut reader = LogReader::new(input);
-    let mut sends = 0u64;
+    let mut reader = LogReader::new(input).with_max_line_bytes(args.max_line_bytes);
+    let (mut sends, mut skipped) = (0u64, 0u64);
     while let Some(record) = reader.next_record() {
         let record = match record {
             Ok(record) => record,
             Err(error) if args.skip_bad_lines && error.is_bad_line() => {
                 backtest.skip_line();
+                skipped += 1;
+                if skipped <= SKIPPED_SHOWN {
+                    eprintln!("spikebreaker backtest: skipped {error}");
+                }
                 continue;
             }
             Err(error) if error.is_bad_line() => return Err(Failure::BadInput(error.to_string())),
@@ -109,7 +132,7 @@ fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
                 Decision::Allowed => "allowed",
                 Decision::Blocked(_) => "blocked",
             };
-            writeln!(out, "{},{},{verdict}", record.t_ms, record.kind).map_err(write_failed)?;
+            writeln!(out, "{},{},{verdict}", record.t_ms, csv_field(record.kind)).map_err(write_failed)?;
         }
         sends += 1;
         if sends % PROGRESS_EVERY == 0 {
@@ -124,11 +147,32 @@ fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
     if let Some(mut out) = decisions {
         out.flush().map_err(write_failed)?;
     }
+    let lines = sends + skipped;
+    if skipped as f64 > args.max_skipped_share * lines as f64 {
+        return Err(Failure::BadInput(format!(
+            "skipped {skipped} of {lines} lines ({:.2}%), more than --max-skipped-share {}: the log or its format is \
+             likely wrong (the first skipped lines are named above)",
+            100.0 * skipped as f64 / lines as f64,
+            args.max_skipped_share
+        )));
+    }
+    if sends == 0 {
+        eprintln!("spikebreaker backtest: warning: the trace holds no sends");
+    }
 
     let mut stdout = io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &backtest.report())
         .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))?;
     writeln!(stdout).map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
+}
+
+/// A kind as a CSV field: quoted when it holds a comma or a quote.
+fn csv_field(kind: &str) -> Cow<'_, str> {
+    if kind.contains([',', '"']) {
+        Cow::Owned(format!("\"{}\"", kind.replace('"', "\"\"")))
+    } else {
+        Cow::Borrowed(kind)
+    }
 }
 
 fn load_config(path: &Path) -> Result<Config, Failure> {

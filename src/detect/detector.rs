@@ -129,7 +129,7 @@ impl Detector {
         self.filling.add(count);
         self.filling.tripped |= !clean;
         if let Some(done) = minute {
-            if self.minute_clean {
+            if self.minute_clean && policy.learns {
                 let mu = f64::from(self.limits[0].expected);
                 self.learned
                     .learn_minute(policy, &mut self.filling, done.count, done.quiet, mu);
@@ -147,7 +147,7 @@ impl Detector {
         if hour > u64::from(self.filling.index) {
             self.close_hour(policy, hour);
         }
-        if let Some(slot) = self.hour.add(t_ms, 0) {
+        if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
             self.learned.learn_slot(
                 policy,
                 HOUR_SLOT_MS,
@@ -168,6 +168,9 @@ impl Detector {
     fn close_hour(&mut self, policy: &Policy, next: u64) {
         let done = std::mem::replace(&mut self.filling, HourStats::starting(next));
         self.day_rate_hour = u32::MAX;
+        if !policy.learns {
+            return;
+        }
         if let Some(pending) = self.pending.take() {
             self.learned.learn_hour(policy, &pending);
         }

@@ -17,6 +17,9 @@ pub(crate) struct Policy {
     pub(crate) warmup_minutes: u32,
     /// The most the recent rate may grow in an hour, once a day is learned.
     pub(crate) growth_per_hour: f64,
+    /// Whether the kind learns at all: every kind but the overflow kind, whose limit is fixed
+    /// (traffic must not teach it a higher one).
+    pub(crate) learns: bool,
 }
 
 impl Policy {
@@ -65,6 +68,7 @@ impl Policy {
             warmup_ceiling: 500,
             warmup_minutes: 60,
             growth_per_hour: 1.5,
+            learns: true,
         }
     }
 }

@@ -66,13 +66,12 @@ impl fmt::Debug for FleetConfig {
 }
 
 /// `url` fit to show in an error or a log line: the password of `scheme://user:password@host`
-/// and the `pass=` of a unix socket's query replaced by `***`.
+/// and the `pass=` of a unix socket's query replaced by `***`. The password runs to the last
+/// `@`, so that one holding `/`, `?`, `#` or `@` unencoded never shows (an `@` in a query may
+/// hide more than the password: never less).
 fn redacted(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    let password = url[start..end].rfind('@').and_then(|at| {
+    let password = url[start..].rfind('@').and_then(|at| {
         url[start..start + at]
             .find(':')
             .map(|colon| (start + colon + 1, start + at))
@@ -234,6 +233,11 @@ mod tests {
             ),
             ("redis://host:6379", "redis://host:6379"),
             ("redis://user@host", "redis://user@host"),
+            // Unencoded `/`, `#`, `?` and `@` in the password.
+            ("redis://user:se/cret@host:6379/0", "redis://user:***@host:6379/0"),
+            ("redis://:se#cret@host", "redis://:***@host"),
+            ("redis://user:se?cret@host/1", "redis://user:***@host/1"),
+            ("redis://user:s/e#c?r@et@host", "redis://user:***@host"),
         ] {
             assert_eq!(redacted(url), shown);
             let config = FleetConfig::new(url);
@@ -248,5 +252,17 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("secret"), "{err}");
+        for url in [
+            "redis://user:se/cret@host:6379/0",
+            "redis://:se#cret@host",
+            "redis://user:se?cret@host/1",
+        ] {
+            let config = FleetConfig::new(url);
+            let shown = format!(
+                "{config:?} {}",
+                config.validate().err().map(|e| e.to_string()).unwrap_or_default()
+            );
+            assert!(!shown.contains("cret"), "{shown}");
+        }
     }
 }

@@ -29,6 +29,7 @@ pub use config::FleetConfig;
 use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::name::validate_kind_name;
 use crate::observe::metrics::set_fleet_degraded;
 use task::{Shared, Task};
 
@@ -43,7 +44,7 @@ use task::{Shared, Task};
 /// let breaker = Breaker::new(Config::default())?;
 /// let fleet = Fleet::start(breaker.clone(), FleetConfig::new("redis://127.0.0.1:6379"))?;
 /// // Send through `breaker` as usual; trips now reach, and come from, the whole fleet.
-/// fleet.force_open("security.2fa_changed"); // an operator stop on every instance
+/// fleet.force_open("security.2fa_changed")?; // an operator stop on every instance
 /// # Ok(()) }
 /// ```
 pub struct Fleet {
@@ -72,8 +73,12 @@ pub struct FleetStatus {
     pub syncs: u64,
     /// Syncs and connection attempts that failed.
     pub failures: u64,
-    /// How long the last sync that went through took, there and back.
+    /// How long the last sync that went through took, there and back (all its round trips: a
+    /// sync sends at most 256 kinds a round trip).
     pub last_round_trip: Option<Duration>,
+    /// Kind syncs that Redis answered with an error, since the start: such a kind is skipped, its
+    /// counts kept and sent again at the next sync (each is also logged as a warning).
+    pub unsynced: u64,
     /// Per kind, as of the last sync that went through.
     pub kinds: Vec<FleetKindStatus>,
 }
@@ -107,6 +112,7 @@ impl Fleet {
     /// Fails on an invalid `config`, or when called outside a tokio runtime.
     pub fn start<C: Clock>(breaker: Breaker<C>, config: FleetConfig) -> Result<Self, Error> {
         config.validate()?;
+        let id = instance_id()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::invalid(
                 "fleet.runtime",
@@ -126,11 +132,15 @@ impl Fleet {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let local_breaker = breaker.clone();
-        let local: Arc<dyn Fn(&Command) + Send + Sync> = Arc::new(move |command: &Command| match command {
-            Command::ForceOpen(kind) => local_breaker.force_open(kind),
-            Command::Reset(kind) => local_breaker.reset(kind),
+        // A kind this instance does not know yet is forced or reset by the fleet's keys once it
+        // registers and syncs.
+        let local: Arc<dyn Fn(&Command) + Send + Sync> = Arc::new(move |command: &Command| {
+            let _unknown_here = match command {
+                Command::ForceOpen(kind) => local_breaker.force_open(kind),
+                Command::Reset(kind) => local_breaker.reset(kind),
+            };
         });
-        let task = Task::new(breaker, config, client, Arc::clone(&status));
+        let task = Task::new(breaker, config, client, Arc::clone(&status), id);
         let task = runtime.spawn(task.run(stop_rx, command_rx));
         Ok(Self {
             status,
@@ -163,15 +173,22 @@ impl Fleet {
 
     /// Operator: blocks `kind` on every instance until [`reset`](Self::reset). Applies here at
     /// once and reaches the other instances within a sync interval (on reconnection, if Redis is
-    /// unreachable now).
-    pub fn force_open(&self, kind: &str) {
+    /// unreachable now); an instance that does not know the kind yet applies it when the kind
+    /// registers there. Refuses a name that breaks the kind-name rule
+    /// ([`validate_kind_name`]).
+    pub fn force_open(&self, kind: &str) -> Result<(), Error> {
+        validate_kind_name(kind)?;
         self.command(Command::ForceOpen(kind.to_owned()));
+        Ok(())
     }
 
     /// Operator: closes `kind` on every instance, lifting a fleet-wide trip or force and the
     /// fleet-wide window's counts. Applies here at once, elsewhere within a sync interval.
-    pub fn reset(&self, kind: &str) {
+    /// Refuses a name that breaks the kind-name rule.
+    pub fn reset(&self, kind: &str) -> Result<(), Error> {
+        validate_kind_name(kind)?;
         self.command(Command::Reset(kind.to_owned()));
+        Ok(())
     }
 
     fn command(&self, command: Command) {
@@ -187,6 +204,20 @@ impl Fleet {
             let _ = task.await;
         }
     }
+}
+
+/// 128 random bits from the operating system, as 32 hex digits: an id no other instance of the
+/// fleet has, before or after a restart of Redis.
+fn instance_id() -> Result<String, Error> {
+    let mut bits = [0u8; 16];
+    getrandom::fill(&mut bits).map_err(|error| {
+        Error::invalid(
+            "fleet.instance_id",
+            error,
+            "needs 128 random bits from the operating system",
+        )
+    })?;
+    Ok(bits.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 impl Drop for Fleet {

@@ -271,7 +271,7 @@ impl KindSync {
             self.probing = false;
         }
         if self.aligned.is_some_and(|seen| reply.aligned > seen) {
-            if self.aligned == Some(reply.aligned - 1) && self.clean {
+            if self.aligned == Some(reply.aligned - 1) && self.clean && settings.policy.learns {
                 self.normal.learn(reply.previous, &settings.policy);
             }
             self.clean = true;

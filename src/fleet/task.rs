@@ -33,8 +33,9 @@ pub(super) struct Task<C: Clock> {
     client: redis::Client,
     script: redis::Script,
     channel: String,
-    /// This instance's number in the fleet, given by Redis on the first connection.
-    id: Option<String>,
+    /// This instance's id in the fleet: 128 random bits, so that no two instances share one,
+    /// whatever Redis remembers (a restarted, emptied Redis included).
+    id: String,
     kinds: HashMap<Arc<str>, Tracked>,
     /// Operator commands not yet told to the fleet.
     queued: VecDeque<Command>,
@@ -83,13 +84,18 @@ pub(super) struct Shared {
     pub(super) kinds: HashMap<Arc<str>, (u64, u64, u64)>,
 }
 
+/// Script calls sent in one round trip: a sync of thousands of busy kinds goes in several, each
+/// well within the response timeout, rather than one that can never make it.
+pub(super) const CALLS_PER_ROUND_TRIP: usize = 256;
+
 impl<C: Clock> Task<C> {
-    /// The task for `breaker`, its kinds so far joining fleet mode.
+    /// The task for `breaker` as instance `id`, its kinds so far joining fleet mode.
     pub(super) fn new(
         breaker: Breaker<C>,
         config: FleetConfig,
         client: redis::Client,
         status: Arc<Mutex<Shared>>,
+        id: String,
     ) -> Self {
         let kinds = breaker
             .handles()
@@ -103,7 +109,7 @@ impl<C: Clock> Task<C> {
             .collect();
         Self {
             channel: format!("{}:fleet", config.key_prefix),
-            id: None,
+            id,
             script: redis::Script::new(sync::SCRIPT),
             backoff: config.interval(),
             retry_at: Instant::now(),
@@ -157,25 +163,25 @@ impl<C: Clock> Task<C> {
                 let Some((from, name)) = rest.split_once(':') else {
                     return;
                 };
-                if self.id.as_deref() == Some(from) {
+                if self.id == from {
                     return;
                 }
-                let kind = self.breaker.kind(name);
+                // Only kinds this instance knows: a trip of a kind it never registered is none of
+                // its business until the kind registers (its first sync then finds the trip key),
+                // and must never open the overflow kind instead.
+                let known = match op {
+                    "force" => self.breaker.force_open(name).is_ok(),
+                    "reset" => self.breaker.reset(name).is_ok(),
+                    _ => true,
+                };
+                let Some(kind) = self.breaker.registered(name).filter(|_| known) else {
+                    return;
+                };
+                let (status, settings) = self.breaker.sync_view(&kind);
                 match op {
-                    "trip" => {
-                        let (_, settings) = self.breaker.sync_view(&kind);
-                        self.breaker.hold_open(&kind, settings.cooldown_ms);
-                    }
-                    "force" => {
-                        self.breaker.force_open(name);
-                        let (status, settings) = self.breaker.sync_view(&kind);
-                        self.kind_sync(&status, &settings).fleet_forced = true;
-                    }
-                    "reset" => {
-                        self.breaker.reset(name);
-                        let (status, settings) = self.breaker.sync_view(&kind);
-                        self.kind_sync(&status, &settings).on_reset();
-                    }
+                    "trip" => self.breaker.hold_open(&kind, settings.cooldown_ms),
+                    "force" => self.kind_sync(&status, &settings).fleet_forced = true,
+                    "reset" => self.kind_sync(&status, &settings).on_reset(),
                     _ => {}
                 }
             }
@@ -201,56 +207,65 @@ impl<C: Clock> Task<C> {
     }
 
     /// One sync: record every kind's new attempts, then (linked) send them with the queued
-    /// operator commands in one round trip and act on the replies.
+    /// operator commands, [`CALLS_PER_ROUND_TRIP`] kinds a round trip, and act on the replies.
+    /// A round trip that fails leaves the kinds after it unsent: their counts are kept and sent
+    /// at a later sync.
     async fn sync(&mut self) {
         let batch = self.record();
         if self.link.is_none() && !self.connect().await {
             self.publish_status(None);
             return;
         }
-        let (Some(link), Some(id)) = (self.link.as_mut(), self.id.as_deref()) else {
-            return;
-        };
-
-        let mut pipe = redis::pipe();
-        let commands = self.queued.len();
-        for command in &self.queued {
-            queue_command(
-                &mut pipe,
-                command,
-                &self.kinds,
-                &self.config.key_prefix,
-                &self.channel,
-                id,
-            );
-        }
-        // One script call per batch entry, from the entry alone: `apply` zips the replies with
-        // the batch.
-        for entry in &batch {
-            let call = entry
-                .out
-                .script_call(self.script.get_hash(), id, &self.channel, &entry.status.kind);
-            pipe.add_command(call);
-        }
-        if commands == 0 && batch.is_empty() {
-            // Nothing to say, but a link that has died silently must still be noticed.
-            pipe.cmd("PING").ignore();
-        }
         let started = Instant::now();
-        let replies = match timeout(
-            self.config.response_timeout(),
-            pipe.query_async::<Vec<redis::Value>>(&mut link.conn),
-        )
-        .await
-        {
-            Ok(Ok(replies)) => replies,
-            Ok(Err(err)) => return self.degrade(&err.to_string()),
-            Err(_) => return self.degrade("no reply within the response timeout"),
-        };
-        let round_trip = started.elapsed();
-        self.queued.drain(..commands);
-        self.apply(&batch, replies);
-        self.publish_status(Some(round_trip));
+        let mut chunks: Vec<&[Entry<C>]> = batch.chunks(CALLS_PER_ROUND_TRIP).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for (round, chunk) in chunks.into_iter().enumerate() {
+            let Some(link) = self.link.as_mut() else {
+                return;
+            };
+            let mut pipe = redis::pipe();
+            let commands = if round == 0 { self.queued.len() } else { 0 };
+            for command in self.queued.iter().take(commands) {
+                queue_command(
+                    &mut pipe,
+                    command,
+                    &self.kinds,
+                    &self.config.key_prefix,
+                    &self.channel,
+                    &self.id,
+                );
+            }
+            // One script call per entry, from the entry alone: `apply` zips the replies with the
+            // chunk.
+            for entry in chunk {
+                let call = entry.out.script_call(
+                    self.script.get_hash(),
+                    &self.id,
+                    &self.channel,
+                    &entry.status.kind,
+                );
+                pipe.add_command(call);
+            }
+            if commands == 0 && chunk.is_empty() {
+                // Nothing to say, but a link that has died silently must still be noticed.
+                pipe.cmd("PING").ignore();
+            }
+            let replies = match timeout(
+                self.config.response_timeout(),
+                pipe.query_async::<Vec<redis::Value>>(&mut link.conn),
+            )
+            .await
+            {
+                Ok(Ok(replies)) => replies,
+                Ok(Err(err)) => return self.degrade(&err.to_string()),
+                Err(_) => return self.degrade("no reply within the response timeout"),
+            };
+            self.queued.drain(..commands);
+            self.apply(chunk, replies);
+        }
+        self.publish_status(Some(started.elapsed()));
     }
 
     /// Every kind's new attempts, taken as pending deltas; what to send for the kinds that need
@@ -282,25 +297,38 @@ impl<C: Clock> Task<C> {
         batch
     }
 
-    /// Acts on the script's replies, one per kind of the batch.
+    /// Acts on the script's replies, one per kind of the batch. A kind whose reply is an error
+    /// is skipped and counted ([`FleetStatus::unsynced`]): its counts stay pending, to be sent
+    /// again.
     fn apply(&mut self, batch: &[Entry<C>], replies: Vec<redis::Value>) {
         for (entry, value) in batch.iter().zip(replies) {
-            let Some(reply) = redis::from_redis_value::<Vec<i64>>(value)
-                .ok()
-                .and_then(|values| Reply::parse(&values))
-            else {
-                continue;
+            let reply = match redis::from_redis_value::<Vec<i64>>(value) {
+                Ok(values) => {
+                    Reply::parse(&values).ok_or_else(|| format!("a reply of {} values", values.len()))
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(error) => {
+                    self.status.lock().status.unsynced += 1;
+                    tracing::warn!(
+                        kind = %entry.status.kind,
+                        error,
+                        "spikebreaker fleet mode could not sync a kind; its counts are kept for the next sync"
+                    );
+                    continue;
+                }
             };
             let Some(Tracked { sync, .. }) = self.kinds.get_mut(&*entry.status.kind) else {
                 continue;
             };
             let interval_ms = self.config.sync_interval_ms;
             for action in sync.apply(&entry.status, &entry.settings, &entry.out, reply, interval_ms) {
-                // The entry's handle keeps its kind registered: by name is the same kind.
                 match action {
                     Action::HoldOpen(ms) => self.breaker.hold_open(&entry.kind, ms),
-                    Action::ForceOpen => self.breaker.force_open(entry.kind.name()),
-                    Action::Reset => self.breaker.reset(entry.kind.name()),
+                    Action::ForceOpen => self.breaker.force_open_held(&entry.kind),
+                    Action::Reset => self.breaker.reset_held(&entry.kind),
                 }
             }
         }
@@ -323,22 +351,12 @@ impl<C: Clock> Task<C> {
                 .await?;
             conn.subscribe(&self.channel).await?;
             self.script.load_async(&mut conn).await?;
-            // The fleet numbers its instances, so that ids are unique across hosts.
-            let id = match &self.id {
-                Some(id) => id.clone(),
-                None => redis::cmd("INCR")
-                    .arg(format!("{}:instances", self.config.key_prefix))
-                    .query_async::<u64>(&mut conn)
-                    .await?
-                    .to_string(),
-            };
-            Ok::<_, redis::RedisError>((conn, id))
+            Ok::<_, redis::RedisError>(conn)
         };
         let limit = self.config.connect_timeout() + self.config.response_timeout() * 2;
         match timeout(limit, attempt).await {
-            Ok(Ok((conn, id))) => {
+            Ok(Ok(conn)) => {
                 self.link = Some(Link { conn, pushes });
-                self.id = Some(id);
                 self.backoff = self.config.interval();
                 tracing::info!(channel = %self.channel, "spikebreaker fleet mode connected to Redis");
                 true
@@ -378,10 +396,9 @@ impl<C: Clock> Task<C> {
             let status = &mut shared.status;
             status.syncs += 1;
             status.last_round_trip = Some(round_trip);
-            if status.degraded {
-                set_fleet_degraded(false);
-            }
             status.degraded = false;
+            // Every sync, so that a recorder's idle timeout never drops the series.
+            set_fleet_degraded(false);
         }
         shared.kinds.retain(|kind, _| self.kinds.contains_key(kind));
         for (kind, Tracked { sync, .. }) in &self.kinds {
@@ -451,7 +468,13 @@ mod tests {
             status: FleetStatus::default(),
             kinds: HashMap::new(),
         }));
-        Task::new(breaker.clone(), config.clone(), config.client().unwrap(), status)
+        Task::new(
+            breaker.clone(),
+            config.clone(),
+            config.client().unwrap(),
+            status,
+            "test".into(),
+        )
     }
 
     fn unsent(task: &Task<ManualClock>, kind: &str) -> Option<u64> {

@@ -7,7 +7,8 @@ use super::state::Reason;
 /// ```
 /// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
 /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
-/// breaker.force_open("push.promo");
+/// breaker.kind("push.promo"); // registers the kind
+/// breaker.force_open("push.promo")?;
 /// match breaker.check("push.promo") {
 ///     Decision::Allowed => unreachable!(),
 ///     Decision::Blocked(reason) => assert_eq!(reason, Reason::ForcedOpen), // keep it, don't send

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Decision, Kind, State};
+use super::{Decision, Detour, Kind, State};
 use crate::clock::{Clock, SystemClock};
 use crate::observe::KindStatus;
 
@@ -11,46 +11,83 @@ use crate::observe::KindStatus;
 ///
 /// A kind held by a handle is never evicted for being idle (see
 /// [`Breaker::evict_idle`](crate::Breaker::evict_idle)).
+///
+/// A handle resolved while the registry had no room for its kind sends to the overflow kind, and
+/// moves to its own kind once there is room: it looks at most once a second, as a send by name
+/// would (its sends until then leave the lock-free path). A handle for a name that breaks the kind-name rule
+/// ([`validate_kind_name`](crate::validate_kind_name)) refuses every send with
+/// [`Reason::InvalidKind`](crate::Reason::InvalidKind).
 pub struct KindHandle<C: Clock = SystemClock> {
+    /// The kind whose send path every check runs: the handle's own, or for a handle with a
+    /// `detour`, a parked kind that sends every check there.
     pub(crate) kind: Arc<Kind<C>>,
+    /// Read by cold work only, so that it costs a handle on its own kind nothing.
+    detour: Option<Arc<Detour<C>>>,
 }
 
 impl<C: Clock> Clone for KindHandle<C> {
     fn clone(&self) -> Self {
         Self {
             kind: Arc::clone(&self.kind),
+            detour: self.detour.clone(),
         }
     }
 }
 
 impl<C: Clock> fmt::Debug for KindHandle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KindHandle")
-            .field("kind", self.kind.name())
-            .finish()
+        f.debug_struct("KindHandle").field("kind", &self.name()).finish()
     }
 }
 
 impl<C: Clock> KindHandle<C> {
+    /// A handle on `kind`, a kind of its own (or the overflow kind asked for by its name).
+    pub(crate) fn own(kind: Arc<Kind<C>>) -> Self {
+        Self { kind, detour: None }
+    }
+
+    /// A handle whose sends go where `detour` says, through the breaker's `parked` kind.
+    pub(crate) fn detoured(parked: Arc<Kind<C>>, detour: Detour<C>) -> Self {
+        Self {
+            kind: parked,
+            detour: Some(Arc::new(detour)),
+        }
+    }
+
     /// Counts one send and decides it: a clock read, a few atomic operations and a compare when
     /// the send is allowed; no lock, no allocation.
     #[inline]
     pub fn check(&self) -> Decision {
-        self.kind.check()
+        match self.kind.check_lock_free() {
+            Ok(()) => Decision::Allowed,
+            Err(step) => match &self.detour {
+                None => self.kind.check_cold(step),
+                Some(detour) => detour.check(),
+            },
+        }
     }
 
-    /// The kind's name (the overflow kind's, if the registry was full).
+    /// The kind's name (the overflow kind's while the handle is on it).
     pub fn name(&self) -> &str {
-        self.kind.name()
+        match &self.detour {
+            None => self.kind.name(),
+            Some(detour) => detour.name(),
+        }
     }
 
     /// The kind's state, as the send path sees it.
     pub fn state(&self) -> State {
-        self.kind.state()
+        match &self.detour {
+            None => self.kind.state(),
+            Some(detour) => detour.state(),
+        }
     }
 
     /// The kind's status, brought up to now.
     pub fn status(&self) -> KindStatus {
-        self.kind.status()
+        match &self.detour {
+            None => self.kind.status(),
+            Some(detour) => detour.status(),
+        }
     }
 }

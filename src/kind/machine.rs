@@ -14,6 +14,15 @@ use crate::observe::{Event, KindStatus, Surge, Window};
 /// A time that never comes: no surge, no newcomer.
 const NEVER: u64 = u64::MAX;
 
+/// A closed, unforced kind as eviction sees it ([`Kind::standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// How long since the kind was last sent (to the start of the bucket of its last send).
+    pub(crate) idle_ms: u64,
+    /// Whether it is warm (its warm-up is over).
+    pub(crate) learned: bool,
+}
+
 /// The state behind the kind's lock.
 #[derive(Debug)]
 pub(super) struct Cold {
@@ -238,18 +247,23 @@ impl<C: Clock> Kind<C> {
         count
     }
 
-    /// Whether the kind may be forgotten: closed, not forced, and not sent since `idle_ms`
-    /// before `now`. A kind busy with cold work is not idle (the lock is only tried).
-    pub(crate) fn is_idle(&self, now: u64, idle_ms: u64) -> bool {
-        let Some(cold) = self.cold.try_lock() else {
-            return false;
-        };
+    /// How the kind stands as a candidate for eviction, if it may be one at all: closed, not
+    /// forced and not busy with cold work (the lock is only tried). Its idle time is what
+    /// eviction after `evict_idle_secs` reads.
+    pub(crate) fn standing(&self, now: u64) -> Option<Standing> {
+        let cold = self.cold.try_lock()?;
+        if cold.state.state != State::Closed || cold.forced {
+            return None;
+        }
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
             cold.detector.ring().bucket_start()
         } else {
             cold.last_send_ms
         };
-        cold.state.state == State::Closed && !cold.forced && now.saturating_sub(last_send) >= idle_ms
+        Some(Standing {
+            idle_ms: now.saturating_sub(last_send),
+            learned: cold.detector.is_warm(&cold.settings.policy),
+        })
     }
 
     /// Attempts since the kind was created: rolled buckets and the current one.

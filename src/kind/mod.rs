@@ -9,6 +9,7 @@
 
 mod atomics;
 pub(crate) mod decision;
+mod detour;
 mod gate;
 mod handle;
 mod machine;
@@ -26,7 +27,9 @@ use gate::{Counters, Limits, Line};
 use machine::Cold;
 
 pub use decision::Decision;
+pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
+pub(crate) use machine::Standing;
 pub(crate) use state::Packed;
 pub use state::{Reason, State};
 
@@ -68,6 +71,24 @@ impl<C: Clock> Kind<C> {
         };
         kind.start();
         kind
+    }
+
+    /// A kind that is never started: its bucket takes no time at all, so every send through it
+    /// leaves the lock-free path at once, for the handle's [`Detour`] to decide. It counts
+    /// nothing, exports nothing and is never registered; nothing but that first step of the send
+    /// path may run on it.
+    pub(crate) fn parked(settings: Arc<KindSettings>, shared: Arc<Shared<C>>) -> Self {
+        Self {
+            limits: Line(Limits::new(shared.clock.clone())),
+            counters: Line(Counters {
+                count: Default::default(),
+                blocked: Default::default(),
+                name: Arc::from(""),
+                shared,
+            }),
+            metrics: KindMetrics::none(),
+            cold: Mutex::new(Cold::new(settings, Learned::default(), 0)),
+        }
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {

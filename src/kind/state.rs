@@ -80,6 +80,10 @@ pub enum Reason {
     Surge,
     /// A planned surge ended (the state does not change).
     SurgeEnded,
+    /// The send's kind name breaks the kind-name rule
+    /// ([`validate_kind_name`](crate::validate_kind_name)): it is refused, and no kind is
+    /// registered for it.
+    InvalidKind,
 }
 
 impl Reason {
@@ -102,10 +106,11 @@ impl Reason {
             Self::Relearned => "relearned",
             Self::Surge => "surge",
             Self::SurgeEnded => "surge_ended",
+            Self::InvalidKind => "invalid_kind",
         }
     }
 
-    const ALL: [Reason; 16] = [
+    const ALL: [Reason; 17] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -122,6 +127,7 @@ impl Reason {
         Self::Relearned,
         Self::Surge,
         Self::SurgeEnded,
+        Self::InvalidKind,
     ];
 }
 

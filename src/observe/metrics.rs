@@ -147,6 +147,16 @@ impl KindMetrics {
         }
     }
 
+    /// Handles that record nothing, for a kind that is never exported.
+    pub(crate) fn none() -> Self {
+        Self {
+            attempted: Counter::noop(),
+            allowed: Counter::noop(),
+            blocked: Counter::noop(),
+            trips: Counter::noop(),
+        }
+    }
+
     /// Sets the counters: sends attempted and blocked (allowed is their difference) and trips.
     /// Counters only move forward, so a read that raced a send catches up at the next export.
     pub(crate) fn export_counts(&self, attempted: u64, blocked: u64, trips: u64) {

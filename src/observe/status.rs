@@ -136,7 +136,8 @@ pub struct BreakerStatus {
     pub kinds: Vec<KindStatus>,
     /// Kinds registered, the overflow kind not counted.
     pub registered: usize,
-    /// The most kinds the registry holds ([`Config::max_kinds`](crate::Config::max_kinds)).
+    /// The most kinds the registry holds besides those named in the configuration
+    /// ([`Config::max_kinds`](crate::Config::max_kinds)).
     pub max_kinds: usize,
     /// Look-ups of new kinds sent to the overflow kind because the registry was full, since the
     /// breaker was made.

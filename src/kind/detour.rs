@@ -1,0 +1,186 @@
+//! Handles that are not on a kind of their own: one resolved while the registry had no room for
+//! its kind sends to the overflow kind and moves to its own kind once there is room; one resolved
+//! for a name that breaks the kind-name rule refuses every send.
+//!
+//! Such a handle holds a parked kind ([`Kind::parked`]) whose send path leaves for the cold path
+//! at once, and its [`Detour`] decides there. A handle on a kind of its own never reads any of
+//! this: its send path is the kind's, unchanged.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+
+use super::{Decision, Kind, Reason, State};
+use crate::clock::Clock;
+use crate::detect::{Bound, Timescale};
+use crate::observe::{KindStatus, Window};
+
+/// A handle on the overflow kind looks for room of its own at most this often (clock
+/// milliseconds), as often as a full registry sweeps.
+const LOOK_EVERY_MS: u64 = 1_000;
+
+/// How a handle looking for room finds its kind by name: the breaker's registry.
+pub(crate) trait Resolve<C>: Send + Sync {
+    /// The kind called `name`, registered if new: its own, or the overflow kind when there is no
+    /// room for it. `Err` with the reason for a name that breaks the kind-name rule.
+    fn resolve(&self, name: &str) -> Result<Arc<Kind<C>>, &'static str>;
+}
+
+/// Where the sends of a handle that is not on a kind of its own go.
+pub(crate) enum Detour<C> {
+    /// To the overflow kind until its own kind has room, then to its own kind.
+    Homing {
+        name: Arc<str>,
+        overflow: Arc<Kind<C>>,
+        /// The overflow kind, or the handle's own once it has moved there.
+        target: RwLock<Arc<Kind<C>>>,
+        resolver: Weak<dyn Resolve<C>>,
+        /// When it last looked for room (clock milliseconds).
+        looked_at_ms: AtomicU64,
+    },
+    /// Nowhere: the name breaks the kind-name rule.
+    Invalid(Arc<str>),
+}
+
+impl<C> fmt::Debug for Detour<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Homing { name, .. } => f
+                .debug_struct("Homing")
+                .field("name", name)
+                .finish_non_exhaustive(),
+            Self::Invalid(name) => f.debug_tuple("Invalid").field(name).finish(),
+        }
+    }
+}
+
+impl<C: Clock> Detour<C> {
+    /// A handle for `name`, resolved onto `overflow` just now, that moves to its own kind once
+    /// `resolver` finds room for it.
+    pub(crate) fn homing(name: &str, overflow: Arc<Kind<C>>, resolver: Weak<dyn Resolve<C>>) -> Self {
+        let now = overflow.shared().clock.now_ms();
+        Self::Homing {
+            name: Arc::from(name),
+            target: RwLock::new(Arc::clone(&overflow)),
+            overflow,
+            resolver,
+            looked_at_ms: AtomicU64::new(now),
+        }
+    }
+
+    /// Counts one send and decides it. On the overflow kind, a send looks for room at most once
+    /// a second (of the breaker's clock), as a send by name does, counted like one in
+    /// [`overflowed`](crate::BreakerStatus::overflowed) and towards the name's admission: the
+    /// first look that finds room moves the handle to its own kind for good.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check(&self) -> Decision {
+        match self {
+            Self::Invalid(_) => Decision::Blocked(Reason::InvalidKind),
+            Self::Homing {
+                name,
+                overflow,
+                target,
+                resolver,
+                looked_at_ms,
+            } => {
+                let current = Arc::clone(&target.read());
+                if !Arc::ptr_eq(&current, overflow) || !Self::look_due(overflow, looked_at_ms) {
+                    return current.check();
+                }
+                let own = resolver
+                    .upgrade()
+                    .and_then(|resolver| resolver.resolve(name).ok())
+                    .filter(|kind| !Arc::ptr_eq(kind, overflow));
+                match own {
+                    Some(own) => {
+                        *target.write() = Arc::clone(&own);
+                        own.check()
+                    }
+                    None => current.check(),
+                }
+            }
+        }
+    }
+
+    /// Claims the next look for room if none was made in the last [`LOOK_EVERY_MS`].
+    fn look_due(overflow: &Kind<C>, looked_at_ms: &AtomicU64) -> bool {
+        let now = overflow.shared().clock.now_ms();
+        let last = looked_at_ms.load(Ordering::Relaxed);
+        now.abs_diff(last) >= LOOK_EVERY_MS
+            && looked_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The name of the kind the handle sends to: the overflow kind's until it moves, then its
+    /// own; a name that breaks the rule as given.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Invalid(name) => name,
+            Self::Homing {
+                name,
+                overflow,
+                target,
+                ..
+            } => {
+                if Arc::ptr_eq(&target.read(), overflow) {
+                    overflow.name()
+                } else {
+                    name
+                }
+            }
+        }
+    }
+
+    /// The state of the kind the handle sends to; a name that breaks the rule is open for good.
+    pub(crate) fn state(&self) -> State {
+        match self {
+            Self::Invalid(_) => State::Open,
+            Self::Homing { target, .. } => target.read().state(),
+        }
+    }
+
+    /// The status of the kind the handle sends to. A name that breaks the rule has no kind: it
+    /// shows open for that reason, with nothing counted.
+    pub(crate) fn status(&self) -> KindStatus {
+        match self {
+            Self::Invalid(name) => KindStatus {
+                // Nothing may be sent: every window's threshold is nothing.
+                kind: Arc::clone(name),
+                state: State::Open,
+                reason: Reason::InvalidKind,
+                since_ms: 0,
+                open_for_ms: 0,
+                nearest: refused(Timescale::Minute),
+                windows: Timescale::ALL.map(refused),
+                tripped_on: None,
+                warmed_up: false,
+                attempted: 0,
+                allowed: 0,
+                blocked: 0,
+                trips: 0,
+                dry_run: false,
+                forced: false,
+                surge: None,
+            },
+            Self::Homing { target, .. } => {
+                let current = Arc::clone(&target.read());
+                current.status()
+            }
+        }
+    }
+}
+
+/// A window that takes nothing, for a name that breaks the kind-name rule.
+fn refused(timescale: Timescale) -> Window {
+    Window {
+        timescale,
+        window_count: 0,
+        threshold: 0,
+        expected: 0.0,
+        bound: Bound::None,
+    }
+}
