@@ -96,9 +96,10 @@ impl<C: Clock> Breaker<C> {
         }
     }
 
-    /// [`check`](Self::check), with a refusal naming the kind that refused: the overflow kind
-    /// when `kind` was sent there.
-    pub(crate) fn check_named(&self, kind: &str) -> Result<(), (Reason, Arc<str>)> {
+    /// [`check`](Self::check), with a refusal carrying the kind that refused: the overflow kind
+    /// when `kind` was sent there. The kind is in hand already, so a refusal that wants the
+    /// trip ([`Kind::tripped_at`]) reads one more atomic and an allowed send nothing more.
+    pub(crate) fn check_named(&self, kind: &str) -> Result<(), (Reason, Arc<Kind<C>>)> {
         // Decided under the registry's read lock while the send stays lock-free, which spares
         // the kind's reference count two atomic writes; cold work, which may call subscribers,
         // runs after the lock is released.
@@ -119,7 +120,7 @@ impl<C: Clock> Breaker<C> {
         };
         match decision {
             Decision::Allowed => Ok(()),
-            Decision::Blocked(reason) => Err((reason, Arc::clone(found.name()))),
+            Decision::Blocked(reason) => Err((reason, found)),
         }
     }
 
@@ -246,6 +247,11 @@ impl<C: Clock> Breaker<C> {
         self.inner.registry.evict_idle(now, idle_ms)
     }
 
+    /// The time on the breaker's clock (fleet mode's and the quarantine's releases read it).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.shared.clock.now_ms()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Config {
         self.inner.config.read().0.clone()
@@ -304,11 +310,6 @@ impl<C: Clock> Breaker<C> {
 /// these alone, on the kind objects it read (a kind evicted and registered again is another one).
 #[cfg(feature = "redis")]
 impl<C: Clock> Breaker<C> {
-    /// The time on the breaker's clock.
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.inner.shared.clock.now_ms()
-    }
-
     /// Every registered kind, the overflow kind last if it exists.
     pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
         let all = self.inner.registry.all();

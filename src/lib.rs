@@ -68,6 +68,7 @@ pub mod fleet;
 mod guard;
 mod kind;
 mod observe;
+pub mod quarantine;
 mod registry;
 mod snapshot;
 
@@ -78,7 +79,10 @@ pub use error::Error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
-pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
+pub use guard::{
+    AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Quarantined, Sender,
+    WithRecipient,
+};
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use observe::{BreakerStatus, Event, KindStatus, metrics};
 pub use snapshot::{LearnedBaseline, Snapshot};

@@ -177,6 +177,7 @@ impl<C: Clock> Kind<C> {
         if to == State::Open {
             if from != State::Open {
                 cold.trips += 1;
+                self.limits.0.tripped_at.store(now, Ordering::Relaxed);
             }
             cold.open_until = if cold.forced || cold.settings.recovery == Recovery::Manual {
                 u64::MAX
