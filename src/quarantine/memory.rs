@@ -100,10 +100,10 @@ impl Store for MemoryStore {
     fn hold(&self, item: NewItem) -> Result<ItemId, StoreError> {
         let mut state = self.state.lock();
         if state.live >= self.max_live {
-            return Err(StoreError::Full {
-                live: state.live,
-                max: self.max_live,
-            });
+            return Err(StoreError::Full(format!(
+                "{} live items, the bound is {}",
+                state.live, self.max_live
+            )));
         }
         state.last_id += 1;
         let id = state.last_id;

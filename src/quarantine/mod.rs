@@ -62,6 +62,8 @@ mod item;
 mod memory;
 mod pace;
 mod release;
+#[cfg(feature = "quarantine")]
+mod sqlite;
 mod store;
 mod summary;
 
@@ -81,6 +83,9 @@ use crate::observe::metrics::{self, count_quarantine};
 pub use crate::guard::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 pub use memory::MemoryStore;
+#[cfg(feature = "quarantine")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
 pub use store::{Claim, Claimed, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};

@@ -92,18 +92,13 @@ pub enum Outcome {
 
 /// Why a store refused a call. A refused [`hold`](Store::hold) hands the notification back to
 /// the caller, as a blocked send without a quarantine does.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store holds as many live items (or bytes) as it may: new items are refused, never
-    /// dropped, until an operator releases or discards some.
-    #[error("quarantine full: {live} live items, the bound is {max}")]
-    Full {
-        /// Live items (held, approved, sending) now.
-        live: u64,
-        /// The bound.
-        max: u64,
-    },
+    /// dropped, until an operator releases or discards some. The text names the bound.
+    #[error("quarantine full: {0}")]
+    Full(String),
     /// The store's file is damaged or is not a quarantine store. Nothing was changed: move it
     /// aside (`SqliteStore::set_aside`) to start afresh and keep it for recovery.
     #[error("quarantine store {path} is unreadable: {message}")]
@@ -125,7 +120,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the store is full.
     pub fn is_full(&self) -> bool {
-        matches!(self, Self::Full { .. })
+        matches!(self, Self::Full(_))
     }
 
     /// Whether the store's file is damaged.
