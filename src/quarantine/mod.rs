@@ -104,9 +104,18 @@ pub struct Quarantine {
 struct Inner {
     store: Box<dyn Store>,
     /// Per kind, the trip last seen (its start on the breaker's clock) and its name in the store.
-    trips: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+    trips: Mutex<Trips>,
     /// When a refused hold was last logged (Unix ms): at most one warning a second.
     last_warning_ms: AtomicU64,
+}
+
+/// The trips a quarantine has named.
+#[derive(Default)]
+struct Trips {
+    /// Per kind, the trip last seen: its start on the breaker's clock, and its name.
+    last: HashMap<Arc<str>, (u64, u64)>,
+    /// The last name given: names only grow, so two trips never share one.
+    named: u64,
 }
 
 /// Kinds whose last trip a quarantine remembers; past this, it starts its memory afresh.
@@ -126,7 +135,7 @@ impl Quarantine {
         Self {
             inner: Arc::new(Inner {
                 store: Box::new(store),
-                trips: Mutex::new(HashMap::new()),
+                trips: Mutex::new(Trips::default()),
                 last_warning_ms: AtomicU64::new(0),
             }),
         }
@@ -177,19 +186,22 @@ impl Quarantine {
 
     /// The store's name for the trip of `kind` that began at `tripped_at_ms` on a breaker clock
     /// reading `now_ms`: the wall-clock time it began, reckoned once per trip so that every item
-    /// of the trip carries the same value.
+    /// of the trip carries the same value, and later than any name given before (two trips in
+    /// one millisecond, or a clock that is not the wall's, still get two names).
     fn trip(&self, kind: &Arc<str>, tripped_at_ms: u64, now_ms: u64) -> u64 {
         let mut trips = self.inner.trips.lock();
-        if let Some(&(at, trip)) = trips.get(kind) {
+        if let Some(&(at, trip)) = trips.last.get(kind) {
             if at == tripped_at_ms {
                 return trip;
             }
         }
-        if trips.len() >= TRIPS_REMEMBERED {
-            trips.clear();
+        if trips.last.len() >= TRIPS_REMEMBERED {
+            trips.last.clear();
         }
-        let trip = unix_ms().saturating_sub(now_ms.saturating_sub(tripped_at_ms));
-        trips.insert(Arc::clone(kind), (tripped_at_ms, trip));
+        let began = unix_ms().saturating_sub(now_ms.saturating_sub(tripped_at_ms));
+        let trip = began.max(trips.named + 1);
+        trips.named = trip;
+        trips.last.insert(Arc::clone(kind), (tripped_at_ms, trip));
         trip
     }
 
