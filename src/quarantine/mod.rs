@@ -61,6 +61,8 @@
 mod item;
 mod memory;
 mod pace;
+#[cfg(feature = "redis")]
+mod redis;
 mod release;
 #[cfg(feature = "quarantine")]
 mod sqlite;
@@ -83,6 +85,9 @@ use crate::observe::metrics::{self, count_quarantine};
 pub use crate::guard::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisOptions, RedisStore};
 #[cfg(feature = "quarantine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
 pub use sqlite::{SqliteOptions, SqliteStore};

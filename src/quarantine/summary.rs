@@ -112,11 +112,47 @@ struct Tally {
     recipients: HashMap<String, u64>,
 }
 
+/// Figures gathered item by item, for a store that reads its items in one pass.
+#[derive(Default)]
+pub(crate) struct Gather {
+    tallies: BTreeMap<(String, u64), Tally>,
+}
+
+impl Gather {
+    /// Counts `item` in its trip.
+    pub(crate) fn add(&mut self, item: &Item) {
+        let tally = self
+            .tallies
+            .entry((item.kind.clone(), item.trip))
+            .or_insert_with(|| Tally {
+                summary: TripSummary::new(item),
+                recipients: HashMap::new(),
+            });
+        tally.summary.count(item);
+        if let Some(recipient) = &item.recipient {
+            *tally.recipients.entry(recipient.clone()).or_default() += 1;
+        }
+    }
+
+    /// The summary, each trip's sample read from `store`.
+    pub(crate) fn finish<S: Store + ?Sized>(self, store: &S) -> Result<Summary, StoreError> {
+        let mut trips = Vec::with_capacity(self.tallies.len());
+        for ((kind, trip), tally) in self.tallies {
+            let mut summary = tally.summary;
+            summary.recipients = tally.recipients.len() as u64;
+            summary.top_recipients = top(tally.recipients);
+            summary.sample = sample(store, &kind, trip)?;
+            trips.push(summary);
+        }
+        Ok(Summary { trips })
+    }
+}
+
 impl Summary {
     /// Gathers a summary by paging through `store`'s items: what [`Store::summary`] does unless a
     /// store answers it itself.
     pub fn collect<S: Store + ?Sized>(store: &S, filter: &Filter) -> Result<Self, StoreError> {
-        let mut tallies: BTreeMap<(String, u64), Tally> = BTreeMap::new();
+        let mut gather = Gather::default();
         let mut query = Query {
             notifications: false,
             ..Query::new(filter.clone(), PAGE)
@@ -125,28 +161,9 @@ impl Summary {
             let page = store.items(&query)?;
             let Some(last) = page.last() else { break };
             query.after = Some(last.id);
-            for item in &page {
-                let tally = tallies
-                    .entry((item.kind.clone(), item.trip))
-                    .or_insert_with(|| Tally {
-                        summary: TripSummary::new(item),
-                        recipients: HashMap::new(),
-                    });
-                tally.summary.count(item);
-                if let Some(recipient) = &item.recipient {
-                    *tally.recipients.entry(recipient.clone()).or_default() += 1;
-                }
-            }
+            page.iter().for_each(|item| gather.add(item));
         }
-        let mut trips = Vec::with_capacity(tallies.len());
-        for ((kind, trip), tally) in tallies {
-            let mut summary = tally.summary;
-            summary.recipients = tally.recipients.len() as u64;
-            summary.top_recipients = top(tally.recipients);
-            summary.sample = sample(store, &kind, trip)?;
-            trips.push(summary);
-        }
-        Ok(Self { trips })
+        gather.finish(store)
     }
 
     /// Live items in every trip.
