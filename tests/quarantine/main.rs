@@ -4,6 +4,8 @@
 //! idempotency key; the embedded store's bound, damaged files and crash in mid-release; and, on
 //! Redis, two instances releasing together.
 
+#[cfg(feature = "admin")]
+mod admin;
 mod release;
 #[cfg(feature = "redis")]
 mod redis;

@@ -1,0 +1,67 @@
+//! The quarantine's admin routes, driven in process through the router as a tower service.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use spikebreaker::quarantine::{MemoryStore, Quarantine, admin};
+use spikebreaker::{Guarded, Sender};
+use tower::ServiceExt;
+
+use super::{Outbox, RECEIPT, RUNAWAY, breaker, email};
+
+async fn call(router: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn an_operator_looks_discards_and_releases_over_http() {
+    let (breaker, _) = breaker();
+    let quarantine = Quarantine::new(MemoryStore::new(1_000));
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
+    breaker.force_open(RUNAWAY);
+    breaker.force_open(RECEIPT);
+    for i in 0..30 {
+        assert!(guarded.send(email(RUNAWAY, "loop@example.com")).unwrap_err().is_quarantined());
+        if i < 3 {
+            assert!(guarded.send(email(RECEIPT, &format!("u{i}@example.com"))).unwrap_err().is_quarantined());
+        }
+    }
+    let router = admin::router(quarantine.clone());
+
+    let (status, summary) = call(&router, "GET", "/quarantine", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(summary["trips"].as_array().unwrap().len(), 2);
+    let (_, runaway) = call(&router, "GET", &format!("/quarantine/{RUNAWAY}"), "").await;
+    let trip = &runaway["trips"][0];
+    assert_eq!((trip["held"].as_u64(), trip["recipients"].as_u64()), (Some(30), Some(1)));
+    let trip_id = trip["trip"].as_u64().unwrap();
+
+    let (status, items) = call(&router, "GET", &format!("/quarantine/{RECEIPT}/items?state=held&limit=2"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    assert_eq!(items[0]["notification"]["to"], "u0@example.com");
+
+    let (status, error) = call(&router, "POST", &format!("/quarantine/{RUNAWAY}/discard"), "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error["error"].as_str().unwrap().contains("reason"), "{error}");
+    let body = json!({ "reason": "runaway 2FA job", "trip": trip_id }).to_string();
+    let (status, discarded) = call(&router, "POST", &format!("/quarantine/{RUNAWAY}/discard"), &body).await;
+    assert_eq!((status, discarded), (StatusCode::OK, json!({ "discarded": 30 })));
+
+    let (status, approved) = call(&router, "POST", &format!("/quarantine/{RECEIPT}/release"), "").await;
+    assert_eq!((status, approved), (StatusCode::OK, json!({ "approved": 3 })));
+    let (status, error) = call(&router, "POST", &format!("/quarantine/{RECEIPT}/release"), r#"{"per_minute": -1}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, error) = call(&router, "GET", &format!("/quarantine/{RECEIPT}/items?state=parked"), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+}
