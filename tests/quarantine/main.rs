@@ -6,6 +6,8 @@
 
 #[cfg(feature = "admin")]
 mod admin;
+#[cfg(all(feature = "cli", feature = "quarantine"))]
+mod cli;
 mod release;
 #[cfg(feature = "redis")]
 mod redis;
