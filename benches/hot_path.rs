@@ -3,7 +3,9 @@
 //! measured in the same run so that the figures to compare are ratios within a run.
 //!
 //! `hot_path`: one thread. `contended_2t`: two threads hammering the same counter, limiter or
-//! kind; the figure is the time per operation per thread.
+//! kind; the figure is the time per operation per thread. `guarded_send` and
+//! `guarded_send_quarantined` are an allowed send through `Guarded` (a sender that does nothing)
+//! without and with a quarantine: the quarantine is reached from refusals only, so the two match.
 //!
 //! Run with `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2`.
 
@@ -15,9 +17,32 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
-use spikebreaker::{Breaker, Config, KindConfig};
+use spikebreaker::quarantine::{MemoryStore, Quarantine};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, Notification, Sender};
 
 const KIND: &str = "email.welcome";
+
+/// A notification that names its kind, and a sender that does nothing with it.
+#[derive(serde::Serialize)]
+struct Note(&'static str);
+
+impl Notification for Note {
+    fn kind(&self) -> &str {
+        self.0
+    }
+}
+
+struct NullSender;
+
+impl Sender<Note> for NullSender {
+    type Output = ();
+    type Error = ();
+
+    fn send(&self, note: Note) -> Result<(), ()> {
+        black_box(note);
+        Ok(())
+    }
+}
 
 /// A breaker on the real clock whose threshold no benchmark reaches, so every send measured is
 /// an allowed send on the ordinary (closed, learning) path.
@@ -66,6 +91,16 @@ fn hot_path(c: &mut Criterion) {
 
     group.bench_function("allow_by_name", |b| {
         b.iter(|| assert!(black_box(&breaker).check(black_box(KIND)).is_allowed()))
+    });
+
+    let guarded = Guarded::new(NullSender, breaker.clone());
+    group.bench_function("guarded_send", |b| {
+        b.iter(|| assert!(black_box(&guarded).send(Note(black_box(KIND))).is_ok()))
+    });
+
+    let quarantined = Guarded::new(NullSender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
+    group.bench_function("guarded_send_quarantined", |b| {
+        b.iter(|| assert!(black_box(&quarantined).send(Note(black_box(KIND))).is_ok()))
     });
 
     group.finish();
