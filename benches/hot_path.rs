@@ -98,7 +98,8 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| assert!(black_box(&guarded).send(Note(black_box(KIND))).is_ok()))
     });
 
-    let quarantined = Guarded::new(NullSender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
+    let quarantined =
+        Guarded::new(NullSender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
     group.bench_function("guarded_send_quarantined", |b| {
         b.iter(|| assert!(black_box(&quarantined).send(Note(black_box(KIND))).is_ok()))
     });

@@ -147,7 +147,8 @@ fn quarantine(c: &mut Criterion) {
 
     let breaker = Breaker::new(Config::default()).expect("a valid config");
     breaker.force_open(KIND);
-    let guarded = Guarded::new(NullSender, breaker).with_quarantine(Quarantine::new(store(&dir, "guarded.db")));
+    let guarded =
+        Guarded::new(NullSender, breaker).with_quarantine(Quarantine::new(store(&dir, "guarded.db")));
     group.bench_function("guarded_blocked_send_128_threads", |b| {
         b.iter_custom(|iters| {
             threads(iters, THREADS, |i| {

@@ -8,8 +8,8 @@ mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use spikebreaker::fleet::{Fleet, FleetConfig};
 use redis_server::Server;
+use spikebreaker::fleet::{Fleet, FleetConfig};
 use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, Reason, State, SystemClock};
 
 const KIND: &str = "security.2fa_changed";

@@ -284,7 +284,11 @@ impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
     {
         let blocked = Blocked::new(notification, Arc::clone(kind.name()), reason, kind.tripped_at());
         let now_ms = self.breaker.now_ms();
-        match self.quarantine.park(blocked, |notification| self.classify.recipient(notification), now_ms) {
+        match self.quarantine.park(
+            blocked,
+            |notification| self.classify.recipient(notification),
+            now_ms,
+        ) {
             Ok(held) => Refusal::Held(held),
             Err(blocked) => Refusal::Blocked(blocked),
         }

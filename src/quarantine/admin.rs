@@ -3,8 +3,8 @@
 //!
 //! | Method and path | Does | Answers |
 //! |---|---|---|
-//! | `GET /quarantine` | every trip of every kind | [`Summary`] |
-//! | `GET /quarantine/{kind}?trip=T` | the kind's trips (or one) | [`Summary`] |
+//! | `GET /quarantine` | every trip of every kind | [`Summary`](super::Summary) |
+//! | `GET /quarantine/{kind}?trip=T` | the kind's trips (or one) | [`Summary`](super::Summary) |
 //! | `GET /quarantine/{kind}/items?trip=T&state=S&after=ID&limit=N` | items, oldest first (`limit` 20 by default, at most 1,000) | `[Item]` |
 //! | `POST /quarantine/{kind}/release` `{"trip": T, "per_minute": R, "delivery": "at_most_once"}` (all optional) | [`Quarantine::release`] | `{"approved": n}` |
 //! | `POST /quarantine/{kind}/discard` `{"reason": "...", "trip": T}` | [`Quarantine::discard`] | `{"discarded": n}` |
@@ -37,9 +37,9 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Quarantine;
 use super::item::{Delivery, Filter, ItemState, Query, ReleaseOrder};
 use super::store::StoreError;
-use super::Quarantine;
 
 /// Items a page shows unless `limit` says otherwise, and at most.
 const LIMIT: usize = 20;
@@ -181,7 +181,11 @@ struct DiscardBody {
 
 /// The JSON body; an empty body is `{}`.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { bytes };
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
     serde_json::from_slice(bytes).map_err(|error| bad_request(format!("bad JSON body: {error}")))
 }
 

@@ -72,7 +72,9 @@ impl FromStr for ItemState {
         Self::ALL
             .into_iter()
             .find(|state| state.as_str() == name)
-            .ok_or_else(|| format!("unknown item state {name:?}: one of held, approved, sending, released, discarded"))
+            .ok_or_else(|| {
+                format!("unknown item state {name:?}: one of held, approved, sending, released, discarded")
+            })
     }
 }
 
@@ -108,7 +110,9 @@ impl FromStr for Delivery {
         match name {
             "at_least_once" => Ok(Self::AtLeastOnce),
             "at_most_once" => Ok(Self::AtMostOnce),
-            _ => Err(format!("unknown delivery {name:?}: at_least_once or at_most_once")),
+            _ => Err(format!(
+                "unknown delivery {name:?}: at_least_once or at_most_once"
+            )),
         }
     }
 }
@@ -130,9 +134,9 @@ impl ReleaseOrder {
     /// Checks the pace: a rate must be a finite number above zero.
     pub fn validate(&self) -> Result<(), String> {
         match self.per_minute {
-            Some(rate) if !(rate.is_finite() && rate > 0.0) => {
-                Err(format!("invalid `per_minute` = {rate}: must be a finite number above 0"))
-            }
+            Some(rate) if !(rate.is_finite() && rate > 0.0) => Err(format!(
+                "invalid `per_minute` = {rate}: must be a finite number above 0"
+            )),
             _ => Ok(()),
         }
     }
@@ -215,8 +219,12 @@ impl Item {
             .notification
             .as_ref()
             .ok_or_else(|| format!("item {} is {} and keeps no notification", self.id, self.state))?;
-        serde_json::from_str(json.get())
-            .map_err(|error| format!("item {} does not decode as the sender's notification: {error}", self.id))
+        serde_json::from_str(json.get()).map_err(|error| {
+            format!(
+                "item {} does not decode as the sender's notification: {error}",
+                self.id
+            )
+        })
     }
 }
 

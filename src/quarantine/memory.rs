@@ -55,7 +55,9 @@ impl MemoryStore {
 
 impl State {
     fn finish(&mut self, id: ItemId, to: ItemState, note: Option<String>, now: u64) {
-        let Some(entry) = self.items.get_mut(&id) else { return };
+        let Some(entry) = self.items.get_mut(&id) else {
+            return;
+        };
         let item = &mut entry.item;
         if item.state.is_finished() {
             return;

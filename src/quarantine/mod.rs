@@ -81,8 +81,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::clock::unix_ms;
-use crate::guard::park::{Park, Quarantined};
 use crate::guard::Blocked;
+use crate::guard::park::{Park, Quarantined};
 use crate::observe::metrics::{self, count_quarantine};
 
 pub use crate::guard::NoQuarantine;
@@ -91,10 +91,10 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisOptions, RedisStore};
+pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
 #[cfg(feature = "quarantine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
 pub use store::{Claim, Claimed, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};
 

@@ -1,20 +1,5 @@
 //! [`RedisStore`]: a quarantine in Redis Streams (feature `redis`), where every instance of a
 //! fleet holds its blocked sends, so that operators see, and release, one quarantine.
-//!
-//! Keys (all under one hash tag, `{<key_prefix>:quarantine}`, so each script runs on one node):
-//! - `…:held:<kind>`, a stream of held items (fields `id`, `item`: the item as JSON);
-//! - `…:release:<kind>`, a stream of approved items read through the consumer group `releasers`:
-//!   a claim is `XREADGROUP` (one consumer gets each entry), a lease is the entry's idle time in
-//!   the group's pending list, a lease that ran out is taken over with `XAUTOCLAIM`, a settle is
-//!   `XACK` and `XDEL`;
-//! - `…:finished`, a stream of released and discarded items without their notifications, capped
-//!   at about [`FINISHED_KEPT`] entries;
-//! - `…:seq` (item numbers), `…:live` (live items, against the bound), `…:id` (the store's
-//!   name), `…:kinds` and `…:releasing` (sets of kinds).
-//!
-//! Every change that moves an item between streams or counts it is one Lua script, so two
-//! instances acting at once never send an item twice, except as the release's
-//! [`Delivery`] allows when a releaser dies or outlives its lease.
 
 use std::time::Duration;
 
@@ -55,7 +40,22 @@ impl Default for RedisOptions {
     }
 }
 
-/// A quarantine in Redis Streams, shared by a fleet (see the [module](self) for the layout).
+/// A quarantine in Redis Streams, shared by a fleet.
+///
+/// Keys (all under one hash tag, `{<key_prefix>:quarantine}`, so each script runs on one node):
+/// - `…:held:<kind>`, a stream of held items (fields `id`, `item`: the item as JSON);
+/// - `…:release:<kind>`, a stream of approved items read through the consumer group `releasers`:
+///   a claim is `XREADGROUP` (one consumer gets each entry), a lease is the entry's idle time in
+///   the group's pending list, a lease that ran out is taken over with `XAUTOCLAIM`, a settle is
+///   `XACK` and `XDEL`;
+/// - `…:finished`, a stream of released and discarded items without their notifications, capped
+///   at about [`FINISHED_KEPT`] entries;
+/// - `…:seq` (item numbers), `…:live` (live items, against the bound), `…:id` (the store's
+///   name), `…:kinds` and `…:releasing` (sets of kinds).
+///
+/// Every change that moves an item between streams or counts it is one Lua script, so two
+/// instances acting at once never send an item twice, except as the release's
+/// [`Delivery`] allows when a releaser dies or outlives its lease.
 ///
 /// Holds are one round trip each (a script), made on the thread of the refused send; if Redis is
 /// down or slow past `timeout`, the hold is refused and the notification goes back to its
@@ -202,15 +202,17 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 }
 
 fn encode(item: &Item) -> Result<String, StoreError> {
-    serde_json::to_string(item).map_err(|error| StoreError::Invalid(format!("cannot encode item {}: {error}", item.id)))
+    serde_json::to_string(item)
+        .map_err(|error| StoreError::Invalid(format!("cannot encode item {}: {error}", item.id)))
 }
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port`, `redis+unix:///path`), naming the
     /// store on first use.
     pub fn open(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|_| StoreError::Invalid("the Redis url must be redis://host:port or redis+unix:///path".into()))?;
+        let client = redis::Client::open(url).map_err(|_| {
+            StoreError::Invalid("the Redis url must be redis://host:port or redis+unix:///path".into())
+        })?;
         let keys = Keys {
             base: format!("{{{}:quarantine}}", options.key_prefix),
         };
@@ -247,8 +249,12 @@ impl RedisStore {
                 .client
                 .get_connection_with_timeout(self.timeout)
                 .map_err(unavailable)?;
-            connection.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
-            connection.set_write_timeout(Some(self.timeout)).map_err(unavailable)?;
+            connection
+                .set_read_timeout(Some(self.timeout))
+                .map_err(unavailable)?;
+            connection
+                .set_write_timeout(Some(self.timeout))
+                .map_err(unavailable)?;
             *slot = Some(connection);
         }
         let Some(connection) = slot.as_mut() else {
@@ -287,7 +293,9 @@ impl RedisStore {
 
     /// The item an entry holds, numbered from its `id` field if it has one.
     fn item(&self, entry: &Entry) -> Result<Item, StoreError> {
-        let bad = |message: String| StoreError::Unavailable(format!("redis: entry {} of the quarantine: {message}", entry.0));
+        let bad = |message: String| {
+            StoreError::Unavailable(format!("redis: entry {} of the quarantine: {message}", entry.0))
+        };
         let json = field(entry, "item").ok_or_else(|| bad("no item".into()))?;
         let mut item: Item = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         if let Some(id) = field(entry, "id") {
@@ -312,26 +320,33 @@ impl RedisStore {
     /// The entry ids of `kind`'s release stream that a releaser holds.
     fn pending(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         let stream = self.keys.release(kind);
-        let pending: Vec<(String, String, u64, u64)> = self.run(|c| {
-            redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(u32::MAX)
-                .query(c)
-        })
-        .or_else(|error| match error {
-            // No group yet: nothing approved so far.
-            StoreError::Unavailable(message) if message.contains("NOGROUP") => Ok(Vec::new()),
-            other => Err(other),
-        })?;
+        let pending: Vec<(String, String, u64, u64)> = self
+            .run(|c| {
+                redis::cmd("XPENDING")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(u32::MAX)
+                    .query(c)
+            })
+            .or_else(|error| match error {
+                // No group yet: nothing approved so far.
+                StoreError::Unavailable(message) if message.contains("NOGROUP") => Ok(Vec::new()),
+                other => Err(other),
+            })?;
         Ok(pending.into_iter().map(|(id, ..)| id).collect())
     }
 
     /// Calls `each` with every item `filter` names, live ones (held and release streams) and
     /// finished ones as asked, stream by stream.
-    fn scan(&self, filter: &Filter, live: bool, finished: bool, mut each: impl FnMut(Item)) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        filter: &Filter,
+        live: bool,
+        finished: bool,
+        mut each: impl FnMut(Item),
+    ) -> Result<(), StoreError> {
         if live {
             for kind in self.kinds(filter)? {
                 for entry in self.entries(&self.keys.held(&kind))? {
@@ -442,7 +457,10 @@ impl Store for RedisStore {
         if written == 1 {
             Ok(value)
         } else {
-            Err(StoreError::Full(format!("{value} live items, the bound is {}", self.max_items)))
+            Err(StoreError::Full(format!(
+                "{value} live items, the bound is {}",
+                self.max_items
+            )))
         }
     }
 
@@ -476,7 +494,10 @@ impl Store for RedisStore {
         let mut discarded = 0;
         for kind in self.kinds(filter)? {
             let mut triples: Vec<String> = Vec::new();
-            for (stream, from) in [(self.keys.held(&kind), "held"), (self.keys.release(&kind), "release")] {
+            for (stream, from) in [
+                (self.keys.held(&kind), "held"),
+                (self.keys.release(&kind), "release"),
+            ] {
                 for entry in self.entries(&stream)? {
                     let mut item = self.item(&entry)?;
                     if !filter.matches(&item.kind, item.trip) {
@@ -526,7 +547,11 @@ impl Store for RedisStore {
                 item.in_doubt = false;
                 triples.extend([entry.0, item.id.to_string(), encode(&item)?]);
             }
-            let (held, release, releasing) = (self.keys.held(&kind), self.keys.release(&kind), self.keys.of("releasing"));
+            let (held, release, releasing) = (
+                self.keys.held(&kind),
+                self.keys.release(&kind),
+                self.keys.of("releasing"),
+            );
             for batch in triples.chunks(3 * BATCH) {
                 approved += self.run(|c| {
                     self.scripts
@@ -566,14 +591,19 @@ impl Store for RedisStore {
                     .arg(1)
                     .query(c)
             })?;
-            let Some(entry) = taken.into_iter().next() else { break };
+            let Some(entry) = taken.into_iter().next() else {
+                break;
+            };
             let mut item = self.item(&entry)?;
             match item.order.map(|o| o.delivery).unwrap_or_default() {
                 Delivery::AtMostOnce => self.hold_in_doubt(kind, &entry)?,
                 Delivery::AtLeastOnce => {
                     item.state = ItemState::Sending;
                     item.attempts += 1;
-                    return Ok(Claim::Item(Claimed { item, receipt: entry.0 }));
+                    return Ok(Claim::Item(Claimed {
+                        item,
+                        receipt: entry.0,
+                    }));
                 }
             }
         }
@@ -593,13 +623,23 @@ impl Store for RedisStore {
             let mut item = self.item(&entry)?;
             item.state = ItemState::Sending;
             item.attempts += 1;
-            return Ok(Claim::Item(Claimed { item, receipt: entry.0 }));
+            return Ok(Claim::Item(Claimed {
+                item,
+                receipt: entry.0,
+            }));
         }
         if !self.pending(kind)?.is_empty() {
             return Ok(Claim::Busy);
         }
         let releasing = self.keys.of("releasing");
-        let forgotten: i64 = self.run(|c| self.scripts.empty.key(&stream).key(&releasing).arg(kind).invoke(c))?;
+        let forgotten: i64 = self.run(|c| {
+            self.scripts
+                .empty
+                .key(&stream)
+                .key(&releasing)
+                .arg(kind)
+                .invoke(c)
+        })?;
         Ok(if forgotten == 1 { Claim::Empty } else { Claim::Busy })
     }
 

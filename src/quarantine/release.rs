@@ -220,7 +220,12 @@ impl<N: DeserializeOwned> Releaser<N> {
     }
 
     /// Records how the send went and when the kind may send next.
-    fn settle<C: Clock>(&mut self, breaker: &Breaker<C>, claimed: Claimed, outcome: Outcome) -> Result<Step, StoreError> {
+    fn settle<C: Clock>(
+        &mut self,
+        breaker: &Breaker<C>,
+        claimed: Claimed,
+        outcome: Outcome,
+    ) -> Result<Step, StoreError> {
         let item = &claimed.item;
         let per_minute = item
             .order

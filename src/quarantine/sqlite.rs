@@ -1,28 +1,4 @@
 //! [`SqliteStore`]: the embedded quarantine, one SQLite file (feature `quarantine`).
-//!
-//! Why SQLite (bundled, compiled in) rather than a pure-Rust store such as redb:
-//! - **Shared with the operator's tools.** Several processes may open one SQLite file at once
-//!   (readers never wait for the writer in WAL mode; writers take turns under a lock), so
-//!   `spikebreaker quarantine list` and `release` work on the file of a service that is running.
-//!   redb takes an exclusive lock on its file: the tools could only read it with the service
-//!   stopped.
-//! - **Durable and crash-safe.** A hold returns once its transaction is committed with
-//!   `synchronous = FULL` in WAL mode: the write-ahead log is on disk (`fsync`). A crash
-//!   mid-transaction leaves the last committed state; decades of crash testing stand behind it.
-//! - **Bounded, with the bound enforced by the engine.** Live items are counted in the file
-//!   (kept by triggers, so every process's writes count) and the file's pages are capped with
-//!   `max_page_count`.
-//! - **Damage is reported, not hidden.** A file that is not a database, fails `quick_check` or is
-//!   another program's database is refused on open with [`StoreError::Corrupt`], unchanged.
-//! - **Cost.** One crate pair (`rusqlite`, `libsqlite3-sys`) and a C compiler, which the build
-//!   machine has anyway; compiling SQLite takes about 10 s of one core in a debug build, next to
-//!   about 6 s for redb (measured on a 2-core machine), once per clean build, and only with the
-//!   `quarantine` feature on.
-//!
-//! **Batching.** A disk commit (`fsync`) costs milliseconds, so one writer thread takes every
-//! hold waiting at the time into one transaction (group commit): concurrent senders share a
-//! commit, and a store fed by many senders takes tens of thousands of holds a second where one
-//! commit each would allow a few hundred. A hold still returns only after its own commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -71,7 +47,31 @@ impl Default for SqliteOptions {
 }
 
 /// A quarantine in one SQLite file: durable, bounded, readable by the operator's tools while the
-/// service runs. See the [module](self) for why SQLite and how holds are batched.
+/// service runs.
+///
+/// Why SQLite (bundled, compiled in) rather than a pure-Rust store such as redb:
+/// - **Shared with the operator's tools.** Several processes may open one SQLite file at once
+///   (readers never wait for the writer in WAL mode; writers take turns under a lock), so
+///   `spikebreaker quarantine list` and `release` work on the file of a service that is running.
+///   redb takes an exclusive lock on its file: the tools could only read it with the service
+///   stopped.
+/// - **Durable and crash-safe.** A hold returns once its transaction is committed with
+///   `synchronous = FULL` in WAL mode: the write-ahead log is on disk (`fsync`). A crash
+///   mid-transaction leaves the last committed state; decades of crash testing stand behind it.
+/// - **Bounded, with the bound enforced by the engine.** Live items are counted in the file
+///   (kept by triggers, so every process's writes count) and the file's pages are capped with
+///   `max_page_count`.
+/// - **Damage is reported, not hidden.** A file that is not a database, fails `quick_check` or is
+///   another program's database is refused on open with [`StoreError::Corrupt`], unchanged.
+/// - **Cost.** One crate pair (`rusqlite`, `libsqlite3-sys`) and a C compiler, which the build
+///   machine has anyway; compiling SQLite takes about 10 s of one core in a debug build, next to
+///   about 6 s for redb (measured on a 2-core machine), once per clean build, and only with the
+///   `quarantine` feature on.
+///
+/// **Batching.** A disk commit (`fsync`) costs milliseconds, so one writer thread takes every
+/// hold waiting at the time into one transaction (group commit): concurrent senders share a
+/// commit, and a store fed by many senders takes tens of thousands of holds a second where one
+/// commit each would allow a few hundred. A hold still returns only after its own commit.
 ///
 /// ```
 /// use spikebreaker::quarantine::{Quarantine, SqliteStore};
@@ -287,7 +287,11 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(error)?;
     let tables: i64 = tx
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
         .map_err(error)?;
     let has_meta: bool = tx
         .query_row(
@@ -298,7 +302,10 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
         .map_err(error)?
         > 0;
     if tables > 0 && !has_meta {
-        return Err(corrupt(path, "another program's database, not a quarantine store".to_owned()));
+        return Err(corrupt(
+            path,
+            "another program's database, not a quarantine store".to_owned(),
+        ));
     }
     if tables == 0 {
         tx.execute_batch(SCHEMA).map_err(error)?;
@@ -309,12 +316,19 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
         .map_err(error)?;
     }
     let meta = |key: &str| -> Result<Option<String>, StoreError> {
-        tx.query_row("SELECT CAST(value AS TEXT) FROM meta WHERE key = ?1", [key], |row| row.get(0))
-            .optional()
-            .map_err(error)
+        tx.query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = ?1",
+            [key],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(error)
     };
     if meta("format")?.as_deref() != Some(FORMAT) {
-        return Err(corrupt(path, "not a quarantine store (no format mark)".to_owned()));
+        return Err(corrupt(
+            path,
+            "not a quarantine store (no format mark)".to_owned(),
+        ));
     }
     let version = meta("version")?;
     if version.as_deref() != Some(&VERSION.to_string()) {
@@ -398,7 +412,9 @@ fn commit_holds(connection: &mut Connection, path: &Path, holds: Vec<(NewItem, R
             )?;
             for (item, _) in &holds {
                 if live >= max {
-                    ids.push(Err(StoreError::Full(format!("{live} live items, the bound is {max}"))));
+                    ids.push(Err(StoreError::Full(format!(
+                        "{live} live items, the bound is {max}"
+                    ))));
                     continue;
                 }
                 insert.execute(params![
@@ -522,14 +538,20 @@ impl Store for SqliteStore {
         let after = values.len();
         values.push((query.limit.min(i64::MAX as usize) as i64).into());
         let limit = values.len();
-        let notification = if query.notifications { ", notification" } else { ", NULL" };
+        let notification = if query.notifications {
+            ", notification"
+        } else {
+            ", NULL"
+        };
         let sql = format!(
             "SELECT {COLUMNS}{notification} FROM items WHERE id > ?{after}{sql} ORDER BY id LIMIT ?{limit}"
         );
         let reader = self.reader.lock();
         let mut statement = reader.prepare_cached(&sql).map_err(|e| self.error(e))?;
         let rows = statement
-            .query_map(rusqlite::params_from_iter(values), |row| item(row, query.notifications))
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                item(row, query.notifications)
+            })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }

@@ -211,9 +211,6 @@ mod tests {
             .collect();
         let names: Vec<_> = top(counts).into_iter().map(|c| (c.recipient, c.items)).collect();
         let expected = [("f", 9), ("a", 5), ("b", 2), ("c", 2), ("d", 1)];
-        assert_eq!(
-            names,
-            expected.map(|(r, n)| (r.to_owned(), n)).to_vec()
-        );
+        assert_eq!(names, expected.map(|(r, n)| (r.to_owned(), n)).to_vec());
     }
 }

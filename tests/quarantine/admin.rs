@@ -31,9 +31,19 @@ async fn an_operator_looks_discards_and_releases_over_http() {
     breaker.force_open(RUNAWAY);
     breaker.force_open(RECEIPT);
     for i in 0..30 {
-        assert!(guarded.send(email(RUNAWAY, "loop@example.com")).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(RUNAWAY, "loop@example.com"))
+                .unwrap_err()
+                .is_quarantined()
+        );
         if i < 3 {
-            assert!(guarded.send(email(RECEIPT, &format!("u{i}@example.com"))).unwrap_err().is_quarantined());
+            assert!(
+                guarded
+                    .send(email(RECEIPT, &format!("u{i}@example.com")))
+                    .unwrap_err()
+                    .is_quarantined()
+            );
         }
     }
     let router = admin::router(quarantine.clone());
@@ -43,10 +53,19 @@ async fn an_operator_looks_discards_and_releases_over_http() {
     assert_eq!(summary["trips"].as_array().unwrap().len(), 2);
     let (_, runaway) = call(&router, "GET", &format!("/quarantine/{RUNAWAY}"), "").await;
     let trip = &runaway["trips"][0];
-    assert_eq!((trip["held"].as_u64(), trip["recipients"].as_u64()), (Some(30), Some(1)));
+    assert_eq!(
+        (trip["held"].as_u64(), trip["recipients"].as_u64()),
+        (Some(30), Some(1))
+    );
     let trip_id = trip["trip"].as_u64().unwrap();
 
-    let (status, items) = call(&router, "GET", &format!("/quarantine/{RECEIPT}/items?state=held&limit=2"), "").await;
+    let (status, items) = call(
+        &router,
+        "GET",
+        &format!("/quarantine/{RECEIPT}/items?state=held&limit=2"),
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(items.as_array().unwrap().len(), 2);
     assert_eq!(items[0]["notification"]["to"], "u0@example.com");
@@ -60,8 +79,20 @@ async fn an_operator_looks_discards_and_releases_over_http() {
 
     let (status, approved) = call(&router, "POST", &format!("/quarantine/{RECEIPT}/release"), "").await;
     assert_eq!((status, approved), (StatusCode::OK, json!({ "approved": 3 })));
-    let (status, error) = call(&router, "POST", &format!("/quarantine/{RECEIPT}/release"), r#"{"per_minute": -1}"#).await;
+    let (status, error) = call(
+        &router,
+        "POST",
+        &format!("/quarantine/{RECEIPT}/release"),
+        r#"{"per_minute": -1}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
-    let (status, error) = call(&router, "GET", &format!("/quarantine/{RECEIPT}/items?state=parked"), "").await;
+    let (status, error) = call(
+        &router,
+        "GET",
+        &format!("/quarantine/{RECEIPT}/items?state=parked"),
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }

@@ -20,7 +20,11 @@ fn quarantine(store: &std::path::Path, args: &[&str]) -> Output {
 }
 
 fn json(output: &Output) -> Value {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
 
@@ -34,17 +38,30 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
     breaker.force_open(RUNAWAY);
     breaker.force_open(RECEIPT);
     for i in 0..40 {
-        assert!(guarded.send(email(RUNAWAY, &format!("u{}@example.com", i % 8))).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(RUNAWAY, &format!("u{}@example.com", i % 8)))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
     for i in 0..2 {
-        assert!(guarded.send(email(RECEIPT, &format!("r{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(RECEIPT, &format!("r{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
 
     let listed = json(&quarantine(&path, &["list"]));
     let trips = listed["trips"].as_array().unwrap();
     assert_eq!(trips.len(), 2);
     let runaway = trips.iter().find(|t| t["kind"] == RUNAWAY).unwrap();
-    assert_eq!((runaway["held"].as_u64(), runaway["recipients"].as_u64()), (Some(40), Some(8)));
+    assert_eq!(
+        (runaway["held"].as_u64(), runaway["recipients"].as_u64()),
+        (Some(40), Some(8))
+    );
     let trip = runaway["trip"].as_u64().unwrap().to_string();
 
     let shown = json(&quarantine(&path, &["show", "--kind", RECEIPT, "--limit", "1"]));
@@ -52,9 +69,15 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
     assert_eq!(shown[0]["notification"]["to"], "r0@example.com");
 
     let reason = "bug 4711: the 2FA job looped";
-    let discarded = json(&quarantine(&path, &["discard", "--kind", RUNAWAY, "--trip", &trip, "--reason", reason]));
+    let discarded = json(&quarantine(
+        &path,
+        &["discard", "--kind", RUNAWAY, "--trip", &trip, "--reason", reason],
+    ));
     assert_eq!(discarded["discarded"], 40);
-    let released = json(&quarantine(&path, &["release", "--kind", RECEIPT, "--per-minute", "30"]));
+    let released = json(&quarantine(
+        &path,
+        &["release", "--kind", RECEIPT, "--per-minute", "30"],
+    ));
     assert_eq!(released["approved"], 2);
 
     // The service sees what the operator did.
@@ -78,7 +101,11 @@ fn bad_arguments_and_damaged_files_are_named_with_their_exit_codes() {
     let path = dir.path().join("quarantine.db");
     let cases: [(&[&str], i32, &str); 3] = [
         (&["show", "--state", "parked"], 2, "unknown item state"),
-        (&["release", "--kind", RECEIPT, "--per-minute", "0"], 2, "per_minute"),
+        (
+            &["release", "--kind", RECEIPT, "--per-minute", "0"],
+            2,
+            "per_minute",
+        ),
         (&["discard", "--kind", RECEIPT, "--reason", " "], 2, "reason"),
     ];
     for (args, code, message) in cases {
@@ -92,5 +119,8 @@ fn bad_arguments_and_damaged_files_are_named_with_their_exit_codes() {
     let output = quarantine(&garbage, &["list"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("unreadable") && stderr.contains("move it aside"), "{stderr}");
+    assert!(
+        stderr.contains("unreadable") && stderr.contains("move it aside"),
+        "{stderr}"
+    );
 }

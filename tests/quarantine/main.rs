@@ -8,9 +8,9 @@
 mod admin;
 #[cfg(all(feature = "cli", feature = "quarantine"))]
 mod cli;
-mod release;
 #[cfg(feature = "redis")]
 mod redis;
+mod release;
 mod senders;
 #[cfg(feature = "quarantine")]
 mod sqlite;
@@ -73,7 +73,12 @@ impl Outbox {
     }
 
     pub fn keys(&self) -> Vec<String> {
-        self.sent.lock().unwrap().iter().filter_map(|(key, _)| key.clone()).collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(key, _)| key.clone())
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -109,5 +114,8 @@ impl AsyncSender<Email> for Outbox {
 
 pub fn breaker() -> (Breaker<ManualClock>, ManualClock) {
     let clock = ManualClock::starting_at(1_000_000);
-    (Breaker::with_clock(Config::default(), clock.clone()).unwrap(), clock)
+    (
+        Breaker::with_clock(Config::default(), clock.clone()).unwrap(),
+        clock,
+    )
 }

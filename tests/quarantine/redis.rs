@@ -26,7 +26,12 @@ fn store(server: &Server, max_items: u64) -> RedisStore {
 
 /// An instance of a sender service: its own breaker (on the system clock) and its own connection
 /// to the shared store.
-fn instance(server: &Server) -> (Guarded<Outbox, spikebreaker::ByNotification, spikebreaker::SystemClock, Quarantine>, Quarantine) {
+fn instance(
+    server: &Server,
+) -> (
+    Guarded<Outbox, spikebreaker::ByNotification, spikebreaker::SystemClock, Quarantine>,
+    Quarantine,
+) {
     let quarantine = Quarantine::new(store(server, 10_000));
     let breaker = Breaker::new(Config::default()).unwrap();
     breaker.force_open(RECEIPT);
@@ -42,8 +47,16 @@ fn two_instances_hold_into_one_store_and_releasing_together_send_each_item_once(
     let (b, quarantine_b) = instance(&server);
     assert_eq!(quarantine_a.store().id(), quarantine_b.store().id());
     for i in 0..100 {
-        assert!(a.send(email(RECEIPT, &format!("a{i}@example.com"))).unwrap_err().is_quarantined());
-        assert!(b.send(email(RECEIPT, &format!("b{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            a.send(email(RECEIPT, &format!("a{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
+        assert!(
+            b.send(email(RECEIPT, &format!("b{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
     // One place: either instance sees both instances' trips.
     let summary = quarantine_b.summary(&Filter::kind(RECEIPT)).unwrap();
@@ -67,14 +80,25 @@ fn two_instances_hold_into_one_store_and_releasing_together_send_each_item_once(
         }
     });
     let (keys_a, keys_b) = (a.get_ref().keys(), b.get_ref().keys());
-    assert!(!keys_a.is_empty() && !keys_b.is_empty(), "{} {}", keys_a.len(), keys_b.len());
+    assert!(
+        !keys_a.is_empty() && !keys_b.is_empty(),
+        "{} {}",
+        keys_a.len(),
+        keys_b.len()
+    );
     let mut all: Vec<_> = keys_a.iter().chain(&keys_b).cloned().collect();
     assert_eq!(all.len(), 200, "each item sent once");
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 200);
     let summary = quarantine_a.summary(&Filter::kind(RECEIPT)).unwrap();
-    assert_eq!((summary.live(), summary.trips.iter().map(|t| t.released).sum::<u64>()), (0, 200));
+    assert_eq!(
+        (
+            summary.live(),
+            summary.trips.iter().map(|t| t.released).sum::<u64>()
+        ),
+        (0, 200)
+    );
 }
 
 #[test]
@@ -82,18 +106,28 @@ fn a_releaser_that_dies_with_a_claim_leaves_the_item_to_the_next_as_its_order_sa
     let server = Server::start();
     let (service, quarantine) = instance(&server);
     for kind in [RECEIPT, RUNAWAY] {
-        assert!(service.send(email(kind, "a@example.com")).unwrap_err().is_quarantined());
+        assert!(
+            service
+                .send(email(kind, "a@example.com"))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
     let order = |delivery| ReleaseOrder {
         per_minute: Some(60_000.0),
         delivery,
     };
-    quarantine.release(&Filter::kind(RECEIPT), &order(Delivery::AtLeastOnce)).unwrap();
-    quarantine.release(&Filter::kind(RUNAWAY), &order(Delivery::AtMostOnce)).unwrap();
+    quarantine
+        .release(&Filter::kind(RECEIPT), &order(Delivery::AtLeastOnce))
+        .unwrap();
+    quarantine
+        .release(&Filter::kind(RUNAWAY), &order(Delivery::AtMostOnce))
+        .unwrap();
     // A releaser on another instance claims both, then dies before it settles either.
     let other = store(&server, 10_000);
     for kind in [RECEIPT, RUNAWAY] {
-        let claim = spikebreaker::quarantine::Store::claim(&other, kind, "dead", Duration::from_secs(60)).unwrap();
+        let claim =
+            spikebreaker::quarantine::Store::claim(&other, kind, "dead", Duration::from_secs(60)).unwrap();
         assert!(matches!(claim, Claim::Item(_)), "{claim:?}");
     }
 
@@ -124,17 +158,33 @@ fn a_full_redis_store_hands_the_notification_back() {
     for to in ["a@example.com", "b@example.com"] {
         assert!(guarded.send(email(RUNAWAY, to)).unwrap_err().is_quarantined());
     }
-    let blocked = guarded.send(email(RUNAWAY, "c@example.com")).unwrap_err().into_blocked().unwrap();
+    let blocked = guarded
+        .send(email(RUNAWAY, "c@example.com"))
+        .unwrap_err()
+        .into_blocked()
+        .unwrap();
     assert_eq!(blocked.into_notification(), email(RUNAWAY, "c@example.com"));
-    assert_eq!(quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(), 2);
+    assert_eq!(
+        quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(),
+        2
+    );
     let discarded = Query {
         state: Some(ItemState::Discarded),
         ..Query::new(Filter::all(), 10)
     };
     let audit = quarantine.items(&discarded).unwrap();
     assert_eq!(audit.len(), 2);
-    assert!(audit.iter().all(|i| i.note.as_deref() == Some("runaway job") && i.notification.is_none()));
-    assert!(guarded.send(email(RUNAWAY, "d@example.com")).unwrap_err().is_quarantined());
+    assert!(
+        audit
+            .iter()
+            .all(|i| i.note.as_deref() == Some("runaway job") && i.notification.is_none())
+    );
+    assert!(
+        guarded
+            .send(email(RUNAWAY, "d@example.com"))
+            .unwrap_err()
+            .is_quarantined()
+    );
 }
 
 #[test]
@@ -142,6 +192,10 @@ fn a_redis_store_that_cannot_be_reached_refuses_and_the_notification_comes_back(
     let mut server = Server::start();
     let (service, _quarantine) = instance(&server);
     server.kill();
-    let blocked = service.send(email(RUNAWAY, "a@example.com")).unwrap_err().into_blocked().unwrap();
+    let blocked = service
+        .send(email(RUNAWAY, "a@example.com"))
+        .unwrap_err()
+        .into_blocked()
+        .unwrap();
     assert_eq!(blocked.into_notification(), email(RUNAWAY, "a@example.com"));
 }

@@ -23,9 +23,18 @@ fn learn_six_a_minute(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
     assert!(breaker.kind_status(RECEIPT).unwrap().warmed_up);
 }
 
-fn hold(guarded: &Guarded<Outbox, spikebreaker::ByNotification, ManualClock, Quarantine>, kind: &str, n: usize) {
+fn hold(
+    guarded: &Guarded<Outbox, spikebreaker::ByNotification, ManualClock, Quarantine>,
+    kind: &str,
+    n: usize,
+) {
     for i in 0..n {
-        assert!(guarded.send(email(kind, &format!("user{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(kind, &format!("user{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
 }
 
@@ -39,7 +48,12 @@ fn a_release_keeps_the_kinds_learned_pace_and_the_breaker_neither_blocks_nor_cou
     hold(&guarded, RECEIPT, 4);
     let attempted = breaker.kind_status(RECEIPT).unwrap().attempted;
 
-    assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &ReleaseOrder::default()).unwrap(), 4);
+    assert_eq!(
+        quarantine
+            .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+            .unwrap(),
+        4
+    );
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     let mut sent = 0;
     while sent < 4 {
@@ -50,7 +64,10 @@ fn a_release_keeps_the_kinds_learned_pace_and_the_breaker_neither_blocks_nor_cou
             }
             // One every 10 s, the learned 6 a minute (a little less: the learned peak decays).
             Step::Wait(wait) => {
-                assert!(wait >= Duration::from_secs(10) && wait < Duration::from_millis(10_100), "{wait:?} after {sent} sent");
+                assert!(
+                    wait >= Duration::from_secs(10) && wait < Duration::from_millis(10_100),
+                    "{wait:?} after {sent} sent"
+                );
                 clock.advance(wait);
             }
             other => panic!("{other:?} after {sent} sent"),
@@ -92,13 +109,31 @@ fn an_orders_pace_replaces_the_default_and_a_trip_is_released_alone() {
         per_minute: Some(120.0),
         delivery: Delivery::AtMostOnce,
     };
-    assert_eq!(quarantine.release(&Filter::kind(RUNAWAY).trip(second_trip), &order).unwrap(), 3);
+    assert_eq!(
+        quarantine
+            .release(&Filter::kind(RUNAWAY).trip(second_trip), &order)
+            .unwrap(),
+        3
+    );
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     assert!(matches!(releaser.step(&guarded).unwrap(), Step::Sent { .. }));
-    assert_eq!(releaser.step(&guarded).unwrap(), Step::Wait(Duration::from_millis(500)));
-    assert!(quarantine.release(&Filter::all(), &order).is_err(), "a release names a kind");
+    assert_eq!(
+        releaser.step(&guarded).unwrap(),
+        Step::Wait(Duration::from_millis(500))
+    );
+    assert!(
+        quarantine.release(&Filter::all(), &order).is_err(),
+        "a release names a kind"
+    );
     let summary = quarantine.summary(&Filter::kind(RUNAWAY)).unwrap();
-    assert_eq!((summary.trips[0].held, summary.trips[1].approved, summary.trips[1].released), (2, 2, 1));
+    assert_eq!(
+        (
+            summary.trips[0].held,
+            summary.trips[1].approved,
+            summary.trips[1].released
+        ),
+        (2, 2, 1)
+    );
 }
 
 /// Fails each item's first attempt, recording every attempt's key.
@@ -119,7 +154,11 @@ impl Sender<Email> for Flaky {
         let mut attempts = self.attempts.lock().unwrap();
         let first = !attempts.iter().any(|k| k == key);
         attempts.push(key.to_owned());
-        if first { Err("provider timed out".into()) } else { Ok(()) }
+        if first {
+            Err("provider timed out".into())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -129,7 +168,12 @@ fn a_failed_send_is_held_again_with_its_note_and_keeps_its_key() {
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Flaky::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RECEIPT);
-    assert!(guarded.send(email(RECEIPT, "a@example.com")).unwrap_err().is_quarantined());
+    assert!(
+        guarded
+            .send(email(RECEIPT, "a@example.com"))
+            .unwrap_err()
+            .is_quarantined()
+    );
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     let fast = ReleaseOrder {
         per_minute: Some(60_000.0),
@@ -137,10 +181,15 @@ fn a_failed_send_is_held_again_with_its_note_and_keeps_its_key() {
     };
 
     quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap();
-    let Step::Failed { note, .. } = releaser.step(&guarded).unwrap() else { panic!("not failed") };
+    let Step::Failed { note, .. } = releaser.step(&guarded).unwrap() else {
+        panic!("not failed")
+    };
     assert_eq!(note, "send failed: provider timed out");
     let item = &quarantine.items(&Query::new(Filter::kind(RECEIPT), 1)).unwrap()[0];
-    assert_eq!((item.state, item.attempts, item.note.as_deref()), (ItemState::Held, 1, Some(note.as_str())));
+    assert_eq!(
+        (item.state, item.attempts, item.note.as_deref()),
+        (ItemState::Held, 1, Some(note.as_str()))
+    );
 
     quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap();
     clock.advance(Duration::from_secs(1));
@@ -169,12 +218,21 @@ fn an_item_that_does_not_decode_is_held_again_not_lost() {
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let emails = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RECEIPT);
-    assert!(emails.send(email(RECEIPT, "a@example.com")).unwrap_err().is_quarantined());
-    quarantine.release(&Filter::kind(RECEIPT), &ReleaseOrder::default()).unwrap();
+    assert!(
+        emails
+            .send(email(RECEIPT, "a@example.com"))
+            .unwrap_err()
+            .is_quarantined()
+    );
+    quarantine
+        .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+        .unwrap();
 
     let sms = Guarded::with_classifier(Gateway, breaker, |_: &Sms| RECEIPT);
     let mut releaser = Releaser::<Sms>::new(quarantine.clone());
-    let Step::Failed { note, .. } = releaser.step(&sms).unwrap() else { panic!("not failed") };
+    let Step::Failed { note, .. } = releaser.step(&sms).unwrap() else {
+        panic!("not failed")
+    };
     assert!(note.contains("does not decode"), "{note}");
     let item = &quarantine.items(&Query::new(Filter::kind(RECEIPT), 1)).unwrap()[0];
     assert_eq!(item.state, ItemState::Held);
@@ -187,10 +245,19 @@ async fn an_async_sender_releases_with_its_key() {
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RECEIPT);
-    assert!(spikebreaker::AsyncSender::send(&guarded, email(RECEIPT, "a@example.com")).await.unwrap_err().is_quarantined());
-    quarantine.release(&Filter::kind(RECEIPT), &ReleaseOrder::default()).unwrap();
+    assert!(
+        spikebreaker::AsyncSender::send(&guarded, email(RECEIPT, "a@example.com"))
+            .await
+            .unwrap_err()
+            .is_quarantined()
+    );
+    quarantine
+        .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+        .unwrap();
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
-    let Step::Sent { id, .. } = releaser.step_async(&guarded).await.unwrap() else { panic!("not sent") };
+    let Step::Sent { id, .. } = releaser.step_async(&guarded).await.unwrap() else {
+        panic!("not sent")
+    };
     assert_eq!(guarded.get_ref().keys(), vec![quarantine.idempotency_key(id)]);
 }
 
@@ -206,9 +273,16 @@ fn held_released_discarded_and_refused_items_are_counted_per_kind() {
         breaker.force_open(RECEIPT);
         hold(&guarded, RUNAWAY, 2);
         hold(&guarded, RECEIPT, 1);
-        assert!(guarded.send(email(RUNAWAY, "z@example.com")).unwrap_err().is_blocked()); // full
+        assert!(
+            guarded
+                .send(email(RUNAWAY, "z@example.com"))
+                .unwrap_err()
+                .is_blocked()
+        ); // full
         quarantine.discard(&Filter::kind(RUNAWAY), "runaway").unwrap();
-        quarantine.release(&Filter::kind(RECEIPT), &ReleaseOrder::default()).unwrap();
+        quarantine
+            .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+            .unwrap();
         let mut releaser = Releaser::<Email>::new(quarantine.clone());
         assert!(matches!(releaser.step(&guarded).unwrap(), Step::Sent { .. }));
     });

@@ -26,7 +26,10 @@ fn a_blocked_send_is_held_before_the_call_returns_and_an_allowed_one_passes_unto
     assert_eq!(items.len(), 1);
     let item = &items[0];
     assert_eq!(item.id, receipt.id());
-    assert_eq!((item.kind.as_str(), item.trip, item.reason), (RUNAWAY, receipt.trip(), Reason::ForcedOpen));
+    assert_eq!(
+        (item.kind.as_str(), item.trip, item.reason),
+        (RUNAWAY, receipt.trip(), Reason::ForcedOpen)
+    );
     assert_eq!(item.recipient.as_deref(), Some("b@example.com"));
     assert_eq!(item.state, ItemState::Held);
     assert_eq!(item.decode::<Email>().unwrap(), email(RUNAWAY, "b@example.com"));
@@ -42,7 +45,10 @@ async fn async_senders_hold_blocked_notifications_too() {
     breaker.force_open(RUNAWAY);
     let held = spikebreaker::AsyncSender::send(&guarded, email(RUNAWAY, "a@example.com")).await;
     assert!(matches!(held, Err(GuardError::Quarantined(_))), "{held:?}");
-    assert_eq!(spikebreaker::AsyncSender::send(&guarded, email(RECEIPT, "b@example.com")).await, Ok(()));
+    assert_eq!(
+        spikebreaker::AsyncSender::send(&guarded, email(RECEIPT, "b@example.com")).await,
+        Ok(())
+    );
     assert_eq!(quarantine.summary(&Filter::kind(RUNAWAY)).unwrap().live(), 1);
 }
 
@@ -55,7 +61,9 @@ async fn a_tower_service_holds_blocked_requests_too() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let layer = GuardLayer::new(breaker.clone()).with_quarantine(quarantine.clone());
-    let service = layer.layer(service_fn(|email: Email| async move { Ok::<_, std::io::Error>(email.to) }));
+    let service = layer.layer(service_fn(|email: Email| async move {
+        Ok::<_, std::io::Error>(email.to)
+    }));
     breaker.force_open(RUNAWAY);
     let held = service.clone().oneshot(email(RUNAWAY, "a@example.com")).await;
     assert!(held.unwrap_err().is_quarantined());
@@ -88,10 +96,17 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     }
     let first_trip = trips.lock().unwrap()[0];
     assert_eq!(blocked.len(), 100);
-    assert!(blocked.iter().all(|&at| at == first_trip), "{blocked:?} vs {first_trip}");
+    assert!(
+        blocked.iter().all(|&at| at == first_trip),
+        "{blocked:?} vs {first_trip}"
+    );
     for i in 0..3 {
         clock.advance(Duration::from_millis(1));
-        assert!(held.send(email(RUNAWAY, &format!("v{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            held.send(email(RUNAWAY, &format!("v{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
 
     // Reset, and a second trip an hour later.
@@ -99,7 +114,11 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     clock.advance(Duration::from_secs(3_600));
     breaker.force_open(RUNAWAY);
     for i in 0..2 {
-        assert!(held.send(email(RUNAWAY, &format!("w{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            held.send(email(RUNAWAY, &format!("w{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
 
     let summary = quarantine.summary(&Filter::kind(RUNAWAY)).unwrap();
@@ -121,13 +140,23 @@ fn a_full_store_hands_the_notification_back_and_drops_nothing() {
         assert!(guarded.send(email(RUNAWAY, to)).unwrap_err().is_quarantined());
     }
     let refused = guarded.send(email(RUNAWAY, "c@example.com")).unwrap_err();
-    let blocked = refused.into_blocked().expect("handed back as without a quarantine");
+    let blocked = refused
+        .into_blocked()
+        .expect("handed back as without a quarantine");
     assert_eq!(blocked.into_notification(), email(RUNAWAY, "c@example.com"));
     assert_eq!(quarantine.summary(&Filter::all()).unwrap().live(), 2);
 
     // Discarding makes room again.
-    assert_eq!(quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(), 2);
-    assert!(guarded.send(email(RUNAWAY, "d@example.com")).unwrap_err().is_quarantined());
+    assert_eq!(
+        quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(),
+        2
+    );
+    assert!(
+        guarded
+            .send(email(RUNAWAY, "d@example.com"))
+            .unwrap_err()
+            .is_quarantined()
+    );
 }
 
 #[test]
@@ -139,10 +168,19 @@ fn a_summary_counts_each_trip_with_its_distinct_recipients_and_a_sample() {
     breaker.force_open(RECEIPT);
     // The runaway sends the same notice to one user over and over, and once to a few others.
     for i in 0..50 {
-        let to = if i % 10 == 0 { format!("user{i}@example.com") } else { "loop@example.com".into() };
+        let to = if i % 10 == 0 {
+            format!("user{i}@example.com")
+        } else {
+            "loop@example.com".into()
+        };
         assert!(guarded.send(email(RUNAWAY, &to)).unwrap_err().is_quarantined());
     }
-    assert!(guarded.send(email(RECEIPT, "x@example.com")).unwrap_err().is_quarantined());
+    assert!(
+        guarded
+            .send(email(RECEIPT, "x@example.com"))
+            .unwrap_err()
+            .is_quarantined()
+    );
 
     let summary = quarantine.summary(&Filter::all()).unwrap();
     assert_eq!(summary.trips.len(), 2);
@@ -163,11 +201,33 @@ fn a_discard_names_a_kind_and_keeps_its_reason_for_audit() {
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RUNAWAY);
     for i in 0..4 {
-        assert!(guarded.send(email(RUNAWAY, &format!("u{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(RUNAWAY, &format!("u{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
-    assert!(quarantine.discard(&Filter::all(), "everything").unwrap_err().to_string().contains("name a kind"));
-    assert!(quarantine.discard(&Filter::kind(RUNAWAY), " ").unwrap_err().to_string().contains("reason"));
-    assert_eq!(quarantine.discard(&Filter::kind(RUNAWAY), "bug #4711: loop in the 2FA job").unwrap(), 4);
+    assert!(
+        quarantine
+            .discard(&Filter::all(), "everything")
+            .unwrap_err()
+            .to_string()
+            .contains("name a kind")
+    );
+    assert!(
+        quarantine
+            .discard(&Filter::kind(RUNAWAY), " ")
+            .unwrap_err()
+            .to_string()
+            .contains("reason")
+    );
+    assert_eq!(
+        quarantine
+            .discard(&Filter::kind(RUNAWAY), "bug #4711: loop in the 2FA job")
+            .unwrap(),
+        4
+    );
 
     let query = Query {
         state: Some(ItemState::Discarded),

@@ -21,12 +21,19 @@ fn store_path(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 /// Holds `n` notices of `kind` in the store at `path` through a guarded sender.
-fn hold_in(path: &Path, options: SqliteOptions, kind: &str, n: usize) -> Vec<Result<(), spikebreaker::GuardError<Email, super::Bounced>>> {
+fn hold_in(
+    path: &Path,
+    options: SqliteOptions,
+    kind: &str,
+    n: usize,
+) -> Vec<Result<(), spikebreaker::GuardError<Email, super::Bounced>>> {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(SqliteStore::open_with(path, options).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine);
     breaker.force_open(kind);
-    (0..n).map(|i| guarded.send(email(kind, &format!("user{i}@example.com")))).collect()
+    (0..n)
+        .map(|i| guarded.send(email(kind, &format!("user{i}@example.com"))))
+        .collect()
 }
 
 #[test]
@@ -39,9 +46,16 @@ fn what_the_store_holds_outlasts_the_process_that_held_it() {
     let quarantine = Quarantine::new(SqliteStore::open(&path).unwrap());
     let items = quarantine.items(&Query::new(Filter::kind(RUNAWAY), 10)).unwrap();
     assert_eq!(items.len(), 5);
-    assert_eq!(items[4].decode::<Email>().unwrap(), email(RUNAWAY, "user4@example.com"));
+    assert_eq!(
+        items[4].decode::<Email>().unwrap(),
+        email(RUNAWAY, "user4@example.com")
+    );
     assert_eq!(items[4].recipient.as_deref(), Some("user4@example.com"));
-    assert!(items.iter().all(|i| i.state == ItemState::Held && i.trip == items[0].trip));
+    assert!(
+        items
+            .iter()
+            .all(|i| i.state == ItemState::Held && i.trip == items[0].trip)
+    );
 }
 
 #[test]
@@ -53,13 +67,22 @@ fn the_operators_tools_share_the_file_of_a_running_service() {
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
     breaker.force_open(RECEIPT);
     for i in 0..3 {
-        assert!(guarded.send(email(RECEIPT, &format!("u{i}@example.com"))).unwrap_err().is_quarantined());
+        assert!(
+            guarded
+                .send(email(RECEIPT, &format!("u{i}@example.com")))
+                .unwrap_err()
+                .is_quarantined()
+        );
     }
     // Another connection to the same file, as the command line opens it.
     let tool = Quarantine::new(SqliteStore::open(&path).unwrap());
     assert_eq!(tool.store().id(), service.store().id());
     assert_eq!(tool.summary(&Filter::all()).unwrap().trips[0].held, 3);
-    assert_eq!(tool.release(&Filter::kind(RECEIPT), &ReleaseOrder::default()).unwrap(), 3);
+    assert_eq!(
+        tool.release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+            .unwrap(),
+        3
+    );
 
     let mut releaser = Releaser::<Email>::new(service.clone());
     let mut sent = 0;
@@ -86,7 +109,10 @@ fn a_full_store_refuses_and_the_sender_hands_the_notification_back() {
     assert!(held[..3].iter().all(|r| r.as_ref().unwrap_err().is_quarantined()));
     for (i, refused) in held.into_iter().enumerate().skip(3) {
         let blocked = refused.unwrap_err().into_blocked().expect("handed back");
-        assert_eq!(blocked.into_notification(), email(RUNAWAY, &format!("user{i}@example.com")));
+        assert_eq!(
+            blocked.into_notification(),
+            email(RUNAWAY, &format!("user{i}@example.com"))
+        );
     }
     // The bound is the file's: another process (or a reopen) counts the same items.
     let store = SqliteStore::open_with(store_path(&dir), options).unwrap();
@@ -161,7 +187,12 @@ fn a_damaged_store_file_is_refused_unchanged_and_can_be_set_aside() {
             }
             other => panic!("{} opened as {other:?}", path.display()),
         }
-        assert_eq!(std::fs::read(path).unwrap(), before, "{} was changed", path.display());
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            before,
+            "{} was changed",
+            path.display()
+        );
     }
 
     let aside = SqliteStore::set_aside(&damaged).unwrap();
@@ -237,7 +268,9 @@ impl Sender<Email> for Printer {
 
     fn send_released(&self, _email: Email, key: &str) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "sent {key}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        writeln!(out, "sent {key}")
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())?;
         if self.sent.fetch_add(1, Ordering::Relaxed) + 1 == self.hang_at {
             loop {
                 std::thread::park();
@@ -262,7 +295,8 @@ fn release_child() {
         sent: AtomicUsize::new(0),
         hang_at,
     };
-    let guarded = Guarded::new(sender, Breaker::new(Config::default()).unwrap()).with_quarantine(quarantine.clone());
+    let guarded =
+        Guarded::new(sender, Breaker::new(Config::default()).unwrap()).with_quarantine(quarantine.clone());
     let mut releaser = Releaser::<Email>::new(quarantine).lease(CHILD_LEASE);
     releaser.run(&guarded).unwrap();
     panic!("the release finished: the child should have hung in send {hang_at}");
@@ -280,17 +314,31 @@ fn crash_in_mid_release(delivery: Delivery) -> (Vec<String>, Vec<String>, Quaran
         let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
         breaker.force_open(RECEIPT);
         for i in 0..ITEMS {
-            assert!(guarded.send(email(RECEIPT, &format!("u{i}@example.com"))).unwrap_err().is_quarantined());
+            assert!(
+                guarded
+                    .send(email(RECEIPT, &format!("u{i}@example.com")))
+                    .unwrap_err()
+                    .is_quarantined()
+            );
         }
         let order = ReleaseOrder {
             per_minute: Some(600_000.0),
             delivery,
         };
-        assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &order).unwrap(), ITEMS as u64);
+        assert_eq!(
+            quarantine.release(&Filter::kind(RECEIPT), &order).unwrap(),
+            ITEMS as u64
+        );
     }
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["sqlite::release_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "sqlite::release_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_STORE, &path)
         .env(CHILD_HANG_AT, HANG_AT.to_string())
         .stdout(Stdio::piped())
@@ -349,7 +397,10 @@ fn a_release_killed_in_mid_send_holds_that_item_in_doubt_at_most_once() {
     assert_eq!(all.len(), ITEMS);
     // ...and is not lost: it is held, in doubt, for an operator.
     let trip = &quarantine.summary(&Filter::kind(RECEIPT)).unwrap().trips[0];
-    assert_eq!((trip.released, trip.held, trip.in_doubt), (ITEMS as u64 - 1, 1, 1));
+    assert_eq!(
+        (trip.released, trip.held, trip.in_doubt),
+        (ITEMS as u64 - 1, 1, 1)
+    );
     let held = Query {
         state: Some(ItemState::Held),
         ..Query::new(Filter::kind(RECEIPT), 10)
@@ -358,4 +409,3 @@ fn a_release_killed_in_mid_send_holds_that_item_in_doubt_at_most_once() {
     assert!(doubt.in_doubt);
     assert_eq!(&quarantine.idempotency_key(doubt.id), in_flight);
 }
-

@@ -189,7 +189,9 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
 fn open(args: &QuarantineArgs) -> Result<Quarantine, Failure> {
     if let Some(path) = &args.store {
         #[cfg(feature = "quarantine")]
-        return Ok(Quarantine::new(spikebreaker::quarantine::SqliteStore::open(path)?));
+        return Ok(Quarantine::new(spikebreaker::quarantine::SqliteStore::open(
+            path,
+        )?));
         #[cfg(not(feature = "quarantine"))]
         return Err(Failure::BadInput(format!(
             "--store {}: this build has no embedded store (build with --features quarantine)",
@@ -203,18 +205,23 @@ fn open(args: &QuarantineArgs) -> Result<Quarantine, Failure> {
                 key_prefix: args.prefix.clone(),
                 ..Default::default()
             };
-            return Ok(Quarantine::new(spikebreaker::quarantine::RedisStore::open(url, options)?));
+            return Ok(Quarantine::new(spikebreaker::quarantine::RedisStore::open(
+                url, options,
+            )?));
         }
         #[cfg(not(feature = "redis"))]
         return Err(Failure::BadInput(format!(
             "--redis {url}: this build has no Redis store (build with --features redis)"
         )));
     }
-    Err(Failure::BadInput("name the store: --store FILE or --redis URL".to_owned()))
+    Err(Failure::BadInput(
+        "name the store: --store FILE or --redis URL".to_owned(),
+    ))
 }
 
 fn print(value: &impl Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Store(format!("cannot write the answer: {e}")))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Store(format!("cannot write the answer: {e}")))?;
     println!("{text}");
     Ok(())
 }
