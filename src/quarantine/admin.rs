@@ -6,8 +6,8 @@
 //! | `GET /quarantine` | every trip of every kind | [`Summary`](super::Summary) |
 //! | `GET /quarantine/{kind}?trip=T` | the kind's trips (or one) | [`Summary`](super::Summary) |
 //! | `GET /quarantine/{kind}/items?trip=T&state=S&after=ID&limit=N` | items, oldest first (`limit` 20 by default, at most 1,000) | `[Item]` |
-//! | `POST /quarantine/{kind}/release` `{"trip": T, "per_minute": R, "delivery": "at_most_once"}` (all optional) | [`Quarantine::release`] | `{"approved": n}` |
-//! | `POST /quarantine/{kind}/discard` `{"reason": "...", "trip": T}` | [`Quarantine::discard`] | `{"discarded": n}` |
+//! | `POST /quarantine/{kind}/release` `{"trip": T, "ids": [..], "per_minute": R, "delivery": "at_most_once"}` (all optional) | [`Quarantine::release`] | `{"approved": n}` |
+//! | `POST /quarantine/{kind}/discard` `{"reason": "...", "trip": T, "ids": [..]}` | [`Quarantine::discard`] (held items only) | `{"discarded": n}` |
 //!
 //! A release only approves: the items go out from the service's [`Releaser`](super::Releaser).
 //! Errors are `{"error": "..."}`: 400 for a bad request, 503 when the store cannot be reached,
@@ -166,6 +166,8 @@ struct ReleaseBody {
     #[serde(default)]
     trip: Option<u64>,
     #[serde(default)]
+    ids: Vec<u64>,
+    #[serde(default)]
     per_minute: Option<f64>,
     #[serde(default)]
     delivery: Delivery,
@@ -177,6 +179,8 @@ struct DiscardBody {
     reason: String,
     #[serde(default)]
     trip: Option<u64>,
+    #[serde(default)]
+    ids: Vec<u64>,
 }
 
 /// The JSON body; an empty body is `{}`.
@@ -198,6 +202,7 @@ async fn release(
     let filter = Filter {
         kind: Some(kind),
         trip: request.trip,
+        ids: request.ids,
     };
     let order = ReleaseOrder {
         per_minute: request.per_minute,
@@ -219,6 +224,7 @@ async fn discard(
     let filter = Filter {
         kind: Some(kind),
         trip: request.trip,
+        ids: request.ids,
     };
     blocking(move || {
         let discarded = quarantine.discard(&filter, &request.reason)?;

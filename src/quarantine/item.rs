@@ -228,7 +228,8 @@ impl Item {
     }
 }
 
-/// Which items an operator means: a kind, or one trip of it; everything when empty.
+/// Which items an operator means: a kind, or one trip of it, narrowed to named items if need be
+/// (the legitimate notices among a runaway's); everything when empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
@@ -238,6 +239,9 @@ pub struct Filter {
     /// Only this trip (see [`NewItem::trip`]).
     #[serde(default)]
     pub trip: Option<u64>,
+    /// Only these items (any, when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<ItemId>,
 }
 
 impl Filter {
@@ -250,7 +254,7 @@ impl Filter {
     pub fn kind(kind: impl Into<String>) -> Self {
         Self {
             kind: Some(kind.into()),
-            trip: None,
+            ..Self::default()
         }
     }
 
@@ -262,9 +266,19 @@ impl Filter {
         }
     }
 
-    /// Whether an item of `kind` and `trip` is meant.
-    pub fn matches(&self, kind: &str, trip: u64) -> bool {
-        self.kind.as_deref().is_none_or(|k| k == kind) && self.trip.is_none_or(|t| t == trip)
+    /// These items, only those numbered `ids`.
+    pub fn ids(self, ids: impl IntoIterator<Item = ItemId>) -> Self {
+        Self {
+            ids: ids.into_iter().collect(),
+            ..self
+        }
+    }
+
+    /// Whether `item` is meant.
+    pub fn matches(&self, item: &Item) -> bool {
+        self.kind.as_deref().is_none_or(|kind| kind == item.kind)
+            && self.trip.is_none_or(|trip| trip == item.trip)
+            && (self.ids.is_empty() || self.ids.contains(&item.id))
     }
 
     /// An operator's action (discard, release) must name a kind.
@@ -306,7 +320,7 @@ impl Query {
 
     /// Whether `item` belongs on this query's pages (ignoring `limit`).
     pub fn matches(&self, item: &Item) -> bool {
-        self.filter.matches(&item.kind, item.trip)
+        self.filter.matches(item)
             && self.state.is_none_or(|state| state == item.state)
             && self.after.is_none_or(|after| item.id > after)
     }
@@ -341,12 +355,30 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_matches_its_kind_and_trip() {
+    fn a_filter_matches_its_kind_trip_and_items() {
+        let item = |id, kind: &str, trip| Item {
+            kind: kind.to_owned(),
+            trip,
+            ..Item::held(
+                id,
+                NewItem {
+                    kind: String::new(),
+                    trip: 0,
+                    reason: Reason::Spike,
+                    held_at_ms: 0,
+                    recipient: None,
+                    notification: RawValue::from_string("{}".to_owned()).unwrap(),
+                },
+            )
+        };
         let filter = Filter::kind("sms.otp").trip(7);
-        assert!(filter.matches("sms.otp", 7));
-        assert!(!filter.matches("sms.otp", 8));
-        assert!(!filter.matches("email.welcome", 7));
-        assert!(Filter::all().matches("anything", 1));
+        assert!(filter.matches(&item(1, "sms.otp", 7)));
+        assert!(!filter.matches(&item(1, "sms.otp", 8)));
+        assert!(!filter.matches(&item(1, "email.welcome", 7)));
+        assert!(Filter::all().matches(&item(1, "anything", 1)));
+        let named = filter.ids([2, 3]);
+        assert!(named.matches(&item(3, "sms.otp", 7)));
+        assert!(!named.matches(&item(1, "sms.otp", 7)));
         assert!(Filter::all().for_action().is_err());
     }
 }

@@ -144,8 +144,7 @@ impl Store for MemoryStore {
             .items
             .values()
             .map(|entry| &entry.item)
-            .filter(|item| filter.matches(&item.kind, item.trip))
-            .filter(|item| matches!(item.state, ItemState::Held | ItemState::Approved))
+            .filter(|item| item.state == ItemState::Held && filter.matches(item))
             .map(|item| item.id)
             .collect();
         for &id in &ids {
@@ -159,7 +158,7 @@ impl Store for MemoryStore {
         let mut approved = 0;
         for entry in state.items.values_mut() {
             let item = &mut entry.item;
-            if item.state == ItemState::Held && filter.matches(&item.kind, item.trip) {
+            if item.state == ItemState::Held && filter.matches(item) {
                 item.state = ItemState::Approved;
                 item.order = Some(*order);
                 item.in_doubt = false;

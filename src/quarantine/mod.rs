@@ -165,8 +165,10 @@ impl Quarantine {
         self.inner.store.items(query)
     }
 
-    /// Discards the held and approved items of a kind (or of one of its trips), keeping `reason`
-    /// with each for audit; how many. Items being sent are left to finish.
+    /// Discards the held items of a kind (or of one of its trips, or those named), keeping
+    /// `reason` with each for audit; how many. Items approved for release are left to the
+    /// releaser, so that an operator releases the legitimate items of a trip, then discards the
+    /// rest.
     pub fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
         let kind = filter.for_action().map_err(StoreError::Invalid)?;
         if reason.trim().is_empty() {
@@ -179,8 +181,8 @@ impl Quarantine {
         Ok(discarded)
     }
 
-    /// Approves the held items of a kind (or of one of its trips) for release under `order`;
-    /// how many. A [`Releaser`] running with the sender sends them.
+    /// Approves the held items of a kind (or of one of its trips, or those named) for release
+    /// under `order`; how many. A [`Releaser`] running with the sender sends them.
     pub fn release(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
         filter.for_action().map_err(StoreError::Invalid)?;
         order.validate().map_err(StoreError::Invalid)?;

@@ -119,20 +119,12 @@ return {1, id}
 ";
 
 const DISCARD: &str = r"
--- KEYS: held stream, release stream, live, finished. ARGV: kept, then triples of
--- (entry id, 'held' or 'release', finished json). An approved entry being sent is left alone.
+-- KEYS: held stream, live, finished. ARGV: kept, then pairs of (entry id, finished json).
 local discarded = 0
-for i = 2, #ARGV, 3 do
-  local entry, from = ARGV[i], ARGV[i + 1]
-  local key = KEYS[1]
-  local free = true
-  if from == 'release' then
-    key = KEYS[2]
-    free = #redis.call('XPENDING', key, 'releasers', entry, entry, 1) == 0
-  end
-  if free and redis.call('XDEL', key, entry) == 1 then
-    redis.call('DECR', KEYS[3])
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', 'item', ARGV[i + 2])
+for i = 2, #ARGV, 2 do
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('DECR', KEYS[2])
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'item', ARGV[i + 1])
     discarded = discarded + 1
   end
 end
@@ -351,7 +343,7 @@ impl RedisStore {
             for kind in self.kinds(filter)? {
                 for entry in self.entries(&self.keys.held(&kind))? {
                     let item = self.item(&entry)?;
-                    if filter.matches(&item.kind, item.trip) {
+                    if filter.matches(&item) {
                         each(item);
                     }
                 }
@@ -361,7 +353,7 @@ impl RedisStore {
                     if pending.contains(&entry.0) {
                         item.state = ItemState::Sending;
                     }
-                    if filter.matches(&item.kind, item.trip) {
+                    if filter.matches(&item) {
                         each(item);
                     }
                 }
@@ -370,7 +362,7 @@ impl RedisStore {
         if finished {
             for entry in self.entries(&self.keys.of("finished"))? {
                 let item = self.item(&entry)?;
-                if filter.matches(&item.kind, item.trip) {
+                if filter.matches(&item) {
                     each(item);
                 }
             }
@@ -399,29 +391,31 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Moves held entries to the finished stream: pairs of (entry id, finished item as JSON).
+    fn finish_held(&self, kind: &str, pairs: &[String]) -> Result<u64, StoreError> {
+        let (held, live, finished) = (
+            self.keys.held(kind),
+            self.keys.of("live"),
+            self.keys.of("finished"),
+        );
+        self.run(|c| {
+            self.scripts
+                .discard
+                .key(&held)
+                .key(&live)
+                .key(&finished)
+                .arg(FINISHED_KEPT)
+                .arg(pairs)
+                .invoke::<u64>(c)
+        })
+    }
+
     /// Finds `id` held in doubt (another releaser took over its lease) and records it released.
     fn settle_in_doubt(&self, kind: &str, id: ItemId, finished: &str) -> Result<(), StoreError> {
         for entry in self.entries(&self.keys.held(kind))? {
             let item = self.item(&entry)?;
             if item.id == id && item.in_doubt {
-                let triple = [entry.0.clone(), "held".to_owned(), finished.to_owned()];
-                let (held, release, live, done) = (
-                    self.keys.held(kind),
-                    self.keys.release(kind),
-                    self.keys.of("live"),
-                    self.keys.of("finished"),
-                );
-                self.run(|c| {
-                    self.scripts
-                        .discard
-                        .key(&held)
-                        .key(&release)
-                        .key(&live)
-                        .key(&done)
-                        .arg(FINISHED_KEPT)
-                        .arg(&triple[..])
-                        .invoke::<i64>(c)
-                })?;
+                self.finish_held(kind, &[entry.0.clone(), finished.to_owned()])?;
             }
         }
         Ok(())
@@ -493,41 +487,20 @@ impl Store for RedisStore {
         let now = unix_ms();
         let mut discarded = 0;
         for kind in self.kinds(filter)? {
-            let mut triples: Vec<String> = Vec::new();
-            for (stream, from) in [
-                (self.keys.held(&kind), "held"),
-                (self.keys.release(&kind), "release"),
-            ] {
-                for entry in self.entries(&stream)? {
-                    let mut item = self.item(&entry)?;
-                    if !filter.matches(&item.kind, item.trip) {
-                        continue;
-                    }
-                    item.state = ItemState::Discarded;
-                    item.note = Some(reason.to_owned());
-                    item.finished_at_ms = Some(now);
-                    item.notification = None;
-                    triples.extend([entry.0, from.to_owned(), encode(&item)?]);
+            let mut pairs: Vec<String> = Vec::new();
+            for entry in self.entries(&self.keys.held(&kind))? {
+                let mut item = self.item(&entry)?;
+                if !filter.matches(&item) {
+                    continue;
                 }
+                item.state = ItemState::Discarded;
+                item.note = Some(reason.to_owned());
+                item.finished_at_ms = Some(now);
+                item.notification = None;
+                pairs.extend([entry.0, encode(&item)?]);
             }
-            let (held, release, live, finished) = (
-                self.keys.held(&kind),
-                self.keys.release(&kind),
-                self.keys.of("live"),
-                self.keys.of("finished"),
-            );
-            for batch in triples.chunks(3 * BATCH) {
-                discarded += self.run(|c| {
-                    self.scripts
-                        .discard
-                        .key(&held)
-                        .key(&release)
-                        .key(&live)
-                        .key(&finished)
-                        .arg(FINISHED_KEPT)
-                        .arg(batch)
-                        .invoke::<u64>(c)
-                })?;
+            for batch in pairs.chunks(2 * BATCH) {
+                discarded += self.finish_held(&kind, batch)?;
             }
         }
         Ok(discarded)
@@ -539,7 +512,7 @@ impl Store for RedisStore {
             let mut triples: Vec<String> = Vec::new();
             for entry in self.entries(&self.keys.held(&kind))? {
                 let mut item = self.item(&entry)?;
-                if !filter.matches(&item.kind, item.trip) {
+                if !filter.matches(&item) {
                     continue;
                 }
                 item.state = ItemState::Approved;

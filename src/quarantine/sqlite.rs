@@ -514,6 +514,14 @@ fn conditions(filter: &Filter, first: usize) -> (String, Vec<rusqlite::types::Va
         values.push((trip as i64).into());
         sql.push_str(&format!(" AND trip = ?{}", first + values.len() - 1));
     }
+    if !filter.ids.is_empty() {
+        let ids: Vec<String> = filter.ids.iter().map(u64::to_string).collect();
+        values.push(format!("[{}]", ids.join(",")).into());
+        sql.push_str(&format!(
+            " AND id IN (SELECT value FROM json_each(?{}))",
+            first + values.len() - 1
+        ));
+    }
     (sql, values)
 }
 
@@ -570,7 +578,7 @@ impl Store for SqliteStore {
                 .execute(
                     &format!(
                         "UPDATE items SET state = 'discarded', note = ?1, finished_at = ?2, notification = NULL
-                         WHERE state IN ('held', 'approved'){sql}"
+                         WHERE state = 'held'{sql}"
                     ),
                     rusqlite::params_from_iter(values),
                 )

@@ -43,8 +43,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         Summary::collect(self, filter)
     }
 
-    /// Discards the live, unclaimed items `filter` names (it names a kind), keeping `reason`
-    /// with each for audit; how many.
+    /// Discards the held items `filter` names (it names a kind), keeping `reason` with each for
+    /// audit; how many. Approved and claimed items are left to their releasers.
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError>;
 
     /// Approves the held items `filter` names (it names a kind) for release under `order`; how

@@ -74,11 +74,26 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
         &["discard", "--kind", RUNAWAY, "--trip", &trip, "--reason", reason],
     ));
     assert_eq!(discarded["discarded"], 40);
+    // The first receipt is legitimate: release it by its number, discard the other.
+    let first = shown[0]["id"].as_u64().unwrap().to_string();
     let released = json(&quarantine(
         &path,
-        &["release", "--kind", RECEIPT, "--per-minute", "30"],
+        &[
+            "release",
+            "--kind",
+            RECEIPT,
+            "--ids",
+            &first,
+            "--per-minute",
+            "30",
+        ],
     ));
-    assert_eq!(released["approved"], 2);
+    assert_eq!(released["approved"], 1);
+    let rest = json(&quarantine(
+        &path,
+        &["discard", "--kind", RECEIPT, "--reason", "duplicate"],
+    ));
+    assert_eq!(rest["discarded"], 1, "the approved one is left to the releaser");
 
     // The service sees what the operator did.
     let approved = Query {
@@ -86,7 +101,8 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
         ..Query::new(Filter::kind(RECEIPT), 10)
     };
     let approved = service.items(&approved).unwrap();
-    assert_eq!(approved.len(), 2);
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].recipient.as_deref(), Some("r0@example.com"));
     assert_eq!(approved[0].order.unwrap().per_minute, Some(30.0));
     let audit = Query {
         state: Some(ItemState::Discarded),

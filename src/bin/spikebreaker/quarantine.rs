@@ -61,7 +61,7 @@ enum Action {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Approves a kind's held items (or one trip's) for release.
+    /// Approves a kind's held items (or one trip's, or those named) for release.
     Release {
         /// The kind.
         #[arg(long)]
@@ -69,6 +69,9 @@ enum Action {
         /// Only this trip.
         #[arg(long)]
         trip: Option<u64>,
+        /// Only these items (`--ids 17,42`).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u64>,
         /// At most this many sends a minute (default: the kind's learned normal rate).
         #[arg(long)]
         per_minute: Option<f64>,
@@ -76,7 +79,8 @@ enum Action {
         #[arg(long)]
         at_most_once: bool,
     },
-    /// Discards a kind's held and approved items (or one trip's), keeping the reason for audit.
+    /// Discards a kind's held items (or one trip's, or those named), keeping the reason for
+    /// audit; approved items are left to the releaser.
     Discard {
         /// The kind.
         #[arg(long)]
@@ -84,6 +88,9 @@ enum Action {
         /// Only this trip.
         #[arg(long)]
         trip: Option<u64>,
+        /// Only these items (`--ids 17,42`).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u64>,
         /// Why (kept with each item).
         #[arg(long)]
         reason: String,
@@ -128,6 +135,7 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
             let filter = Filter {
                 kind: kind.clone(),
                 trip: *trip,
+                ..Filter::default()
             };
             print(&quarantine.summary(&filter)?)
         }
@@ -149,6 +157,7 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
                     Filter {
                         kind: kind.clone(),
                         trip: *trip,
+                        ..Filter::default()
                     },
                     *limit,
                 )
@@ -158,6 +167,7 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
         Action::Release {
             kind,
             trip,
+            ids,
             per_minute,
             at_most_once,
         } => {
@@ -172,13 +182,20 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
             let filter = Filter {
                 kind: Some(kind.clone()),
                 trip: *trip,
+                ids: ids.clone(),
             };
             print(&json!({ "approved": quarantine.release(&filter, &order)? }))
         }
-        Action::Discard { kind, trip, reason } => {
+        Action::Discard {
+            kind,
+            trip,
+            ids,
+            reason,
+        } => {
             let filter = Filter {
                 kind: Some(kind.clone()),
                 trip: *trip,
+                ids: ids.clone(),
             };
             print(&json!({ "discarded": quarantine.discard(&filter, reason)? }))
         }
