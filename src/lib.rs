@@ -40,6 +40,11 @@
 //! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
 //!   with the `admin` feature, `admin::router` serves the breaker's status and the operator's
 //!   controls over HTTP.
+//! - [`quarantine`] is where blocked notifications wait for an operator: give a guarded sender a
+//!   [`quarantine::Quarantine`] and every refusal is written to its store before the send
+//!   returns; operators list, discard and release (the embedded SQLite store with the
+//!   `quarantine` feature, a fleet's Redis Streams with `redis`, and `spikebreaker quarantine` on
+//!   the command line).
 //! - With the `redis` feature, `fleet::Fleet` syncs a breaker's counts through Redis so that a
 //!   fleet of sender instances detects and stops a spike together (see the README's *Fleet
 //!   mode*).
