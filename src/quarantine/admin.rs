@@ -200,9 +200,9 @@ async fn release(
 ) -> Result<Json<Value>, Refusal> {
     let request: ReleaseBody = body(&bytes)?;
     let filter = Filter {
-        kind: Some(kind),
         trip: request.trip,
         ids: request.ids,
+        ..Filter::kind(kind)
     };
     let order = ReleaseOrder {
         per_minute: request.per_minute,
@@ -222,9 +222,9 @@ async fn discard(
 ) -> Result<Json<Value>, Refusal> {
     let request: DiscardBody = body(&bytes)?;
     let filter = Filter {
-        kind: Some(kind),
         trip: request.trip,
         ids: request.ids,
+        ..Filter::kind(kind)
     };
     blocking(move || {
         let discarded = quarantine.discard(&filter, &request.reason)?;

@@ -318,6 +318,14 @@ impl Query {
         }
     }
 
+    /// This query, for items in `state` only.
+    pub fn in_state(self, state: ItemState) -> Self {
+        Self {
+            state: Some(state),
+            ..self
+        }
+    }
+
     /// Whether `item` belongs on this query's pages (ignoring `limit`).
     pub fn matches(&self, item: &Item) -> bool {
         self.filter.matches(item)

@@ -179,6 +179,8 @@ return 1
 
 /// A stream entry: its id and fields.
 type Entry = (String, Vec<String>);
+/// A held entry's id and the item it holds.
+type Held = (String, Item);
 
 fn field<'e>(entry: &'e Entry, name: &str) -> Option<&'e str> {
     entry
@@ -391,6 +393,22 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Per kind `filter` names, the held entries it names: entry id and item.
+    fn held_matching(&self, filter: &Filter) -> Result<Vec<(String, Vec<Held>)>, StoreError> {
+        let mut matching = Vec::new();
+        for kind in self.kinds(filter)? {
+            let mut held = Vec::new();
+            for entry in self.entries(&self.keys.held(&kind))? {
+                let item = self.item(&entry)?;
+                if filter.matches(&item) {
+                    held.push((entry.0, item));
+                }
+            }
+            matching.push((kind, held));
+        }
+        Ok(matching)
+    }
+
     /// Moves held entries to the finished stream: pairs of (entry id, finished item as JSON).
     fn finish_held(&self, kind: &str, pairs: &[String]) -> Result<u64, StoreError> {
         let (held, live, finished) = (
@@ -486,18 +504,14 @@ impl Store for RedisStore {
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
         let now = unix_ms();
         let mut discarded = 0;
-        for kind in self.kinds(filter)? {
+        for (kind, held) in self.held_matching(filter)? {
             let mut pairs: Vec<String> = Vec::new();
-            for entry in self.entries(&self.keys.held(&kind))? {
-                let mut item = self.item(&entry)?;
-                if !filter.matches(&item) {
-                    continue;
-                }
+            for (entry, mut item) in held {
                 item.state = ItemState::Discarded;
                 item.note = Some(reason.to_owned());
                 item.finished_at_ms = Some(now);
                 item.notification = None;
-                pairs.extend([entry.0, encode(&item)?]);
+                pairs.extend([entry, encode(&item)?]);
             }
             for batch in pairs.chunks(2 * BATCH) {
                 discarded += self.finish_held(&kind, batch)?;
@@ -508,17 +522,13 @@ impl Store for RedisStore {
 
     fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
         let mut approved = 0;
-        for kind in self.kinds(filter)? {
+        for (kind, held) in self.held_matching(filter)? {
             let mut triples: Vec<String> = Vec::new();
-            for entry in self.entries(&self.keys.held(&kind))? {
-                let mut item = self.item(&entry)?;
-                if !filter.matches(&item) {
-                    continue;
-                }
+            for (entry, mut item) in held {
                 item.state = ItemState::Approved;
                 item.order = Some(*order);
                 item.in_doubt = false;
-                triples.extend([entry.0, item.id.to_string(), encode(&item)?]);
+                triples.extend([entry, item.id.to_string(), encode(&item)?]);
             }
             let (held, release, releasing) = (
                 self.keys.held(&kind),

@@ -88,6 +88,24 @@ pub struct Released {
     pub failed: u64,
 }
 
+/// What [`Releaser::prepare`] left the sender to do.
+enum Prepared<N> {
+    /// Send the notification with its key, then settle.
+    Send(Claimed, N, String),
+    /// Settle at once (it did not decode).
+    Settle(Claimed, Outcome),
+    /// Nothing to send.
+    Done(Step),
+}
+
+/// How a send's result is recorded.
+fn outcome<T, E: fmt::Display>(sent: Result<T, E>) -> Outcome {
+    match sent {
+        Ok(_) => Outcome::Sent,
+        Err(error) => Outcome::Failed(format!("send failed: {error}")),
+    }
+}
+
 enum Next {
     Claimed(Claimed),
     Wait(Duration),
@@ -134,18 +152,13 @@ impl<N: DeserializeOwned> Releaser<N> {
         S::Error: fmt::Display,
         C: Clock,
     {
-        let claimed = match self.next(guarded.breaker())? {
-            Next::Claimed(claimed) => claimed,
-            Next::Wait(wait) => return Ok(Step::Wait(wait)),
-            Next::Idle => return Ok(Step::Idle),
-        };
-        let key = self.quarantine.idempotency_key(claimed.item.id);
-        let outcome = match claimed.item.decode::<N>() {
-            Ok(notification) => match guarded.get_ref().send_released(notification, &key) {
-                Ok(_) => Outcome::Sent,
-                Err(error) => Outcome::Failed(format!("send failed: {error}")),
-            },
-            Err(error) => Outcome::Failed(error),
+        let (claimed, outcome) = match self.prepare(guarded.breaker())? {
+            Prepared::Send(claimed, notification, key) => {
+                let sent = guarded.get_ref().send_released(notification, &key);
+                (claimed, outcome(sent))
+            }
+            Prepared::Settle(claimed, outcome) => (claimed, outcome),
+            Prepared::Done(step) => return Ok(step),
         };
         self.settle(guarded.breaker(), claimed, outcome)
     }
@@ -158,20 +171,31 @@ impl<N: DeserializeOwned> Releaser<N> {
         S::Error: fmt::Display,
         C: Clock,
     {
-        let claimed = match self.next(guarded.breaker())? {
-            Next::Claimed(claimed) => claimed,
-            Next::Wait(wait) => return Ok(Step::Wait(wait)),
-            Next::Idle => return Ok(Step::Idle),
-        };
-        let key = self.quarantine.idempotency_key(claimed.item.id);
-        let outcome = match claimed.item.decode::<N>() {
-            Ok(notification) => match guarded.get_ref().send_released(notification, &key).await {
-                Ok(_) => Outcome::Sent,
-                Err(error) => Outcome::Failed(format!("send failed: {error}")),
-            },
-            Err(error) => Outcome::Failed(error),
+        let (claimed, outcome) = match self.prepare(guarded.breaker())? {
+            Prepared::Send(claimed, notification, key) => {
+                let sent = guarded.get_ref().send_released(notification, &key).await;
+                (claimed, outcome(sent))
+            }
+            Prepared::Settle(claimed, outcome) => (claimed, outcome),
+            Prepared::Done(step) => return Ok(step),
         };
         self.settle(guarded.breaker(), claimed, outcome)
+    }
+
+    /// Claims the next item and decodes it, ready to send.
+    fn prepare<C: Clock>(&mut self, breaker: &Breaker<C>) -> Result<Prepared<N>, StoreError> {
+        let claimed = match self.next(breaker)? {
+            Next::Claimed(claimed) => claimed,
+            Next::Wait(wait) => return Ok(Prepared::Done(Step::Wait(wait))),
+            Next::Idle => return Ok(Prepared::Done(Step::Idle)),
+        };
+        Ok(match claimed.item.decode::<N>() {
+            Ok(notification) => {
+                let key = self.quarantine.idempotency_key(claimed.item.id);
+                Prepared::Send(claimed, notification, key)
+            }
+            Err(error) => Prepared::Settle(claimed, Outcome::Failed(error)),
+        })
     }
 
     /// Steps until nothing is approved, sleeping this thread through each wait (so: on the

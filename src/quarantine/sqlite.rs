@@ -175,15 +175,22 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `write` on the writer thread's connection and waits for its answer.
+    /// Runs `write` in one transaction on the writer thread's connection, commits, and waits for
+    /// the answer.
     fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let path = self.path.clone();
         self.send(Job::Run(Box::new(move |connection| {
-            let _ = reply.send(write(connection, &path));
+            let written = (|| {
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = write(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            let _ = reply.send(written.map_err(|error| sql_error(&path, error)));
         })))?;
         answer.recv().map_err(|_| stopped())?
     }
@@ -566,36 +573,25 @@ impl Store for SqliteStore {
 
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
         let (filter, reason) = (filter.clone(), reason.to_owned());
-        self.write(move |connection, path| {
-            let error = |e| sql_error(path, e);
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(error)?;
+        self.write(move |tx| {
             let (sql, mut values) = conditions(&filter, 3);
             values.insert(0, reason.into());
             values.insert(1, (unix_ms() as i64).into());
-            let discarded = tx
-                .execute(
-                    &format!(
-                        "UPDATE items SET state = 'discarded', note = ?1, finished_at = ?2, notification = NULL
+            let discarded = tx.execute(
+                &format!(
+                    "UPDATE items SET state = 'discarded', note = ?1, finished_at = ?2, notification = NULL
                          WHERE state = 'held'{sql}"
-                    ),
-                    rusqlite::params_from_iter(values),
-                )
-                .map_err(error)?;
-            trim(&tx).map_err(error)?;
-            tx.commit().map_err(error)?;
+                ),
+                rusqlite::params_from_iter(values),
+            )?;
+            trim(tx)?;
             Ok(discarded as u64)
         })
     }
 
     fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
         let (filter, order) = (filter.clone(), *order);
-        self.write(move |connection, path| {
-            let error = |e| sql_error(path, e);
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(error)?;
+        self.write(move |tx| {
             let (sql, mut values) = conditions(&filter, 3);
             values.insert(0, order.per_minute.into());
             values.insert(1, order.delivery.as_str().to_owned().into());
@@ -606,15 +602,12 @@ impl Store for SqliteStore {
                          WHERE state = 'held'{sql}"
                     ),
                     rusqlite::params_from_iter(values),
-                )
-                .map_err(error)?;
+                )?;
             let (sql, values) = conditions(&filter, 1);
             tx.execute(
                 &format!("INSERT OR IGNORE INTO releasing (kind) SELECT DISTINCT kind FROM items WHERE state = 'approved'{sql}"),
                 rusqlite::params_from_iter(values),
-            )
-            .map_err(error)?;
-            tx.commit().map_err(error)?;
+            )?;
             Ok(approved as u64)
         })
     }
@@ -632,33 +625,26 @@ impl Store for SqliteStore {
 
     fn claim(&self, kind: &str, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
         let (kind, owner) = (kind.to_owned(), owner.to_owned());
-        self.write(move |connection, path| {
-            let error = |e| sql_error(path, e);
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(error)?;
+        self.write(move |tx| {
             let now = unix_ms() as i64;
             // Leases that ran out: sent again, or held in doubt, as their order says.
             tx.execute(
                 "UPDATE items SET state = 'approved', owner = NULL
                  WHERE kind = ?1 AND state = 'sending' AND lease_until <= ?2 AND delivery = 'at_least_once'",
                 params![kind, now],
-            )
-            .map_err(error)?;
+            )?;
             tx.execute(
                 "UPDATE items SET state = 'held', in_doubt = 1, owner = NULL, per_minute = NULL, delivery = NULL
                  WHERE kind = ?1 AND state = 'sending' AND lease_until <= ?2 AND delivery = 'at_most_once'",
                 params![kind, now],
-            )
-            .map_err(error)?;
+            )?;
             let next: Option<i64> = tx
                 .query_row(
                     "SELECT id FROM items WHERE kind = ?1 AND state = 'approved' ORDER BY id LIMIT 1",
                     [&kind],
                     |row| row.get(0),
                 )
-                .optional()
-                .map_err(error)?;
+                .optional()?;
             let claim = match next {
                 Some(id) => {
                     let until = now.saturating_add(lease.as_millis().min(i64::MAX as u128) as i64);
@@ -666,15 +652,13 @@ impl Store for SqliteStore {
                         "UPDATE items SET state = 'sending', owner = ?2, lease_until = ?3, attempts = attempts + 1
                          WHERE id = ?1",
                         params![id, owner, until],
-                    )
-                    .map_err(error)?;
+                    )?;
                     let item = tx
                         .query_row(
                             &format!("SELECT {COLUMNS}, notification FROM items WHERE id = ?1"),
                             [id],
                             |row| item(row, true),
-                        )
-                        .map_err(error)?;
+                        )?;
                     Claim::Item(Claimed {
                         item,
                         receipt: id.to_string(),
@@ -686,38 +670,30 @@ impl Store for SqliteStore {
                             "SELECT EXISTS (SELECT 1 FROM items WHERE kind = ?1 AND state = 'sending')",
                             [&kind],
                             |row| row.get(0),
-                        )
-                        .map_err(error)?;
+                        )?;
                     if sending {
                         Claim::Busy
                     } else {
-                        tx.execute("DELETE FROM releasing WHERE kind = ?1", [&kind])
-                            .map_err(error)?;
+                        tx.execute("DELETE FROM releasing WHERE kind = ?1", [&kind])?;
                         Claim::Empty
                     }
                 }
             };
-            tx.commit().map_err(error)?;
             Ok(claim)
         })
     }
 
     fn settle(&self, claimed: &Claimed, outcome: &Outcome) -> Result<(), StoreError> {
         let (id, outcome) = (claimed.item.id as i64, outcome.clone());
-        self.write(move |connection, path| {
-            let error = |e| sql_error(path, e);
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(error)?;
+        self.write(move |tx| {
             match outcome {
                 Outcome::Sent => {
                     tx.execute(
                         "UPDATE items SET state = 'released', finished_at = ?2, notification = NULL, owner = NULL
                          WHERE id = ?1 AND state NOT IN ('released', 'discarded')",
                         params![id, unix_ms() as i64],
-                    )
-                    .map_err(error)?;
-                    trim(&tx).map_err(error)?;
+                    )?;
+                    trim(tx)?;
                 }
                 Outcome::Failed(note) => {
                     tx.execute(
@@ -725,11 +701,10 @@ impl Store for SqliteStore {
                              per_minute = NULL, delivery = NULL
                          WHERE id = ?1 AND state NOT IN ('released', 'discarded')",
                         params![id, note],
-                    )
-                    .map_err(error)?;
+                    )?;
                 }
             }
-            tx.commit().map_err(error)
+            Ok(())
         })
     }
 }

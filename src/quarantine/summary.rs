@@ -187,10 +187,7 @@ pub(crate) fn top(recipients: HashMap<String, u64>) -> Vec<RecipientCount> {
 pub(crate) fn sample<S: Store + ?Sized>(store: &S, kind: &str, trip: u64) -> Result<Vec<Item>, StoreError> {
     let mut sample = Vec::new();
     for state in [ItemState::Held, ItemState::Approved] {
-        let query = Query {
-            state: Some(state),
-            ..Query::new(Filter::kind(kind).trip(trip), SAMPLE - sample.len())
-        };
+        let query = Query::new(Filter::kind(kind).trip(trip), SAMPLE - sample.len()).in_state(state);
         sample.extend(store.items(&query)?);
         if sample.len() == SAMPLE {
             break;

@@ -4,10 +4,10 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use spikebreaker::Guarded;
 use spikebreaker::quarantine::{Filter, ItemState, Quarantine, Query, SqliteStore};
-use spikebreaker::{Guarded, Sender};
 
-use super::{Outbox, RECEIPT, RUNAWAY, breaker, email};
+use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, held};
 
 fn quarantine(store: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
@@ -38,20 +38,10 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
     breaker.force_open(RUNAWAY);
     breaker.force_open(RECEIPT);
     for i in 0..40 {
-        assert!(
-            guarded
-                .send(email(RUNAWAY, &format!("u{}@example.com", i % 8)))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&guarded, email(RUNAWAY, &format!("u{}@example.com", i % 8)));
     }
     for i in 0..2 {
-        assert!(
-            guarded
-                .send(email(RECEIPT, &format!("r{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&guarded, email(RECEIPT, &format!("r{i}@example.com")));
     }
 
     let listed = json(&quarantine(&path, &["list"]));
@@ -96,18 +86,12 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
     assert_eq!(rest["discarded"], 1, "the approved one is left to the releaser");
 
     // The service sees what the operator did.
-    let approved = Query {
-        state: Some(ItemState::Approved),
-        ..Query::new(Filter::kind(RECEIPT), 10)
-    };
+    let approved = Query::new(Filter::kind(RECEIPT), 10).in_state(ItemState::Approved);
     let approved = service.items(&approved).unwrap();
     assert_eq!(approved.len(), 1);
     assert_eq!(approved[0].recipient.as_deref(), Some("r0@example.com"));
     assert_eq!(approved[0].order.unwrap().per_minute, Some(30.0));
-    let audit = Query {
-        state: Some(ItemState::Discarded),
-        ..Query::new(Filter::kind(RUNAWAY), 1)
-    };
+    let audit = Query::new(Filter::kind(RUNAWAY), 1).in_state(ItemState::Discarded);
     assert_eq!(service.items(&audit).unwrap()[0].note.as_deref(), Some(reason));
 }
 

@@ -18,7 +18,7 @@ mod sqlite;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use spikebreaker::{AsyncSender, Breaker, Config, ManualClock, Notification, Sender};
+use spikebreaker::{AsyncSender, Breaker, Config, GuardError, ManualClock, Notification, Sender};
 
 pub const RECEIPT: &str = "email.receipt";
 pub const RUNAWAY: &str = "security.2fa_changed";
@@ -118,4 +118,17 @@ pub fn breaker() -> (Breaker<ManualClock>, ManualClock) {
         Breaker::with_clock(Config::default(), clock.clone()).unwrap(),
         clock,
     )
+}
+
+/// Sends `email` through a guarded sender whose kind is open and checks the quarantine held it.
+pub fn held<G, E>(guarded: &G, email: Email)
+where
+    G: Sender<Email, Error = GuardError<Email, E>>,
+    E: std::fmt::Debug,
+{
+    let refused = guarded
+        .send(email)
+        .map(|_| ())
+        .expect_err("sent while its kind is open");
+    assert!(refused.is_quarantined(), "{refused:?}");
 }

@@ -13,7 +13,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Config, Guarded, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, email};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, email, held};
 
 fn store(server: &Server, max_items: u64) -> RedisStore {
     let options = RedisOptions {
@@ -47,16 +47,8 @@ fn two_instances_hold_into_one_store_and_releasing_together_send_each_item_once(
     let (b, quarantine_b) = instance(&server);
     assert_eq!(quarantine_a.store().id(), quarantine_b.store().id());
     for i in 0..100 {
-        assert!(
-            a.send(email(RECEIPT, &format!("a{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
-        assert!(
-            b.send(email(RECEIPT, &format!("b{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&a, email(RECEIPT, &format!("a{i}@example.com")));
+        held(&b, email(RECEIPT, &format!("b{i}@example.com")));
     }
     // One place: either instance sees both instances' items (each instance's trip is named by
     // when it began; two forced in one millisecond share a name).
@@ -107,12 +99,7 @@ fn a_releaser_that_dies_with_a_claim_leaves_the_item_to_the_next_as_its_order_sa
     let server = Server::start();
     let (service, quarantine) = instance(&server);
     for kind in [RECEIPT, RUNAWAY] {
-        assert!(
-            service
-                .send(email(kind, "a@example.com"))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&service, email(kind, "a@example.com"));
     }
     let order = |delivery| ReleaseOrder {
         per_minute: Some(60_000.0),
@@ -140,10 +127,7 @@ fn a_releaser_that_dies_with_a_claim_leaves_the_item_to_the_next_as_its_order_sa
     let sent = service.get_ref().sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].1.kind, RECEIPT, "at least once: taken over and sent");
-    let held = Query {
-        state: Some(ItemState::Held),
-        ..Query::new(Filter::kind(RUNAWAY), 10)
-    };
+    let held = Query::new(Filter::kind(RUNAWAY), 10).in_state(ItemState::Held);
     let doubt = quarantine.items(&held).unwrap();
     assert_eq!(doubt.len(), 1, "at most once: held in doubt, not sent");
     assert!(doubt[0].in_doubt);
@@ -157,7 +141,7 @@ fn a_full_redis_store_hands_the_notification_back() {
     breaker.force_open(RUNAWAY);
     let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
     for to in ["a@example.com", "b@example.com"] {
-        assert!(guarded.send(email(RUNAWAY, to)).unwrap_err().is_quarantined());
+        held(&guarded, email(RUNAWAY, to));
     }
     let blocked = guarded
         .send(email(RUNAWAY, "c@example.com"))
@@ -169,10 +153,7 @@ fn a_full_redis_store_hands_the_notification_back() {
         quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(),
         2
     );
-    let discarded = Query {
-        state: Some(ItemState::Discarded),
-        ..Query::new(Filter::all(), 10)
-    };
+    let discarded = Query::new(Filter::all(), 10).in_state(ItemState::Discarded);
     let audit = quarantine.items(&discarded).unwrap();
     assert_eq!(audit.len(), 2);
     assert!(
@@ -180,12 +161,7 @@ fn a_full_redis_store_hands_the_notification_back() {
             .iter()
             .all(|i| i.note.as_deref() == Some("runaway job") && i.notification.is_none())
     );
-    assert!(
-        guarded
-            .send(email(RUNAWAY, "d@example.com"))
-            .unwrap_err()
-            .is_quarantined()
-    );
+    held(&guarded, email(RUNAWAY, "d@example.com"));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Guarded, ManualClock, Sender, State};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
 
 /// Six receipts a minute, evenly, for two hours: the kind's learned normal is 6 a minute.
 fn learn_six_a_minute(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
@@ -29,12 +29,7 @@ fn hold(
     n: usize,
 ) {
     for i in 0..n {
-        assert!(
-            guarded
-                .send(email(kind, &format!("user{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(guarded, email(kind, &format!("user{i}@example.com")));
     }
 }
 
@@ -84,10 +79,7 @@ fn a_release_keeps_the_kinds_learned_pace_and_the_breaker_neither_blocks_nor_cou
     keys.dedup();
     assert_eq!(keys.len(), 4);
     assert!(keys.iter().all(|key| key.starts_with(quarantine.store().id())));
-    let released = Query {
-        state: Some(ItemState::Released),
-        ..Query::new(Filter::kind(RECEIPT), 10)
-    };
+    let released = Query::new(Filter::kind(RECEIPT), 10).in_state(ItemState::Released);
     assert_eq!(quarantine.items(&released).unwrap().len(), 4);
 }
 
@@ -168,12 +160,7 @@ fn a_failed_send_is_held_again_with_its_note_and_keeps_its_key() {
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Flaky::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RECEIPT);
-    assert!(
-        guarded
-            .send(email(RECEIPT, "a@example.com"))
-            .unwrap_err()
-            .is_quarantined()
-    );
+    held(&guarded, email(RECEIPT, "a@example.com"));
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     let fast = ReleaseOrder {
         per_minute: Some(60_000.0),
@@ -218,12 +205,7 @@ fn an_item_that_does_not_decode_is_held_again_not_lost() {
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let emails = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RECEIPT);
-    assert!(
-        emails
-            .send(email(RECEIPT, "a@example.com"))
-            .unwrap_err()
-            .is_quarantined()
-    );
+    held(&emails, email(RECEIPT, "a@example.com"));
     quarantine
         .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
         .unwrap();

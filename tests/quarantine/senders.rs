@@ -6,7 +6,7 @@ use std::time::Duration;
 use spikebreaker::quarantine::{Filter, ItemState, MemoryStore, Quarantine, Query};
 use spikebreaker::{GuardError, Guarded, Reason, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
 
 #[test]
 fn a_blocked_send_is_held_before_the_call_returns_and_an_allowed_one_passes_untouched() {
@@ -84,7 +84,7 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     });
     let quarantine = Quarantine::new(MemoryStore::new(10_000));
     let plain = Guarded::new(Outbox::default(), breaker.clone());
-    let held = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
+    let quarantined = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
 
     // A detected trip: the warm-up ceiling (1,000 a window) crossed.
     let mut blocked = Vec::new();
@@ -102,11 +102,7 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     );
     for i in 0..3 {
         clock.advance(Duration::from_millis(1));
-        assert!(
-            held.send(email(RUNAWAY, &format!("v{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&quarantined, email(RUNAWAY, &format!("v{i}@example.com")));
     }
 
     // Reset, and a second trip an hour later.
@@ -114,11 +110,7 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     clock.advance(Duration::from_secs(3_600));
     breaker.force_open(RUNAWAY);
     for i in 0..2 {
-        assert!(
-            held.send(email(RUNAWAY, &format!("w{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&quarantined, email(RUNAWAY, &format!("w{i}@example.com")));
     }
 
     let summary = quarantine.summary(&Filter::kind(RUNAWAY)).unwrap();
@@ -137,7 +129,7 @@ fn a_full_store_hands_the_notification_back_and_drops_nothing() {
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RUNAWAY);
     for to in ["a@example.com", "b@example.com"] {
-        assert!(guarded.send(email(RUNAWAY, to)).unwrap_err().is_quarantined());
+        held(&guarded, email(RUNAWAY, to));
     }
     let refused = guarded.send(email(RUNAWAY, "c@example.com")).unwrap_err();
     let blocked = refused
@@ -151,12 +143,7 @@ fn a_full_store_hands_the_notification_back_and_drops_nothing() {
         quarantine.discard(&Filter::kind(RUNAWAY), "runaway job").unwrap(),
         2
     );
-    assert!(
-        guarded
-            .send(email(RUNAWAY, "d@example.com"))
-            .unwrap_err()
-            .is_quarantined()
-    );
+    held(&guarded, email(RUNAWAY, "d@example.com"));
 }
 
 #[test]
@@ -173,14 +160,9 @@ fn a_summary_counts_each_trip_with_its_distinct_recipients_and_a_sample() {
         } else {
             "loop@example.com".into()
         };
-        assert!(guarded.send(email(RUNAWAY, &to)).unwrap_err().is_quarantined());
+        held(&guarded, email(RUNAWAY, &to));
     }
-    assert!(
-        guarded
-            .send(email(RECEIPT, "x@example.com"))
-            .unwrap_err()
-            .is_quarantined()
-    );
+    held(&guarded, email(RECEIPT, "x@example.com"));
 
     let summary = quarantine.summary(&Filter::all()).unwrap();
     assert_eq!(summary.trips.len(), 2);
@@ -201,12 +183,7 @@ fn a_discard_names_a_kind_and_keeps_its_reason_for_audit() {
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     breaker.force_open(RUNAWAY);
     for i in 0..4 {
-        assert!(
-            guarded
-                .send(email(RUNAWAY, &format!("u{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&guarded, email(RUNAWAY, &format!("u{i}@example.com")));
     }
     assert!(
         quarantine
@@ -229,10 +206,7 @@ fn a_discard_names_a_kind_and_keeps_its_reason_for_audit() {
         4
     );
 
-    let query = Query {
-        state: Some(ItemState::Discarded),
-        ..Query::new(Filter::kind(RUNAWAY), 10)
-    };
+    let query = Query::new(Filter::kind(RUNAWAY), 10).in_state(ItemState::Discarded);
     let discarded = quarantine.items(&query).unwrap();
     assert_eq!(discarded.len(), 4);
     for item in discarded {

@@ -14,7 +14,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Config, Guarded, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
 
 fn store_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("quarantine.db")
@@ -67,12 +67,7 @@ fn the_operators_tools_share_the_file_of_a_running_service() {
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
     breaker.force_open(RECEIPT);
     for i in 0..3 {
-        assert!(
-            guarded
-                .send(email(RECEIPT, &format!("u{i}@example.com")))
-                .unwrap_err()
-                .is_quarantined()
-        );
+        held(&guarded, email(RECEIPT, &format!("u{i}@example.com")));
     }
     // Another connection to the same file, as the command line opens it.
     let tool = Quarantine::new(SqliteStore::open(&path).unwrap());
@@ -314,12 +309,7 @@ fn crash_in_mid_release(delivery: Delivery) -> (Vec<String>, Vec<String>, Quaran
         let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
         breaker.force_open(RECEIPT);
         for i in 0..ITEMS {
-            assert!(
-                guarded
-                    .send(email(RECEIPT, &format!("u{i}@example.com")))
-                    .unwrap_err()
-                    .is_quarantined()
-            );
+            held(&guarded, email(RECEIPT, &format!("u{i}@example.com")));
         }
         let order = ReleaseOrder {
             per_minute: Some(600_000.0),
@@ -401,10 +391,7 @@ fn a_release_killed_in_mid_send_holds_that_item_in_doubt_at_most_once() {
         (trip.released, trip.held, trip.in_doubt),
         (ITEMS as u64 - 1, 1, 1)
     );
-    let held = Query {
-        state: Some(ItemState::Held),
-        ..Query::new(Filter::kind(RECEIPT), 10)
-    };
+    let held = Query::new(Filter::kind(RECEIPT), 10).in_state(ItemState::Held);
     let doubt = &quarantine.items(&held).unwrap()[0];
     assert!(doubt.in_doubt);
     assert_eq!(&quarantine.idempotency_key(doubt.id), in_flight);

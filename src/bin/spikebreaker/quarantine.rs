@@ -63,15 +63,8 @@ enum Action {
     },
     /// Approves a kind's held items (or one trip's, or those named) for release.
     Release {
-        /// The kind.
-        #[arg(long)]
-        kind: String,
-        /// Only this trip.
-        #[arg(long)]
-        trip: Option<u64>,
-        /// Only these items (`--ids 17,42`).
-        #[arg(long, value_delimiter = ',')]
-        ids: Vec<u64>,
+        #[command(flatten)]
+        selection: Selection,
         /// At most this many sends a minute (default: the kind's learned normal rate).
         #[arg(long)]
         per_minute: Option<f64>,
@@ -82,19 +75,36 @@ enum Action {
     /// Discards a kind's held items (or one trip's, or those named), keeping the reason for
     /// audit; approved items are left to the releaser.
     Discard {
-        /// The kind.
-        #[arg(long)]
-        kind: String,
-        /// Only this trip.
-        #[arg(long)]
-        trip: Option<u64>,
-        /// Only these items (`--ids 17,42`).
-        #[arg(long, value_delimiter = ',')]
-        ids: Vec<u64>,
+        #[command(flatten)]
+        selection: Selection,
         /// Why (kept with each item).
         #[arg(long)]
         reason: String,
     },
+}
+
+/// What a release or discard acts on.
+#[derive(Debug, Args)]
+struct Selection {
+    /// The kind.
+    #[arg(long)]
+    kind: String,
+    /// Only this trip.
+    #[arg(long)]
+    trip: Option<u64>,
+    /// Only these items (`--ids 17,42`).
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<u64>,
+}
+
+impl Selection {
+    fn filter(&self) -> Filter {
+        Filter {
+            trip: self.trip,
+            ids: self.ids.clone(),
+            ..Filter::kind(&self.kind)
+        }
+    }
 }
 
 enum Failure {
@@ -165,9 +175,7 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
             print(&quarantine.items(&query)?)
         }
         Action::Release {
-            kind,
-            trip,
-            ids,
+            selection,
             per_minute,
             at_most_once,
         } => {
@@ -179,24 +187,10 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
                     Delivery::AtLeastOnce
                 },
             };
-            let filter = Filter {
-                kind: Some(kind.clone()),
-                trip: *trip,
-                ids: ids.clone(),
-            };
-            print(&json!({ "approved": quarantine.release(&filter, &order)? }))
+            print(&json!({ "approved": quarantine.release(&selection.filter(), &order)? }))
         }
-        Action::Discard {
-            kind,
-            trip,
-            ids,
-            reason,
-        } => {
-            let filter = Filter {
-                kind: Some(kind.clone()),
-                trip: *trip,
-                ids: ids.clone(),
-            };
+        Action::Discard { selection, reason } => {
+            let filter = selection.filter();
             print(&json!({ "discarded": quarantine.discard(&filter, reason)? }))
         }
     }
