@@ -22,7 +22,8 @@ use spikebreaker::{Breaker, Config, Guarded, KindConfig, Notification, Sender};
 
 const KIND: &str = "email.welcome";
 
-/// A notification that names its kind, and a sender that does nothing with it.
+/// A notification that names its kind, and a sender that does nothing with it but read its own
+/// field, as a real sender reads its connection.
 #[derive(serde::Serialize)]
 struct Note(&'static str);
 
@@ -32,14 +33,14 @@ impl Notification for Note {
     }
 }
 
-struct NullSender;
+struct NullSender(u64);
 
 impl Sender<Note> for NullSender {
     type Output = ();
     type Error = ();
 
     fn send(&self, note: Note) -> Result<(), ()> {
-        black_box(note);
+        black_box((note, self.0));
         Ok(())
     }
 }
@@ -93,13 +94,13 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| assert!(black_box(&breaker).check(black_box(KIND)).is_allowed()))
     });
 
-    let guarded = Guarded::new(NullSender, breaker.clone());
+    let guarded = Guarded::new(NullSender(7), breaker.clone());
     group.bench_function("guarded_send", |b| {
         b.iter(|| assert!(black_box(&guarded).send(Note(black_box(KIND))).is_ok()))
     });
 
     let quarantined =
-        Guarded::new(NullSender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
+        Guarded::new(NullSender(7), breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
     group.bench_function("guarded_send_quarantined", |b| {
         b.iter(|| assert!(black_box(&quarantined).send(Note(black_box(KIND))).is_ok()))
     });
