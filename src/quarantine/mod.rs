@@ -98,8 +98,9 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{Claim, Claimed, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};
 
-/// Finished items (released, discarded) a store keeps for audit, newest first; older ones are
-/// forgotten. They carry no notification, only its figures and the discard's reason.
+/// Finished items (released, discarded) a store keeps for audit, the newest; older ones are
+/// forgotten (the embedded store lets up to a thousand more gather before it forgets, so that it
+/// deletes in bulk). They carry no notification, only its figures and the discard's reason.
 pub const FINISHED_KEPT: usize = 100_000;
 
 /// A quarantine: a [`Store`] and what the senders and operators sharing it need. Cheap to clone:

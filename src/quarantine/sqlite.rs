@@ -23,6 +23,8 @@ const FORMAT: &str = "spikebreaker-quarantine";
 const VERSION: i64 = 1;
 /// Holds one transaction takes at most.
 const BATCH: usize = 1_024;
+/// Finished items past [`FINISHED_KEPT`] that make a store forget the oldest.
+const TRIM_EVERY: i64 = 1_000;
 
 /// The bounds and waits of a [`SqliteStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,6 +281,13 @@ CREATE TRIGGER IF NOT EXISTS live_update AFTER UPDATE OF state ON items
 CREATE TRIGGER IF NOT EXISTS live_delete AFTER DELETE ON items
     WHEN OLD.state IN ('held', 'approved', 'sending')
     BEGIN UPDATE meta SET value = value - 1 WHERE key = 'live'; END;
+CREATE TRIGGER IF NOT EXISTS finished_update AFTER UPDATE OF state ON items
+    WHEN (OLD.state IN ('released', 'discarded')) != (NEW.state IN ('released', 'discarded'))
+    BEGIN UPDATE meta SET value = value + IIF(NEW.state IN ('released', 'discarded'), 1, -1)
+        WHERE key = 'finished'; END;
+CREATE TRIGGER IF NOT EXISTS finished_delete AFTER DELETE ON items
+    WHEN OLD.state IN ('released', 'discarded')
+    BEGIN UPDATE meta SET value = value - 1 WHERE key = 'finished'; END;
 ";
 
 /// Checks the file and lays out a new one; the store's id.
@@ -317,7 +326,7 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
     if tables == 0 {
         tx.execute_batch(SCHEMA).map_err(error)?;
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('format', ?1), ('version', ?2), ('id', ?3), ('live', 0), ('max_items', ?4)",
+            "INSERT INTO meta (key, value) VALUES ('format', ?1), ('version', ?2), ('id', ?3), ('live', 0), ('finished', 0), ('max_items', ?4)",
             params![FORMAT, VERSION, new_store_id(), max_items as i64],
         )
         .map_err(error)?;
@@ -454,13 +463,20 @@ fn commit_holds(connection: &mut Connection, path: &Path, holds: Vec<(NewItem, R
     }
 }
 
-/// Forgets the oldest finished items beyond [`FINISHED_KEPT`].
+/// Forgets the oldest finished items once there are [`TRIM_EVERY`] more than [`FINISHED_KEPT`]:
+/// a look at the count (kept by triggers) each time, a delete now and then.
 fn trim(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute(
-        "DELETE FROM items WHERE id IN (
-            SELECT id FROM items WHERE state IN ('released', 'discarded') ORDER BY id DESC LIMIT -1 OFFSET ?1)",
-        [FINISHED_KEPT as i64],
-    )?;
+    let finished: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'finished'", [], |row| {
+        row.get(0)
+    })?;
+    let excess = finished - FINISHED_KEPT as i64;
+    if excess >= TRIM_EVERY {
+        tx.execute(
+            "DELETE FROM items WHERE id IN (
+                SELECT id FROM items WHERE state IN ('released', 'discarded') ORDER BY id LIMIT ?1)",
+            [excess],
+        )?;
+    }
     Ok(())
 }
 
@@ -706,5 +722,51 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_finished_items_are_forgotten_in_bulk_past_the_kept_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+        let over = FINISHED_KEPT as i64 + TRIM_EVERY + 500;
+        let count = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<(i64, i64, i64)> {
+            tx.query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'finished'), count(*), min(id) FROM items",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+        };
+        let before = store
+            .write(move |tx| {
+                let mut insert = tx.prepare(
+                    "INSERT INTO items (kind, trip, reason, held_at, state) VALUES ('k', 1, 'spike', 0, 'held')",
+                )?;
+                for _ in 0..over {
+                    insert.execute([])?;
+                }
+                tx.execute("UPDATE items SET state = 'discarded'", [])?;
+                count(tx)
+            })
+            .unwrap();
+        assert_eq!(before, (over, over, 1));
+        let after = store
+            .write(move |tx| {
+                trim(tx)?;
+                count(tx)
+            })
+            .unwrap();
+        assert_eq!(
+            after,
+            (
+                FINISHED_KEPT as i64,
+                FINISHED_KEPT as i64,
+                over - FINISHED_KEPT as i64 + 1
+            )
+        );
     }
 }
