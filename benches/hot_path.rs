@@ -18,32 +18,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
-use spikebreaker::{Breaker, Config, Guarded, KindConfig, Notification, Sender};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, Sender};
+
+#[path = "../tests/support/null_sender.rs"]
+mod null_sender;
+use null_sender::{Note, NullSender};
 
 const KIND: &str = "email.welcome";
-
-/// A notification that names its kind, and a sender that does nothing with it but read its own
-/// field, as a real sender reads its connection.
-#[derive(serde::Serialize)]
-struct Note(&'static str);
-
-impl Notification for Note {
-    fn kind(&self) -> &str {
-        self.0
-    }
-}
-
-struct NullSender(u64);
-
-impl Sender<Note> for NullSender {
-    type Output = ();
-    type Error = ();
-
-    fn send(&self, note: Note) -> Result<(), ()> {
-        black_box((note, self.0));
-        Ok(())
-    }
-}
 
 /// A breaker on the real clock whose threshold no benchmark reaches, so every send measured is
 /// an allowed send on the ordinary (closed, learning) path.

@@ -17,33 +17,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
-use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Notification, Sender};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Sender};
+
+#[path = "../tests/support/null_sender.rs"]
+mod null_sender;
+use null_sender::{Note, NullSender};
 
 const KIND: &str = "email.welcome";
-
-/// A notification that names its kind, and a sender that does nothing with it but read its own
-/// field, as a real sender reads its connection (so the sender is not a zero-sized value the
-/// compiler can forget).
-#[derive(serde::Serialize)]
-struct Note(&'static str);
-
-impl Notification for Note {
-    fn kind(&self) -> &str {
-        self.0
-    }
-}
-
-struct NullSender(u64);
-
-impl Sender<Note> for NullSender {
-    type Output = ();
-    type Error = ();
-
-    fn send(&self, note: Note) -> Result<(), ()> {
-        black_box((note, self.0));
-        Ok(())
-    }
-}
 
 /// A configuration whose threshold the loop never reaches: every send is allowed.
 fn config() -> Config {
