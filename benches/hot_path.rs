@@ -3,7 +3,9 @@
 //! measured in the same run so that the figures to compare are ratios within a run.
 //!
 //! `hot_path`: one thread. `contended_2t`: two threads hammering the same counter, limiter or
-//! kind; the figure is the time per operation per thread.
+//! kind; the figure is the time per operation per thread. `guarded_send` and
+//! `guarded_send_quarantined` are an allowed send through `Guarded` (a sender that does nothing)
+//! without and with a quarantine: the quarantine is reached from refusals only, so the two match.
 //!
 //! Run with `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2`.
 
@@ -15,7 +17,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
-use spikebreaker::{Breaker, Config, KindConfig};
+use spikebreaker::quarantine::{MemoryStore, Quarantine};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, Sender};
+
+#[path = "../tests/support/null_sender.rs"]
+mod null_sender;
+use null_sender::{Note, NullSender};
 
 const KIND: &str = "email.welcome";
 
@@ -66,6 +73,17 @@ fn hot_path(c: &mut Criterion) {
 
     group.bench_function("allow_by_name", |b| {
         b.iter(|| assert!(black_box(&breaker).check(black_box(KIND)).is_allowed()))
+    });
+
+    let guarded = Guarded::new(NullSender(7), breaker.clone());
+    group.bench_function("guarded_send", |b| {
+        b.iter(|| assert!(black_box(&guarded).send(Note(black_box(KIND))).is_ok()))
+    });
+
+    let quarantined =
+        Guarded::new(NullSender(7), breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(1)));
+    group.bench_function("guarded_send_quarantined", |b| {
+        b.iter(|| assert!(black_box(&quarantined).send(Note(black_box(KIND))).is_ok()))
     });
 
     group.finish();

@@ -8,13 +8,20 @@
 //! ```
 //!
 //! Modes: `handle` (a resolved handle on the system clock), `name` (a look-up by name each send),
-//! `replay` (a manual clock set before each send, as a backtest replays). The second argument is
-//! the number of sends (default 10,000,000). Prints the sends per second it saw.
+//! `replay` (a manual clock set before each send, as a backtest replays), `guarded` and
+//! `quarantined` (a `Guarded` sender that does nothing, without and with a quarantine: the same
+//! instructions, since a quarantine is reached from refusals only). The second argument is the
+//! number of sends (default 10,000,000). Prints the sends per second it saw.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use spikebreaker::{Breaker, Config, KindConfig, ManualClock};
+use spikebreaker::quarantine::{MemoryStore, Quarantine};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Sender};
+
+#[path = "../tests/support/null_sender.rs"]
+mod null_sender;
+use null_sender::{Note, NullSender};
 
 const KIND: &str = "email.welcome";
 
@@ -63,7 +70,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 handle.check().is_allowed()
             })
         }
-        other => return Err(format!("unknown mode {other:?}: expected handle, name or replay").into()),
+        "guarded" => {
+            let guarded = Guarded::new(NullSender(7), Breaker::new(config())?);
+            run(sends, |_| guarded.send(Note(black_box(KIND))).is_ok())
+        }
+        "quarantined" => {
+            let quarantine = Quarantine::new(MemoryStore::new(1));
+            let guarded = Guarded::new(NullSender(7), Breaker::new(config())?).with_quarantine(quarantine);
+            run(sends, |_| guarded.send(Note(black_box(KIND))).is_ok())
+        }
+        other => {
+            return Err(format!(
+                "unknown mode {other:?}: expected handle, name, replay, guarded or quarantined"
+            )
+            .into());
+        }
     };
     let secs = started.elapsed().as_secs_f64();
     println!(

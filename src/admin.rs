@@ -71,7 +71,7 @@ pub fn router<C: Clock>(breaker: Breaker<C>) -> Router {
 
 /// The admin routes over `breaker`, answering whom `options` allow.
 pub fn router_with<C: Clock>(breaker: Breaker<C>, options: Options) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/status", get(status::<C>))
         .route("/status/{kind}", get(kind_status::<C>))
         .route("/kinds/{kind}/force-open", post(force_open::<C>))
@@ -82,8 +82,15 @@ pub fn router_with<C: Clock>(breaker: Breaker<C>, options: Options) -> Router {
         .route("/kinds/{kind}/surge", post(surge::<C>))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .with_state(breaker);
+    protected(routes, options)
+}
+
+/// `routes` behind the checks `options` ask for: the body limit, the `Host`, `Origin`,
+/// content type and token checks, and JSON errors. The quarantine's routes pass them too.
+pub(crate) fn protected(routes: Router, options: Options) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(protect::MAX_BODY_BYTES))
-        .with_state(breaker)
         .layer(from_fn_with_state(Arc::new(options), protect::check))
         .layer(map_response(protect::json_errors))
 }

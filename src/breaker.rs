@@ -122,13 +122,14 @@ impl<C: Clock> Breaker<C> {
     pub fn check(&self, kind: &str) -> Decision {
         match self.check_named(kind) {
             Ok(()) => Decision::Allowed,
-            Err((reason, _)) => Decision::Blocked(reason),
+            Err(refused) => Decision::Blocked(refused.reason),
         }
     }
 
-    /// [`check`](Self::check), with a refusal naming the kind that refused: the overflow kind
-    /// when `kind` was sent there.
-    pub(crate) fn check_named(&self, kind: &str) -> Result<(), (Reason, Arc<str>)> {
+    /// [`check`](Self::check), with a refusal naming the kind that refused (the overflow kind
+    /// when `kind` was sent there) and when its trip began. The kind is in hand already, so a
+    /// refusal reads one more atomic and an allowed send nothing more.
+    pub(crate) fn check_named(&self, kind: &str) -> Result<(), Refused> {
         // Decided under the registry's read lock while the send stays lock-free, which spares
         // the kind's reference count two atomic writes; cold work, which may call subscribers,
         // runs after the lock is released.
@@ -146,12 +147,22 @@ impl<C: Clock> Breaker<C> {
                     let decision = found.check();
                     (found, decision)
                 }
-                Err(_) => return Err((Reason::InvalidKind, Arc::from(kind))),
+                Err(_) => {
+                    return Err(Refused {
+                        reason: Reason::InvalidKind,
+                        kind: Arc::from(kind),
+                        tripped_at_ms: 0,
+                    });
+                }
             },
         };
         match decision {
             Decision::Allowed => Ok(()),
-            Decision::Blocked(reason) => Err((reason, Arc::clone(found.name()))),
+            Decision::Blocked(reason) => Err(Refused {
+                reason,
+                kind: Arc::clone(found.name()),
+                tripped_at_ms: found.tripped_at(),
+            }),
         }
     }
 
@@ -334,6 +345,11 @@ impl<C: Clock> Breaker<C> {
         self.inner.registry.evict_idle(now, idle_ms)
     }
 
+    /// The time on the breaker's clock (fleet mode's and the quarantine's releases read it).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.shared.clock.now_ms()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Config {
         self.inner.config.read().0.clone()
@@ -389,6 +405,15 @@ impl<C: Clock> Breaker<C> {
     }
 }
 
+/// A send refused by name: why, by which kind, and when that kind's trip began (0 when no trip
+/// refused it: a name that breaks the rule).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) reason: Reason,
+    pub(crate) kind: Arc<str>,
+    pub(crate) tripped_at_ms: u64,
+}
+
 impl<C: Clock> Inner<C> {
     fn export_registry_metrics(&self) {
         let registry = &self.registry;
@@ -436,11 +461,6 @@ impl<C: Clock> Resolve<C> for Inner<C> {
 /// these alone, on the kind objects it read (a kind evicted and registered again is another one).
 #[cfg(feature = "redis")]
 impl<C: Clock> Breaker<C> {
-    /// The time on the breaker's clock.
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.inner.shared.clock.now_ms()
-    }
-
     /// Every registered kind, the overflow kind last if it exists.
     pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
         let all = self.inner.registry.all();

@@ -1,7 +1,8 @@
 //! Where time comes from: the [`Clock`] trait, the cheap monotonic [`SystemClock`] used in
 //! production, and the [`ManualClock`] used by tests, simulations and the backtest tool.
 //!
-//! Nothing else in the crate reads the system clock.
+//! Nothing else in the crate reads the system clock (the wall clock, for records that outlive
+//! the process, is read here too).
 
 use std::fmt;
 use std::sync::Arc;
@@ -184,6 +185,15 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.ms.load(Ordering::Relaxed)
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the time stamped on what outlives the process
+/// (a quarantined notification, a release lease shared with other processes). Never read on the
+/// send path, and never used to decide a send: the breaker's windows run on a [`Clock`].
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -40,6 +40,11 @@
 //! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
 //!   with the `admin` feature, `admin::router` serves the breaker's status and the operator's
 //!   controls over HTTP.
+//! - [`quarantine`] is where blocked notifications wait for an operator: give a guarded sender a
+//!   [`quarantine::Quarantine`] and every refusal is written to its store before the send
+//!   returns; operators list, discard and release (the embedded SQLite store with the
+//!   `quarantine` feature, a fleet's Redis Streams with `redis`, and `spikebreaker quarantine` on
+//!   the command line).
 //! - With the `redis` feature, `fleet::Fleet` syncs a breaker's counts through Redis so that a
 //!   fleet of sender instances detects and stops a spike together (see the README's *Fleet
 //!   mode*).
@@ -69,6 +74,7 @@ mod guard;
 mod kind;
 mod name;
 mod observe;
+pub mod quarantine;
 mod registry;
 mod snapshot;
 mod surge;
@@ -81,7 +87,10 @@ pub use error::Error;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
-pub use guard::{AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Sender};
+pub use guard::{
+    AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Quarantined, Sender,
+    WithRecipient,
+};
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 pub use observe::{BreakerStatus, Event, KindStatus, Surge, Window, metrics};

@@ -1,5 +1,6 @@
 //! `spikebreaker backtest`: replays a send log against a configuration and prints, as JSON, what
-//! the breaker would have done to it.
+//! the breaker would have done to it. `spikebreaker quarantine` (with a store's feature) is in
+//! `spikebreaker/quarantine.rs`.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -11,6 +12,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use spikebreaker::backtest::{Backtest, LogReader};
 use spikebreaker::{Config, Decision};
+
+#[cfg(any(feature = "quarantine", feature = "redis"))]
+#[path = "spikebreaker/quarantine.rs"]
+mod quarantine;
 
 /// Per-kind spike detection for notification senders.
 #[derive(Debug, Parser)]
@@ -25,6 +30,9 @@ enum Command {
     /// Replays a send log (`t_ms,kind[,recipient]` lines, sorted by time) and prints a JSON
     /// report of what the breaker would have allowed, blocked and when it would have tripped.
     Backtest(BacktestArgs),
+    /// Looks at, releases and discards the notifications a quarantine holds.
+    #[cfg(any(feature = "quarantine", feature = "redis"))]
+    Quarantine(quarantine::QuarantineArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,7 +79,11 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    let Command::Backtest(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Backtest(args) => args,
+        #[cfg(any(feature = "quarantine", feature = "redis"))]
+        Command::Quarantine(args) => return quarantine::run(&args),
+    };
     match backtest(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BadInput(message)) => {

@@ -1,10 +1,11 @@
-//! What a refused send hands back: [`Blocked`], the notification with its kind and reason, and
-//! [`GuardError`], which tells a refusal from the sender's own failure.
+//! What a refused send hands back: [`Blocked`], the notification with its kind, reason and trip,
+//! and [`GuardError`], which tells a refusal from the sender's own failure.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use super::park::Quarantined;
 use crate::kind::Reason;
 
 /// A notification the breaker refused, handed back with its kind and the reason, like
@@ -14,14 +15,16 @@ pub struct Blocked<N> {
     notification: N,
     kind: Arc<str>,
     reason: Reason,
+    tripped_at_ms: u64,
 }
 
 impl<N> Blocked<N> {
-    pub(crate) fn new(notification: N, kind: Arc<str>, reason: Reason) -> Self {
+    pub(crate) fn new(notification: N, kind: Arc<str>, reason: Reason, tripped_at_ms: u64) -> Self {
         Self {
             notification,
             kind,
             reason,
+            tripped_at_ms,
         }
     }
 
@@ -40,9 +43,20 @@ impl<N> Blocked<N> {
         &self.kind
     }
 
+    pub(crate) fn kind_name(&self) -> &Arc<str> {
+        &self.kind
+    }
+
     /// Why the kind is open.
     pub fn reason(&self) -> Reason {
         self.reason
+    }
+
+    /// When the trip that blocked it began, on the breaker's clock: the `at_ms` of that trip's
+    /// [`Event`](crate::Event), the same for every notification the trip blocked, so it tells
+    /// one trip of a kind from the next.
+    pub fn tripped_at_ms(&self) -> u64 {
+        self.tripped_at_ms
     }
 }
 
@@ -51,6 +65,7 @@ impl<N> fmt::Debug for Blocked<N> {
         f.debug_struct("Blocked")
             .field("kind", &self.kind)
             .field("reason", &self.reason)
+            .field("tripped_at_ms", &self.tripped_at_ms)
             .finish_non_exhaustive()
     }
 }
@@ -68,11 +83,16 @@ impl<N> fmt::Display for Blocked<N> {
 
 impl<N> StdError for Blocked<N> {}
 
-/// Why a guarded send did not go out: the breaker blocked it, or the sender failed.
+/// Why a guarded send did not go out: the breaker blocked it (and a quarantine, if the sender has
+/// one, now holds it), or the sender failed.
 #[derive(Clone, PartialEq, Eq)]
 pub enum GuardError<N, E> {
-    /// The breaker refused the send; the notification comes back inside.
+    /// The breaker refused the send; the notification comes back inside. With a quarantine, this
+    /// is a notification the store refused (full, unreachable): nothing is dropped.
     Blocked(Blocked<N>),
+    /// The breaker refused the send and the sender's quarantine holds the notification; the
+    /// receipt names the item.
+    Quarantined(Quarantined),
     /// The wrapped sender failed; its error, untouched.
     Sender(E),
 }
@@ -82,13 +102,18 @@ impl<N, E> GuardError<N, E> {
     pub fn into_blocked(self) -> Option<Blocked<N>> {
         match self {
             Self::Blocked(blocked) => Some(blocked),
-            Self::Sender(_) => None,
+            Self::Quarantined(_) | Self::Sender(_) => None,
         }
     }
 
-    /// Whether the breaker refused the send.
+    /// Whether the breaker refused the send (and the notification came back).
     pub fn is_blocked(&self) -> bool {
         matches!(self, Self::Blocked(_))
+    }
+
+    /// Whether the breaker refused the send and the quarantine holds the notification.
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self, Self::Quarantined(_))
     }
 }
 
@@ -102,6 +127,7 @@ impl<N, E: fmt::Debug> fmt::Debug for GuardError<N, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Blocked(blocked) => f.debug_tuple("Blocked").field(blocked).finish(),
+            Self::Quarantined(held) => f.debug_tuple("Quarantined").field(held).finish(),
             Self::Sender(error) => f.debug_tuple("Sender").field(error).finish(),
         }
     }
@@ -111,6 +137,7 @@ impl<N, E: fmt::Display> fmt::Display for GuardError<N, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Blocked(blocked) => blocked.fmt(f),
+            Self::Quarantined(held) => held.fmt(f),
             Self::Sender(error) => write!(f, "sender failed: {error}"),
         }
     }
@@ -119,7 +146,7 @@ impl<N, E: fmt::Display> fmt::Display for GuardError<N, E> {
 impl<N, E: StdError + 'static> StdError for GuardError<N, E> {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::Blocked(_) => None,
+            Self::Blocked(_) | Self::Quarantined(_) => None,
             Self::Sender(error) => Some(error),
         }
     }

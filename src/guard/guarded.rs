@@ -1,20 +1,29 @@
 //! [`Guarded`]: a sender behind a breaker, which classifies each notification by its kind,
-//! checks the breaker and hands a blocked notification back to the caller.
+//! checks the breaker and hands a blocked notification back to the caller, or to its quarantine.
 
 use std::fmt;
 use std::future::Future;
 
 use super::blocked::{Blocked, GuardError};
+use super::park::{NoQuarantine, Park, Refusal};
 use super::sender::{AsyncSender, Notification, Sender};
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, Refused};
 use crate::clock::{Clock, SystemClock};
 
-/// How a [`Guarded`] sender finds a notification's kind: by the notification's own
-/// [`Notification::kind`] ([`ByNotification`], the default), or with a function
-/// `Fn(&N) -> &str` (see [`Guarded::with_classifier`]). Sealed: there are no other classifiers.
+/// How a [`Guarded`] sender finds a notification's kind (and, for a quarantine, its recipient):
+/// by the notification's own [`Notification::kind`] and [`Notification::recipient`]
+/// ([`ByNotification`], the default), or with a function `Fn(&N) -> &str` (see
+/// [`Guarded::with_classifier`], and [`Guarded::with_recipient`] for the recipient). Sealed:
+/// there are no other classifiers.
 pub trait Classify<N> {
     /// The kind `notification` is counted under.
     fn kind<'n>(&self, notification: &'n N) -> &'n str;
+
+    /// Whom `notification` is for, if known.
+    fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
+        let _ = notification;
+        None
+    }
 }
 
 /// The default classifier of a [`Guarded`] sender (and of a `tower::GuardLayer`): a notification
@@ -26,11 +35,32 @@ impl<N: Notification> Classify<N> for ByNotification {
     fn kind<'n>(&self, notification: &'n N) -> &'n str {
         notification.kind()
     }
+
+    fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
+        notification.recipient()
+    }
 }
 
 impl<N, F: Fn(&N) -> &str> Classify<N> for F {
     fn kind<'n>(&self, notification: &'n N) -> &'n str {
         self(notification)
+    }
+}
+
+/// A classifier with a function naming the recipient (see [`Guarded::with_recipient`]).
+#[derive(Clone, Copy, Debug)]
+pub struct WithRecipient<K, R> {
+    classify: K,
+    recipient_of: R,
+}
+
+impl<N, K: Classify<N>, R: Fn(&N) -> Option<&str>> Classify<N> for WithRecipient<K, R> {
+    fn kind<'n>(&self, notification: &'n N) -> &'n str {
+        self.classify.kind(notification)
+    }
+
+    fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
+        (self.recipient_of)(notification)
     }
 }
 
@@ -59,18 +89,22 @@ impl<N, F: Fn(&N) -> &str> Classify<N> for F {
 ///         let email = blocked.into_notification(); // nothing lost: park it, nack it
 ///         # drop(email);
 ///     }
+///     Err(GuardError::Quarantined(_)) => {} // only with a quarantine: it holds the email
 ///     Err(GuardError::Sender(io)) => return Err(io.into()),
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// `K` is how it finds a notification's kind: [`ByNotification`] from [`Guarded::new`], or the
-/// function given to [`Guarded::with_classifier`].
+/// function given to [`Guarded::with_classifier`]. `Q` is where a blocked notification goes:
+/// back to the caller ([`NoQuarantine`]), or into the quarantine given to
+/// [`Guarded::with_quarantine`].
 #[derive(Clone)]
-pub struct Guarded<S, K = ByNotification, C: Clock = SystemClock> {
+pub struct Guarded<S, K = ByNotification, C: Clock = SystemClock, Q = NoQuarantine> {
     inner: S,
     breaker: Breaker<C>,
     classify: K,
+    quarantine: Q,
 }
 
 impl<S, C: Clock> Guarded<S, ByNotification, C> {
@@ -80,6 +114,7 @@ impl<S, C: Clock> Guarded<S, ByNotification, C> {
             inner,
             breaker,
             classify: ByNotification,
+            quarantine: NoQuarantine,
         }
     }
 }
@@ -108,11 +143,75 @@ impl<S, F, C: Clock> Guarded<S, F, C> {
             inner,
             breaker,
             classify: kind_of,
+            quarantine: NoQuarantine,
         }
     }
 }
 
-impl<S: fmt::Debug, K, C: Clock> fmt::Debug for Guarded<S, K, C> {
+impl<S, K, C: Clock> Guarded<S, K, C, NoQuarantine> {
+    /// Holds every notification the breaker refuses in `quarantine` (a
+    /// [`Quarantine`](crate::quarantine::Quarantine)) before the send returns, answering
+    /// [`GuardError::Quarantined`]; one the store refuses (full, unreachable) comes back as
+    /// [`GuardError::Blocked`], as without a quarantine. An allowed send does exactly what it
+    /// did before: the quarantine is reached from the refusal path only.
+    ///
+    /// ```
+    /// use spikebreaker::quarantine::{MemoryStore, Quarantine};
+    /// use spikebreaker::{Breaker, Config, GuardError, Guarded, ManualClock, Notification, Sender};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Sms { kind: String, to: String }
+    /// impl Notification for Sms {
+    ///     fn kind(&self) -> &str { &self.kind }
+    ///     fn recipient(&self) -> Option<&str> { Some(&self.to) }
+    /// }
+    /// struct Gateway;
+    /// impl Sender<Sms> for Gateway {
+    ///     type Output = ();
+    ///     type Error = String;
+    ///     fn send(&self, _sms: Sms) -> Result<(), String> { Ok(()) }
+    /// }
+    ///
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+    /// let quarantine = Quarantine::new(MemoryStore::new(10_000));
+    /// let sms = Guarded::new(Gateway, breaker.clone()).with_quarantine(quarantine.clone());
+    /// let _ = breaker.kind("sms.otp"); // controls act on kinds the breaker knows
+    /// breaker.force_open("sms.otp")?;
+    /// let held = sms.send(Sms { kind: "sms.otp".into(), to: "+15550100".into() });
+    /// assert!(matches!(held, Err(GuardError::Quarantined(_))));
+    /// assert_eq!(quarantine.summary(&Default::default())?.live(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_quarantine<Q>(self, quarantine: Q) -> Guarded<S, K, C, Q> {
+        Guarded {
+            inner: self.inner,
+            breaker: self.breaker,
+            classify: self.classify,
+            quarantine,
+        }
+    }
+}
+
+impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
+    /// Names each notification's recipient with `recipient_of`, for a quarantine (the
+    /// notification's own [`Notification::recipient`] otherwise, or none with a classifier).
+    pub fn with_recipient<N, R>(self, recipient_of: R) -> Guarded<S, WithRecipient<K, R>, C, Q>
+    where
+        R: Fn(&N) -> Option<&str>,
+    {
+        Guarded {
+            inner: self.inner,
+            breaker: self.breaker,
+            classify: WithRecipient {
+                classify: self.classify,
+                recipient_of,
+            },
+            quarantine: self.quarantine,
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, C: Clock, Q> fmt::Debug for Guarded<S, K, C, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guarded")
             .field("inner", &self.inner)
@@ -121,14 +220,15 @@ impl<S: fmt::Debug, K, C: Clock> fmt::Debug for Guarded<S, K, C> {
     }
 }
 
-impl<S, K, C: Clock> Guarded<S, K, C> {
+impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
     /// Guards `inner` with `breaker`, classifying with `classify` (a tower layer's service).
     #[cfg(feature = "tower")]
-    pub(crate) fn from_parts(inner: S, breaker: Breaker<C>, classify: K) -> Self {
+    pub(crate) fn from_parts(inner: S, breaker: Breaker<C>, classify: K, quarantine: Q) -> Self {
         Self {
             inner,
             breaker,
             classify,
+            quarantine,
         }
     }
 
@@ -152,25 +252,54 @@ impl<S, K, C: Clock> Guarded<S, K, C> {
         &self.breaker
     }
 
-    /// Checks `notification` against the breaker, handing it back if blocked.
-    pub(crate) fn admit<N>(&self, notification: N) -> Result<N, Blocked<N>>
+    /// The quarantine refused notifications go to ([`NoQuarantine`] without one).
+    pub fn quarantine(&self) -> &Q {
+        &self.quarantine
+    }
+
+    /// Checks `notification` against the breaker; a refusal is held or handed back.
+    #[inline]
+    pub(crate) fn admit<N>(&self, notification: N) -> Result<N, Refusal<N>>
     where
         K: Classify<N>,
+        Q: Park<N>,
     {
         // By name, the send path that touches no reference count; a refusal names the kind that
         // refused (the overflow kind's, if the registry is full).
         match self.breaker.check_named(self.classify.kind(&notification)) {
             Ok(()) => Ok(notification),
-            Err((reason, kind)) => Err(Blocked::new(notification, kind, reason)),
+            Err(refused) => Err(self.refuse(notification, refused)),
+        }
+    }
+
+    /// A refused send: its trip read (one relaxed load), then parked or handed back. Kept out of
+    /// line so that an allowed send's code is the same with a quarantine as without.
+    #[cold]
+    #[inline(never)]
+    fn refuse<N>(&self, notification: N, refused: Refused) -> Refusal<N>
+    where
+        K: Classify<N>,
+        Q: Park<N>,
+    {
+        let blocked = Blocked::new(notification, refused.kind, refused.reason, refused.tripped_at_ms);
+        let now_ms = self.breaker.now_ms();
+        match self.quarantine.park(
+            blocked,
+            |notification| self.classify.recipient(notification),
+            now_ms,
+        ) {
+            Ok(held) => Refusal::Held(held),
+            Err(blocked) => Refusal::Blocked(blocked),
         }
     }
 }
 
-impl<N, S, K, C> Sender<N> for Guarded<S, K, C>
+impl<N, S, K, C, Q> Sender<N> for Guarded<S, K, C, Q>
 where
     S: Sender<N>,
     K: Classify<N>,
     C: Clock,
+    Q: Park<N>,
 {
     type Output = S::Output;
     type Error = GuardError<N, S::Error>;
@@ -181,12 +310,13 @@ where
     }
 }
 
-impl<N, S, K, C> AsyncSender<N> for Guarded<S, K, C>
+impl<N, S, K, C, Q> AsyncSender<N> for Guarded<S, K, C, Q>
 where
     N: Send,
     S: AsyncSender<N> + Sync,
     K: Classify<N> + Sync,
     C: Clock,
+    Q: Park<N> + Sync,
 {
     type Output = S::Output;
     type Error = GuardError<N, S::Error>;
@@ -196,7 +326,7 @@ where
         async move {
             match admitted {
                 Ok(notification) => self.inner.send(notification).await.map_err(GuardError::Sender),
-                Err(blocked) => Err(GuardError::Blocked(blocked)),
+                Err(refusal) => Err(refusal.into()),
             }
         }
     }

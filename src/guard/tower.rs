@@ -1,6 +1,6 @@
 //! The `tower` integration (feature `tower`): [`GuardLayer`] wraps any `tower::Service` in a
 //! [`Guarded`], which refuses requests of a tripped kind with [`GuardError::Blocked`], request
-//! inside.
+//! inside, or holds them in a quarantine ([`GuardLayer::with_quarantine`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +9,9 @@ use std::task::{Context, Poll};
 use ::tower::{Layer, Service};
 use pin_project_lite::pin_project;
 
-use super::blocked::{Blocked, GuardError};
+use super::blocked::GuardError;
 use super::guarded::{ByNotification, Classify, Guarded};
+use super::park::{NoQuarantine, Park, Refusal};
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 
@@ -34,11 +35,12 @@ use crate::clock::{Clock, SystemClock};
 ///
 /// `K` is how a request's kind is found: [`ByNotification`](crate::ByNotification) from
 /// [`GuardLayer::new`], or the function given to [`GuardLayer::with_classifier`], cloned into
-/// each service.
+/// each service. `Q` is where refused requests go (see [`GuardLayer::with_quarantine`]).
 #[derive(Clone)]
-pub struct GuardLayer<K = ByNotification, C: Clock = SystemClock> {
+pub struct GuardLayer<K = ByNotification, C: Clock = SystemClock, Q = NoQuarantine> {
     breaker: Breaker<C>,
     classify: K,
+    quarantine: Q,
 }
 
 impl<C: Clock> GuardLayer<ByNotification, C> {
@@ -47,6 +49,19 @@ impl<C: Clock> GuardLayer<ByNotification, C> {
         Self {
             breaker,
             classify: ByNotification,
+            quarantine: NoQuarantine,
+        }
+    }
+}
+
+impl<K, C: Clock> GuardLayer<K, C, NoQuarantine> {
+    /// Holds refused requests in `quarantine` (see
+    /// [`Guarded::with_quarantine`](crate::Guarded::with_quarantine)); each service gets a clone.
+    pub fn with_quarantine<Q>(self, quarantine: Q) -> GuardLayer<K, C, Q> {
+        GuardLayer {
+            breaker: self.breaker,
+            classify: self.classify,
+            quarantine,
         }
     }
 }
@@ -73,11 +88,12 @@ impl<F, C: Clock> GuardLayer<F, C> {
         Self {
             breaker,
             classify: kind_of,
+            quarantine: NoQuarantine,
         }
     }
 }
 
-impl<K, C: Clock> std::fmt::Debug for GuardLayer<K, C> {
+impl<K, C: Clock, Q> std::fmt::Debug for GuardLayer<K, C, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuardLayer")
             .field("breaker", &self.breaker)
@@ -85,19 +101,25 @@ impl<K, C: Clock> std::fmt::Debug for GuardLayer<K, C> {
     }
 }
 
-impl<S, K: Clone, C: Clock> Layer<S> for GuardLayer<K, C> {
-    type Service = Guarded<S, K, C>;
+impl<S, K: Clone, C: Clock, Q: Clone> Layer<S> for GuardLayer<K, C, Q> {
+    type Service = Guarded<S, K, C, Q>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::from_parts(inner, self.breaker.clone(), self.classify.clone())
+        Guarded::from_parts(
+            inner,
+            self.breaker.clone(),
+            self.classify.clone(),
+            self.quarantine.clone(),
+        )
     }
 }
 
-impl<R, S, K, C> Service<R> for Guarded<S, K, C>
+impl<R, S, K, C, Q> Service<R> for Guarded<S, K, C, Q>
 where
     S: Service<R>,
     K: Classify<R>,
     C: Clock,
+    Q: Park<R>,
 {
     type Response = S::Response;
     type Error = GuardError<R, S::Error>;
@@ -114,9 +136,9 @@ where
                     future: self.get_mut().call(request),
                 },
             },
-            Err(blocked) => ResponseFuture {
-                state: Outcome::Blocked {
-                    blocked: Some(blocked),
+            Err(refusal) => ResponseFuture {
+                state: Outcome::Refused {
+                    refusal: Some(refusal),
                 },
             },
         }
@@ -124,8 +146,8 @@ where
 }
 
 pin_project! {
-    /// The response of a [`Guarded`] service: the inner service's future, or, for a blocked
-    /// request, an error ready at once with the request handed back.
+    /// The response of a [`Guarded`] service: the inner service's future, or, for a refused
+    /// request, an error ready at once with the request handed back (or its quarantine receipt).
     pub struct ResponseFuture<F, R> {
         #[pin]
         state: Outcome<F, R>,
@@ -136,7 +158,7 @@ pin_project! {
     #[project = OutcomeProjection]
     enum Outcome<F, R> {
         Sending { #[pin] future: F },
-        Blocked { blocked: Option<Blocked<R>> },
+        Refused { refusal: Option<Refusal<R>> },
     }
 }
 
@@ -149,8 +171,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             OutcomeProjection::Sending { future } => future.poll(cx).map_err(GuardError::Sender),
-            OutcomeProjection::Blocked { blocked } => match blocked.take() {
-                Some(blocked) => Poll::Ready(Err(GuardError::Blocked(blocked))),
+            OutcomeProjection::Refused { refusal } => match refusal.take() {
+                Some(refusal) => Poll::Ready(Err(refusal.into())),
                 None => panic!("ResponseFuture polled after completion"),
             },
         }
@@ -161,7 +183,7 @@ impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.state {
             Outcome::Sending { .. } => f.write_str("ResponseFuture::Sending"),
-            Outcome::Blocked { .. } => f.write_str("ResponseFuture::Blocked"),
+            Outcome::Refused { .. } => f.write_str("ResponseFuture::Refused"),
         }
     }
 }

@@ -28,6 +28,9 @@ pub(super) struct Limits<C> {
     pub(super) headroom: AtomicU64,
     /// An open kind refuses without the lock until this time.
     pub(super) open_until: AtomicU64,
+    /// When the kind last tripped (moved into open), on its clock: the trip's identity, read by
+    /// a refusal only ([`Kind::tripped_at`]).
+    pub(super) tripped_at: AtomicU64,
     /// [`Packed`] state and reason.
     pub(super) status: AtomicU32,
     pub(super) dry_run: AtomicBool,
@@ -41,6 +44,7 @@ impl<C> Limits<C> {
             accept_span: AtomicU64::new(0),
             headroom: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
+            tripped_at: AtomicU64::new(0),
             status: AtomicU32::new(0),
             dry_run: AtomicBool::new(false),
         }
@@ -163,6 +167,12 @@ impl<C: Clock> Kind<C> {
         };
         self.shared().subscribers.emit(&events);
         decision
+    }
+
+    /// When the kind last tripped, on its clock: every send refused by one trip reads the same
+    /// value. Read after a refusal only, so the allowed send path never touches it.
+    pub(crate) fn tripped_at(&self) -> u64 {
+        self.limits.0.tripped_at.load(Ordering::Relaxed)
     }
 
     /// Refuses a send for `reason`, unless the kind runs in dry-run.

@@ -296,6 +296,7 @@ impl<C: Clock> Kind<C> {
         if to == State::Open && from != State::Open {
             cold.trips += 1;
             cold.reported_open = false;
+            self.limits.0.tripped_at.store(now, Ordering::Relaxed);
         }
         if !(from == State::Open && to == State::Open) {
             cold.since_ms = now;

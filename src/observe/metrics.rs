@@ -72,6 +72,17 @@ pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub const FLEET_DEGRADED: &str = "spikebreaker_fleet_degraded";
 
+/// Counter, per kind: blocked notifications a [`Quarantine`](crate::quarantine::Quarantine) took
+/// (written to its store before the send returned).
+pub const QUARANTINE_HELD: &str = "spikebreaker_quarantine_held_total";
+/// Counter, per kind: blocked notifications the quarantine's store refused (full, unreachable)
+/// and that went back to the caller instead.
+pub const QUARANTINE_REFUSED: &str = "spikebreaker_quarantine_refused_total";
+/// Counter, per kind: quarantined notifications a releaser sent.
+pub const QUARANTINE_RELEASED: &str = "spikebreaker_quarantine_released_total";
+/// Counter, per kind: quarantined notifications an operator discarded.
+pub const QUARANTINE_DISCARDED: &str = "spikebreaker_quarantine_discarded_total";
+
 /// Describes every metric to the installed recorder (its `# HELP` and unit). A breaker does
 /// this when it is created; call it yourself only for a recorder installed later.
 pub fn describe() {
@@ -118,6 +129,26 @@ pub fn describe() {
         OVERFLOWED,
         Unit::Count,
         "Look-ups of new kinds sent to the _overflow kind because max_kinds were registered."
+    );
+    describe_counter!(
+        QUARANTINE_HELD,
+        Unit::Count,
+        "Blocked notifications of the kind held in the quarantine."
+    );
+    describe_counter!(
+        QUARANTINE_REFUSED,
+        Unit::Count,
+        "Blocked notifications of the kind the quarantine refused (full, unavailable) and handed back."
+    );
+    describe_counter!(
+        QUARANTINE_RELEASED,
+        Unit::Count,
+        "Quarantined notifications of the kind released and sent."
+    );
+    describe_counter!(
+        QUARANTINE_DISCARDED,
+        Unit::Count,
+        "Quarantined notifications of the kind discarded by an operator."
     );
     #[cfg(feature = "redis")]
     describe_gauge!(
@@ -212,6 +243,12 @@ impl BreakerMetrics {
         self.kinds.set(kinds as f64);
         self.overflowed.absolute(overflowed);
     }
+}
+
+/// Adds `n` to the quarantine counter `name` of `kind`: cold work (a refusal, a release, an
+/// operator's discard), looked up at each call rather than cached per kind.
+pub(crate) fn count_quarantine(name: &'static str, kind: &str, n: u64) {
+    counter!(name, KIND_LABEL => kind.to_owned()).increment(n);
 }
 
 /// Fleet mode: sets [`FLEET_DEGRADED`], 1 while the instance has no working link to Redis.

@@ -1,0 +1,128 @@
+//! `spikebreaker quarantine` on the embedded store's file, as an operator runs it beside a
+//! service that has the file open.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use spikebreaker::Guarded;
+use spikebreaker::quarantine::{Filter, ItemState, Quarantine, Query, SqliteStore};
+
+use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+
+fn quarantine(store: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
+        .arg("quarantine")
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn list_show_discard_and_release_on_the_file_of_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.db");
+    let (breaker, _) = breaker();
+    let service = Quarantine::new(SqliteStore::open(&path).unwrap());
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
+    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
+    breaker.force_open(RUNAWAY).unwrap();
+    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
+    breaker.force_open(RECEIPT).unwrap();
+    for i in 0..40 {
+        held(&guarded, email(RUNAWAY, &format!("u{}@example.com", i % 8)));
+    }
+    for i in 0..2 {
+        held(&guarded, email(RECEIPT, &format!("r{i}@example.com")));
+    }
+
+    let listed = json(&quarantine(&path, &["list"]));
+    let trips = listed["trips"].as_array().unwrap();
+    assert_eq!(trips.len(), 2);
+    let runaway = trips.iter().find(|t| t["kind"] == RUNAWAY).unwrap();
+    assert_eq!(
+        (runaway["held"].as_u64(), runaway["recipients"].as_u64()),
+        (Some(40), Some(8))
+    );
+    let trip = runaway["trip"].as_u64().unwrap().to_string();
+
+    let shown = json(&quarantine(&path, &["show", "--kind", RECEIPT, "--limit", "1"]));
+    assert_eq!(shown.as_array().unwrap().len(), 1);
+    assert_eq!(shown[0]["notification"]["to"], "r0@example.com");
+
+    let reason = "bug 4711: the 2FA job looped";
+    let discarded = json(&quarantine(
+        &path,
+        &["discard", "--kind", RUNAWAY, "--trip", &trip, "--reason", reason],
+    ));
+    assert_eq!(discarded["discarded"], 40);
+    // The first receipt is legitimate: release it by its number, discard the other.
+    let first = shown[0]["id"].as_u64().unwrap().to_string();
+    let released = json(&quarantine(
+        &path,
+        &[
+            "release",
+            "--kind",
+            RECEIPT,
+            "--ids",
+            &first,
+            "--per-minute",
+            "30",
+        ],
+    ));
+    assert_eq!(released["approved"], 1);
+    let rest = json(&quarantine(
+        &path,
+        &["discard", "--kind", RECEIPT, "--reason", "duplicate"],
+    ));
+    assert_eq!(rest["discarded"], 1, "the approved one is left to the releaser");
+
+    // The service sees what the operator did.
+    let approved = Query::new(Filter::kind(RECEIPT), 10).in_state(ItemState::Approved);
+    let approved = service.items(&approved).unwrap();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].recipient.as_deref(), Some("r0@example.com"));
+    assert_eq!(approved[0].order.unwrap().per_minute, Some(30.0));
+    let audit = Query::new(Filter::kind(RUNAWAY), 1).in_state(ItemState::Discarded);
+    assert_eq!(service.items(&audit).unwrap()[0].note.as_deref(), Some(reason));
+}
+
+#[test]
+fn bad_arguments_and_damaged_files_are_named_with_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.db");
+    let cases: [(&[&str], i32, &str); 3] = [
+        (&["show", "--state", "parked"], 2, "unknown item state"),
+        (
+            &["release", "--kind", RECEIPT, "--per-minute", "0"],
+            2,
+            "per_minute",
+        ),
+        (&["discard", "--kind", RECEIPT, "--reason", " "], 2, "reason"),
+    ];
+    for (args, code, message) in cases {
+        let output = quarantine(&path, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, [0x5a; 4096]).unwrap();
+    let output = quarantine(&garbage, &["list"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unreadable") && stderr.contains("move it aside"),
+        "{stderr}"
+    );
+}

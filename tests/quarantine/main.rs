@@ -1,0 +1,134 @@
+//! The quarantine: blocked notifications held before the send returns (sync, async, tower),
+//! handed back when the store refuses, told apart by trip, summarised for an operator, discarded
+//! with a reason, released through the wrapped sender at the kind's pace with a stable
+//! idempotency key; the embedded store's bound, damaged files and crash in mid-release; and, on
+//! Redis, two instances releasing together.
+
+#[cfg(feature = "admin")]
+mod admin;
+#[cfg(all(feature = "cli", feature = "quarantine"))]
+mod cli;
+#[cfg(feature = "redis")]
+mod redis;
+mod release;
+mod senders;
+#[cfg(feature = "quarantine")]
+mod sqlite;
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use spikebreaker::{AsyncSender, Breaker, Config, GuardError, ManualClock, Notification, Sender};
+
+pub const RECEIPT: &str = "email.receipt";
+pub const RUNAWAY: &str = "security.2fa_changed";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Email {
+    pub kind: String,
+    pub to: String,
+    pub body: String,
+}
+
+impl Notification for Email {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn recipient(&self) -> Option<&str> {
+        Some(&self.to)
+    }
+}
+
+pub fn email(kind: &str, to: &str) -> Email {
+    Email {
+        kind: kind.into(),
+        to: to.into(),
+        body: format!("a {kind} notice for {to}"),
+    }
+}
+
+/// Records what it sends and under which idempotency key; fails for one address.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub sent: Mutex<Vec<(Option<String>, Email)>>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Bounced(pub String);
+
+impl std::fmt::Display for Bounced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bounced", self.0)
+    }
+}
+
+impl Outbox {
+    fn record(&self, key: Option<&str>, email: Email) -> Result<(), Bounced> {
+        if email.to == "bounce@example.com" {
+            return Err(Bounced(email.to));
+        }
+        self.sent.lock().unwrap().push((key.map(str::to_owned), email));
+        Ok(())
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl Sender<Email> for Outbox {
+    type Output = ();
+    type Error = Bounced;
+
+    fn send(&self, email: Email) -> Result<(), Bounced> {
+        self.record(None, email)
+    }
+
+    fn send_released(&self, email: Email, key: &str) -> Result<(), Bounced> {
+        self.record(Some(key), email)
+    }
+}
+
+impl AsyncSender<Email> for Outbox {
+    type Output = ();
+    type Error = Bounced;
+
+    async fn send(&self, email: Email) -> Result<(), Bounced> {
+        self.record(None, email)
+    }
+
+    async fn send_released(&self, email: Email, key: &str) -> Result<(), Bounced> {
+        self.record(Some(key), email)
+    }
+}
+
+pub fn breaker() -> (Breaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::starting_at(1_000_000);
+    (
+        Breaker::with_clock(Config::default(), clock.clone()).unwrap(),
+        clock,
+    )
+}
+
+/// Sends `email` through a guarded sender whose kind is open and checks the quarantine held it.
+pub fn held<G, E>(guarded: &G, email: Email)
+where
+    G: Sender<Email, Error = GuardError<Email, E>>,
+    E: std::fmt::Debug,
+{
+    let refused = guarded
+        .send(email)
+        .map(|_| ())
+        .expect_err("sent while its kind is open");
+    assert!(refused.is_quarantined(), "{refused:?}");
+}
