@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if event.is_trip() {
             println!("event: {event}");
         }
-    });
+    }).detach();
     let welcome = breaker.kind("email.welcome");
     let runaway = breaker.kind(RUNAWAY);
 

@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if event.is_trip() {
             sink.lock().unwrap().push(event.clone());
         }
-    });
+    }).detach();
     let kind = breaker.kind(KIND);
 
     // Two weeks of learning.

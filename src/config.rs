@@ -377,6 +377,49 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads the configuration file at `path`, as TOML or JSON by its extension (`.toml`,
+    /// `.json`), and validates it. An unreadable file or another extension is an error naming
+    /// the path, a syntax error names the path and the position, a bad value the field.
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("breaker.toml");
+    /// std::fs::write(&path, "[kinds.\"security.*\"]\nrecovery = \"manual\"\n")?;
+    /// let config = Config::from_file(&path)?;
+    /// assert!(config.kinds.contains_key("security.*"));
+    /// let error = Config::from_file(dir.path().join("breaker.yaml")).unwrap_err();
+    /// assert!(error.to_string().contains("breaker.yaml"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let parse: fn(&str) -> Result<Self, Error> = match extension.as_deref() {
+            Some("toml") => Self::from_toml,
+            Some("json") => Self::from_json,
+            _ => {
+                return Err(Error::File {
+                    action: "read the configuration",
+                    path: path.to_owned(),
+                    message: "its name must end in `.toml` or `.json`, which says how to read it".to_owned(),
+                });
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| Error::File {
+            action: "read the configuration",
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        parse(&text).map_err(|error| match error {
+            Error::Parse { format, message } => Error::Parse {
+                format,
+                message: format!("{}: {message}", path.display()),
+            },
+            other => other,
+        })
+    }
+
     /// The settings in force for `kind`: the override that applies to it (see
     /// [`override_for`](Self::override_for)) laid over the defaults.
     ///

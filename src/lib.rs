@@ -79,7 +79,7 @@ mod registry;
 mod snapshot;
 mod surge;
 
-pub use breaker::Breaker;
+pub use breaker::{Breaker, BreakerBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
 pub use detect::{Bound, Timescale};
@@ -88,12 +88,15 @@ pub use error::Error;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
 pub use guard::{
-    AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Quarantined, Sender,
-    WithRecipient,
+    AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined,
+    Sender, SenderFn, WithRecipient, sender_fn,
 };
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
-pub use observe::{BreakerStatus, Event, KindStatus, Surge, Window, metrics};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use observe::Events;
+pub use observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window, metrics};
 pub use snapshot::{KindSnapshot, Snapshot};
 pub use surge::SurgeConfig;
 

@@ -409,13 +409,13 @@ fn a_hanging_sender_stalls_only_its_own_send() {
 fn a_panicking_subscriber_does_not_take_the_breaker_down_and_the_others_still_hear() {
     let breaker = breaker();
     let heard = Arc::new(AtomicU64::new(0));
-    breaker.subscribe(|event| panic!("subscriber bug on {}", event.kind));
+    breaker.subscribe(|event| panic!("subscriber bug on {}", event.kind)).detach();
     let counter = Arc::clone(&heard);
     breaker.subscribe(move |event| {
         if event.is_trip() {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-    });
+    }).detach();
     let kinds = ["a", "b", "c", "d"];
     thread::scope(|s| {
         for kind in kinds {
@@ -522,7 +522,7 @@ fn a_subscriber_may_register_kinds_and_send_by_name_from_a_send_by_name() {
                 let _ = inner.check(&format!("tenant{i}.email.receipt"));
             }
             assert_eq!(inner.check(&event.kind), Decision::Blocked(event.reason));
-        });
+        }).detach();
         let allowed = (0..100).filter(|_| breaker.check(KINDS[2]).is_allowed()).count();
         let _ = done.send((
             allowed,

@@ -16,7 +16,7 @@ fn recorded(config: Config) -> (Breaker<ManualClock>, ManualClock, Arc<Mutex<Vec
     let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone())).detach();
     (breaker, clock, events)
 }
 
@@ -47,7 +47,7 @@ fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
                 event.window.threshold
             ));
         }
-    });
+    }).detach();
 
     let allowed = send(
         &breaker,
@@ -211,7 +211,7 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
         let _ = inner.config();
         let _ = inner.check(&format!("{}.echo", event.kind));
         let _ = inner.status();
-    });
+    }).detach();
     let kind = breaker.kind("push.promo");
     while kind.check().is_allowed() {} // trip at the warm-up ceiling
     clock.advance(std::time::Duration::from_secs(3600)); // a recovery is due
@@ -247,7 +247,7 @@ fn setup(recovery: Recovery, dry_run: bool) -> (Breaker<ManualClock>, ManualCloc
     let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone())).detach();
     (breaker, clock, events)
 }
 

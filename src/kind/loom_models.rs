@@ -48,6 +48,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
     let shared = Arc::new(Shared {
         clock: clock.clone(),
         subscribers: Subscribers::default(),
+        name: Arc::from("default"),
     });
     let heard = Arc::new(Heard::default());
     let seen = Arc::clone(&heard);
@@ -58,7 +59,8 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
         if event.to == State::HalfOpen {
             seen.half_opens.fetch_add(1, StdOrdering::Relaxed);
         }
-    }));
+    }))
+    .detach();
     let kind = Arc::new(Kind::new(
         "loom".into(),
         Arc::new(settings),
