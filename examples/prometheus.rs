@@ -18,7 +18,8 @@ use spikebreaker::{Breaker, Config, Decision, ManualClock};
 const RUNAWAY: &str = "security.2fa_changed";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (flags, ports): (Vec<String>, Vec<String>) = std::env::args().skip(1).partition(|arg| arg.starts_with("--"));
+    let (flags, ports): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|arg| arg.starts_with("--"));
     let serve = match flags.as_slice() {
         [] => false,
         [flag] if flag == "--serve" => true,
@@ -41,11 +42,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let clock = ManualClock::new();
     let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
-    breaker.subscribe(|event| {
-        if event.is_trip() {
-            println!("event: {event}");
-        }
-    }).detach();
+    breaker
+        .subscribe(|event| {
+            if event.is_trip() {
+                println!("event: {event}");
+            }
+        })
+        .detach();
     let welcome = breaker.kind("email.welcome");
     let runaway = breaker.kind(RUNAWAY);
 
@@ -76,7 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in exposition.lines().filter(|line| line.contains(RUNAWAY)) {
         println!("  {line}");
     }
-    if !exposition.contains(&format!("spikebreaker_state{{breaker=\"default\",kind=\"{RUNAWAY}\"}} 1")) {
+    if !exposition.contains(&format!(
+        "spikebreaker_state{{breaker=\"default\",kind=\"{RUNAWAY}\"}} 1"
+    )) {
         return Err("the tripped kind is not open in the exposition".into());
     }
     if serve {

@@ -16,9 +16,9 @@ use crate::config::{Compiled, Config};
 use crate::error::Error;
 use crate::kind::{Decision, Detour, Kind, KindHandle, Reason, Resolve, Shared, State};
 use crate::name::{self, OVERFLOW_KIND};
-use crate::observe::metrics::BreakerMetrics;
 #[cfg(feature = "tokio")]
 use crate::observe::Events;
+use crate::observe::metrics::BreakerMetrics;
 use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription};
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::file::SnapshotFile;
@@ -91,7 +91,13 @@ impl Breaker<SystemClock> {
 impl<C: Clock> Breaker<C> {
     /// A breaker on the given clock ([`ManualClock`](crate::ManualClock) for tests and replays).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
-        Self::assemble(config, clock, Breaker::DEFAULT_NAME.to_owned(), None, Duration::MAX)
+        Self::assemble(
+            config,
+            clock,
+            Breaker::DEFAULT_NAME.to_owned(),
+            None,
+            Duration::MAX,
+        )
     }
 
     /// What [`BreakerBuilder::build`] builds: with a snapshot file, restored from it and saved

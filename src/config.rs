@@ -117,8 +117,12 @@ pub enum Recovery {
 /// | `probe_secs` | 60 | at most 30 days |
 /// | `open_alert_secs` | 3600 | 1 to 30 days |
 /// | `dry_run` | false | |
+///
+/// Read from TOML or JSON, it is a patch over these defaults, as an override is ([`KindOverride`]):
+/// a timescale's table given in part keeps that timescale's defaults for the rest, and setting
+/// `minute.floor` without `warmup_ceiling` scales the warm-up ceiling with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "KindOverride")]
 pub struct KindConfig {
     /// Length of the minute window, the sliding window a send is judged on most finely, in
     /// seconds (1 to 3600; 60 by default). The hour and day windows are fixed.
@@ -191,9 +195,8 @@ pub struct KindConfig {
 /// | `floor` | 50 | 120 | 600 | 0 or more |
 /// | `ceiling` | none | none | none | at least 1 and at least `floor` |
 ///
-/// A table left out of the TOML gets that timescale's defaults; one given in part takes the
-/// minute defaults for the rest in `[defaults]` (write every field there), and in an override
-/// patches the kind's timescale field by field.
+/// A table left out of the TOML gets that timescale's defaults; one given in part keeps that
+/// timescale's defaults (in `[defaults]`) or the kind's (in an override) for the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimescaleConfig {
@@ -322,6 +325,13 @@ impl TimescaleOverride {
     }
 }
 
+impl From<KindOverride> for KindConfig {
+    /// The defaults with `patch` laid over them: how `[defaults]` is read.
+    fn from(patch: KindOverride) -> Self {
+        patch.apply_to(&Self::default())
+    }
+}
+
 impl KindOverride {
     /// `base` with this override's fields laid over it.
     pub fn apply_to(&self, base: &KindConfig) -> KindConfig {
@@ -330,9 +340,11 @@ impl KindOverride {
             minute: self.minute.apply_to(&base.minute),
             hour: self.hour.apply_to(&base.hour),
             day: self.day.apply_to(&base.day),
-            warmup_ceiling: self
-                .warmup_ceiling
-                .unwrap_or_else(|| self.minute.floor.map_or(base.warmup_ceiling, |floor| warmup_for(base, floor))),
+            warmup_ceiling: self.warmup_ceiling.unwrap_or_else(|| {
+                self.minute
+                    .floor
+                    .map_or(base.warmup_ceiling, |floor| warmup_for(base, floor))
+            }),
             warmup_secs: self.warmup_secs.unwrap_or(base.warmup_secs),
             max_growth_per_hour: self.max_growth_per_hour.unwrap_or(base.max_growth_per_hour),
             recovery: self.recovery.unwrap_or(base.recovery),
@@ -352,7 +364,8 @@ fn warmup_for(base: &KindConfig, floor: u64) -> u64 {
     if base.minute.floor == 0 {
         return base.warmup_ceiling.max(floor);
     }
-    let scaled = (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base.minute.floor));
+    let scaled =
+        (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base.minute.floor));
     u64::try_from(scaled).unwrap_or(u64::MAX).max(floor)
 }
 
@@ -394,7 +407,10 @@ impl Config {
     /// ```
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         let parse: fn(&str) -> Result<Self, Error> = match extension.as_deref() {
             Some("toml") => Self::from_toml,
             Some("json") => Self::from_json,
@@ -675,7 +691,9 @@ impl<K: AsRef<str> + Ord, T> Keys<K, T> {
     }
 
     fn values(&self) -> impl Iterator<Item = &T> {
-        self.exact.values().chain(self.patterns.iter().map(|(_, value)| value))
+        self.exact
+            .values()
+            .chain(self.patterns.iter().map(|(_, value)| value))
     }
 }
 
@@ -700,7 +718,9 @@ impl Compiled {
         if kind == OVERFLOW_KIND {
             return &self.overflow;
         }
-        self.overrides.get(kind).map_or(&self.defaults, |(_, settings)| settings)
+        self.overrides
+            .get(kind)
+            .map_or(&self.defaults, |(_, settings)| settings)
     }
 
     /// Whether `kind` is named in the configuration (by its exact name: a pattern reserves
@@ -866,6 +886,17 @@ mod tests {
             config.kind_config("b").minute.floor,
             KindConfig::default().minute.floor
         );
+    }
+
+    #[test]
+    fn a_timescale_given_in_part_keeps_its_own_defaults() {
+        let config =
+            Config::from_toml("[defaults.hour]\nfloor = 200\n[defaults.minute]\nfloor = 20\n").unwrap();
+        let hour = config.defaults.hour;
+        assert_eq!((hour.factor, hour.sigmas, hour.floor), (2.0, 4.5, 200));
+        assert_eq!(config.defaults.warmup_ceiling, 200, "scaled with the floor");
+        let explicit = Config::from_toml("[defaults]\nwarmup_ceiling = 40\nminute.floor = 20\n").unwrap();
+        assert_eq!(explicit.defaults.warmup_ceiling, 40);
     }
 
     #[test]

@@ -88,8 +88,8 @@ pub use error::Error;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
 pub use guard::{
-    AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined,
-    Sender, SenderFn, WithRecipient, sender_fn,
+    AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined, Sender,
+    SenderFn, WithRecipient, sender_fn,
 };
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};

@@ -78,7 +78,10 @@ minute = { floor = 2, ceiling = 2 }
     assert_eq!((allowed, state), (20, State::Open));
     clock.advance(Duration::from_secs(6 * 3600));
     breaker.refresh();
-    assert_eq!(breaker.kind_status("security.2fa_changed").unwrap().state, State::Open);
+    assert_eq!(
+        breaker.kind_status("security.2fa_changed").unwrap().state,
+        State::Open
+    );
     // The longest prefix beats a shorter one; the exact name beats both.
     assert_eq!(runaway(PATTERNS, "security.2fa.email", 100).0, 5);
     assert_eq!(runaway(PATTERNS, "security.2fa.sms", 100).0, 2);
@@ -87,13 +90,23 @@ minute = { floor = 2, ceiling = 2 }
     assert_eq!(runaway(PATTERNS, "security", 1_000).0, 500);
 
     let config = Config::from_toml(PATTERNS).unwrap();
-    assert_eq!(config.override_for("security.2fa.email").unwrap().0, "security.2fa.*");
-    assert_eq!(config.override_for("security.2fa.sms").unwrap().0, "security.2fa.sms");
+    assert_eq!(
+        config.override_for("security.2fa.email").unwrap().0,
+        "security.2fa.*"
+    );
+    assert_eq!(
+        config.override_for("security.2fa.sms").unwrap().0,
+        "security.2fa.sms"
+    );
     assert_eq!(config.override_for("security.login").unwrap().0, "security.*");
     assert!(config.override_for("email.welcome").is_none());
     // The status shows the settings the kind runs on.
     assert_eq!(config.kind_config("security.login").recovery, Recovery::Manual);
-    assert_eq!(config.kind_config("security.2fa.email").recovery, Recovery::Auto, "no stacking");
+    assert_eq!(
+        config.kind_config("security.2fa.email").recovery,
+        Recovery::Auto,
+        "no stacking"
+    );
 }
 
 #[test]
@@ -108,10 +121,21 @@ recovery = \"manual\"
     assert!(breaker.check("email.welcome").is_allowed()); // takes the one free slot
     let _ = breaker.check("security.login");
     let _ = breaker.check("billing.receipt");
-    assert!(breaker.kind_status("security.login").is_none(), "no room: the pattern reserves none");
-    assert!(breaker.kind_status("billing.receipt").is_some(), "named exactly: its own slot");
+    assert!(
+        breaker.kind_status("security.login").is_none(),
+        "no room: the pattern reserves none"
+    );
+    assert!(
+        breaker.kind_status("billing.receipt").is_some(),
+        "named exactly: its own slot"
+    );
     // Controls act on kinds the configuration names exactly, not on a pattern's kinds unseen.
-    assert!(breaker.force_open("security.other").unwrap_err().is_unknown_kind());
+    assert!(
+        breaker
+            .force_open("security.other")
+            .unwrap_err()
+            .is_unknown_kind()
+    );
 }
 
 #[test]
@@ -134,7 +158,10 @@ fn a_reload_resolves_patterns_again() {
 fn bad_patterns_are_refused_by_name() {
     for (text, expected) in [
         ("[kinds.\"*\"]\nrecovery = \"manual\"\n", "`*` alone"),
-        ("[kinds.\"*.login\"]\nrecovery = \"manual\"\n", "one `*` at the end"),
+        (
+            "[kinds.\"*.login\"]\nrecovery = \"manual\"\n",
+            "one `*` at the end",
+        ),
         ("[kinds.\"a.*.*\"]\nrecovery = \"manual\"\n", "one `*` at the end"),
         (
             "[[surges]]\nkind = \"a.*\"\nsends = 5\nfrom = \"2026-01-01T00:00:00Z\"\nuntil = \"2026-01-02T00:00:00Z\"\n",
@@ -157,7 +184,11 @@ fn keys_that_apply_to_no_kind_are_named() {
         config.unmatched_keys(["security.login", "sms.otp", "email.welcome"]),
         vec!["email.welcom", "security.*"]
     );
-    assert!(config.unmatched_keys(["security.x", "security.login", "sms.a", "email.welcom"]).is_empty());
+    assert!(
+        config
+            .unmatched_keys(["security.x", "security.login", "sms.a", "email.welcom"])
+            .is_empty()
+    );
 }
 
 /// The warm-up follows the kind's own settings: the README's override protects from the first

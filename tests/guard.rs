@@ -409,13 +409,17 @@ fn a_hanging_sender_stalls_only_its_own_send() {
 fn a_panicking_subscriber_does_not_take_the_breaker_down_and_the_others_still_hear() {
     let breaker = breaker();
     let heard = Arc::new(AtomicU64::new(0));
-    breaker.subscribe(|event| panic!("subscriber bug on {}", event.kind)).detach();
+    breaker
+        .subscribe(|event| panic!("subscriber bug on {}", event.kind))
+        .detach();
     let counter = Arc::clone(&heard);
-    breaker.subscribe(move |event| {
-        if event.is_trip() {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }).detach();
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .detach();
     let kinds = ["a", "b", "c", "d"];
     thread::scope(|s| {
         for kind in kinds {
@@ -514,15 +518,17 @@ fn a_subscriber_may_register_kinds_and_send_by_name_from_a_send_by_name() {
         let calls = Arc::new(AtomicUsize::new(0));
         let inner = breaker.clone();
         let seen = Arc::clone(&calls);
-        breaker.subscribe(move |event| {
-            seen.fetch_add(1, Ordering::Relaxed);
-            // Enough new kinds to land in every shard of the registry, the tripping kind's too:
-            // a send by name that ran its cold work under the registry's lock would deadlock.
-            for i in 0..200 {
-                let _ = inner.check(&format!("tenant{i}.email.receipt"));
-            }
-            assert_eq!(inner.check(&event.kind), Decision::Blocked(event.reason));
-        }).detach();
+        breaker
+            .subscribe(move |event| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                // Enough new kinds to land in every shard of the registry, the tripping kind's too:
+                // a send by name that ran its cold work under the registry's lock would deadlock.
+                for i in 0..200 {
+                    let _ = inner.check(&format!("tenant{i}.email.receipt"));
+                }
+                assert_eq!(inner.check(&event.kind), Decision::Blocked(event.reason));
+            })
+            .detach();
         let allowed = (0..100).filter(|_| breaker.check(KINDS[2]).is_allowed()).count();
         let _ = done.send((
             allowed,
@@ -551,18 +557,30 @@ fn closures_and_shared_senders_are_senders() {
         kind: "email.welcome",
         to: "a@example.com".into(),
     };
-    assert_eq!(Guarded::new(smtp.clone(), breaker.clone()).send(email()).unwrap(), "a@example.com");
+    assert_eq!(
+        Guarded::new(smtp.clone(), breaker.clone()).send(email()).unwrap(),
+        "a@example.com"
+    );
     let shared = Arc::new(smtp);
-    assert!(Guarded::new(Arc::clone(&shared), breaker.clone()).send(email()).is_ok());
+    assert!(
+        Guarded::new(Arc::clone(&shared), breaker.clone())
+            .send(email())
+            .is_ok()
+    );
     assert!(Guarded::new(&*shared, breaker.clone()).send(email()).is_ok());
     assert_eq!(sent.load(Ordering::Relaxed), 3);
 
     let push = spikebreaker::sender_fn(|email: Email| async move { Ok::<_, std::io::Error>(email.to.len()) });
     let guarded = Guarded::new(Arc::new(push), breaker.clone());
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    assert_eq!(runtime.block_on(AsyncSender::send(&guarded, email())).unwrap(), 13);
+    assert_eq!(
+        runtime.block_on(AsyncSender::send(&guarded, email())).unwrap(),
+        13
+    );
     breaker.force_open("email.welcome").unwrap();
-    let refused = runtime.block_on(AsyncSender::send(&guarded, email())).unwrap_err();
+    let refused = runtime
+        .block_on(AsyncSender::send(&guarded, email()))
+        .unwrap_err();
     assert_eq!(refused.into_blocked().unwrap().into_notification(), email());
 }
 
@@ -571,18 +589,29 @@ fn closures_and_shared_senders_are_senders() {
 fn a_refusal_says_when_the_kind_may_reopen() {
     let clock = ManualClock::new();
     let config =
-        Config::from_toml("[defaults]\ncooldown_secs = 120\n[kinds.manual]\nrecovery = \"manual\"\n").unwrap();
+        Config::from_toml("[defaults]\ncooldown_secs = 120\n[kinds.manual]\nrecovery = \"manual\"\n")
+            .unwrap();
     let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
-    let guarded = Guarded::new(spikebreaker::sender_fn(|_: Email| Ok::<_, ()>(())), breaker.clone());
+    let guarded = Guarded::new(
+        spikebreaker::sender_fn(|_: Email| Ok::<_, ()>(())),
+        breaker.clone(),
+    );
     let runaway = |kind: &'static str| loop {
         clock.advance(Duration::from_millis(10));
-        if let Err(GuardError::Blocked(blocked)) = guarded.send(Email { kind, to: String::new() }) {
+        if let Err(GuardError::Blocked(blocked)) = guarded.send(Email {
+            kind,
+            to: String::new(),
+        }) {
             break blocked;
         }
     };
     let auto = runaway("auto");
     assert_eq!(auto.reopens_at_ms(), Some(auto.tripped_at_ms() + 120_000));
-    assert_eq!(runaway("manual").reopens_at_ms(), None, "only an operator reopens it");
+    assert_eq!(
+        runaway("manual").reopens_at_ms(),
+        None,
+        "only an operator reopens it"
+    );
     breaker.force_open("auto").unwrap();
     assert_eq!(runaway("auto").reopens_at_ms(), None, "forced open");
     assert_eq!(runaway("").reopens_at_ms(), None, "an invalid name");

@@ -44,22 +44,38 @@ fn exported() -> BTreeSet<String> {
             max_kinds: 2,
             ..Config::default()
         };
-        let breaker = Breaker::builder().config(config).clock(clock.clone()).name("mailer").build().unwrap();
+        let breaker = Breaker::builder()
+            .config(config)
+            .clock(clock.clone())
+            .name("mailer")
+            .build()
+            .unwrap();
         for kind in ["email.welcome", "email.receipt", "user.1", "user.2"] {
             let _ = breaker.check(kind);
         }
-        breaker.plan_surge("email.receipt", 10, Duration::from_secs(60)).unwrap();
+        breaker
+            .plan_surge("email.receipt", 10, Duration::from_secs(60))
+            .unwrap();
         let sender = sender_fn(|_: Email| Ok::<_, std::io::Error>(()));
         let held = Quarantine::new(MemoryStore::new(10));
         let guarded = Guarded::new(sender, breaker.clone()).with_quarantine(held.clone());
-        let full = Guarded::new(sender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(0)));
+        let full =
+            Guarded::new(sender, breaker.clone()).with_quarantine(Quarantine::new(MemoryStore::new(0)));
         breaker.force_open("email.welcome").unwrap();
         for _ in 0..3 {
-            let _ = guarded.send(Email { kind: "email.welcome".into() });
+            let _ = guarded.send(Email {
+                kind: "email.welcome".into(),
+            });
         }
-        let _ = full.send(Email { kind: "email.welcome".into() });
+        let _ = full.send(Email {
+            kind: "email.welcome".into(),
+        });
         let welcome = Filter::kind("email.welcome");
-        assert_eq!(held.release(&welcome.clone().ids(vec![1]), &ReleaseOrder::default()).unwrap(), 1);
+        assert_eq!(
+            held.release(&welcome.clone().ids(vec![1]), &ReleaseOrder::default())
+                .unwrap(),
+            1
+        );
         Releaser::<Email>::new(held.clone()).step(&guarded).unwrap();
         assert!(held.discard(&welcome, "a runaway").unwrap() > 0);
         clock.advance(Duration::from_secs(5));
@@ -106,7 +122,11 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
     }
 
     let exported = exported();
-    for (file, text) in [("rules", &rules), ("rules' tests", &tests), ("dashboard", &queries)] {
+    for (file, text) in [
+        ("rules", &rules),
+        ("rules' tests", &tests),
+        ("dashboard", &queries),
+    ] {
         let used = names_in(text);
         assert!(used.len() >= 5, "{file}: {used:?}");
         let unknown: Vec<_> = used
@@ -114,7 +134,10 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
             .filter(|name| !exported.contains(*name))
             .filter(|name| cfg!(feature = "redis") || !name.contains("fleet"))
             .collect();
-        assert!(unknown.is_empty(), "{file} uses metrics spikebreaker does not export: {unknown:?}; it exports {exported:?}");
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics spikebreaker does not export: {unknown:?}; it exports {exported:?}"
+        );
     }
     // The alerts the operator needs are there.
     for alert in [
@@ -125,7 +148,10 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
         "SpikebreakerPlannedSurgeActive",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
-        assert!(tests.contains(&format!("alertname: {alert}")), "{alert} is tested");
+        assert!(
+            tests.contains(&format!("alertname: {alert}")),
+            "{alert} is tested"
+        );
     }
 }
 

@@ -75,7 +75,9 @@ fn a_tripped_kind_shows_open_with_counts_that_add_up() {
         assert_eq!(runaway_window(THRESHOLD_SENDS), Some(500.0));
         assert_eq!(runaway_window(WINDOW_SENDS), Some(1_500.0));
         assert_eq!(runaway_window(EXPECTED_SENDS), Some(0.0));
-        let day = format!("{THRESHOLD_SENDS}{{breaker=\"default\",kind=\"security.2fa_changed\",timescale=\"day\"}} inf");
+        let day = format!(
+            "{THRESHOLD_SENDS}{{breaker=\"default\",kind=\"security.2fa_changed\",timescale=\"day\"}} inf"
+        );
         assert!(text.contains(&day), "no day limit yet: {text}");
 
         let welcome = |name| value(&text, name, Some("email.welcome"));
@@ -310,7 +312,11 @@ fn two_breakers_in_one_process_keep_series_of_their_own() {
                 &format!("{ATTEMPTED}{{breaker=\"{breaker}\",kind=\"email.welcome\"}} "),
             )
         };
-        assert_eq!((attempted("a"), attempted("b")), (Some(10.0), Some(1.0)), "{text}");
+        assert_eq!(
+            (attempted("a"), attempted("b")),
+            (Some(10.0), Some(1.0)),
+            "{text}"
+        );
         assert_eq!(find(&text, &format!("{KINDS}{{breaker=\"b\"}} ")), Some(1.0));
     });
 }
@@ -328,7 +334,11 @@ fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_export()
         assert!(!prometheus.render().contains("email.receipt"));
         breaker.refresh();
         let text = prometheus.render();
-        assert_eq!(value(&text, ATTEMPTED, Some("email.receipt")), Some(10.0), "{text}");
+        assert_eq!(
+            value(&text, ATTEMPTED, Some("email.receipt")),
+            Some(10.0),
+            "{text}"
+        );
         assert_eq!(value(&text, STATE, Some("email.receipt")), Some(0.0), "{text}");
         assert_eq!(value(&text, KINDS, None), Some(1.0), "{text}");
         // A roll-over finds the new recorder too, without a refresh.
@@ -336,6 +346,9 @@ fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_export()
         assert!(kind.check().is_allowed());
         clock.advance(Duration::from_secs(5));
         assert!(kind.check().is_allowed());
-        assert_eq!(value(&prometheus.render(), ATTEMPTED, Some("email.receipt")), Some(11.0));
+        assert_eq!(
+            value(&prometheus.render(), ATTEMPTED, Some("email.receipt")),
+            Some(11.0)
+        );
     });
 }

@@ -334,7 +334,10 @@ fn a_snapshot_file_keeps_what_was_learned_across_a_restart_with_one_line_of_setu
     assert!(carries_on(&restarted));
     // An explicit save writes the file in place, atomically: no temporary file is left.
     restarted.save_snapshot().unwrap();
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("spikebreaker.json")]);
 }
 
@@ -370,7 +373,10 @@ fn a_corrupt_or_foreign_snapshot_file_is_set_aside_and_the_breaker_starts_afresh
         ("empty", Vec::new()),
         ("not UTF-8", vec![0xff, 0xfe, 0x00, 0x7b]),
         ("another program's", b"[defaults]\nwindow_secs = 60\n".to_vec()),
-        ("a newer version's", good.replacen("\"version\":2", "\"version\":9", 1).into_bytes()),
+        (
+            "a newer version's",
+            good.replacen("\"version\":2", "\"version\":9", 1).into_bytes(),
+        ),
     ];
     for (what, bytes) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -379,7 +385,11 @@ fn a_corrupt_or_foreign_snapshot_file_is_set_aside_and_the_breaker_starts_afresh
         let breaker = keeping(&path, &ManualClock::new());
         assert!(!carries_on(&breaker), "{what}: nothing learned restored");
         let aside = dir.path().join("spikebreaker.json.corrupt");
-        assert_eq!(std::fs::read(&aside).unwrap(), bytes, "{what}: set aside untouched");
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            bytes,
+            "{what}: set aside untouched"
+        );
         assert!(!path.exists(), "{what}");
         // The next save starts a good file.
         breaker.save_snapshot().unwrap();
@@ -420,6 +430,11 @@ fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() 
         .unwrap();
     let error = breaker.save_snapshot().unwrap_err();
     assert!(error.is_file(), "{error}");
-    assert!(error.to_string().contains("/nonexistent-spikebreaker-dir/spikebreaker.json"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent-spikebreaker-dir/spikebreaker.json"),
+        "{error}"
+    );
     drop(breaker); // logs the failed save at shutdown
 }

@@ -108,6 +108,12 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// The breaker. Fails only on an invalid configuration, naming the field and value.
     pub fn build(self) -> Result<Breaker<C>, Error> {
-        Breaker::assemble(self.config, self.clock, self.name, self.snapshot_file, self.save_every)
+        Breaker::assemble(
+            self.config,
+            self.clock,
+            self.name,
+            self.snapshot_file,
+            self.save_every,
+        )
     }
 }

@@ -418,11 +418,19 @@ mod tests {
         });
         let values = values(&recorder);
         assert_eq!(
-            values.get(&(MetricKind::Counter, OVERFLOWED.to_owned(), vec!["breaker=api".to_owned()])),
+            values.get(&(
+                MetricKind::Counter,
+                OVERFLOWED.to_owned(),
+                vec!["breaker=api".to_owned()]
+            )),
             Some(&DebugValue::Counter(7))
         );
         assert_eq!(
-            values.get(&(MetricKind::Gauge, KINDS.to_owned(), vec!["breaker=api".to_owned()])),
+            values.get(&(
+                MetricKind::Gauge,
+                KINDS.to_owned(),
+                vec!["breaker=api".to_owned()]
+            )),
             Some(&DebugValue::Gauge(2.0.into()))
         );
     }

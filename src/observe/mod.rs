@@ -10,9 +10,9 @@ mod subscription;
 mod window;
 
 pub use event::Event;
+pub use status::{BreakerStatus, KindStatus, Surge};
 #[cfg(feature = "tokio")]
 pub use subscription::Events;
 pub(crate) use subscription::Subscribers;
 pub use subscription::Subscription;
-pub use status::{BreakerStatus, KindStatus, Surge};
 pub use window::Window;

@@ -190,7 +190,10 @@ mod tests {
         subscribers.emit(&[event()]);
         drop(subscription);
         subscribers.emit(&[event(), event()]);
-        assert_eq!((kept.load(Ordering::Relaxed), dropped.load(Ordering::Relaxed)), (3, 1));
+        assert_eq!(
+            (kept.load(Ordering::Relaxed), dropped.load(Ordering::Relaxed)),
+            (3, 1)
+        );
         assert_eq!(subscribers.list.read().len(), 1);
     }
 }

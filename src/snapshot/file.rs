@@ -81,7 +81,9 @@ impl SnapshotFile {
         let mut n = 0;
         while aside.exists() {
             n += 1;
-            aside = self.path.with_file_name(format!("{}.{n}", name.to_string_lossy()));
+            aside = self
+                .path
+                .with_file_name(format!("{}.{n}", name.to_string_lossy()));
         }
         match fs::rename(&self.path, &aside) {
             Ok(()) => tracing::warn!(
@@ -165,8 +167,14 @@ mod tests {
             assert_eq!(file.load(), None);
         }
         assert!(!file.path().exists());
-        assert_eq!(fs::read_to_string(dir.path().join("learned.json.corrupt")).unwrap(), "first");
-        assert_eq!(fs::read_to_string(dir.path().join("learned.json.corrupt.1")).unwrap(), "second");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("learned.json.corrupt")).unwrap(),
+            "first"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("learned.json.corrupt.1")).unwrap(),
+            "second"
+        );
     }
 
     #[test]
@@ -179,6 +187,9 @@ mod tests {
             })
             .unwrap_err()
             .to_string();
-        assert!(error.contains("/nonexistent-spikebreaker-dir/learned.json.tmp"), "{error}");
+        assert!(
+            error.contains("/nonexistent-spikebreaker-dir/learned.json.tmp"),
+            "{error}"
+        );
     }
 }
