@@ -406,7 +406,7 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "200",
     ),
     (
-        "[defaults.minute]\nfloor = 2000\n",
+        "[defaults]\nwarmup_ceiling = 500\nminute.floor = 2000\n",
         "defaults.warmup_ceiling",
         "500",
     ),
@@ -517,8 +517,8 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
             &["out of range", "line 1 column 40"],
         ),
         (
-            r#"{"defaults": {"minute": {"factor": null}}}"#,
-            &["`defaults.minute.factor`", "null", "line 1 column 39"],
+            r#"{"defaults": {"minute": {"factor": "3"}}}"#,
+            &["`defaults.minute.factor`", "\"3\"", "line 1 column 38"],
         ),
         (
             r#"{"defaults": {"window_secs": 1.5}}"#,

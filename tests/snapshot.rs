@@ -11,14 +11,7 @@ use spikebreaker::{Breaker, Config, KindHandle, ManualClock, Snapshot};
 fn a_snapshot_carries_what_was_learned_across_a_restart() {
     let clock = ManualClock::new();
     let first = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
-    let kind = first.kind("sms.login_code");
-    for _ in 0..120 {
-        for _ in 0..900 {
-            let _ = kind.check();
-        }
-        clock.advance(Duration::from_secs(60));
-    }
-    assert!(kind.status().warmed_up);
+    teach(&first, &clock);
     let saved = first.snapshot().to_json();
 
     // A restart without the snapshot holds the busy kind to the warm-up ceiling...

@@ -59,65 +59,42 @@ pub trait Notification {
     }
 }
 
-impl<N, S: Sender<N> + ?Sized> Sender<N> for Arc<S> {
-    type Output = S::Output;
-    type Error = S::Error;
+/// A shared sender is a sender: `Arc<S>` and `&S` send through `S`.
+macro_rules! shared_sender {
+    ($($shared:ty),*) => {$(
+        impl<N, S: Sender<N> + ?Sized> Sender<N> for $shared {
+            type Output = S::Output;
+            type Error = S::Error;
 
-    fn send(&self, notification: N) -> Result<Self::Output, Self::Error> {
-        (**self).send(notification)
-    }
+            fn send(&self, notification: N) -> Result<Self::Output, Self::Error> {
+                (**self).send(notification)
+            }
 
-    fn send_released(&self, notification: N, key: &str) -> Result<Self::Output, Self::Error> {
-        (**self).send_released(notification, key)
-    }
+            fn send_released(&self, notification: N, key: &str) -> Result<Self::Output, Self::Error> {
+                (**self).send_released(notification, key)
+            }
+        }
+
+        impl<N, S: AsyncSender<N> + ?Sized> AsyncSender<N> for $shared {
+            type Output = S::Output;
+            type Error = S::Error;
+
+            fn send(&self, notification: N) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+                (**self).send(notification)
+            }
+
+            fn send_released(
+                &self,
+                notification: N,
+                key: &str,
+            ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+                (**self).send_released(notification, key)
+            }
+        }
+    )*};
 }
 
-impl<N, S: Sender<N> + ?Sized> Sender<N> for &S {
-    type Output = S::Output;
-    type Error = S::Error;
-
-    fn send(&self, notification: N) -> Result<Self::Output, Self::Error> {
-        (**self).send(notification)
-    }
-
-    fn send_released(&self, notification: N, key: &str) -> Result<Self::Output, Self::Error> {
-        (**self).send_released(notification, key)
-    }
-}
-
-impl<N, S: AsyncSender<N> + ?Sized> AsyncSender<N> for Arc<S> {
-    type Output = S::Output;
-    type Error = S::Error;
-
-    fn send(&self, notification: N) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
-        (**self).send(notification)
-    }
-
-    fn send_released(
-        &self,
-        notification: N,
-        key: &str,
-    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
-        (**self).send_released(notification, key)
-    }
-}
-
-impl<N, S: AsyncSender<N> + ?Sized> AsyncSender<N> for &S {
-    type Output = S::Output;
-    type Error = S::Error;
-
-    fn send(&self, notification: N) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
-        (**self).send(notification)
-    }
-
-    fn send_released(
-        &self,
-        notification: N,
-        key: &str,
-    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
-        (**self).send_released(notification, key)
-    }
-}
+shared_sender!(Arc<S>, &S);
 
 /// A closure as a sender: `Fn(N) -> Result<T, E>` is a [`Sender`], `Fn(N) -> impl Future<Output =
 /// Result<T, E>>` an [`AsyncSender`]. Made by [`sender_fn`].
