@@ -445,9 +445,13 @@ impl<C: Clock> Breaker<C> {
     /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
     /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
     /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.
+    ///
+    /// It also finds a metrics recorder installed after the breaker: its handles, and every
+    /// kind's, are registered again with it (see [`metrics`](crate::metrics)).
     pub fn refresh(&self) {
+        let rebind = self.inner.metrics.lock().follow_the_recorder();
         for kind in self.inner.registry.all() {
-            kind.refresh();
+            kind.refresh(rebind);
         }
         self.inner.export_registry_metrics();
     }

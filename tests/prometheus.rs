@@ -322,7 +322,7 @@ fn two_breakers_in_one_process_keep_series_of_their_own() {
 }
 
 #[test]
-fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_export() {
+fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_refresh() {
     // No recorder yet: the breaker and its kind register their handles with the no-op one.
     let clock = ManualClock::new();
     let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
@@ -331,24 +331,30 @@ fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_export()
         assert!(kind.check().is_allowed());
     }
     with_prometheus(|prometheus| {
+        clock.advance(Duration::from_secs(5));
+        assert!(
+            kind.check().is_allowed(),
+            "a roll-over: exports to the handles it has"
+        );
         assert!(!prometheus.render().contains("email.receipt"));
         breaker.refresh();
         let text = prometheus.render();
         assert_eq!(
             value(&text, ATTEMPTED, Some("email.receipt")),
-            Some(10.0),
+            Some(11.0),
             "{text}"
         );
         assert_eq!(value(&text, STATE, Some("email.receipt")), Some(0.0), "{text}");
         assert_eq!(value(&text, KINDS, None), Some(1.0), "{text}");
-        // A roll-over finds the new recorder too, without a refresh.
+        // From then on, roll-overs export to it.
         clock.advance(Duration::from_secs(5));
         assert!(kind.check().is_allowed());
         clock.advance(Duration::from_secs(5));
         assert!(kind.check().is_allowed());
         assert_eq!(
             value(&prometheus.render(), ATTEMPTED, Some("email.receipt")),
-            Some(11.0)
+            Some(12.0),
+            "a roll-over exports what was rolled: the send of each edge counts after"
         );
     });
 }

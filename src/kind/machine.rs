@@ -401,15 +401,11 @@ impl<C: Clock> Kind<C> {
     /// The gauges (state, windows) are registered as they are exported (a kind holds no handles
     /// for them), so they are exported with news (a transition, a surge), on every operator call
     /// and on `refresh`, not at every roll-over.
-    ///
-    /// The handles follow the recorder in force: if it is not the one they were registered with
-    /// (a recorder installed after the breaker), they are registered again, once.
     pub(super) fn export(&self, cold: &mut Cold, gauges: bool) {
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
         let breaker = &self.shared().name;
-        let attempted = self.attempted(cold);
-        cold.metrics.follow_the_recorder(breaker, self.name());
-        cold.metrics.export_counts(attempted, blocked, cold.trips);
+        cold.metrics
+            .export_counts(self.attempted(cold), blocked, cold.trips);
         if gauges {
             let now = self.shared().clock.now_ms();
             KindMetrics::export_gauges(breaker, &self.figures(cold, now));
@@ -442,9 +438,15 @@ impl<C: Clock> Kind<C> {
         result
     }
 
-    /// Brings the window, any due transition and the metrics up to now, without counting a send.
-    pub(crate) fn refresh(&self) {
-        self.cold_op(|_, _, _, _| ());
+    /// Brings the window, any due transition and the metrics up to now, without counting a send;
+    /// with `rebind`, registers the kind's metrics handles again first, with the recorder in
+    /// force (one installed after the kind).
+    pub(crate) fn refresh(&self, rebind: bool) {
+        self.cold_op(|kind, cold, _, _| {
+            if rebind {
+                cold.metrics = KindMetrics::register(&kind.shared().name, kind.name());
+            }
+        });
     }
 
     /// Operator: hold the kind open (`State::Open`) or closed (`State::Closed`) until reset.

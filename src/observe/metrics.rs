@@ -11,12 +11,12 @@
 //! operator call, and on [`Breaker::refresh`](crate::Breaker::refresh). A service calls `refresh`
 //! before a scrape, or every few seconds, so that quiet kinds are current.
 //!
-//! **A recorder installed after the breaker** is found at the next export: handles registered
-//! with another recorder (the no-op one, when none was installed) are registered again with the
-//! one in force, once, and a warning is logged (`tracing`), so nothing is lost but what the old
-//! recorder took. Installing the recorder first is still best: until the next export of each
-//! kind (its next roll-over, or `refresh`), its series are missing. Without any recorder,
-//! everything is a no-op.
+//! **A recorder installed after the breaker** is found by the next
+//! [`Breaker::refresh`](crate::Breaker::refresh): handles registered with another recorder (the
+//! no-op one, when none was installed) are registered again with the one in force, once, and a
+//! warning is logged (`tracing`), so the series appear, from the kinds' own totals. Installing
+//! the recorder first is still best: until that refresh, the counters are missing. Without any
+//! recorder, everything is a no-op.
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;
@@ -177,30 +177,23 @@ fn recorder_in_force() -> usize {
 }
 
 /// Notes, once per change, that handles registered with one recorder found another in force.
-fn warn_recorder_changed() {
+fn warn_recorder_changed(now: usize) {
     static WARNED_FOR: AtomicUsize = AtomicUsize::new(0);
-    let now = recorder_in_force();
     if WARNED_FOR.swap(now, Ordering::Relaxed) != now {
         tracing::warn!(
             "the metrics recorder changed after spikebreaker registered its series (a recorder \
              installed after the breaker?): its series are registered again with the recorder in \
              force; install the recorder before creating the breaker"
         );
-        describe();
     }
 }
 
 /// One kind's handles for its counters, exported at every roll-over, registered once when the
-/// kind is created (and again if another recorder is installed: [`follow_the_recorder`]). Its
-/// gauges are registered as they are exported ([`export_gauges`](Self::export_gauges)), so that
-/// a kind stays small.
-///
-/// [`follow_the_recorder`]: Self::follow_the_recorder
+/// kind is created (and again if [`BreakerMetrics::follow_the_recorder`] finds another
+/// recorder). Its gauges are registered as they are exported
+/// ([`export_gauges`](Self::export_gauges)), so that a kind stays small.
 #[derive(Debug)]
 pub(crate) struct KindMetrics {
-    /// The recorder they were registered with ([`recorder_in_force`]); 0 for handles that never
-    /// record.
-    recorder: usize,
     attempted: Counter,
     allowed: Counter,
     blocked: Counter,
@@ -216,7 +209,6 @@ impl KindMetrics {
             ]
         };
         Self {
-            recorder: recorder_in_force(),
             attempted: counter!(ATTEMPTED, &labels()),
             allowed: counter!(ALLOWED, &labels()),
             blocked: counter!(BLOCKED, &labels()),
@@ -227,19 +219,10 @@ impl KindMetrics {
     /// Handles that record nothing, for a kind that is never exported.
     pub(crate) fn none() -> Self {
         Self {
-            recorder: 0,
             attempted: Counter::noop(),
             allowed: Counter::noop(),
             blocked: Counter::noop(),
             trips: Counter::noop(),
-        }
-    }
-
-    /// Registers the handles again if the recorder in force is not the one they record into.
-    pub(crate) fn follow_the_recorder(&mut self, breaker: &Arc<str>, kind: &Arc<str>) {
-        if self.recorder != 0 && self.recorder != recorder_in_force() {
-            warn_recorder_changed();
-            *self = Self::register(breaker, kind);
         }
     }
 
@@ -304,11 +287,20 @@ impl BreakerMetrics {
         }
     }
 
-    pub(crate) fn export(&mut self, kinds: usize, overflowed: u64) {
-        if self.recorder != recorder_in_force() {
-            warn_recorder_changed();
-            *self = Self::register(&self.name);
+    /// Whether the recorder in force is not the one the breaker's handles were registered with
+    /// (a recorder installed after the breaker); if so, registers the breaker's again (and
+    /// describes every metric to it), and the caller registers every kind's.
+    pub(crate) fn follow_the_recorder(&mut self) -> bool {
+        let now = recorder_in_force();
+        if self.recorder == now {
+            return false;
         }
+        warn_recorder_changed(now);
+        *self = Self::register(&self.name);
+        true
+    }
+
+    pub(crate) fn export(&self, kinds: usize, overflowed: u64) {
         self.kinds.set(kinds as f64);
         self.overflowed.absolute(overflowed);
     }
@@ -412,7 +404,7 @@ mod tests {
     fn counters_never_go_back() {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
-            let mut handles = BreakerMetrics::register(&Arc::from("api"));
+            let handles = BreakerMetrics::register(&Arc::from("api"));
             handles.export(3, 7);
             handles.export(2, 5);
         });
