@@ -384,11 +384,23 @@ impl<C: Clock> Breaker<C> {
     /// ```
     ///
     /// A surge may announce a kind not seen yet (a new campaign), registering it; it is refused
-    /// with [`Error::InvalidKindName`] for a name that breaks the kind-name rule, and with
+    /// with [`Error::InvalidKindName`] for a name that breaks the kind-name rule, with
+    /// [`Error::Invalid`] for no sends or a duration of nothing or over 30 days, and with
     /// [`Error::NoRoom`] when the registry is full (a surge never lands on the overflow kind:
     /// name the kind in the configuration to keep it a slot).
     pub fn plan_surge(&self, kind: &str, sends: u64, duration: Duration) -> Result<(), Error> {
         name::validate_kind_name(kind)?;
+        if sends == 0 {
+            return Err(Error::invalid("sends", sends, "must be at least 1"));
+        }
+        let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        if !(1..=crate::surge::MAX_SURGE_MS).contains(&for_ms) {
+            return Err(Error::invalid(
+                "duration",
+                format!("{duration:?}"),
+                "must be 1 ms to 30 days",
+            ));
+        }
         let found = self
             .inner
             .resolve(kind)
@@ -396,7 +408,6 @@ impl<C: Clock> Breaker<C> {
         if found.name().as_ref() != kind {
             return Err(Error::NoRoom(kind.to_owned()));
         }
-        let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         found.plan_surge(sends, for_ms);
         Ok(())
     }

@@ -162,8 +162,9 @@ pub struct KindConfig {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub warmup_ceiling: u64,
-    /// Minutes with sends to learn before the kind is warm, in seconds (3600 by default: an
-    /// hour's worth of minutes with traffic; 0 to 30 days).
+    /// How long, in minute windows with sends, the kind learns before it is warm: this many
+    /// seconds of them (3600 by default: an hour's worth of minutes with traffic; with
+    /// `window_secs = 5`, 720 windows of 5 s; 0 to 30 days).
     pub warmup_secs: u64,
     /// Once a day is learned, the recent rate the kind is judged against may grow by at most
     /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
@@ -800,7 +801,8 @@ impl KindConfig {
                 bucket_ms: window_ms / BUCKETS as u64,
                 guards,
                 warmup_ceiling: self.warmup_ceiling,
-                warmup_minutes: u32::try_from(self.warmup_secs.div_ceil(60)).unwrap_or(u32::MAX),
+                warmup_windows: u32::try_from(self.warmup_secs.div_ceil(self.window_secs))
+                    .unwrap_or(u32::MAX),
                 growth_per_hour: self.max_growth_per_hour,
                 learns: true,
             },
@@ -903,9 +905,15 @@ mod tests {
     fn settings_compile_into_the_detector_policy() {
         let p = KindConfig::default().compile("defaults").unwrap().policy;
         assert_eq!(p.bucket_ms * BUCKETS as u64, 60_000);
-        assert_eq!(p.warmup_minutes, 60);
+        assert_eq!(p.warmup_windows, 60);
         assert_eq!(p.guards[1].floor, 120);
         assert_eq!(p.guards[2].ceiling, u64::MAX);
+        // The warm-up is time: an hour of 5-second windows is 720 of them.
+        let short = KindConfig {
+            window_secs: 5,
+            ..KindConfig::default()
+        };
+        assert_eq!(short.compile("defaults").unwrap().policy.warmup_windows, 720);
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub struct KindSnapshot {
     pub burst: [f64; 2],
     /// Hours the bursts were learned from.
     pub burst_hours: u32,
-    /// Minutes with sends learned (the warm-up).
+    /// Minute windows (of the kind's `window_secs`) with sends learned: the warm-up.
     pub minutes: u32,
     /// Hours learned.
     pub hours: u32,

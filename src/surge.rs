@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::name;
 
 /// The longest a surge may last.
-const MAX_SURGE_MS: u64 = 30 * 86_400_000;
+pub(crate) const MAX_SURGE_MS: u64 = 30 * 86_400_000;
 
 /// A surge announced in the configuration (`[[surges]]`), between two RFC 3339 times.
 ///

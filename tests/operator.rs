@@ -611,3 +611,20 @@ fn a_kind_named_in_the_configuration_can_be_controlled_before_its_first_send() {
     );
     assert_eq!(breaker.status().registered, 2, "its own slot, beyond max_kinds");
 }
+
+#[test]
+fn a_surge_of_nothing_or_of_no_end_is_refused() {
+    let (breaker, _clock, events) = recorded(Config::default());
+    let _ = breaker.kind("email.campaign");
+    for (sends, duration, field) in [
+        (0, Duration::from_secs(60), "sends"),
+        (10, Duration::ZERO, "duration"),
+        (10, Duration::MAX, "duration"),
+        (10, Duration::from_secs(31 * 86_400), "duration"),
+    ] {
+        let error = breaker.plan_surge("email.campaign", sends, duration).unwrap_err();
+        assert!(error.is_config() && error.to_string().contains(field), "{error}");
+    }
+    assert_eq!(breaker.kind_status("email.campaign").unwrap().surge, None);
+    assert!(events.lock().unwrap().is_empty());
+}

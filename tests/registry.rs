@@ -268,3 +268,19 @@ fn a_clock_that_panics_while_a_kind_registers_loses_no_slot() {
     }
     assert_eq!(breaker.status().registered, 50, "all 50 slots usable");
 }
+
+#[test]
+fn relearning_the_overflow_kind_leaves_its_limit_fixed() {
+    let (breaker, clock) = breaker("evict_idle_secs = 86400\n");
+    junk(
+        &breaker,
+        &clock,
+        0,
+        MAX_KINDS as u64 + 300,
+        Duration::from_millis(100),
+    );
+    breaker.relearn(OVERFLOW_KIND).unwrap();
+    let overflow = breaker.kind_status(OVERFLOW_KIND).unwrap();
+    assert!(!overflow.warmed_up, "{overflow:?}");
+    assert_eq!(overflow.minute().threshold, 500, "the warm-up ceiling, as before");
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spikebreaker::{Breaker, Config, KindHandle, ManualClock, Snapshot};
+use spikebreaker::{Breaker, Config, KindHandle, KindSnapshot, ManualClock, Snapshot};
 
 #[test]
 fn a_snapshot_carries_what_was_learned_across_a_restart() {
@@ -430,4 +430,31 @@ fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() 
         "{error}"
     );
     drop(breaker); // logs the failed save at shutdown
+}
+
+/// The widest bursts a snapshot may claim still leave the minute window a limit: a restored
+/// snapshot cannot switch it off.
+#[test]
+fn the_widest_bursts_a_snapshot_may_claim_leave_the_minute_window_a_limit() {
+    let learned = KindSnapshot {
+        week: vec![Some(600.0); 168],
+        average_per_minute: 10.0,
+        recent_per_minute: 10.0,
+        longrun_per_hour: 600.0,
+        spread_moments: [[0.0, 1.0]; 2],
+        spread_hours: [168; 2],
+        burst: [100.0, 100.0],
+        burst_hours: 168,
+        minutes: 7 * 24 * 60,
+        hours: 168,
+    };
+    let snapshot = Snapshot {
+        version: Snapshot::VERSION,
+        kinds: [("a".to_owned(), learned)].into(),
+    };
+    snapshot.validate().unwrap();
+    let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    breaker.restore(&snapshot).unwrap();
+    let status = breaker.kind_status("a").unwrap();
+    assert!(status.minute().threshold < 100_000, "{:?}", status.minute());
 }

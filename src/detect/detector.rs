@@ -146,6 +146,11 @@ impl Detector {
         let hour = t_ms / HOUR_MS;
         if hour > u64::from(self.filling.index) {
             self.close_hour(policy, hour);
+        } else if hour < u64::from(self.filling.index) {
+            // The clock went back an hour or more: the hours in progress are cut short and
+            // taught nothing; learning goes on from the hour it went back to.
+            self.filling = HourStats::starting(hour);
+            self.pending = None;
         }
         if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
             self.learned.learn_slot(
@@ -280,7 +285,7 @@ impl Detector {
     /// The first window over its limit once the current bucket holds `current` sends, unless
     /// a planned surge's sends cover them.
     pub(crate) fn over(&self, current: u64) -> Option<Reading> {
-        if current <= self.surge_left {
+        if self.surge_left > 0 && current <= self.surge_left {
             return None;
         }
         self.readings(current)
@@ -304,12 +309,27 @@ impl Detector {
     /// Whether the rate is back within every limit: the minute window as it stands, and the
     /// hour and day windows at the rate of the last ten minutes. An open kind recovers only once
     /// this holds, so a runaway that goes on keeps it open, and one that has stopped lets it
-    /// probe about ten minutes later.
+    /// probe about ten minutes later. The day window's limit is scaled to the time of day (by
+    /// what is expected now over the day's average, when that is more), so that a kind whose
+    /// busy hours run above its daily average is calm at its busy hours' normal rate.
     pub(crate) fn is_calm(&self, current: u64) -> bool {
         let minute = self.ring.previous().saturating_add(current) <= self.limit_of(0);
         let last_ten_minutes = self.hour.recent_complete(2);
         let hour = last_ten_minutes.saturating_mul(6) <= self.limit_of(1);
-        let day = last_ten_minutes.saturating_mul(6 * 24) <= self.limit_of(2);
+        let day = match self.limit_of(2) {
+            u64::MAX => true,
+            limit => {
+                let now_per_minute =
+                    f64::from(self.limits[0].expected) * MINUTE_MS as f64 / self.ring.window_ms() as f64;
+                let day_per_minute = f64::from(self.day_rate);
+                let time_of_day = if day_per_minute > 0.0 {
+                    (now_per_minute / day_per_minute).max(1.0)
+                } else {
+                    1.0
+                };
+                (last_ten_minutes as f64 * 144.0) <= limit as f64 * time_of_day
+            }
+        };
         minute && hour && day
     }
 
@@ -343,6 +363,11 @@ impl Detector {
     /// not yet learned (this one and the last) are learned as ordinary hours, trip or not, so a
     /// weekly job relearned after its first run is known at its hour of the week.
     pub(crate) fn adopt(&mut self, policy: &Policy, now_ms: u64) {
+        if !policy.learns {
+            // The overflow kind's limit is fixed: nothing to adopt.
+            self.clear();
+            return;
+        }
         self.filling.tripped = false;
         if let Some(pending) = &mut self.pending {
             pending.tripped = false;
@@ -350,15 +375,21 @@ impl Detector {
         let learned = &mut self.learned;
         learned.recent = self.shadow.max(learned.recent);
         learned.average = learned.recent;
-        learned.minutes = learned.minutes.max(policy.warmup_minutes);
+        learned.minutes = learned.minutes.max(policy.warmup_windows);
         self.day_rate_hour = u32::MAX;
         self.clear();
         self.set_limits(policy, now_ms);
     }
 
-    /// The kind tripped: what it attempts from now on is learned afresh, as its shadow.
+    /// The kind tripped: what it attempts from now on is learned afresh, as its shadow, and the
+    /// hour before, not learned yet, is learned as tripped too (a runaway that began in it must
+    /// not teach it).
     pub(crate) fn on_trip(&mut self) {
         self.shadow = 0.0;
+        self.filling.tripped = true;
+        if let Some(pending) = &mut self.pending {
+            pending.tripped = true;
+        }
     }
 
     /// Sends a minute attempted while open, lately.
@@ -369,6 +400,9 @@ impl Detector {
     /// Replaces what was learned (a restored snapshot).
     pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
         self.learned = learned;
+        // The hours in progress belong to what was replaced: not learned into the restored.
+        self.filling = HourStats::starting(now_ms / HOUR_MS);
+        self.pending = None;
         self.day_rate_hour = u32::MAX;
         self.set_limits(policy, now_ms);
     }
@@ -400,6 +434,121 @@ mod tests {
             detector.roll(policy, per_bucket, t + policy.bucket_ms, true);
             t += policy.bucket_ms;
         }
+    }
+
+    /// A detector fed `rate(t)` sends in the bucket starting at `t`, from `from` to `to`,
+    /// `clean` or not; returns `to`.
+    fn feed_with(
+        d: &mut Detector,
+        policy: &Policy,
+        from: u64,
+        to: u64,
+        clean: bool,
+        rate: impl Fn(u64) -> u64,
+    ) -> u64 {
+        let mut t = from;
+        while t < to {
+            d.roll(policy, rate(t), t + policy.bucket_ms, clean);
+            t += policy.bucket_ms;
+        }
+        to
+    }
+
+    /// Business hours: 96 a minute from 09:00 to 17:00, 12 a minute otherwise (the busy hours
+    /// run at 2.4 times the day's average).
+    fn business(t: u64) -> u64 {
+        if (9..17).contains(&((t / HOUR_MS) % 24)) {
+            8
+        } else {
+            1
+        }
+    }
+
+    #[test]
+    fn a_kind_tripped_at_its_busy_hour_is_calm_again_at_its_busy_normal() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        let t = feed_with(
+            &mut d,
+            &policy,
+            MONDAY,
+            MONDAY + 14 * 24 * HOUR_MS + 10 * HOUR_MS,
+            true,
+            business,
+        );
+        // 10:00: a burst trips the kind; then only the kind's normal traffic, while open.
+        d.roll(&policy, 3_000, t + policy.bucket_ms, true);
+        assert!(d.over(0).is_some());
+        d.on_trip();
+        let t = feed_with(
+            &mut d,
+            &policy,
+            t + policy.bucket_ms,
+            t + 16 * MINUTE_MS,
+            false,
+            business,
+        );
+        assert!(
+            d.is_calm(0),
+            "calm after 15 minutes at the busy hour's normal: {:?}",
+            d.readings(0)
+        );
+        // A runaway that goes on is not calm.
+        feed_with(&mut d, &policy, t, t + 15 * MINUTE_MS, false, |_| 40);
+        assert!(!d.is_calm(0));
+    }
+
+    #[test]
+    fn a_trip_early_in_an_hour_keeps_the_hour_before_from_teaching_itself() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        // A day at 12 a minute, then a leak from 10:50 that trips at 11:05.
+        let leak_from = MONDAY + 24 * HOUR_MS + 10 * HOUR_MS + 50 * MINUTE_MS;
+        feed_with(&mut d, &policy, MONDAY, leak_from, true, |_| 1);
+        let how = super::super::profile::hour_of_week(leak_from);
+        assert_eq!(
+            d.learned().profile.get(how),
+            None,
+            "Tuesday 10:00 not learned yet"
+        );
+        let t = feed_with(
+            &mut d,
+            &policy,
+            leak_from,
+            leak_from + 15 * MINUTE_MS,
+            true,
+            |_| 17,
+        );
+        d.on_trip();
+        // The hour after ends, and the leak's first hour is learned: as tripped, so never as a
+        // new hour of the week (before the fix: at three times the kind's normal).
+        feed_with(&mut d, &policy, t, t + 2 * HOUR_MS, false, |_| 1);
+        assert_eq!(d.learned().profile.get(how), None);
+        assert!(
+            d.learned().profile.get(how - 1).is_some(),
+            "the hour before it was learned"
+        );
+    }
+
+    #[test]
+    fn a_clock_set_back_hours_moves_every_window_back_and_trips_nothing() {
+        let policy = Policy::for_tests();
+        let mut d = Detector::new(&policy, Learned::default(), MONDAY);
+        let t = feed_with(&mut d, &policy, MONDAY, MONDAY + 2 * 24 * HOUR_MS, true, |_| 5);
+        let before = d.readings(0);
+        // Five hours back, then four hours of the same traffic.
+        let back = t - 5 * HOUR_MS;
+        let mut at = back;
+        while at < back + 4 * HOUR_MS {
+            d.roll(&policy, 5, at + policy.bucket_ms, true);
+            assert!(d.over(0).is_none(), "tripped at {at}: {:?}", d.readings(0));
+            at += policy.bucket_ms;
+        }
+        let after = d.readings(0);
+        assert_eq!(
+            after[1].count, before[1].count,
+            "the hour window holds an hour, as before"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   expected (moment estimates weighted by how much each hour expected), and the size of each
 //!   ordinary hour's busiest minute, so that kinds that send in bursts or batches are judged by
 //!   what their bursts look like.
-//! - **Warm-up**: minutes with sends learned; until `warmup_minutes`, only the warm-up ceiling.
+//! - **Warm-up**: minute windows with sends learned; until `warmup_windows`, only the warm-up
+//!   ceiling.
 
 use super::limit::upper_quantile;
 use super::policy::Policy;
@@ -48,6 +49,10 @@ pub(crate) const DAY_HOURS: u32 = 24;
 const HOURLY_SIGMAS: f64 = 2.4;
 /// How far beyond its usual size (in spreads of its logarithm) an hour's busiest minute may go.
 const BURST_SPREADS: f64 = 4.0;
+/// The most a minute's ordinary bursts may reach over its hourly quantile, as a logarithm
+/// (about 1,100 times): however erratic a kind (or a restored snapshot) is, its minute window
+/// keeps a limit.
+const MAX_BURST_LOG: f64 = 7.0;
 /// Hours learned before bursts are judged by the kind's own.
 const BURST_AFTER_HOURS: u32 = 3;
 
@@ -73,7 +78,7 @@ pub(crate) struct Learned {
     pub(crate) burst: [f32; 2],
     /// Hours the bursts have been learned from.
     pub(crate) burst_hours: u32,
-    /// Minutes with sends learned (warm-up; saturating).
+    /// Minute windows with sends learned (the warm-up; saturating).
     pub(crate) minutes: u32,
     /// Hours learned.
     pub(crate) hours: u32,
@@ -130,7 +135,7 @@ impl HourStats {
 
 impl Learned {
     pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
-        self.minutes >= policy.warmup_minutes
+        policy.learns && self.minutes >= policy.warmup_windows
     }
 
     /// Learns a complete minute that held `count` sends where `mu` were expected, followed by
@@ -201,7 +206,7 @@ impl Learned {
             self.recent = average.min((f64::from(self.recent) * growth).max(0.1)) as f32;
         } else if count > 0 {
             // A running average until warm: every slot with sends weighs alike.
-            let slots = f64::from(self.minutes.max(1)) * MINUTE_MS as f64 / slot_ms as f64;
+            let slots = f64::from(self.minutes.max(1)) * policy.window_ms() as f64 / slot_ms as f64;
             let average = f64::from(self.average);
             self.average = (average + alpha.max(1.0 / (slots + 1.0)) * (per_minute - average)) as f32;
             self.recent = self.average;
@@ -289,7 +294,7 @@ impl Learned {
         }
         let hourly = upper_quantile(mu, self.phi(0), HOURLY_SIGMAS);
         let [mean, var] = self.burst.map(f64::from);
-        hourly * (mean + BURST_SPREADS * var.sqrt()).exp()
+        hourly * (mean + BURST_SPREADS * var.sqrt()).min(MAX_BURST_LOG).exp()
     }
 
     /// Sends a minute expected at `t_ms`: the week's figure for the time, or the recent rate if
@@ -319,7 +324,7 @@ mod tests {
     fn warm() -> (Policy, Learned) {
         let policy = Policy::for_tests();
         let learned = Learned {
-            minutes: policy.warmup_minutes,
+            minutes: policy.warmup_windows,
             hours: DAY_HOURS,
             ..Learned::default()
         };

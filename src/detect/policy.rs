@@ -13,8 +13,9 @@ pub(crate) struct Policy {
     pub(crate) guards: [Guards; 3],
     /// The minute window's limit until the kind is warm.
     pub(crate) warmup_ceiling: u64,
-    /// Minutes with sends to learn before the kind is warm.
-    pub(crate) warmup_minutes: u32,
+    /// Minute windows (`window_ms` each) with sends to learn before the kind is warm:
+    /// `warmup_secs` of them.
+    pub(crate) warmup_windows: u32,
     /// The most the recent rate may grow in an hour, once a day is learned.
     pub(crate) growth_per_hour: f64,
     /// Whether the kind learns at all: every kind but the overflow kind, whose limit is fixed
@@ -66,7 +67,7 @@ impl Policy {
                 },
             ],
             warmup_ceiling: 500,
-            warmup_minutes: 60,
+            warmup_windows: 60,
             growth_per_hour: 1.5,
             learns: true,
         }

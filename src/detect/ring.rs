@@ -41,6 +41,11 @@ impl Ring {
     }
 
     /// Start of the current bucket, in clock milliseconds.
+    /// The window's length: twelve buckets.
+    pub(crate) fn window_ms(&self) -> u64 {
+        self.bucket_ms.saturating_mul(N)
+    }
+
     pub(crate) fn bucket_start(&self) -> u64 {
         self.current.saturating_mul(self.bucket_ms)
     }

@@ -51,10 +51,15 @@ impl<const SLOT_MS: u64> Tally<SLOT_MS> {
         now_ms.saturating_sub(self.current_start()).min(SLOT_MS)
     }
 
-    /// Adds `count` sends made at `t_ms`, moving on to the slot that holds it first. A time before
-    /// the current slot counts in the current slot. Returns the slot moved past, if any.
+    /// Adds `count` sends made at `t_ms`, moving on to the slot that holds it first. A time in
+    /// the slot before the current one counts in the current slot; one further back (a clock
+    /// stepped back) moves the window back whole, its counts with it. Returns the slot moved
+    /// past, if any.
     pub(crate) fn add(&mut self, t_ms: u64, count: u64) -> Option<Closed> {
         let target = t_ms / SLOT_MS;
+        if target.saturating_add(1) < self.current {
+            self.move_back(target);
+        }
         let closed = (target > self.current).then(|| {
             let closed = Closed {
                 index: self.current,
@@ -70,6 +75,20 @@ impl<const SLOT_MS: u64> Tally<SLOT_MS> {
         let slot = &mut self.slots[(self.current % N) as usize];
         *slot = slot.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
         closed
+    }
+
+    /// Makes `target` the current slot, each slot's count moving back with it, and what a
+    /// rebase set aside too.
+    fn move_back(&mut self, target: u64) {
+        let shift = self.current - target;
+        let old = self.slots;
+        for back in 0..N {
+            let from = (self.current % N + N - back) % N;
+            let to = (target % N + N - back) % N;
+            self.slots[to as usize] = old[from as usize];
+        }
+        self.from = u32::try_from(u64::from(self.from).saturating_sub(shift)).unwrap_or(0);
+        self.current = target;
     }
 
     /// Sends in the window: the complete slots and the one filling, less what a rebase set
@@ -140,8 +159,8 @@ mod tests {
         // Twelve slots on, slot 0 has left the window.
         t.add(125, 1);
         assert_eq!(t.sum(), 1 + 4 + 1);
-        // A time before the current slot counts in it.
-        t.add(5, 1);
+        // A time in the slot before the current one counts in it.
+        t.add(115, 1);
         assert_eq!(t.sum(), 7);
         // A rebase sets the counts so far aside for the window, not for what closes.
         t.rebase();
@@ -157,6 +176,24 @@ mod tests {
             })
         );
         assert_eq!(t.sum(), 4);
+    }
+
+    #[test]
+    fn a_jump_back_moves_the_window_back_whole() {
+        let mut t = Tally::<10>::new(1_000);
+        t.add(1_000, 5); // slot 100
+        t.add(1_015, 3); // slot 101
+        assert_eq!(t.sum(), 8);
+        // Back one slot: counted in the current one.
+        assert_eq!(t.add(1_005, 1), None);
+        assert_eq!(t.sum(), 9);
+        // Back five hours' worth: the window moves back with its counts.
+        assert_eq!(t.add(500, 2), None);
+        assert_eq!((t.current_start(), t.sum()), (500, 11));
+        assert_eq!(t.recent_complete(1), 5);
+        // And on from there, as time passes.
+        t.add(520, 1);
+        assert_eq!(t.sum(), 12);
     }
 
     mod oracle {

@@ -336,7 +336,7 @@ struct FleetNormal {
 impl FleetNormal {
     /// Minute windows with sends to learn before the fleet's normal is trusted.
     fn warmup_windows(policy: &Policy) -> u64 {
-        (u64::from(policy.warmup_minutes) * 60_000).div_ceil(policy.window_ms())
+        u64::from(policy.warmup_windows)
     }
 
     fn learn(&mut self, count: u64, policy: &Policy) {

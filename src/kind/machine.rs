@@ -221,7 +221,7 @@ impl<C: Clock> Kind<C> {
     /// a ceiling meant for kinds that have learned nothing). Otherwise look again next bucket.
     fn try_recover(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         let policy = &cold.settings.policy;
-        let warmup_ms = u64::from(policy.warmup_minutes).saturating_mul(60_000);
+        let warmup_ms = u64::from(policy.warmup_windows).saturating_mul(policy.window_ms());
         let steady_newcomer = !cold.detector.is_warm(policy)
             && cold.newcomer_since != NEVER
             && now.saturating_sub(cold.newcomer_since) >= warmup_ms
@@ -519,7 +519,10 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn apply(&self, settings: Arc<KindSettings>) {
         self.locked(|kind, cold, now| {
             if settings.policy.bucket_ms != cold.settings.policy.bucket_ms {
-                kind.take_count(cold);
+                // The bucket in progress is counted in the long windows before the minute
+                // window restarts on its new buckets.
+                let count = kind.take_count(cold);
+                cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
             }
             cold.detector.apply(&cold.settings.policy, &settings.policy, now);
             if cold.state.state == State::Open && !cold.forced {
