@@ -28,6 +28,7 @@ mod report;
 mod timeline;
 mod trace;
 mod trace_reader;
+mod tune;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub use report::{BacktestReport, KindReport};
 pub use timeline::{Point, Timeline};
 pub use trace::{Replay, Trace};
 pub use trace_reader::TraceReader;
+pub use tune::{Candidate, KindTuning, Leak, Outcome, Runaway, Tuner, Tuning};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 

@@ -1,6 +1,6 @@
 //! `spikebreaker`: what the breaker would have done to a send log (`backtest`, in
-//! `spikebreaker/backtest.rs`). What commands share, reading the log and the configuration, is
-//! here.
+//! `spikebreaker/backtest.rs`), and the settings each kind should have (`tune`, in
+//! `spikebreaker/tune.rs`). What both share, reading the log and the configuration, is here.
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Read};
@@ -14,6 +14,8 @@ use spikebreaker::backtest::{Trace, TraceReader};
 
 #[path = "spikebreaker/backtest.rs"]
 mod backtest;
+#[path = "spikebreaker/tune.rs"]
+mod tune;
 
 /// Per-kind spike detection for notification senders.
 #[derive(Debug, Parser)]
@@ -28,6 +30,9 @@ enum Command {
     /// Replays a send log (`t_ms,kind[,recipient]` lines, sorted by time) and prints a JSON
     /// report of what the breaker would have allowed, blocked and when it would have tripped.
     Backtest(backtest::BacktestArgs),
+    /// Replays a send log against a grid of settings per kind, and against copies with runaways
+    /// injected, and suggests for each kind the most sensitive settings that never trip on it.
+    Tune(tune::TuneArgs),
 }
 
 /// How the send log is read: shared by every command that reads one.
@@ -72,6 +77,7 @@ enum Failure {
 fn main() -> ExitCode {
     let (name, outcome) = match Cli::parse().command {
         Command::Backtest(args) => ("backtest", in_pool(args.log.threads, || backtest::run(&args))),
+        Command::Tune(args) => ("tune", in_pool(args.log.threads, || tune::run(&args))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -183,6 +189,8 @@ enum Progress {
     Stream,
     /// Sends, of this many, while `what` is done to them.
     Sends(u64, &'static str),
+    /// Replays, of this many.
+    Replays(u64),
 }
 
 /// A bar when standard error is a terminal; nothing otherwise.
@@ -203,6 +211,9 @@ fn progress_bar(what: Option<Progress>) -> Option<ProgressBar> {
         Progress::Sends(total, what) => ProgressBar::new(total).with_style(style(&format!(
             "{what} {{bar:40}} {{human_pos}}/{{human_len}} sends, eta {{eta}}"
         ))),
+        Progress::Replays(total) => ProgressBar::new(total).with_style(style(
+            "tuning {bar:40} {human_pos}/{human_len} replays of a kind, eta {eta}",
+        )),
     };
     Some(bar)
 }
