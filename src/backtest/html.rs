@@ -207,10 +207,11 @@ fn section(
     let escaped = escape(name);
     let _ = writeln!(
         page,
-        "<section class=\"kind\" id=\"k{index}\" data-kind=\"{escaped}\"><h2>{escaped}</h2><p class=\"quiet\">{} sends, {} blocked, {} trips; {} at the end</p>",
+        "<section class=\"kind\" id=\"k{index}\" data-kind=\"{escaped}\"><h2>{escaped}</h2><p class=\"quiet\">{} sends, {} blocked, {} {}; {} at the end</p>",
         thousands(kind.attempted),
         thousands(kind.blocked),
         kind.trips,
+        if kind.trips == 1 { "trip" } else { "trips" },
         kind.state
     );
     match (timeline, span) {
@@ -381,7 +382,8 @@ fn days(page: &mut String, from: u64, to: u64, x: &dyn Fn(u64) -> u64, bottom: u
             page,
             "<line x1=\"{at}\" x2=\"{at}\" y1=\"{TOP}\" y2=\"{bottom}\" stroke=\"#eee\"/>"
         );
-        if day % every == 0 {
+        // A label needs about 70 units: none past the chart's right edge.
+        if day % every == 0 && at + 70 <= WIDTH {
             let _ = write!(
                 page,
                 "<text x=\"{}\" y=\"{}\" fill=\"#555\">{}</text>",

@@ -22,6 +22,8 @@ const CHUNKS: usize = 16;
 const PROGRESS_EVERY: u64 = 1 << 16;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Told of each bad line skipped.
+type Skipped<'a> = dyn FnMut(&LogError) + 'a;
 
 /// Reads a send log into a [`Trace`] ([`Trace::read`] with the defaults).
 ///
@@ -40,7 +42,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub struct TraceReader<'a, R> {
     input: R,
     max_line_bytes: usize,
-    skipped: Option<Box<dyn FnMut(&super::LogError) + 'a>>,
+    skipped: Option<Box<Skipped<'a>>>,
     progress: Option<Box<dyn FnMut(u64) + 'a>>,
 }
 

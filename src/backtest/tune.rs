@@ -398,8 +398,11 @@ impl Tuner {
     }
 }
 
+/// Where a replay's events are kept.
+type Events = Arc<Mutex<Vec<Event>>>;
+
 /// A breaker on a manual clock, and the events it emits.
-fn breaker(config: &Config) -> Result<(ManualClock, Breaker<ManualClock>, Arc<Mutex<Vec<Event>>>), Error> {
+fn breaker(config: &Config) -> Result<(ManualClock, Breaker<ManualClock>, Events), Error> {
     let clock = ManualClock::new();
     let breaker = Breaker::with_clock(config.clone(), clock.clone())?;
     let events = Arc::new(Mutex::new(Vec::new()));
