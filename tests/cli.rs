@@ -1,28 +1,12 @@
 //! The `spikebreaker backtest` command, run as a user runs it: a log on disk or on standard
 //! input, the JSON report on standard output, exit code 2 on bad input.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+#[path = "support/cli.rs"]
+mod cli;
 
+use cli::spikebreaker;
 use serde_json::Value;
-
-fn spikebreaker(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    // Fed from a thread so a large log and a large report can't fill both pipes at once; a
-    // command that refuses its arguments exits without reading, which is not an error here.
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let feeder = std::thread::spawn(move || drop(input.write_all(stdin.as_bytes())));
-    let output = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    output
-}
+use std::process::{Command, Output};
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("stdout is the JSON report")

@@ -2,13 +2,15 @@
 //! history and catch injected runaways sooner, excluded spans, the suggested configuration, and
 //! bad input.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
+use cli::spikebreaker;
 use spikebreaker::Config;
 use spikebreaker::backtest::{Runaway, Trace, Tuner};
+use std::process::Output;
 use support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge, tagged};
 
 const KINDS: [&str; 2] = ["email.receipt", "security.2fa_changed"];
@@ -98,22 +100,6 @@ fn an_excluded_incident_is_not_a_false_trip() {
             .iter()
             .all(|leak| { !(incident - HOUR_MS..incident + 2 * HOUR_MS).contains(&leak.at_ms) })
     );
-}
-
-fn spikebreaker(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let feeder = std::thread::spawn(move || drop(input.write_all(stdin.as_bytes())));
-    let output = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    output
 }
 
 #[test]
