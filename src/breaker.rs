@@ -625,6 +625,14 @@ impl<C: Clock> Resolve<C> for Inner<C> {
     }
 }
 
+impl<C: Clock> Breaker<C> {
+    /// The kind called `name` if it is registered (the overflow kind by its own name only):
+    /// never registers one.
+    pub(crate) fn registered(&self, name: &str) -> Option<KindHandle<C>> {
+        self.inner.registry.get(name).map(KindHandle::own)
+    }
+}
+
 /// Fleet mode's way into the breaker, in one place: the sync task reads and acts on kinds through
 /// these alone, on the kind objects it read (a kind evicted and registered again is another one).
 #[cfg(feature = "redis")]
@@ -633,12 +641,6 @@ impl<C: Clock> Breaker<C> {
     pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
         let all = self.inner.registry.all();
         all.into_iter().map(KindHandle::own).collect()
-    }
-
-    /// The kind called `name` if it is registered (the overflow kind by its own name only):
-    /// never registers one.
-    pub(crate) fn registered(&self, name: &str) -> Option<KindHandle<C>> {
-        self.inner.registry.get(name).map(KindHandle::own)
     }
 
     /// Forces a held kind open, as the fleet's operator asked.

@@ -3,8 +3,13 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-use spikebreaker::backtest::{Backtest, BacktestReport, LogError, LogReader};
+mod support;
+
+use spikebreaker::backtest::{
+    Backtest, BacktestReport, LogError, LogReader, Timeline, Trace, TraceReader, write_html,
+};
 use spikebreaker::{Breaker, Config, Decision, ManualClock, State};
+use support::{DAY_MS, HOUR_MS, Profile, Traffic, burst, merge, tagged};
 
 const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;
 
@@ -329,4 +334,203 @@ fn a_crowded_log_overflows_exactly_as_a_service_would() {
     let (replayed, direct) = (backtest.breaker().status(), direct.status());
     assert_eq!(replayed.overflowed, direct.overflowed);
     assert_eq!(replayed.evicted, direct.evicted);
+}
+
+// The log read whole ([`Trace`]) and replayed kind by kind, on every core: the same outcome as
+// the line-by-line replay, and the same reading of every bad line.
+
+/// Line-by-line: the report and the timelines of a [`Backtest`] fed `log` through a [`LogReader`].
+fn line_by_line(config: Config, log: &[u8]) -> (BacktestReport, BTreeMap<String, Timeline>) {
+    let mut backtest = Backtest::new(config).unwrap();
+    backtest.record_timelines();
+    let mut reader = LogReader::new(log);
+    while let Some(record) = reader.next_record() {
+        match record {
+            Ok(record) => {
+                let _ = backtest.check(record.t_ms, record.kind);
+            }
+            Err(_) => backtest.skip_line(),
+        }
+    }
+    (backtest.report(), backtest.timelines())
+}
+
+/// Three days of six kinds, one of them running away on the third day, another leaking.
+fn busy_log() -> String {
+    let start = support::MONDAY_MS;
+    let profiles = vec![
+        Profile::daily("email.receipt", 40.0, 6.0),
+        Profile::daily("sms.login_code", 12.0, 4.0),
+        Profile::daily("push.promo", 3.0, 8.0),
+        Profile::steady("security.2fa_changed", 0.5),
+        Profile::daily("email.digest", 1.0, 2.0),
+        Profile::steady("email.welcome", 5.0),
+    ];
+    let ordinary = Traffic::new(profiles, 7, start, start + 3 * DAY_MS);
+    let incident = merge(
+        tagged(burst(start + 2 * DAY_MS + 3 * HOUR_MS, 5_000, 50.0), 3),
+        tagged(burst(start + 2 * DAY_MS + 14 * HOUR_MS, 4_000, 2.0), 4),
+    );
+    let names = [
+        "email.receipt",
+        "sms.login_code",
+        "push.promo",
+        "security.2fa_changed",
+        "email.digest",
+        "email.welcome",
+    ];
+    let mut log = String::from("t_ms,kind,recipient\n");
+    for (t, kind) in merge(ordinary, incident) {
+        log.push_str(&format!("{t},{},someone@example.com\n", names[kind]));
+    }
+    log
+}
+
+#[test]
+fn kind_by_kind_on_every_core_equals_line_by_line_exactly() {
+    let log = busy_log();
+    let trace = Trace::read(log.as_bytes()).unwrap();
+    let (expected, expected_timelines) = line_by_line(Config::default(), log.as_bytes());
+    assert!(
+        expected.kinds.values().map(|k| k.trips).sum::<u64>() >= 2,
+        "the log trips"
+    );
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let replay = pool
+            .install(|| trace.replay_with(&Config::default(), true, &|_| {}))
+            .unwrap();
+        assert_eq!(replay.report, expected, "{threads} threads");
+        assert_eq!(replay.timelines, expected_timelines, "{threads} threads");
+    }
+    // Without timelines, the same decisions.
+    assert_eq!(trace.replay(&Config::default()).unwrap(), expected);
+}
+
+#[test]
+fn a_log_with_more_kinds_than_room_is_replayed_on_one_breaker_and_still_agrees() {
+    let mut log = String::new();
+    for t in 0..3_000u64 {
+        log.push_str(&format!("{},kind.{}\n", t * 10, t % 7));
+    }
+    let config = Config {
+        max_kinds: 4,
+        ..Config::default()
+    };
+    let trace = Trace::read(log.as_bytes()).unwrap();
+    let (expected, _) = line_by_line(config.clone(), log.as_bytes());
+    assert!(expected.kinds.contains_key(OVERFLOW_KIND));
+    assert_eq!(trace.replay(&config).unwrap(), expected);
+}
+
+/// Each kind's sends as [`LogReader`] reads them (bad lines skipped), and the lines skipped.
+fn read_by_kind_line_by_line(log: &[u8]) -> (BTreeMap<String, Vec<u64>>, Vec<u64>) {
+    let (sends, errors) = read_all(log);
+    let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (_, t, kind) in sends {
+        kinds.entry(kind).or_default().push(t);
+    }
+    (kinds, errors.iter().map(|e| e.0).collect())
+}
+
+fn read_by_kind_whole(log: &[u8]) -> (BTreeMap<String, Vec<u64>>, Vec<u64>) {
+    let mut skipped = Vec::new();
+    let trace = TraceReader::new(log)
+        .skip_bad_lines(|error| skipped.push(error.line()))
+        .read()
+        .unwrap();
+    assert_eq!(trace.skipped_lines(), skipped.len() as u64);
+    let kinds = trace
+        .kinds()
+        .map(|(kind, times)| (kind.to_owned(), times.to_vec()))
+        .collect();
+    (kinds, skipped)
+}
+
+#[test]
+fn the_whole_log_reads_as_the_line_reader_reads_it() {
+    let logs: [&[u8]; 8] = [
+        b"\xEF\xBB\xBFt_ms,kind\n1,a\n2,b\n",
+        b"1,a\n5,b\n4,a\n6,a\n",
+        b"1,a\n2,a\n2000,a\n3,a\n4,a\n5,b\n",
+        b"1,a\n\"2\",\"b, c\"\n3,a\n",
+        b"1,a\n2,\n3,\xff\n4,a\x1b\n5,a,b,c\n6, a \r\n7,\xc3\xa9t\xc3\xa9\n",
+        b"t_ms,kind\nt_ms,kind\n1,a",
+        b"",
+        b"\n\n   \n",
+    ];
+    for log in logs {
+        assert_eq!(
+            read_by_kind_whole(log),
+            read_by_kind_line_by_line(log),
+            "{}",
+            String::from_utf8_lossy(log)
+        );
+    }
+}
+
+#[test]
+fn a_bad_line_past_the_first_block_is_named_with_its_line() {
+    // About 30 MB: the reader's blocks are 8 MB, so the bad lines fall in later blocks: a bad
+    // time, a stray time, a late line.
+    let mut log = String::with_capacity(21 << 20);
+    let mut t = 0u64;
+    for line in 1..=1_000_000u64 {
+        t += 1;
+        match line {
+            600_000 => log.push_str("not a time,a\n"),
+            700_000 => log.push_str(&format!("{},a\n", t * 1_000)),
+            900_000 => log.push_str("5,b\n"),
+            _ => log.push_str(&format!("{t},kind.{}.with.a.longer.name\n", line % 3)),
+        }
+    }
+    let (whole, skipped) = read_by_kind_whole(log.as_bytes());
+    // The line after the stray time is doubted first, then the stray time named.
+    assert_eq!(skipped, [600_000, 700_001, 700_000, 900_000]);
+    assert_eq!((whole, skipped), read_by_kind_line_by_line(log.as_bytes()));
+    let error = Trace::read(log.as_bytes()).unwrap_err();
+    assert_eq!(error.line(), 600_000);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn log_shaped_junk_reads_the_same_whole_and_line_by_line(log in "[0-9,ab\" \r\n]{0,300}") {
+        prop_assert_eq!(read_by_kind_whole(log.as_bytes()), read_by_kind_line_by_line(log.as_bytes()));
+    }
+}
+
+#[test]
+fn the_html_report_has_a_chart_per_kind_and_stays_small() {
+    // 200 kinds over 30 days, each sent every ten minutes; one runs away.
+    let mut log = String::new();
+    let start = support::MONDAY_MS;
+    for step in 0..(30 * 144u64) {
+        for kind in 0..200u64 {
+            log.push_str(&format!("{},kind.{kind:03}\n", start + step * 600_000 + kind));
+        }
+        if step == 20 * 144 {
+            for i in 0..2_000u64 {
+                log.push_str(&format!("{},kind.000\n", start + step * 600_000 + 200 + i * 10));
+            }
+        }
+    }
+    let trace = Trace::read(log.as_bytes()).unwrap();
+    let replay = trace.replay_with(&Config::default(), true, &|_| {}).unwrap();
+    let mut page = Vec::new();
+    write_html(&replay.report, &replay.timelines, &mut page).unwrap();
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 200);
+    assert!(page.len() < 200 * 20_000, "{} bytes for 200 kinds", page.len());
+    // The kind that ran away comes first, its trip explained by the window it was judged on.
+    let first = page.find("data-kind=\"kind.000\"").unwrap();
+    assert!(first < page.find("data-kind=\"kind.001\"").unwrap());
+    assert!(
+        page.contains("minute window 51 &gt; 50 (the floor"),
+        "the trip's window"
+    );
 }

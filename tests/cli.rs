@@ -1,28 +1,12 @@
 //! The `spikebreaker backtest` command, run as a user runs it: a log on disk or on standard
 //! input, the JSON report on standard output, exit code 2 on bad input.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+#[path = "support/cli.rs"]
+mod cli;
 
+use cli::spikebreaker;
 use serde_json::Value;
-
-fn spikebreaker(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    // Fed from a thread so a large log and a large report can't fill both pipes at once; a
-    // command that refuses its arguments exits without reading, which is not an error here.
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let feeder = std::thread::spawn(move || drop(input.write_all(stdin.as_bytes())));
-    let output = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    output
-}
+use std::process::{Command, Output};
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("stdout is the JSON report")
@@ -335,4 +319,105 @@ fn a_decisions_file_that_cannot_be_created_exits_2() {
     let output = replay(&["--decisions", "/nonexistent/dir/decisions.csv"], "0,a\n");
     assert_eq!(output.status.code(), Some(2));
     says(&output, "/nonexistent/dir/decisions.csv");
+}
+
+// The HTML report, in a real browser, and the replay on every core.
+
+/// Three kinds for a day, one of them running away at noon.
+fn day_with_a_runaway() -> String {
+    let mut log = String::from("t_ms,kind\n");
+    for minute in 0..1_440u64 {
+        for (i, kind) in ["email.receipt", "sms.login_code", "security.2fa_changed"]
+            .iter()
+            .enumerate()
+        {
+            log.push_str(&format!("{},{kind}\n", minute * 60_000 + i as u64 * 1_000));
+        }
+        if minute == 720 {
+            for i in 0..1_000u64 {
+                log.push_str(&format!(
+                    "{},security.2fa_changed\n",
+                    minute * 60_000 + 3_000 + i * 20
+                ));
+            }
+        }
+    }
+    log
+}
+
+#[test]
+fn the_replay_on_one_core_and_on_two_report_the_same() {
+    let log = day_with_a_runaway();
+    let one = replay(&["--threads", "1"], &log);
+    let two = replay(&["--threads", "2"], &log);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert_eq!(one.stdout, two.stdout);
+    assert_eq!(json(&one)["kinds"]["security.2fa_changed"]["trips"], 1);
+}
+
+/// The browser: Debian's `chromium`. CI sets `SPIKEBREAKER_BROWSER_TESTS=require`, so a
+/// missing browser fails there; elsewhere the test says it is skipped.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|name| {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    if found.is_none() {
+        assert_ne!(
+            std::env::var("SPIKEBREAKER_BROWSER_TESTS").as_deref(),
+            Ok("require"),
+            "chromium is required here (apt-get install chromium)"
+        );
+        eprintln!("skipped: no chromium to load the HTML report in (apt-get install chromium)");
+    }
+    found
+}
+
+#[test]
+fn the_html_report_loads_in_a_browser_with_a_chart_per_kind_and_no_console_message() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let output = replay(&["--report", page.to_str().unwrap()], &day_with_a_runaway());
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The JSON report is as without --report.
+    assert_eq!(json(&output), json(&replay(&[], &day_with_a_runaway())));
+
+    let profile = dir.path().join("profile");
+    let loaded = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let dom = String::from_utf8_lossy(&loaded.stdout);
+    // The page's script ran to its end and found a chart in each kind's section.
+    assert!(dom.contains("data-kinds=\"3\""), "{dom:.400}");
+    assert!(dom.contains("data-charts=\"3\""), "{dom:.400}");
+    let console: Vec<&str> = std::str::from_utf8(&loaded.stderr)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(":CONSOLE"))
+        .collect();
+    assert!(console.is_empty(), "the page wrote to the console: {console:?}");
+    // The kind that ran away leads the summary.
+    let summary = &dom[dom.find("<tbody>").unwrap()..];
+    assert!(summary.find("security.2fa_changed").unwrap() < summary.find("email.receipt").unwrap());
 }

@@ -175,7 +175,7 @@ struct Held {
 /// The longest line a reader reads by default.
 pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(super) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<R: BufRead> LogReader<R> {
     /// A reader of `input`.
@@ -191,6 +191,30 @@ impl<R: BufRead> LogReader<R> {
             max_line_bytes: MAX_LINE_BYTES,
             at_end: false,
         }
+    }
+
+    /// A reader of `input` that takes over from one that read the lines before it (a faster
+    /// reader that met a line it leaves to this one): as if it had read `line` lines, `bytes`
+    /// bytes, returned sends up to `latest_ms` and holds `held` (its line, time and kind).
+    pub(crate) fn resuming(
+        input: R,
+        line: u64,
+        bytes: u64,
+        latest_ms: u64,
+        held: Option<(u64, u64, &[u8])>,
+    ) -> Self {
+        let mut reader = Self::new(input);
+        (reader.line, reader.bytes, reader.latest_ms) = (line, bytes, latest_ms);
+        if let Some((line, t_ms, kind)) = held {
+            reader.bufs[0].extend_from_slice(kind);
+            reader.held = Some(Held {
+                buf: 0,
+                line,
+                t_ms,
+                kind: 0..kind.len(),
+            });
+        }
+        reader
     }
 
     /// Reads lines of at most `max_bytes` bytes (the newline not counted); a longer line is a
@@ -356,7 +380,7 @@ impl<R: BufRead> LogReader<R> {
 }
 
 #[inline]
-fn trim_line_end(line: &[u8]) -> &[u8] {
+pub(super) fn trim_line_end(line: &[u8]) -> &[u8] {
     match line {
         [rest @ .., b'\r', b'\n'] | [rest @ .., b'\n'] => rest,
         line => line,
@@ -364,7 +388,7 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 }
 
 /// A header's first column is a name: letters, digits after the first letter, `_`.
-fn is_header(line: &[u8]) -> bool {
+pub(super) fn is_header(line: &[u8]) -> bool {
     let first = line.split(|&b| b == b',').next().unwrap_or_default().trim_ascii();
     first.first().is_some_and(u8::is_ascii_alphabetic)
         && first.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
@@ -470,7 +494,7 @@ fn unquote(line: &[u8], number: u64) -> Result<Vec<Vec<u8>>, LogError> {
 }
 
 #[inline]
-fn parse_ms(digits: &[u8]) -> Option<u64> {
+pub(super) fn parse_ms(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }

@@ -22,8 +22,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod html;
 mod log;
 mod report;
+mod timeline;
+mod trace;
+mod trace_reader;
+mod tune;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,8 +43,13 @@ use crate::kind::{Decision, KindHandle, State};
 use crate::observe::Event;
 use crate::registry::SWEEP_EVERY_MS;
 
+pub use html::write_html;
 pub use log::{LogError, LogReader, SendRecord};
 pub use report::{BacktestReport, KindReport};
+pub use timeline::{Point, Timeline};
+pub use trace::{Replay, Trace};
+pub use trace_reader::TraceReader;
+pub use tune::{Candidate, KindTuning, Leak, Outcome, Runaway, Tuner, Tuning};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -61,6 +71,8 @@ pub struct Backtest {
     tally_of: FastMap<Arc<str>, usize>,
     /// When `slots` was last swept of idle kinds (`None`: never).
     last_sweep_ms: Option<u64>,
+    /// Whether each kind's [`Timeline`] is recorded.
+    timelines: bool,
     events: Arc<Mutex<Vec<Event>>>,
     sends: u64,
     skipped_lines: u64,
@@ -81,6 +93,7 @@ struct Tally {
     blocked: u64,
     /// The kind's state when it was last seen, for the report once no handle is held.
     state: State,
+    timeline: Option<Timeline>,
 }
 
 impl std::fmt::Debug for Backtest {
@@ -109,6 +122,7 @@ impl Backtest {
             tallies: Vec::new(),
             tally_of: FastMap::default(),
             last_sweep_ms: None,
+            timelines: false,
             events,
             sends: 0,
             skipped_lines: 0,
@@ -125,8 +139,12 @@ impl Backtest {
             return self.check_uncached(t_ms, kind);
         };
         slot.last_ms = t_ms;
+        let tally = &mut self.tallies[slot.tally];
+        if let Some(timeline) = &mut tally.timeline {
+            timeline.before_send(t_ms, &slot.handle);
+        }
         let decision = slot.handle.check();
-        count(&mut self.tallies[slot.tally], decision);
+        count(tally, decision);
         decision
     }
 
@@ -135,8 +153,11 @@ impl Backtest {
     fn check_uncached(&mut self, t_ms: u64, kind: &str) -> Decision {
         self.sweep(t_ms);
         let handle = self.breaker.kind(kind);
-        let decision = handle.check();
         let tally = self.tally_for(handle.name());
+        if let Some(timeline) = &mut self.tallies[tally].timeline {
+            timeline.before_send(t_ms, &handle);
+        }
+        let decision = handle.check();
         count(&mut self.tallies[tally], decision);
         self.tallies[tally].state = handle.state();
         // A name sent to the overflow kind is not cached: it is looked up again on its next
@@ -163,6 +184,7 @@ impl Backtest {
             allowed: 0,
             blocked: 0,
             state: State::Closed,
+            timeline: self.timelines.then(Timeline::default),
         });
         self.tallies.len() - 1
     }
@@ -191,6 +213,28 @@ impl Backtest {
             }
             keep
         });
+    }
+
+    /// Records each kind's [`Timeline`] from here on ([`timelines`](Self::timelines)): call it
+    /// before the first send. The windows are read after the last send of each slot, without
+    /// rolling anything, so the decisions are the same as without.
+    pub fn record_timelines(&mut self) {
+        self.timelines = true;
+    }
+
+    /// Each kind's [`Timeline`] so far, by name (empty unless
+    /// [`record_timelines`](Self::record_timelines) was called).
+    pub fn timelines(&self) -> BTreeMap<String, Timeline> {
+        self.tallies
+            .iter()
+            .filter_map(|tally| {
+                let mut timeline = tally.timeline.clone()?;
+                if let Some(handle) = self.breaker.registered(&tally.name) {
+                    timeline.close(&handle);
+                }
+                Some((tally.name.to_string(), timeline))
+            })
+            .collect()
     }
 
     /// Counts one input line that was skipped as bad, for the report.
@@ -242,5 +286,22 @@ fn count(tally: &mut Tally, decision: Decision) {
     match decision {
         Decision::Allowed => tally.allowed += 1,
         Decision::Blocked(_) => tally.blocked += 1,
+    }
+    if let Some(timeline) = &mut tally.timeline {
+        timeline.count(decision);
+    }
+}
+
+/// `f` of each item, in order: on rayon's current pool with the `parallel` feature, one after the
+/// other without.
+fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.iter().map(f).collect()
     }
 }

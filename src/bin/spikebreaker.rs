@@ -1,17 +1,23 @@
-//! `spikebreaker backtest`: replays a send log against a configuration and prints, as JSON, what
-//! the breaker would have done to it. `spikebreaker quarantine` (with a store's feature) is in
-//! `spikebreaker/quarantine.rs`.
+//! `spikebreaker`: what the breaker would have done to a send log (`backtest`, in
+//! `spikebreaker/backtest.rs`), the settings each kind should have (`tune`, in
+//! `spikebreaker/tune.rs`), and, with a store's feature, what a quarantine holds (`quarantine`,
+//! in `spikebreaker/quarantine.rs`). What the first two share, reading the log and the
+//! configuration, is here.
 
-use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use spikebreaker::backtest::{Backtest, LogReader};
-use spikebreaker::{Config, Decision};
+use spikebreaker::Config;
+use spikebreaker::backtest::{Trace, TraceReader};
+
+#[path = "spikebreaker/backtest.rs"]
+mod backtest;
+#[path = "spikebreaker/tune.rs"]
+mod tune;
 
 #[cfg(any(feature = "quarantine", feature = "redis"))]
 #[path = "spikebreaker/quarantine.rs"]
@@ -29,23 +35,21 @@ struct Cli {
 enum Command {
     /// Replays a send log (`t_ms,kind[,recipient]` lines, sorted by time) and prints a JSON
     /// report of what the breaker would have allowed, blocked and when it would have tripped.
-    Backtest(BacktestArgs),
+    Backtest(backtest::BacktestArgs),
+    /// Replays a send log against a grid of settings per kind, and against copies with runaways
+    /// injected, and suggests for each kind the most sensitive settings that never trip on it.
+    Tune(tune::TuneArgs),
     /// Looks at, releases and discards the notifications a quarantine holds.
     #[cfg(any(feature = "quarantine", feature = "redis"))]
     Quarantine(quarantine::QuarantineArgs),
 }
 
+/// How the send log is read: shared by every command that reads one.
 #[derive(Debug, clap::Args)]
-struct BacktestArgs {
+struct LogArgs {
     /// The send log, or `-` for standard input.
     #[arg(long, value_name = "FILE")]
     trace: PathBuf,
-    /// A configuration (`.toml` or `.json`); the defaults when left out.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Writes `t_ms,kind,allowed|blocked` for every send, in input order.
-    #[arg(long, value_name = "FILE")]
-    decisions: Option<PathBuf>,
     /// Skips bad lines (counted as `skipped_lines` in the report) instead of stopping.
     #[arg(long)]
     skip_bad_lines: bool,
@@ -56,6 +60,9 @@ struct BacktestArgs {
     /// The longest line read, in bytes; a longer line is a bad line.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_line_bytes: usize,
+    /// Cores to use; all of them by default.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 /// A share from 0 to 1.
@@ -68,8 +75,6 @@ fn share(text: &str) -> Result<f64, String> {
 
 /// Bad input (log or configuration): exit code 2, like a usage error.
 const BAD_INPUT: u8 = 2;
-/// How many sends between progress updates.
-const PROGRESS_EVERY: u64 = 1 << 16;
 /// How many skipped lines are named on standard error.
 const SKIPPED_SHOWN: u64 = 5;
 
@@ -79,86 +84,83 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    let args = match Cli::parse().command {
-        Command::Backtest(args) => args,
+    let (name, outcome) = match Cli::parse().command {
+        Command::Backtest(args) => ("backtest", in_pool(args.log.threads, || backtest::run(&args))),
+        Command::Tune(args) => ("tune", in_pool(args.log.threads, || tune::run(&args))),
         #[cfg(any(feature = "quarantine", feature = "redis"))]
         Command::Quarantine(args) => return quarantine::run(&args),
     };
-    match backtest(&args) {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BadInput(message)) => {
-            eprintln!("spikebreaker backtest: {message}");
+            eprintln!("spikebreaker {name}: {message}");
             ExitCode::from(BAD_INPUT)
         }
         Err(Failure::Io(message)) => {
-            eprintln!("spikebreaker backtest: {message}");
+            eprintln!("spikebreaker {name}: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
-    let config = match &args.config {
-        Some(path) => load_config(path)?,
-        None => Config::default(),
-    };
-    let mut backtest = Backtest::new(config).map_err(|e| Failure::BadInput(e.to_string()))?;
-    let (input, size): (Box<dyn BufRead>, Option<u64>) = if args.trace.as_os_str() == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        let file = File::open(&args.trace)
-            .map_err(|e| Failure::BadInput(format!("cannot open {}: {e}", args.trace.display())))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(BufReader::with_capacity(1 << 16, file)), size)
-    };
-    let mut decisions = match &args.decisions {
-        Some(path) => Some(BufWriter::with_capacity(
-            1 << 16,
-            File::create(path)
-                .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))?,
-        )),
-        None => None,
-    };
-    let write_failed = |e: io::Error| Failure::Io(format!("cannot write the decisions file: {e}"));
-    let progress = progress_bar(size);
+/// Runs `work` on a pool of `threads` cores (all by default).
+fn in_pool(threads: Option<u16>, work: impl FnOnce() -> Result<(), Failure> + Send) -> Result<(), Failure> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.map_or(0, usize::from))
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the threads: {e}")))?;
+    pool.install(work)
+}
 
-    let mut reader = LogReader::new(input).with_max_line_bytes(args.max_line_bytes);
-    let (mut sends, mut skipped) = (0u64, 0u64);
-    while let Some(record) = reader.next_record() {
-        let record = match record {
-            Ok(record) => record,
-            Err(error) if args.skip_bad_lines && error.is_bad_line() => {
-                backtest.skip_line();
-                skipped += 1;
-                if skipped <= SKIPPED_SHOWN {
-                    eprintln!("spikebreaker backtest: skipped {error}");
-                }
-                continue;
-            }
-            Err(error) if error.is_bad_line() => return Err(Failure::BadInput(error.to_string())),
-            Err(error) => return Err(Failure::Io(error.to_string())),
-        };
-        let decision = backtest.check(record.t_ms, record.kind);
-        if let Some(out) = &mut decisions {
-            let verdict = match decision {
-                Decision::Allowed => "allowed",
-                Decision::Blocked(_) => "blocked",
-            };
-            writeln!(out, "{},{},{verdict}", record.t_ms, csv_field(record.kind)).map_err(write_failed)?;
-        }
-        sends += 1;
-        if sends % PROGRESS_EVERY == 0 {
-            if let Some(bar) = &progress {
-                bar.set_position(reader.bytes_read());
-            }
-        }
+/// The log named by `--trace` and its size, if it is a file.
+fn open_log(path: &Path) -> Result<(Box<dyn Read + Send>, Option<u64>), Failure> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(io::stdin()), None));
     }
-    if let Some(bar) = &progress {
+    let file =
+        File::open(path).map_err(|e| Failure::BadInput(format!("cannot open {}: {e}", path.display())))?;
+    let size = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(file), size))
+}
+
+/// Reads the whole log into memory, as `args` say, with a bar on a terminal.
+fn read_trace(args: &LogArgs, program: &str) -> Result<Trace, Failure> {
+    let (input, size) = open_log(&args.trace)?;
+    let bar = progress_bar(size.map(Progress::Bytes));
+    let mut reader = TraceReader::new(input).with_max_line_bytes(args.max_line_bytes);
+    let mut shown = 0u64;
+    if args.skip_bad_lines {
+        reader = reader.skip_bad_lines(move |error| {
+            shown += 1;
+            if shown <= SKIPPED_SHOWN {
+                eprintln!("spikebreaker {program}: skipped {error}");
+            }
+        });
+    }
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        reader = reader.on_progress(move |bytes| bar.set_position(bytes));
+    }
+    let trace = reader.read().map_err(|error| {
+        if error.is_bad_line() {
+            Failure::BadInput(error.to_string())
+        } else {
+            Failure::Io(error.to_string())
+        }
+    });
+    if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    if let Some(mut out) = decisions {
-        out.flush().map_err(write_failed)?;
+    let trace = trace?;
+    check_skipped(args, trace.sends(), trace.skipped_lines())?;
+    if trace.sends() == 0 {
+        eprintln!("spikebreaker {program}: warning: the trace holds no sends");
     }
+    Ok(trace)
+}
+
+/// Fails if more than `--max-skipped-share` of the lines were skipped.
+fn check_skipped(args: &LogArgs, sends: u64, skipped: u64) -> Result<(), Failure> {
     let lines = sends + skipped;
     if skipped as f64 > args.max_skipped_share * lines as f64 {
         return Err(Failure::BadInput(format!(
@@ -168,26 +170,13 @@ fn backtest(args: &BacktestArgs) -> Result<(), Failure> {
             args.max_skipped_share
         )));
     }
-    if sends == 0 {
-        eprintln!("spikebreaker backtest: warning: the trace holds no sends");
-    }
-
-    let mut stdout = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &backtest.report())
-        .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))?;
-    writeln!(stdout).map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
+    Ok(())
 }
 
-/// A kind as a CSV field: quoted when it holds a comma or a quote.
-fn csv_field(kind: &str) -> Cow<'_, str> {
-    if kind.contains([',', '"']) {
-        Cow::Owned(format!("\"{}\"", kind.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(kind)
-    }
-}
-
-fn load_config(path: &Path) -> Result<Config, Failure> {
+fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::BadInput(format!("cannot read {}: {e}", path.display())))?;
     let parsed = match path.extension().and_then(|e| e.to_str()) {
@@ -203,20 +192,51 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     parsed.map_err(|e| Failure::BadInput(format!("{}: {e}", path.display())))
 }
 
-/// A bar over the log's bytes when standard error is a terminal; nothing otherwise.
-fn progress_bar(size: Option<u64>) -> Option<ProgressBar> {
+/// What a bar counts.
+enum Progress {
+    /// Bytes of a log of this size.
+    Bytes(u64),
+    /// Bytes of a log of unknown size.
+    Stream,
+    /// Sends, of this many, while `what` is done to them.
+    Sends(u64, &'static str),
+    /// Replays, of this many.
+    Replays(u64),
+}
+
+/// A bar when standard error is a terminal; nothing otherwise.
+fn progress_bar(what: Option<Progress>) -> Option<ProgressBar> {
     if !io::stderr().is_terminal() {
         return None;
     }
-    let bar = match size {
-        Some(size) => ProgressBar::new(size).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        ),
+    let style = |template: &str| {
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    };
+    let bar = match what.unwrap_or(Progress::Stream) {
+        Progress::Bytes(size) => ProgressBar::new(size).with_style(style(
+            "reading {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )),
+        Progress::Stream => {
+            ProgressBar::new_spinner().with_style(style("reading {spinner} {bytes} read, {bytes_per_sec}"))
+        }
+        Progress::Sends(total, what) => ProgressBar::new(total).with_style(style(&format!(
+            "{what} {{bar:40}} {{human_pos}}/{{human_len}} sends, eta {{eta}}"
+        ))),
+        Progress::Replays(total) => ProgressBar::new(total).with_style(style(
+            "tuning {bar:40} {human_pos}/{human_len} replays of a kind, eta {eta}",
+        )),
     };
     Some(bar)
+}
+
+/// A new file to write to, buffered; an error names the path.
+fn create(path: &Path) -> Result<io::BufWriter<File>, Failure> {
+    File::create(path)
+        .map(|file| io::BufWriter::with_capacity(1 << 16, file))
+        .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))
+}
+
+/// A buffered standard input or file for the line-by-line replay.
+fn buffered(input: Box<dyn Read + Send>) -> BufReader<Box<dyn Read + Send>> {
+    BufReader::with_capacity(1 << 16, input)
 }

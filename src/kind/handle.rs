@@ -83,6 +83,15 @@ impl<C: Clock> KindHandle<C> {
         }
     }
 
+    /// The figures of the handle's own kind as its last send left them, changing nothing (see
+    /// `Kind::figures_as_they_stand`); `None` for a handle not on a kind of its own.
+    pub(crate) fn figures_as_they_stand(&self) -> Option<KindStatus> {
+        match &self.detour {
+            None => Some(self.kind.figures_as_they_stand()),
+            Some(_) => None,
+        }
+    }
+
     /// The kind's status, brought up to now.
     pub fn status(&self) -> KindStatus {
         match &self.detour {

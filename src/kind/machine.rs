@@ -555,6 +555,15 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn status(&self) -> KindStatus {
         self.cold_op(|kind, cold, now, _| kind.figures(cold, now))
     }
+
+    /// The kind's figures as its last send left them: takes the lock, rolls nothing and makes
+    /// no transition, so reading them changes nothing the kind will decide (a replay's
+    /// timeline).
+    pub(crate) fn figures_as_they_stand(&self) -> KindStatus {
+        let now = self.shared().clock.now_ms();
+        let cold = self.cold.lock();
+        self.figures(&cold, now)
+    }
 }
 
 /// What fleet mode does with a kind, through the breaker (see `Breaker`'s fleet section).

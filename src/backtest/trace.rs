@@ -1,0 +1,219 @@
+//! A send log held in memory by kind, and its replay with each kind on a core of its own.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Backtest, BacktestReport, LogError, Timeline, TraceReader, each};
+use crate::config::Config;
+use crate::error::Error;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A whole send log in memory: each kind's send times, the kind names interned. Read it with
+/// [`Trace::read`] or a [`TraceReader`]; [`replay`](Self::replay) it against a configuration.
+///
+/// ```
+/// use spikebreaker::Config;
+/// use spikebreaker::backtest::Trace;
+///
+/// let log = "t_ms,kind\n0,email.welcome\n1000,email.welcome\n1500,sms.login_code\n";
+/// let trace = Trace::read(log.as_bytes())?;
+/// assert_eq!(trace.kinds().map(|(kind, times)| (kind, times.len())).collect::<Vec<_>>(),
+///            [("email.welcome", 2), ("sms.login_code", 1)]);
+/// let report = trace.replay(&Config::default())?;
+/// assert_eq!(report.kinds["email.welcome"].allowed, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// In the order the kinds first appear.
+    kinds: Vec<TraceKind>,
+    index: FastMap<Arc<str>, u32>,
+    sends: u64,
+    pub(super) skipped_lines: u64,
+}
+
+#[derive(Debug)]
+struct TraceKind {
+    name: Arc<str>,
+    times: Vec<u64>,
+}
+
+/// A replay's outcome: the report, and each kind's [`Timeline`] when asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Replay {
+    /// What the breaker would have done.
+    pub report: BacktestReport,
+    /// Each kind's timeline, by name (empty unless asked for).
+    pub timelines: BTreeMap<String, Timeline>,
+}
+
+impl Trace {
+    /// Reads a whole send log (the format [`LogReader`](super::LogReader) reads); the first bad
+    /// line is an error. [`TraceReader`] sets the longest line, skips bad lines and reports
+    /// progress.
+    pub fn read(input: impl Read) -> Result<Self, LogError> {
+        TraceReader::new(input).read()
+    }
+
+    /// Sends in the log.
+    pub fn sends(&self) -> u64 {
+        self.sends
+    }
+
+    /// Lines skipped as bad while reading.
+    pub fn skipped_lines(&self) -> u64 {
+        self.skipped_lines
+    }
+
+    /// Each kind's name and send times (in time order), in the order the kinds first appear.
+    pub fn kinds(&self) -> impl ExactSizeIterator<Item = (&str, &[u64])> {
+        self.kinds.iter().map(|kind| (&*kind.name, kind.times.as_slice()))
+    }
+
+    /// The first and the last send's times, if there is a send.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        let first = self.kinds.iter().filter_map(|kind| kind.times.first()).min()?;
+        let last = self.kinds.iter().filter_map(|kind| kind.times.last()).max()?;
+        Some((*first, *last))
+    }
+
+    /// What `config` would have done to the log: the same report as a [`Backtest`] fed the log
+    /// line by line.
+    pub fn replay(&self, config: &Config) -> Result<BacktestReport, Error> {
+        Ok(self.replay_with(config, false, &|_| {})?.report)
+    }
+
+    /// [`replay`](Self::replay), recording each kind's [`Timeline`] if `timelines`, and calling
+    /// `progress` with the sends replayed so far now and then (from any thread).
+    ///
+    /// Kinds are independent while each has a slot of its own, so each kind is replayed on its
+    /// own breaker, the kinds spread over the cores (with the `parallel` feature, on rayon's
+    /// current pool), and the reports merged by name: the result is the same as one breaker
+    /// replaying the log line by line. With more kinds than [`Config::max_kinds`] (beyond those
+    /// the configuration names), kinds share the overflow kind and evict each other, so the log
+    /// is replayed on one breaker, in time order (sends of different kinds at the same
+    /// millisecond in the order the kinds first appear).
+    pub fn replay_with(
+        &self,
+        config: &Config,
+        timelines: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Replay, Error> {
+        config.validate()?;
+        let unnamed = self
+            .kinds
+            .iter()
+            .filter(|kind| !config.kinds.contains_key(&*kind.name))
+            .count();
+        if unnamed > config.max_kinds {
+            return self.replay_in_one(config, timelines, progress);
+        }
+        // The busiest kinds first, so that no core is left with a big one at the end.
+        let mut order: Vec<&TraceKind> = self.kinds.iter().collect();
+        order.sort_by_key(|kind| Reverse(kind.times.len()));
+        let done = AtomicU64::new(0);
+        let replayed = each(&order, |kind| {
+            let mut backtest = Backtest::new(config.clone())?;
+            if timelines {
+                backtest.record_timelines();
+            }
+            for &t_ms in &kind.times {
+                let _ = backtest.check(t_ms, &kind.name);
+            }
+            progress(done.fetch_add(kind.times.len() as u64, Ordering::Relaxed) + kind.times.len() as u64);
+            Ok::<_, Error>((backtest.report(), backtest.timelines()))
+        });
+        let mut replay = Replay::default();
+        for outcome in replayed {
+            let (report, timelines) = outcome?;
+            replay.report.sends += report.sends;
+            replay.report.kinds.extend(report.kinds);
+            replay.timelines.extend(timelines);
+        }
+        replay.report.skipped_lines = self.skipped_lines;
+        Ok(replay)
+    }
+
+    /// The whole log on one breaker, in time order.
+    fn replay_in_one(
+        &self,
+        config: &Config,
+        timelines: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Replay, Error> {
+        let mut backtest = Backtest::new(config.clone())?;
+        if timelines {
+            backtest.record_timelines();
+        }
+        let mut next: Vec<usize> = vec![0; self.kinds.len()];
+        let mut heap: BinaryHeap<Reverse<(u64, usize)>> = self
+            .kinds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, kind)| Some(Reverse((*kind.times.first()?, i))))
+            .collect();
+        let mut sends = 0u64;
+        while let Some(Reverse((t_ms, i))) = heap.pop() {
+            let kind = &self.kinds[i];
+            let _ = backtest.check(t_ms, &kind.name);
+            next[i] += 1;
+            if let Some(&t) = kind.times.get(next[i]) {
+                heap.push(Reverse((t, i)));
+            }
+            sends += 1;
+            if sends % (1 << 16) == 0 {
+                progress(sends);
+            }
+        }
+        for _ in 0..self.skipped_lines {
+            backtest.skip_line();
+        }
+        Ok(Replay {
+            report: backtest.report(),
+            timelines: backtest.timelines(),
+        })
+    }
+
+    /// The number of `kind` (as bytes known to be a valid name), added if new.
+    pub(super) fn intern(&mut self, kind: &[u8]) -> u32 {
+        let kind = std::str::from_utf8(kind).unwrap_or_default();
+        if let Some(&id) = self.index.get(kind) {
+            return id;
+        }
+        let id = self.kinds.len() as u32;
+        let name: Arc<str> = Arc::from(kind);
+        self.index.insert(Arc::clone(&name), id);
+        self.kinds.push(TraceKind {
+            name,
+            times: Vec::new(),
+        });
+        id
+    }
+
+    pub(super) fn name(&self, kind: u32) -> &str {
+        &self.kinds[kind as usize].name
+    }
+
+    #[inline]
+    pub(super) fn push(&mut self, kind: u32, t_ms: u64) {
+        self.kinds[kind as usize].times.push(t_ms);
+        self.sends += 1;
+    }
+
+    pub(super) fn extend(&mut self, kind: u32, times: &[u64]) {
+        self.kinds[kind as usize].times.extend_from_slice(times);
+        self.sends += times.len() as u64;
+    }
+
+    /// Takes back the last send of `kind`.
+    pub(super) fn pop(&mut self, kind: u32) {
+        if self.kinds[kind as usize].times.pop().is_some() {
+            self.sends -= 1;
+        }
+    }
+}

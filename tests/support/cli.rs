@@ -1,0 +1,23 @@
+//! Runs the `spikebreaker` binary (feature `cli`) for the tests that drive it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `spikebreaker` with `args`, feeding it `stdin`.
+pub fn spikebreaker(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Fed from a thread so a large log and a large report can't fill both pipes at once; a
+    // command that refuses its arguments exits without reading, which is not an error here.
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    let feeder = std::thread::spawn(move || drop(input.write_all(stdin.as_bytes())));
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    output
+}
