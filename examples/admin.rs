@@ -31,15 +31,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let breaker = Breaker::new(Config::default())?;
-    breaker.subscribe(|event| {
-        println!(
-            "event: {} {} -> {} ({})",
-            event.kind,
-            event.from.as_str(),
-            event.to.as_str(),
-            event.reason.as_str()
-        )
-    });
+    breaker
+        .subscribe(|event| {
+            println!(
+                "event: {} {} -> {} ({})",
+                event.kind,
+                event.from.as_str(),
+                event.to.as_str(),
+                event.reason.as_str()
+            )
+        })
+        .detach();
     // A runaway job on a kind with no baseline yet: the warm-up ceiling stops it at 1,000.
     let runaway = breaker.kind("security.2fa_changed");
     let blocked = (0..1_500).filter(|_| !runaway.check().is_allowed()).count();

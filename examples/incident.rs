@@ -34,7 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handles: Vec<_> = names.iter().map(|name| breaker.kind(name)).collect();
     let events = Arc::new(Mutex::new(Vec::<Event>::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    breaker
+        .subscribe(move |event| sink.lock().unwrap().push(event.clone()))
+        .detach();
 
     // A week of ordinary traffic, Monday to Sunday.
     let week = 7 * DAY_MS;

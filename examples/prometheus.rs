@@ -2,7 +2,10 @@
 //! listener on 127.0.0.1, runs two hours of simulated traffic and a runaway job on a manual clock
 //! (in well under a second), then scrapes its own `/metrics` and prints the tripped kind's series.
 //!
-//! Run with `cargo run --example prometheus [PORT]` (a free port if none is given).
+//! Run with `cargo run --example prometheus [PORT] [--serve]` (a free port if none is given).
+//! With `--serve` it keeps serving (and refreshing every 5 seconds) until Ctrl-C, for a real
+//! Prometheus, or `curl`, to scrape: `cargo run --example prometheus -- 9000 --serve`, then
+//! `curl -s localhost:9000/metrics | grep spikebreaker_`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -15,7 +18,14 @@ use spikebreaker::{Breaker, Config, Decision, ManualClock};
 const RUNAWAY: &str = "security.2fa_changed";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port = match std::env::args().nth(1) {
+    let (flags, ports): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|arg| arg.starts_with("--"));
+    let serve = match flags.as_slice() {
+        [] => false,
+        [flag] if flag == "--serve" => true,
+        _ => return Err(format!("unknown option in {flags:?}: the only one is --serve").into()),
+    };
+    let port = match ports.first() {
         Some(port) => port.parse()?,
         None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port(),
     };
@@ -32,11 +42,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let clock = ManualClock::new();
     let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
-    breaker.subscribe(|event| {
-        if event.is_trip() {
-            println!("event: {event}");
-        }
-    });
+    breaker
+        .subscribe(|event| {
+            if event.is_trip() {
+                println!("event: {event}");
+            }
+        })
+        .detach();
     let welcome = breaker.kind("email.welcome");
     let runaway = breaker.kind(RUNAWAY);
 
@@ -67,8 +79,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in exposition.lines().filter(|line| line.contains(RUNAWAY)) {
         println!("  {line}");
     }
-    if !exposition.contains(&format!("spikebreaker_state{{kind=\"{RUNAWAY}\"}} 1")) {
+    if !exposition.contains(&format!(
+        "spikebreaker_state{{breaker=\"default\",kind=\"{RUNAWAY}\"}} 1"
+    )) {
         return Err("the tripped kind is not open in the exposition".into());
+    }
+    if serve {
+        println!("\nserving http://{address}/metrics until Ctrl-C");
+        loop {
+            // As a service does: every kind current before the next scrape.
+            std::thread::sleep(Duration::from_secs(5));
+            breaker.refresh();
+        }
     }
     Ok(())
 }

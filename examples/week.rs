@@ -36,11 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
     let trips = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Event>::new()));
     let sink = std::sync::Arc::clone(&trips);
-    breaker.subscribe(move |event| {
-        if event.is_trip() {
-            sink.lock().unwrap().push(event.clone());
-        }
-    });
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() {
+                sink.lock().unwrap().push(event.clone());
+            }
+        })
+        .detach();
     let kind = breaker.kind(KIND);
 
     // Two weeks of learning.

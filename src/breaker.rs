@@ -1,20 +1,30 @@
-//! The breaker: every kind's detector, their configuration, and the operator's controls.
+//! The breaker: every kind's detector, their configuration, and the operator's controls;
+//! [`builder`] sets one up.
+
+mod builder;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Compiled, Config};
 use crate::error::Error;
 use crate::kind::{Decision, Detour, Kind, KindHandle, Reason, Resolve, Shared, State};
 use crate::name::{self, OVERFLOW_KIND};
+#[cfg(feature = "tokio")]
+use crate::observe::Events;
 use crate::observe::metrics::BreakerMetrics;
-use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers};
+use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription};
 use crate::registry::{Bounds, Registry};
+use crate::snapshot::file::SnapshotFile;
 use crate::snapshot::{KindSnapshot, Snapshot};
+
+pub use builder::BreakerBuilder;
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -34,9 +44,13 @@ struct Inner<C: Clock> {
     shared: Arc<Shared<C>>,
     registry: Registry<C>,
     config: RwLock<(Config, Arc<Compiled>)>,
-    metrics: BreakerMetrics,
+    metrics: Mutex<BreakerMetrics>,
     /// The kind held by handles that are not on a kind of their own (see [`Kind::parked`]).
     parked: OnceLock<Arc<Kind<C>>>,
+    /// Where what was learned is kept across restarts, if anywhere.
+    snapshot_file: Option<SnapshotFile>,
+    /// Dropped with the breaker, which stops the thread that saves the snapshot file.
+    _stop_saving: Option<mpsc::Sender<()>>,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -64,6 +78,10 @@ impl Breaker<SystemClock> {
     /// `[kinds._overflow]` if the configuration has one.
     pub const OVERFLOW_KIND: &'static str = OVERFLOW_KIND;
 
+    /// The name of a breaker not named otherwise ([`BreakerBuilder::name`]): the `breaker` label
+    /// of its metrics.
+    pub const DEFAULT_NAME: &'static str = "default";
+
     /// A breaker on the system clock.
     pub fn new(config: Config) -> Result<Self, Error> {
         Self::with_clock(config, SystemClock::new())
@@ -73,19 +91,92 @@ impl Breaker<SystemClock> {
 impl<C: Clock> Breaker<C> {
     /// A breaker on the given clock ([`ManualClock`](crate::ManualClock) for tests and replays).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
+        Self::assemble(
+            config,
+            clock,
+            Breaker::DEFAULT_NAME.to_owned(),
+            None,
+            Duration::MAX,
+        )
+    }
+
+    /// What [`BreakerBuilder::build`] builds: with a snapshot file, restored from it and saved
+    /// every `save_every` on a thread that holds the breaker weakly.
+    fn assemble(
+        config: Config,
+        clock: C,
+        name: String,
+        snapshot_file: Option<PathBuf>,
+        save_every: Duration,
+    ) -> Result<Self, Error> {
         let compiled = Arc::new(config.compile()?);
-        Ok(Self {
+        let name: Arc<str> = Arc::from(name);
+        let (stop_saving, stopped) = match snapshot_file {
+            Some(_) => {
+                let (stop, stopped) = mpsc::channel();
+                (Some(stop), Some(stopped))
+            }
+            None => (None, None),
+        };
+        let breaker = Self {
             inner: Arc::new(Inner {
+                metrics: Mutex::new(BreakerMetrics::register(&name)),
                 shared: Arc::new(Shared {
                     clock,
                     subscribers: Subscribers::default(),
+                    name,
                 }),
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
-                metrics: BreakerMetrics::register(),
                 parked: OnceLock::new(),
+                snapshot_file: snapshot_file.map(SnapshotFile::new),
+                _stop_saving: stop_saving,
             }),
-        })
+        };
+        if let (Some(file), Some(stopped)) = (&breaker.inner.snapshot_file, stopped) {
+            if let Some(snapshot) = file.load() {
+                if let Err(error) = breaker.restore(&snapshot) {
+                    file.set_aside(&error.to_string());
+                }
+            }
+            breaker.save_periodically(save_every, stopped);
+        }
+        Ok(breaker)
+    }
+
+    /// Saves the snapshot file every `every` until `stopped` hears the breaker go; holds the
+    /// breaker only while saving, so that dropping the last clone stops it.
+    fn save_periodically(&self, every: Duration, stopped: mpsc::Receiver<()>) {
+        let inner = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("spikebreaker-snapshot".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    match inner.upgrade() {
+                        Some(inner) => inner.save_logged(),
+                        None => break,
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the thread that saves the snapshot file: it is saved at shutdown only");
+        }
+    }
+
+    /// The breaker's name: the `breaker` label of its metrics ([`BreakerBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// Saves the snapshot file now ([`BreakerBuilder::snapshot_file`]), atomically; does nothing
+    /// for a breaker without one. A breaker saves it on its own every
+    /// [`save_every`](BreakerBuilder::save_every) and when its last clone is dropped; call this
+    /// at a graceful shutdown to see the error if there is one.
+    pub fn save_snapshot(&self) -> Result<(), Error> {
+        match &self.inner.snapshot_file {
+            Some(file) => file.save(&self.snapshot()),
+            None => Ok(()),
+        }
     }
 
     /// The handle for `kind`: resolve it once and call [`KindHandle::check`] on every send for
@@ -127,8 +218,8 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// [`check`](Self::check), with a refusal naming the kind that refused (the overflow kind
-    /// when `kind` was sent there) and when its trip began. The kind is in hand already, so a
-    /// refusal reads one more atomic and an allowed send nothing more.
+    /// when `kind` was sent there), when its trip began and when it may reopen. The kind is in
+    /// hand already, so a refusal reads two more atomics and an allowed send nothing more.
     pub(crate) fn check_named(&self, kind: &str) -> Result<(), Refused> {
         // Decided under the registry's read lock while the send stays lock-free, which spares
         // the kind's reference count two atomic writes; cold work, which may call subscribers,
@@ -152,6 +243,7 @@ impl<C: Clock> Breaker<C> {
                         reason: Reason::InvalidKind,
                         kind: Arc::from(kind),
                         tripped_at_ms: 0,
+                        open_until_ms: 0,
                     });
                 }
             },
@@ -162,13 +254,53 @@ impl<C: Clock> Breaker<C> {
                 reason,
                 kind: Arc::clone(found.name()),
                 tripped_at_ms: found.tripped_at(),
+                open_until_ms: found.open_until(),
             }),
         }
     }
 
-    /// Calls `subscriber` with every transition of every kind (see [`Event`]).
-    pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) {
-        self.inner.shared.subscribers.add(Arc::new(subscriber));
+    /// Calls `subscriber` with every transition of every kind (see [`Event`]), on the thread
+    /// that caused it, after the kind's lock is released, until the returned [`Subscription`] is
+    /// dropped ([`Subscription::detach`] keeps it for the breaker's life).
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config};
+    /// let breaker = Breaker::new(Config::default())?;
+    /// let paging = breaker.subscribe(|event| {
+    ///     if event.is_trip() && !event.dry_run {
+    ///         eprintln!("page: {event}");
+    ///     }
+    /// });
+    /// // ... until shutdown; or `paging.detach()` to keep it for the breaker's life.
+    /// drop(paging);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) -> Subscription {
+        self.inner.shared.subscribers.add(Arc::new(subscriber))
+    }
+
+    /// Every event (see [`subscribe`](Self::subscribe)) on a bounded tokio channel of
+    /// `capacity`, for a task to receive; dropping the [`Events`] unsubscribes. A send never
+    /// waits for the channel: while it is full, events are dropped and counted
+    /// ([`Events::missed`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use spikebreaker::{Breaker, Config, ManualClock};
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+    /// let mut events = breaker.events(1024);
+    /// let _ = breaker.kind("sms.otp");
+    /// breaker.force_open("sms.otp")?;
+    /// let event = events.recv().await.expect("the trip");
+    /// assert!(event.is_trip());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn events(&self, capacity: usize) -> Events {
+        Events::new(&self.inner.shared.subscribers, capacity)
     }
 
     /// Operator: blocks `kind` until [`reset`](Self::reset).
@@ -324,9 +456,13 @@ impl<C: Clock> Breaker<C> {
     /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
     /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
     /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.
+    ///
+    /// It also finds a metrics recorder installed after the breaker: its handles, and every
+    /// kind's, are registered again with it (see [`metrics`](crate::metrics)).
     pub fn refresh(&self) {
+        let rebind = self.inner.metrics.lock().follow_the_recorder();
         for kind in self.inner.registry.all() {
-            kind.refresh();
+            kind.refresh(rebind);
         }
         self.inner.export_registry_metrics();
     }
@@ -384,18 +520,7 @@ impl<C: Clock> Breaker<C> {
     /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)); not
     /// the overflow kind's, which learns nothing.
     pub fn snapshot(&self) -> Snapshot {
-        let kinds = self
-            .inner
-            .registry
-            .all()
-            .iter()
-            .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
-            .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
-            .collect();
-        Snapshot {
-            version: Snapshot::VERSION,
-            kinds,
-        }
+        self.inner.snapshot()
     }
 
     /// Replaces what kinds have learned with a snapshot's, registering its kinds. A snapshot
@@ -416,19 +541,51 @@ impl<C: Clock> Breaker<C> {
     }
 }
 
-/// A send refused by name: why, by which kind, and when that kind's trip began (0 when no trip
-/// refused it: a name that breaks the rule).
+/// A send refused by name: why, by which kind, when that kind's trip began and until when it
+/// refuses without looking (0 for both when no trip refused it: a name that breaks the rule;
+/// `u64::MAX` until an operator acts).
 #[derive(Debug)]
 pub(crate) struct Refused {
     pub(crate) reason: Reason,
     pub(crate) kind: Arc<str>,
     pub(crate) tripped_at_ms: u64,
+    pub(crate) open_until_ms: u64,
 }
 
 impl<C: Clock> Inner<C> {
     fn export_registry_metrics(&self) {
         let registry = &self.registry;
-        self.metrics.export(registry.len(), registry.overflowed());
+        self.metrics.lock().export(registry.len(), registry.overflowed());
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let kinds = self
+            .registry
+            .all()
+            .iter()
+            .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
+            .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
+            .collect();
+        Snapshot {
+            version: Snapshot::VERSION,
+            kinds,
+        }
+    }
+
+    /// Saves the snapshot file, if any, logging a failure (the next save tries again).
+    fn save_logged(&self) {
+        if let Some(file) = &self.snapshot_file {
+            if let Err(error) = file.save(&self.snapshot()) {
+                tracing::warn!(%error, "cannot save the snapshot file");
+            }
+        }
+    }
+}
+
+impl<C: Clock> Drop for Inner<C> {
+    /// The last clone of the breaker is gone: save what it learned one last time.
+    fn drop(&mut self) {
+        self.save_logged();
     }
 }
 

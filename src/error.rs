@@ -46,6 +46,16 @@ pub enum Error {
     /// its room up. Name the kind in the configuration to keep it a slot.
     #[error("no room for kind {0:?}: the registry is full; name it in the configuration to keep it a slot")]
     NoRoom(String),
+    /// A file (a configuration, a snapshot file) could not be read or written.
+    #[error("cannot {action} {}: {message}", path.display())]
+    File {
+        /// What was being done (`read`, `write`, `replace`).
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The system's account of what went wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -70,6 +80,11 @@ impl Error {
     /// Whether this error is a kind name that breaks the kind-name rule.
     pub fn is_invalid_kind_name(&self) -> bool {
         matches!(self, Self::InvalidKindName { .. })
+    }
+
+    /// Whether this error is a file that could not be read or written.
+    pub fn is_file(&self) -> bool {
+        matches!(self, Self::File { .. })
     }
 
     /// Whether this error is an operator control on a kind the breaker does not know.

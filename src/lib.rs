@@ -27,14 +27,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
-//!   [`check`](KindHandle::check) is the lock-free send path.
-//! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (or, with the `tower` feature, a tower
-//!   service via `tower::GuardLayer`) and hands a blocked notification back in [`Blocked`].
-//! - [`Config`] is serde data (TOML, JSON) with defaults that work for kinds nobody configured.
-//! - [`Event`]s report every transition; [`KindStatus`] shows a kind to an operator and
-//!   [`BreakerStatus`] the whole breaker ([`Breaker::status`]); [`Snapshot`] keeps what was
-//!   learned across restarts.
+//! - [`Breaker`] holds every kind ([`Breaker::builder`] sets its configuration, name and
+//!   snapshot file); [`KindHandle`] is a resolved kind whose [`check`](KindHandle::check) is the
+//!   lock-free send path.
+//! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (a closure, with [`sender_fn`]; or, with
+//!   the `tower` feature, a tower service via `tower::GuardLayer`) and hands a blocked
+//!   notification back in [`Blocked`].
+//! - [`Config`] is serde data (TOML, JSON, [`Config::from_file`]) with defaults that work for
+//!   kinds nobody configured, and overrides by kind name or pattern (`"security.*"`).
+//! - [`Event`]s report every transition ([`Breaker::subscribe`], and with the `tokio` feature
+//!   `Breaker::events`); [`KindStatus`] shows a kind to an operator and [`BreakerStatus`] the
+//!   whole breaker ([`Breaker::status`]); [`Snapshot`] keeps what was learned across restarts
+//!   ([`BreakerBuilder::snapshot_file`] keeps it in a file).
 //! - [`backtest`] replays a send log through the same engine on a [`ManualClock`], to see what a
 //!   configuration would have done to past traffic.
 //! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
@@ -79,7 +83,7 @@ mod registry;
 mod snapshot;
 mod surge;
 
-pub use breaker::Breaker;
+pub use breaker::{Breaker, BreakerBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
 pub use detect::{Bound, Timescale};
@@ -88,12 +92,15 @@ pub use error::Error;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use guard::tower;
 pub use guard::{
-    AsyncSender, Blocked, ByNotification, GuardError, Guarded, Notification, Quarantined, Sender,
-    WithRecipient,
+    AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined, Sender,
+    SenderFn, WithRecipient, sender_fn,
 };
 pub use kind::{Decision, KindHandle, Reason, State};
 pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
-pub use observe::{BreakerStatus, Event, KindStatus, Surge, Window, metrics};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use observe::Events;
+pub use observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window, metrics};
 pub use snapshot::{KindSnapshot, Snapshot};
 pub use surge::SurgeConfig;
 

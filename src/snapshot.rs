@@ -3,7 +3,9 @@
 //!
 //! The format is versioned; a version-1 snapshot (spikebreaker 0.1's single-window baseline) is
 //! read and migrated: its normal becomes the kind's recent and long-run rates, its spread the
-//! minute spread, and its week is learned afresh.
+//! minute spread, and its week is learned afresh. [`file`] keeps one in a file for a breaker.
+
+pub(crate) mod file;
 
 use std::collections::BTreeMap;
 

@@ -46,11 +46,13 @@ struct Tally {
 fn count_trips(breaker: &Breaker<ManualClock>) -> Arc<Mutex<HashMap<String, u64>>> {
     let trips = Arc::new(Mutex::new(HashMap::new()));
     let seen = Arc::clone(&trips);
-    breaker.subscribe(move |event| {
-        if event.is_trip() {
-            *seen.lock().entry(event.kind.to_string()).or_insert(0) += 1;
-        }
-    });
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() {
+                *seen.lock().entry(event.kind.to_string()).or_insert(0) += 1;
+            }
+        })
+        .detach();
     trips
 }
 

@@ -45,6 +45,175 @@ fn overrides_apply_to_their_kind_and_defaults_to_the_rest() {
     assert_eq!(twofa.status().allowed, 20);
 }
 
+/// Sends a runaway of `sends` at 100 a second to `kind` on a fresh breaker of `config` (no
+/// snapshot) and returns how many went through and the state it ends in.
+fn runaway(config: &str, kind: &str, sends: u32) -> (u64, State, Breaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::from_toml(config).unwrap(), clock.clone()).unwrap();
+    let handle = breaker.kind(kind);
+    for _ in 0..sends {
+        clock.advance(Duration::from_millis(10));
+        let _ = handle.check();
+    }
+    let status = handle.status();
+    (status.allowed, status.state, breaker, clock)
+}
+
+#[test]
+fn a_pattern_override_applies_to_the_kinds_it_matches_and_the_most_specific_wins() {
+    const PATTERNS: &str = r#"
+[kinds."security.*"]
+minute = { floor = 20, ceiling = 20 }
+recovery = "manual"
+
+[kinds."security.2fa.*"]
+minute = { floor = 5, ceiling = 5 }
+
+[kinds."security.2fa.sms"]
+minute = { floor = 2, ceiling = 2 }
+"#;
+    // The issue's case: a runaway of a kind only a pattern names trips at its ceiling, not the
+    // defaults' warm-up ceiling of 500, and stays open: recovery is manual.
+    let (allowed, state, breaker, clock) = runaway(PATTERNS, "security.2fa_changed", 2_000);
+    assert_eq!((allowed, state), (20, State::Open));
+    clock.advance(Duration::from_secs(6 * 3600));
+    breaker.refresh();
+    assert_eq!(
+        breaker.kind_status("security.2fa_changed").unwrap().state,
+        State::Open
+    );
+    // The longest prefix beats a shorter one; the exact name beats both.
+    assert_eq!(runaway(PATTERNS, "security.2fa.email", 100).0, 5);
+    assert_eq!(runaway(PATTERNS, "security.2fa.sms", 100).0, 2);
+    // A name the patterns do not match runs on the defaults.
+    assert_eq!(runaway(PATTERNS, "securityx", 1_000).0, 500);
+    assert_eq!(runaway(PATTERNS, "security", 1_000).0, 500);
+
+    let config = Config::from_toml(PATTERNS).unwrap();
+    assert_eq!(
+        config.override_for("security.2fa.email").unwrap().0,
+        "security.2fa.*"
+    );
+    assert_eq!(
+        config.override_for("security.2fa.sms").unwrap().0,
+        "security.2fa.sms"
+    );
+    assert_eq!(config.override_for("security.login").unwrap().0, "security.*");
+    assert!(config.override_for("email.welcome").is_none());
+    // The status shows the settings the kind runs on.
+    assert_eq!(config.kind_config("security.login").recovery, Recovery::Manual);
+    assert_eq!(
+        config.kind_config("security.2fa.email").recovery,
+        Recovery::Auto,
+        "no stacking"
+    );
+}
+
+#[test]
+fn a_pattern_reserves_no_slot_but_an_exact_name_does() {
+    let config = "max_kinds = 1
+[kinds.\"security.*\"]
+recovery = \"manual\"
+[kinds.\"billing.receipt\"]
+recovery = \"manual\"
+";
+    let breaker = Breaker::with_clock(Config::from_toml(config).unwrap(), ManualClock::new()).unwrap();
+    assert!(breaker.check("email.welcome").is_allowed()); // takes the one free slot
+    let _ = breaker.check("security.login");
+    let _ = breaker.check("billing.receipt");
+    assert!(
+        breaker.kind_status("security.login").is_none(),
+        "no room: the pattern reserves none"
+    );
+    assert!(
+        breaker.kind_status("billing.receipt").is_some(),
+        "named exactly: its own slot"
+    );
+    // Controls act on kinds the configuration names exactly, not on a pattern's kinds unseen.
+    assert!(
+        breaker
+            .force_open("security.other")
+            .unwrap_err()
+            .is_unknown_kind()
+    );
+}
+
+#[test]
+fn a_reload_resolves_patterns_again() {
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let handle = breaker.kind("security.login");
+    breaker
+        .reload(Config::from_toml("[kinds.\"security.*\"]\nminute = { floor = 10, ceiling = 10 }\n").unwrap())
+        .unwrap();
+    let mut allowed = 0;
+    for _ in 0..100 {
+        clock.advance(Duration::from_millis(10));
+        allowed += u32::from(handle.check().is_allowed());
+    }
+    assert_eq!(allowed, 10);
+}
+
+#[test]
+fn bad_patterns_are_refused_by_name() {
+    for (text, expected) in [
+        ("[kinds.\"*\"]\nrecovery = \"manual\"\n", "`*` alone"),
+        (
+            "[kinds.\"*.login\"]\nrecovery = \"manual\"\n",
+            "one `*` at the end",
+        ),
+        ("[kinds.\"a.*.*\"]\nrecovery = \"manual\"\n", "one `*` at the end"),
+        (
+            "[[surges]]\nkind = \"a.*\"\nsends = 5\nfrom = \"2026-01-01T00:00:00Z\"\nuntil = \"2026-01-02T00:00:00Z\"\n",
+            "surges[0].kind",
+        ),
+    ] {
+        let error = Config::from_toml(text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+}
+
+#[test]
+fn keys_that_apply_to_no_kind_are_named() {
+    let config = Config::from_toml(
+        "[kinds.\"security.*\"]\nrecovery = \"manual\"\n[kinds.\"security.login\"]\nrecovery = \"manual\"\n[kinds.\"sms.*\"]\nrecovery = \"manual\"\n[kinds.\"email.welcom\"]\nrecovery = \"manual\"\n",
+    )
+    .unwrap();
+    // `security.*` matches only a kind that the exact key takes: it applies to none.
+    assert_eq!(
+        config.unmatched_keys(["security.login", "sms.otp", "email.welcome"]),
+        vec!["email.welcom", "security.*"]
+    );
+    assert!(
+        config
+            .unmatched_keys(["security.x", "security.login", "sms.a", "email.welcom"])
+            .is_empty()
+    );
+}
+
+/// The warm-up follows the kind's own settings: the README's override protects from the first
+/// send, and an override that lowers (or raises) the minute floor scales the warm-up ceiling.
+#[test]
+fn a_kind_warms_up_under_its_own_settings() {
+    const README: &str = r#"
+[kinds."security.2fa_changed"]
+minute = { floor = 10, ceiling = 20 }
+recovery = "manual"
+"#;
+    assert_eq!(runaway(README, "security.2fa_changed", 2_000).0, 20);
+    // A floor alone: the defaults' ratio (500 over 50), ten times the floor.
+    let floor_only = "[kinds.\"security.2fa_changed\"]\nminute = { floor = 20 }\n";
+    assert_eq!(runaway(floor_only, "security.2fa_changed", 2_000).0, 200);
+    // A higher floor raises the warm-up ceiling too (no longer an error under the defaults').
+    let raised = "[kinds.bulk]\nminute = { floor = 300 }\n";
+    assert_eq!(runaway(raised, "bulk", 10_000).0, 3_000);
+    // Its own warm-up ceiling wins; the defaults scale from their own ratio.
+    let explicit = "[kinds.a]\nminute = { floor = 20 }\nwarmup_ceiling = 30\n";
+    assert_eq!(runaway(explicit, "a", 2_000).0, 30);
+    let scaled = "[defaults]\nwarmup_ceiling = 100\n[kinds.a]\nminute = { floor = 25 }\n";
+    assert_eq!(runaway(scaled, "a", 2_000).0, 50);
+}
+
 #[test]
 fn errors_name_the_field_and_the_value() {
     let cases = [
@@ -237,7 +406,7 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "200",
     ),
     (
-        "[defaults.minute]\nfloor = 2000\n",
+        "[defaults]\nwarmup_ceiling = 500\nminute.floor = 2000\n",
         "defaults.warmup_ceiling",
         "500",
     ),
@@ -348,8 +517,8 @@ fn bad_json_is_refused_by_name_and_value_or_by_position() {
             &["out of range", "line 1 column 40"],
         ),
         (
-            r#"{"defaults": {"minute": {"factor": null}}}"#,
-            &["`defaults.minute.factor`", "null", "line 1 column 39"],
+            r#"{"defaults": {"minute": {"factor": "3"}}}"#,
+            &["`defaults.minute.factor`", "\"3\"", "line 1 column 38"],
         ),
         (
             r#"{"defaults": {"window_secs": 1.5}}"#,

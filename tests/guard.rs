@@ -409,13 +409,17 @@ fn a_hanging_sender_stalls_only_its_own_send() {
 fn a_panicking_subscriber_does_not_take_the_breaker_down_and_the_others_still_hear() {
     let breaker = breaker();
     let heard = Arc::new(AtomicU64::new(0));
-    breaker.subscribe(|event| panic!("subscriber bug on {}", event.kind));
+    breaker
+        .subscribe(|event| panic!("subscriber bug on {}", event.kind))
+        .detach();
     let counter = Arc::clone(&heard);
-    breaker.subscribe(move |event| {
-        if event.is_trip() {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .detach();
     let kinds = ["a", "b", "c", "d"];
     thread::scope(|s| {
         for kind in kinds {
@@ -514,15 +518,17 @@ fn a_subscriber_may_register_kinds_and_send_by_name_from_a_send_by_name() {
         let calls = Arc::new(AtomicUsize::new(0));
         let inner = breaker.clone();
         let seen = Arc::clone(&calls);
-        breaker.subscribe(move |event| {
-            seen.fetch_add(1, Ordering::Relaxed);
-            // Enough new kinds to land in every shard of the registry, the tripping kind's too:
-            // a send by name that ran its cold work under the registry's lock would deadlock.
-            for i in 0..200 {
-                let _ = inner.check(&format!("tenant{i}.email.receipt"));
-            }
-            assert_eq!(inner.check(&event.kind), Decision::Blocked(event.reason));
-        });
+        breaker
+            .subscribe(move |event| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                // Enough new kinds to land in every shard of the registry, the tripping kind's too:
+                // a send by name that ran its cold work under the registry's lock would deadlock.
+                for i in 0..200 {
+                    let _ = inner.check(&format!("tenant{i}.email.receipt"));
+                }
+                assert_eq!(inner.check(&event.kind), Decision::Blocked(event.reason));
+            })
+            .detach();
         let allowed = (0..100).filter(|_| breaker.check(KINDS[2]).is_allowed()).count();
         let _ = done.send((
             allowed,
@@ -535,4 +541,79 @@ fn a_subscriber_may_register_kinds_and_send_by_name_from_a_send_by_name() {
         .recv_timeout(Duration::from_secs(60))
         .expect("a send by name deadlocked with its subscriber");
     assert_eq!((allowed, calls, state), (50, 1, State::Open));
+}
+
+/// A closure is a sender (sync or async), and so is a shared sender, by `Arc` or by reference.
+#[test]
+fn closures_and_shared_senders_are_senders() {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&sent);
+    let smtp = spikebreaker::sender_fn(move |email: Email| -> Result<String, std::io::Error> {
+        counted.fetch_add(1, Ordering::Relaxed);
+        Ok(email.to)
+    });
+    let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
+    let email = || Email {
+        kind: "email.welcome",
+        to: "a@example.com".into(),
+    };
+    assert_eq!(
+        Guarded::new(smtp.clone(), breaker.clone()).send(email()).unwrap(),
+        "a@example.com"
+    );
+    let shared = Arc::new(smtp);
+    assert!(
+        Guarded::new(Arc::clone(&shared), breaker.clone())
+            .send(email())
+            .is_ok()
+    );
+    assert!(Guarded::new(&*shared, breaker.clone()).send(email()).is_ok());
+    assert_eq!(sent.load(Ordering::Relaxed), 3);
+
+    let push = spikebreaker::sender_fn(|email: Email| async move { Ok::<_, std::io::Error>(email.to.len()) });
+    let guarded = Guarded::new(Arc::new(push), breaker.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert_eq!(
+        runtime.block_on(AsyncSender::send(&guarded, email())).unwrap(),
+        13
+    );
+    breaker.force_open("email.welcome").unwrap();
+    let refused = runtime
+        .block_on(AsyncSender::send(&guarded, email()))
+        .unwrap_err();
+    assert_eq!(refused.into_blocked().unwrap().into_notification(), email());
+}
+
+/// A refusal says when the kind may reopen: the end of its cool-down, or never on its own.
+#[test]
+fn a_refusal_says_when_the_kind_may_reopen() {
+    let clock = ManualClock::new();
+    let config =
+        Config::from_toml("[defaults]\ncooldown_secs = 120\n[kinds.manual]\nrecovery = \"manual\"\n")
+            .unwrap();
+    let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
+    let guarded = Guarded::new(
+        spikebreaker::sender_fn(|_: Email| Ok::<_, ()>(())),
+        breaker.clone(),
+    );
+    let runaway = |kind: &'static str| loop {
+        clock.advance(Duration::from_millis(10));
+        if let Err(GuardError::Blocked(blocked)) = guarded.send(Email {
+            kind,
+            to: String::new(),
+        }) {
+            break blocked;
+        }
+    };
+    let auto = runaway("auto");
+    assert_eq!(auto.reopens_at_ms(), Some(auto.tripped_at_ms() + 120_000));
+    assert_eq!(
+        runaway("manual").reopens_at_ms(),
+        None,
+        "only an operator reopens it"
+    );
+    breaker.force_open("auto").unwrap();
+    assert_eq!(runaway("auto").reopens_at_ms(), None, "forced open");
+    assert_eq!(runaway("").reopens_at_ms(), None, "an invalid name");
+    assert_eq!(Decision::Blocked(Reason::Spike).to_string(), "blocked (spike)");
 }

@@ -16,7 +16,9 @@ fn recorded(config: Config) -> (Breaker<ManualClock>, ManualClock, Arc<Mutex<Vec
     let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    breaker
+        .subscribe(move |event| sink.lock().unwrap().push(event.clone()))
+        .detach();
     (breaker, clock, events)
 }
 
@@ -37,17 +39,19 @@ fn a_pager_pages_once_on_a_trip_with_its_reason_and_figures() {
     let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
     let pages = Arc::new(Mutex::new(Vec::new()));
     let pager = Arc::clone(&pages);
-    breaker.subscribe(move |event| {
-        if event.is_trip() && !event.dry_run {
-            pager.lock().unwrap().push(format!(
-                "{} tripped ({}): {} sends in the window, threshold {}",
-                event.kind,
-                event.reason.as_str(),
-                event.window.window_count,
-                event.window.threshold
-            ));
-        }
-    });
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() && !event.dry_run {
+                pager.lock().unwrap().push(format!(
+                    "{} tripped ({}): {} sends in the window, threshold {}",
+                    event.kind,
+                    event.reason.as_str(),
+                    event.window.window_count,
+                    event.window.threshold
+                ));
+            }
+        })
+        .detach();
 
     let allowed = send(
         &breaker,
@@ -207,11 +211,13 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
     let clock = ManualClock::new();
     let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
     let inner = breaker.clone();
-    breaker.subscribe(move |event| {
-        let _ = inner.config();
-        let _ = inner.check(&format!("{}.echo", event.kind));
-        let _ = inner.status();
-    });
+    breaker
+        .subscribe(move |event| {
+            let _ = inner.config();
+            let _ = inner.check(&format!("{}.echo", event.kind));
+            let _ = inner.status();
+        })
+        .detach();
     let kind = breaker.kind("push.promo");
     while kind.check().is_allowed() {} // trip at the warm-up ceiling
     clock.advance(std::time::Duration::from_secs(3600)); // a recovery is due
@@ -247,7 +253,9 @@ fn setup(recovery: Recovery, dry_run: bool) -> (Breaker<ManualClock>, ManualCloc
     let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap().push(event.clone()));
+    breaker
+        .subscribe(move |event| sink.lock().unwrap().push(event.clone()))
+        .detach();
     (breaker, clock, events)
 }
 

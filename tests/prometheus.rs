@@ -1,5 +1,6 @@
 //! The metrics as a Prometheus server scrapes them: a kind trips on the manual clock and the
-//! rendered exposition shows it, with counters that add up.
+//! rendered exposition shows it, with counters that add up; two breakers keep series of their
+//! own; a recorder installed after the breaker gets its series.
 
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ fn with_prometheus(f: impl FnOnce(&PrometheusHandle)) {
 /// The value of `name`, for `kind` (or breaker-wide when `None`), in the exposition text.
 fn value(exposition: &str, name: &str, kind: Option<&str>) -> Option<f64> {
     let series = match kind {
-        Some(kind) => format!("{name}{{kind=\"{kind}\"}} "),
-        None => format!("{name} "),
+        Some(kind) => format!("{name}{{breaker=\"default\",kind=\"{kind}\"}} "),
+        None => format!("{name}{{breaker=\"default\"}} "),
     };
     find(exposition, &series)
 }
@@ -32,7 +33,7 @@ fn value(exposition: &str, name: &str, kind: Option<&str>) -> Option<f64> {
 fn minute(exposition: &str, name: &str, kind: &str) -> Option<f64> {
     find(
         exposition,
-        &format!("{name}{{kind=\"{kind}\",timescale=\"minute\"}} "),
+        &format!("{name}{{breaker=\"default\",kind=\"{kind}\",timescale=\"minute\"}} "),
     )
 }
 
@@ -74,7 +75,9 @@ fn a_tripped_kind_shows_open_with_counts_that_add_up() {
         assert_eq!(runaway_window(THRESHOLD_SENDS), Some(500.0));
         assert_eq!(runaway_window(WINDOW_SENDS), Some(1_500.0));
         assert_eq!(runaway_window(EXPECTED_SENDS), Some(0.0));
-        let day = format!("{THRESHOLD_SENDS}{{kind=\"security.2fa_changed\",timescale=\"day\"}} inf");
+        let day = format!(
+            "{THRESHOLD_SENDS}{{breaker=\"default\",kind=\"security.2fa_changed\",timescale=\"day\"}} inf"
+        );
         assert!(text.contains(&day), "no day limit yet: {text}");
 
         let welcome = |name| value(&text, name, Some("email.welcome"));
@@ -280,6 +283,78 @@ fn a_hundred_thousand_evicted_kinds_leave_no_series_behind() {
                 .iter()
                 .all(|&(count, bytes)| count == 18 && bytes < 4_096),
             "{after_each_quarter:?}"
+        );
+    });
+}
+
+#[test]
+fn two_breakers_in_one_process_keep_series_of_their_own() {
+    with_prometheus(|prometheus| {
+        let clock = ManualClock::new();
+        let named = |name: &str| {
+            Breaker::builder()
+                .clock(clock.clone())
+                .name(name)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (named("a"), named("b"));
+        for _ in 0..10 {
+            assert!(a.check("email.welcome").is_allowed());
+        }
+        assert!(b.check("email.welcome").is_allowed());
+        a.refresh();
+        b.refresh();
+        let text = prometheus.render();
+        let attempted = |breaker: &str| {
+            find(
+                &text,
+                &format!("{ATTEMPTED}{{breaker=\"{breaker}\",kind=\"email.welcome\"}} "),
+            )
+        };
+        assert_eq!(
+            (attempted("a"), attempted("b")),
+            (Some(10.0), Some(1.0)),
+            "{text}"
+        );
+        assert_eq!(find(&text, &format!("{KINDS}{{breaker=\"b\"}} ")), Some(1.0));
+    });
+}
+
+#[test]
+fn a_recorder_installed_after_the_breaker_gets_every_series_at_the_next_refresh() {
+    // No recorder yet: the breaker and its kind register their handles with the no-op one.
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+    let kind = breaker.kind("email.receipt");
+    for _ in 0..10 {
+        assert!(kind.check().is_allowed());
+    }
+    with_prometheus(|prometheus| {
+        clock.advance(Duration::from_secs(5));
+        assert!(
+            kind.check().is_allowed(),
+            "a roll-over: exports to the handles it has"
+        );
+        assert!(!prometheus.render().contains("email.receipt"));
+        breaker.refresh();
+        let text = prometheus.render();
+        assert_eq!(
+            value(&text, ATTEMPTED, Some("email.receipt")),
+            Some(11.0),
+            "{text}"
+        );
+        assert_eq!(value(&text, STATE, Some("email.receipt")), Some(0.0), "{text}");
+        assert_eq!(value(&text, KINDS, None), Some(1.0), "{text}");
+        // From then on, roll-overs export to it.
+        clock.advance(Duration::from_secs(5));
+        assert!(kind.check().is_allowed());
+        clock.advance(Duration::from_secs(5));
+        assert!(kind.check().is_allowed());
+        assert_eq!(
+            value(&prometheus.render(), ATTEMPTED, Some("email.receipt")),
+            Some(12.0),
+            "a roll-over exports what was rolled: the send of each edge counts after"
         );
     });
 }

@@ -11,14 +11,7 @@ use spikebreaker::{Breaker, Config, KindHandle, KindSnapshot, ManualClock, Snaps
 fn a_snapshot_carries_what_was_learned_across_a_restart() {
     let clock = ManualClock::new();
     let first = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
-    let kind = first.kind("sms.login_code");
-    for _ in 0..120 {
-        for _ in 0..900 {
-            let _ = kind.check();
-        }
-        clock.advance(Duration::from_secs(60));
-    }
-    assert!(kind.status().warmed_up);
+    teach(&first, &clock);
     let saved = first.snapshot().to_json();
 
     // A restart without the snapshot holds the busy kind to the warm-up ceiling...
@@ -287,6 +280,156 @@ proptest! {
             }
         }
     }
+}
+
+/// A breaker on `clock` keeping its snapshot in `path`, saving only when told (or dropped).
+fn keeping(path: &std::path::Path, clock: &ManualClock) -> Breaker<ManualClock> {
+    Breaker::builder()
+        .clock(clock.clone())
+        .snapshot_file(path)
+        .save_every(Duration::from_secs(86_400))
+        .build()
+        .unwrap()
+}
+
+/// Two hours of 900 sends a minute: the kind is warm, and a fresh start would block it.
+fn teach(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
+    let kind = breaker.kind("sms.login_code");
+    for _ in 0..120 {
+        for _ in 0..900 {
+            let _ = kind.check();
+        }
+        clock.advance(Duration::from_secs(60));
+    }
+    assert!(kind.status().warmed_up);
+}
+
+/// Whether the kind carries on at its learned 900 a minute (a fresh start blocks it at 500).
+fn carries_on(breaker: &Breaker<ManualClock>) -> bool {
+    (0..900).all(|_| breaker.check("sms.login_code").is_allowed())
+}
+
+#[test]
+fn a_snapshot_file_keeps_what_was_learned_across_a_restart_with_one_line_of_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    let clock = ManualClock::new();
+    let first = keeping(&path, &clock);
+    teach(&first, &clock);
+    let clone = first.clone();
+    drop(first);
+    assert!(!path.exists(), "saved when the last clone goes, not before");
+    drop(clone);
+    let saved = Snapshot::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(saved.kinds.contains_key("sms.login_code"));
+
+    let restarted = keeping(&path, &ManualClock::new());
+    assert!(carries_on(&restarted));
+    // An explicit save writes the file in place, atomically: no temporary file is left.
+    restarted.save_snapshot().unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("spikebreaker.json")]);
+}
+
+#[test]
+fn a_write_a_crash_interrupted_leaves_the_last_complete_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    let clock = ManualClock::new();
+    let first = keeping(&path, &clock);
+    teach(&first, &clock);
+    first.save_snapshot().unwrap();
+    std::mem::forget(first); // a crash: no save at shutdown
+    // The crash came during the next save: half a snapshot in the temporary file.
+    let good = std::fs::read_to_string(&path).unwrap();
+    let temporary = dir.path().join("spikebreaker.json.tmp");
+    std::fs::write(&temporary, &good[..good.len() / 2]).unwrap();
+
+    let restarted = keeping(&path, &ManualClock::new());
+    assert!(carries_on(&restarted), "the last complete snapshot is restored");
+    assert!(!temporary.exists(), "the unfinished write is removed");
+}
+
+#[test]
+fn a_corrupt_or_foreign_snapshot_file_is_set_aside_and_the_breaker_starts_afresh() {
+    let good = {
+        let clock = ManualClock::new();
+        let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
+        teach(&breaker, &clock);
+        breaker.snapshot().to_json()
+    };
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("truncated", good.as_bytes()[..good.len() - 7].to_vec()),
+        ("empty", Vec::new()),
+        ("not UTF-8", vec![0xff, 0xfe, 0x00, 0x7b]),
+        ("another program's", b"[defaults]\nwindow_secs = 60\n".to_vec()),
+        (
+            "a newer version's",
+            good.replacen("\"version\":2", "\"version\":9", 1).into_bytes(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spikebreaker.json");
+        std::fs::write(&path, &bytes).unwrap();
+        let breaker = keeping(&path, &ManualClock::new());
+        assert!(!carries_on(&breaker), "{what}: nothing learned restored");
+        let aside = dir.path().join("spikebreaker.json.corrupt");
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            bytes,
+            "{what}: set aside untouched"
+        );
+        assert!(!path.exists(), "{what}");
+        // The next save starts a good file.
+        breaker.save_snapshot().unwrap();
+        Snapshot::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_snapshot_file_is_saved_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    let clock = ManualClock::new();
+    let breaker = Breaker::builder()
+        .clock(clock.clone())
+        .snapshot_file(&path)
+        .save_every(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let _ = breaker.check("sms.login_code");
+    // The saving thread runs on real time: wait for its first save (a deadline, not a guess).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let saved = loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            break Snapshot::from_json(&text).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no save within 30 s");
+        std::thread::yield_now();
+    };
+    assert!(saved.kinds.contains_key("sms.login_code"));
+}
+
+#[test]
+fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() {
+    let breaker = Breaker::builder()
+        .clock(ManualClock::new())
+        .snapshot_file("/nonexistent-spikebreaker-dir/spikebreaker.json")
+        .build()
+        .unwrap();
+    let error = breaker.save_snapshot().unwrap_err();
+    assert!(error.is_file(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent-spikebreaker-dir/spikebreaker.json"),
+        "{error}"
+    );
+    drop(breaker); // logs the failed save at shutdown
 }
 
 /// The widest bursts a snapshot may claim still leave the minute window a limit: a restored

@@ -112,7 +112,9 @@ impl Backtest {
         let breaker = Breaker::with_clock(config, clock.clone())?;
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
-        breaker.subscribe(move |event| sink.lock().push(event.clone()));
+        breaker
+            .subscribe(move |event| sink.lock().push(event.clone()))
+            .detach();
         Ok(Self {
             breaker,
             clock,

@@ -407,7 +407,9 @@ fn breaker(config: &Config) -> Result<(ManualClock, Breaker<ManualClock>, Events
     let breaker = Breaker::with_clock(config.clone(), clock.clone())?;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
-    breaker.subscribe(move |event| sink.lock().unwrap_or_else(|e| e.into_inner()).push(event.clone()));
+    breaker
+        .subscribe(move |event| sink.lock().unwrap_or_else(|e| e.into_inner()).push(event.clone()))
+        .detach();
     Ok((clock, breaker, events))
 }
 

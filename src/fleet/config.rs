@@ -24,17 +24,22 @@ use crate::error::Error;
 #[serde(default, deny_unknown_fields)]
 pub struct FleetConfig {
     /// Redis to sync through: `redis://host:port[/db]`, or a unix socket as
-    /// `redis+unix:///path` or `unix:///path`.
+    /// `redis+unix:///path` or `unix:///path` (`redis://127.0.0.1:6379` by default).
     pub url: String,
-    /// Prefix of every key and of the pub/sub channel; instances of one fleet share it.
+    /// Prefix of every key and of the pub/sub channel; instances of one fleet share it
+    /// (`spikebreaker` by default; not empty, no `{` or `}`).
     pub key_prefix: String,
-    /// How often each instance sends its counts and reads the fleet's, in milliseconds.
+    /// How often each instance sends its counts and reads the fleet's, in milliseconds (250 by
+    /// default; 1 to 3,600,000).
     pub sync_interval_ms: u64,
-    /// How long to wait for a connection before falling back to local-only detection.
+    /// How long to wait for a connection before falling back to local-only detection, in
+    /// milliseconds (1000 by default; 1 to 3,600,000).
     pub connect_timeout_ms: u64,
-    /// How long to wait for one sync's reply before falling back to local-only detection.
+    /// How long to wait for one sync's reply before falling back to local-only detection, in
+    /// milliseconds (200 by default; 1 to 3,600,000).
     pub response_timeout_ms: u64,
-    /// Longest wait between reconnection attempts (the wait doubles from one sync interval).
+    /// Longest wait between reconnection attempts, in milliseconds (the wait doubles from one
+    /// sync interval; 10,000 by default; 1 to 3,600,000).
     pub max_backoff_ms: u64,
 }
 

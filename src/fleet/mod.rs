@@ -128,7 +128,7 @@ impl Fleet {
             },
             kinds: HashMap::new(),
         }));
-        set_fleet_degraded(true);
+        set_fleet_degraded(breaker.name(), true);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let local_breaker = breaker.clone();

@@ -387,7 +387,7 @@ impl<C: Clock> Task<C> {
             );
         }
         status.degraded = true;
-        set_fleet_degraded(true);
+        set_fleet_degraded(self.breaker.name(), true);
     }
 
     fn publish_status(&self, round_trip: Option<Duration>) {
@@ -398,7 +398,7 @@ impl<C: Clock> Task<C> {
             status.last_round_trip = Some(round_trip);
             status.degraded = false;
             // Every sync, so that a recorder's idle timeout never drops the series.
-            set_fleet_degraded(false);
+            set_fleet_degraded(self.breaker.name(), false);
         }
         shared.kinds.retain(|kind, _| self.kinds.contains_key(kind));
         for (kind, Tracked { sync, .. }) in &self.kinds {

@@ -16,15 +16,23 @@ pub struct Blocked<N> {
     kind: Arc<str>,
     reason: Reason,
     tripped_at_ms: u64,
+    open_until_ms: u64,
 }
 
 impl<N> Blocked<N> {
-    pub(crate) fn new(notification: N, kind: Arc<str>, reason: Reason, tripped_at_ms: u64) -> Self {
+    pub(crate) fn new(
+        notification: N,
+        kind: Arc<str>,
+        reason: Reason,
+        tripped_at_ms: u64,
+        open_until_ms: u64,
+    ) -> Self {
         Self {
             notification,
             kind,
             reason,
             tripped_at_ms,
+            open_until_ms,
         }
     }
 
@@ -58,6 +66,37 @@ impl<N> Blocked<N> {
     pub fn tripped_at_ms(&self) -> u64 {
         self.tripped_at_ms
     }
+
+    /// When the kind may let sends through again, on the breaker's clock, if it will on its own:
+    /// the end of its cool-down (automatic recovery), when it probes if its rate is back within
+    /// its limits (if not, it stays open and looks again at each bucket edge, `window_secs / 12`).
+    /// `None` when only an operator can reopen it (manual recovery, forced open) and for a name
+    /// that breaks the kind-name rule. A queue consumer can hold the message until then.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, Guarded, GuardError, ManualClock, Sender, sender_fn};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
+    /// let push = Guarded::with_classifier(
+    ///     sender_fn(|_: String| Ok::<_, std::io::Error>(())),
+    ///     breaker.clone(),
+    ///     |_: &String| "push.promo",
+    /// );
+    /// let refused = loop {
+    ///     clock.advance(Duration::from_millis(10));
+    ///     if let Err(GuardError::Blocked(blocked)) = push.send("sale!".to_owned()) {
+    ///         break blocked;
+    ///     }
+    /// };
+    /// // Tripped at its warm-up ceiling: it may probe after the 300 s cool-down.
+    /// assert_eq!(refused.reopens_at_ms(), Some(refused.tripped_at_ms() + 300_000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reopens_at_ms(&self) -> Option<u64> {
+        (self.open_until_ms != 0 && self.open_until_ms != u64::MAX).then_some(self.open_until_ms)
+    }
 }
 
 impl<N> fmt::Debug for Blocked<N> {
@@ -66,6 +105,7 @@ impl<N> fmt::Debug for Blocked<N> {
             .field("kind", &self.kind)
             .field("reason", &self.reason)
             .field("tripped_at_ms", &self.tripped_at_ms)
+            .field("reopens_at_ms", &self.reopens_at_ms())
             .finish_non_exhaustive()
     }
 }

@@ -10,11 +10,16 @@ use super::sender::{AsyncSender, Notification, Sender};
 use crate::breaker::{Breaker, Refused};
 use crate::clock::{Clock, SystemClock};
 
-/// How a [`Guarded`] sender finds a notification's kind (and, for a quarantine, its recipient):
-/// by the notification's own [`Notification::kind`] and [`Notification::recipient`]
-/// ([`ByNotification`], the default), or with a function `Fn(&N) -> &str` (see
-/// [`Guarded::with_classifier`], and [`Guarded::with_recipient`] for the recipient). Sealed:
-/// there are no other classifiers.
+/// How a [`Guarded`] sender (or a `tower::GuardLayer`) finds a notification's kind (and, for a
+/// quarantine, its recipient): by the notification's own [`Notification::kind`] and
+/// [`Notification::recipient`] ([`ByNotification`], the default), or with a closure
+/// `|n: &N| -> &str` (see [`Guarded::with_classifier`], and [`Guarded::with_recipient`] for the
+/// recipient). Implement it for a classifier of your own.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot tell the kind of a `{N}`",
+    label = "not a classifier of `{N}`",
+    note = "a classifier is a closure from `&{N}` to the kind's `&str`, its argument's type written out (`|n: &{N}| n.kind.as_str()`), given to `with_classifier`; or `ByNotification` (from `new`), for a type that implements `Notification`"
+)]
 pub trait Classify<N> {
     /// The kind `notification` is counted under.
     fn kind<'n>(&self, notification: &'n N) -> &'n str;
@@ -281,7 +286,13 @@ impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
         K: Classify<N>,
         Q: Park<N>,
     {
-        let blocked = Blocked::new(notification, refused.kind, refused.reason, refused.tripped_at_ms);
+        let blocked = Blocked::new(
+            notification,
+            refused.kind,
+            refused.reason,
+            refused.tripped_at_ms,
+            refused.open_until_ms,
+        );
         let now_ms = self.breaker.now_ms();
         match self.quarantine.park(
             blocked,

@@ -12,6 +12,6 @@ mod sender;
 pub mod tower;
 
 pub use blocked::{Blocked, GuardError};
-pub use guarded::{ByNotification, Guarded, WithRecipient};
+pub use guarded::{ByNotification, Classify, Guarded, WithRecipient};
 pub use park::{NoQuarantine, Quarantined};
-pub use sender::{AsyncSender, Notification, Sender};
+pub use sender::{AsyncSender, Notification, Sender, SenderFn, sender_fn};

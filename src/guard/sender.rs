@@ -1,7 +1,10 @@
 //! The traits a guarded sender is written against: [`Sender`], [`AsyncSender`], and
-//! [`Notification`] for a notification that names its own kind.
+//! [`Notification`] for a notification that names its own kind; [`sender_fn`] makes either
+//! sender of a closure, and a shared sender (`Arc<S>`, `&S`) is one too.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 /// Something that sends notifications, synchronously.
 pub trait Sender<N> {
@@ -53,5 +56,119 @@ pub trait Notification {
     /// default.
     fn recipient(&self) -> Option<&str> {
         None
+    }
+}
+
+/// A shared sender is a sender: `Arc<S>` and `&S` send through `S`.
+macro_rules! shared_sender {
+    ($($shared:ty),*) => {$(
+        impl<N, S: Sender<N> + ?Sized> Sender<N> for $shared {
+            type Output = S::Output;
+            type Error = S::Error;
+
+            fn send(&self, notification: N) -> Result<Self::Output, Self::Error> {
+                (**self).send(notification)
+            }
+
+            fn send_released(&self, notification: N, key: &str) -> Result<Self::Output, Self::Error> {
+                (**self).send_released(notification, key)
+            }
+        }
+
+        impl<N, S: AsyncSender<N> + ?Sized> AsyncSender<N> for $shared {
+            type Output = S::Output;
+            type Error = S::Error;
+
+            fn send(&self, notification: N) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+                (**self).send(notification)
+            }
+
+            fn send_released(
+                &self,
+                notification: N,
+                key: &str,
+            ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
+                (**self).send_released(notification, key)
+            }
+        }
+    )*};
+}
+
+shared_sender!(Arc<S>, &S);
+
+/// A closure as a sender: `Fn(N) -> Result<T, E>` is a [`Sender`], `Fn(N) -> impl Future<Output =
+/// Result<T, E>>` an [`AsyncSender`]. Made by [`sender_fn`].
+#[derive(Clone, Copy)]
+pub struct SenderFn<F> {
+    send: F,
+}
+
+impl<F> fmt::Debug for SenderFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderFn").finish_non_exhaustive()
+    }
+}
+
+/// A sender of a closure, to guard a function without writing a type for it: a closure that
+/// returns a `Result` is a [`Sender`], one that returns a future of a `Result` (an `async`
+/// block) an [`AsyncSender`].
+///
+/// ```
+/// use spikebreaker::{Breaker, Config, Guarded, Notification, Sender, sender_fn};
+///
+/// struct Sms { kind: &'static str, to: String }
+/// impl Notification for Sms {
+///     fn kind(&self) -> &str { self.kind }
+/// }
+///
+/// let gateway = sender_fn(|sms: Sms| -> Result<(), std::io::Error> {
+///     println!("to {}", sms.to);
+///     Ok(())
+/// });
+/// let guarded = Guarded::new(gateway, Breaker::new(Config::default())?);
+/// assert!(guarded.send(Sms { kind: "sms.login_code", to: "+15550100".into() }).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Asynchronously:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use spikebreaker::{AsyncSender, Breaker, Config, Guarded, Notification, sender_fn};
+/// # struct Sms { kind: &'static str }
+/// # impl Notification for Sms { fn kind(&self) -> &str { self.kind } }
+/// let gateway = sender_fn(|_sms: Sms| async { Ok::<_, std::io::Error>("queued") });
+/// let guarded = Guarded::new(gateway, Breaker::new(Config::default())?);
+/// assert_eq!(guarded.send(Sms { kind: "sms.login_code" }).await?, "queued");
+/// # Ok(())
+/// # }
+/// ```
+pub fn sender_fn<F>(send: F) -> SenderFn<F> {
+    SenderFn { send }
+}
+
+impl<N, F, T, E> Sender<N> for SenderFn<F>
+where
+    F: Fn(N) -> Result<T, E>,
+{
+    type Output = T;
+    type Error = E;
+
+    fn send(&self, notification: N) -> Result<T, E> {
+        (self.send)(notification)
+    }
+}
+
+impl<N, F, Fut, T, E> AsyncSender<N> for SenderFn<F>
+where
+    F: Fn(N) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send,
+{
+    type Output = T;
+    type Error = E;
+
+    fn send(&self, notification: N) -> impl Future<Output = Result<T, E>> + Send {
+        (self.send)(notification)
     }
 }

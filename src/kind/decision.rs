@@ -1,5 +1,7 @@
 //! What the breaker decides about one send.
 
+use std::fmt;
+
 use super::state::Reason;
 
 /// What the breaker decided about one send.
@@ -29,5 +31,21 @@ impl Decision {
     /// Whether the send may go ahead.
     pub fn is_allowed(self) -> bool {
         matches!(self, Self::Allowed)
+    }
+}
+
+impl fmt::Display for Decision {
+    /// `allowed`, or `blocked (spike)` with the reason.
+    ///
+    /// ```
+    /// use spikebreaker::{Decision, Reason};
+    /// assert_eq!(Decision::Allowed.to_string(), "allowed");
+    /// assert_eq!(Decision::Blocked(Reason::ForcedOpen).to_string(), "blocked (forced_open)");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allowed => f.write_str("allowed"),
+            Self::Blocked(reason) => write!(f, "blocked ({reason})"),
+        }
     }
 }

@@ -140,7 +140,7 @@ impl<C: Clock> Kind<C> {
         let mut events = Vec::new();
         self.advance(&mut cold, now, &mut events);
         // This thread's send is not counted yet: it cannot show as allowed before it is decided.
-        self.export(&cold, !events.is_empty());
+        self.export(&mut cold, !events.is_empty());
         drop(cold);
         self.shared().subscribers.emit(&events);
     }
@@ -161,7 +161,7 @@ impl<C: Clock> Kind<C> {
             let decision = self.judge(&mut cold, now, &mut events);
             if !events.is_empty() {
                 // After the decision, so that this send counts as what it became.
-                self.export(&cold, true);
+                self.export(&mut cold, true);
             }
             decision
         };
@@ -173,6 +173,12 @@ impl<C: Clock> Kind<C> {
     /// value. Read after a refusal only, so the allowed send path never touches it.
     pub(crate) fn tripped_at(&self) -> u64 {
         self.limits.0.tripped_at.load(Ordering::Relaxed)
+    }
+
+    /// Until when an open kind refuses without looking (its cool-down's end; `u64::MAX` until an
+    /// operator acts). Read after a refusal only, as [`tripped_at`](Self::tripped_at) is.
+    pub(crate) fn open_until(&self) -> u64 {
+        self.limits.0.open_until.load(Ordering::Relaxed)
     }
 
     /// Refuses a send for `reason`, unless the kind runs in dry-run.
@@ -201,6 +207,7 @@ mod tests {
         let shared = Arc::new(Shared {
             clock: clock.clone(),
             subscribers: Subscribers::default(),
+            name: Arc::from("default"),
         });
         Kind::new(
             "email.welcome".into(),

@@ -48,17 +48,21 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
     let shared = Arc::new(Shared {
         clock: clock.clone(),
         subscribers: Subscribers::default(),
+        name: Arc::from("default"),
     });
     let heard = Arc::new(Heard::default());
     let seen = Arc::clone(&heard);
-    shared.subscribers.add(Arc::new(move |event: &Event| {
-        if event.is_trip() {
-            seen.trips.fetch_add(1, StdOrdering::Relaxed);
-        }
-        if event.to == State::HalfOpen {
-            seen.half_opens.fetch_add(1, StdOrdering::Relaxed);
-        }
-    }));
+    shared
+        .subscribers
+        .add(Arc::new(move |event: &Event| {
+            if event.is_trip() {
+                seen.trips.fetch_add(1, StdOrdering::Relaxed);
+            }
+            if event.to == State::HalfOpen {
+                seen.half_opens.fetch_add(1, StdOrdering::Relaxed);
+            }
+        }))
+        .detach();
     let kind = Arc::new(Kind::new(
         "loom".into(),
         Arc::new(settings),

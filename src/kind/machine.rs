@@ -9,6 +9,7 @@ use super::{Decision, Kind, Packed, Reason, State};
 use crate::clock::Clock;
 use crate::config::{KindSettings, Recovery};
 use crate::detect::{Detector, Learned, Reading};
+use crate::observe::metrics::KindMetrics;
 use crate::observe::{Event, KindStatus, Surge, Window};
 
 /// A time that never comes: no surge, no newcomer.
@@ -57,11 +58,13 @@ pub(super) struct Cold {
     /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
     /// trips and failed probes not broken by a recovery.
     newcomer_since: u64,
+    /// The kind's counters' handles (its gauges are registered as they are exported).
+    metrics: KindMetrics,
 }
 
 impl Cold {
     /// A closed kind, new at `now`, on `settings` with what it has `learned`.
-    pub(super) fn new(settings: Arc<KindSettings>, learned: Learned, now: u64) -> Self {
+    pub(super) fn new(settings: Arc<KindSettings>, learned: Learned, now: u64, metrics: KindMetrics) -> Self {
         Self {
             detector: Detector::new(&settings.policy, learned, now),
             state: Packed {
@@ -82,6 +85,7 @@ impl Cold {
             surge_news: false,
             newcomer_since: NEVER,
             settings,
+            metrics,
         }
     }
 }
@@ -146,7 +150,7 @@ impl<C: Clock> Kind<C> {
             .store(cold.settings.dry_run, Ordering::Relaxed);
         self.limits.0.status.store(cold.state.pack(), Ordering::Release);
         self.publish(&cold);
-        self.export(&cold, true);
+        self.export(&mut cold, true);
     }
 
     /// Under the lock: every window against its limit, tripping if one is crossed.
@@ -397,13 +401,14 @@ impl<C: Clock> Kind<C> {
     /// The gauges (state, windows) are registered as they are exported (a kind holds no handles
     /// for them), so they are exported with news (a transition, a surge), on every operator call
     /// and on `refresh`, not at every roll-over.
-    pub(super) fn export(&self, cold: &Cold, gauges: bool) {
+    pub(super) fn export(&self, cold: &mut Cold, gauges: bool) {
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
-        self.metrics
+        let breaker = &self.shared().name;
+        cold.metrics
             .export_counts(self.attempted(cold), blocked, cold.trips);
         if gauges {
             let now = self.shared().clock.now_ms();
-            self.metrics.export_gauges(&self.figures(cold, now));
+            KindMetrics::export_gauges(breaker, &self.figures(cold, now));
         }
     }
 
@@ -415,7 +420,7 @@ impl<C: Clock> Kind<C> {
             let mut cold = self.cold.lock();
             self.advance(&mut cold, now, &mut events);
             let result = f(self, &mut cold, now, &mut events);
-            self.export(&cold, true);
+            self.export(&mut cold, true);
             result
         };
         self.shared().subscribers.emit(&events);
@@ -429,13 +434,19 @@ impl<C: Clock> Kind<C> {
         let now = self.shared().clock.now_ms();
         let mut cold = self.cold.lock();
         let result = f(self, &mut cold, now);
-        self.export(&cold, true);
+        self.export(&mut cold, true);
         result
     }
 
-    /// Brings the window, any due transition and the metrics up to now, without counting a send.
-    pub(crate) fn refresh(&self) {
-        self.cold_op(|_, _, _, _| ());
+    /// Brings the window, any due transition and the metrics up to now, without counting a send;
+    /// with `rebind`, registers the kind's metrics handles again first, with the recorder in
+    /// force (one installed after the kind).
+    pub(crate) fn refresh(&self, rebind: bool) {
+        self.cold_op(|kind, cold, _, _| {
+            if rebind {
+                cold.metrics = KindMetrics::register(&kind.shared().name, kind.name());
+            }
+        });
     }
 
     /// Operator: hold the kind open (`State::Open`) or closed (`State::Closed`) until reset.

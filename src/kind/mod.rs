@@ -38,6 +38,8 @@ pub use state::{Reason, State};
 pub(crate) struct Shared<C> {
     pub(crate) clock: C,
     pub(crate) subscribers: Subscribers,
+    /// The breaker's name: the `breaker` label of every series it exports.
+    pub(crate) name: Arc<str>,
 }
 
 /// One kind's breaker.
@@ -45,9 +47,8 @@ pub(crate) struct Shared<C> {
 pub(crate) struct Kind<C> {
     limits: Line<Limits<C>>,
     counters: Line<Counters<C>>,
+    /// With the kind's metrics handles, exported by cold work only, never by the send path.
     cold: Mutex<Cold>,
-    /// Exported by cold work only, never by the send path.
-    metrics: KindMetrics,
 }
 
 impl<C: Clock> Kind<C> {
@@ -60,14 +61,18 @@ impl<C: Clock> Kind<C> {
         let now = shared.clock.now_ms();
         let kind = Self {
             limits: Line(Limits::new(shared.clock.clone())),
-            metrics: KindMetrics::register(&name),
+            cold: Mutex::new(Cold::new(
+                settings,
+                learned,
+                now,
+                KindMetrics::register(&shared.name, &name),
+            )),
             counters: Line(Counters {
                 count: Default::default(),
                 blocked: Default::default(),
                 name,
                 shared,
             }),
-            cold: Mutex::new(Cold::new(settings, learned, now)),
         };
         kind.start();
         kind
@@ -86,8 +91,7 @@ impl<C: Clock> Kind<C> {
                 name: Arc::from(""),
                 shared,
             }),
-            metrics: KindMetrics::none(),
-            cold: Mutex::new(Cold::new(settings, Learned::default(), 0)),
+            cold: Mutex::new(Cold::new(settings, Learned::default(), 0, KindMetrics::none())),
         }
     }
 

@@ -1,10 +1,8 @@
-//! Transition events and the subscribers that receive them.
+//! Transition events: what a subscriber receives ([`subscription`](super::subscription)).
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
@@ -51,7 +49,7 @@ impl Event {
     ///     if event.is_trip() && !event.dry_run {
     ///         eprintln!("page: {event}"); // "security.2fa_changed tripped (spike) Tue 03:00: minute window 51 > 50 (...)"
     ///     }
-    /// });
+    /// }).detach();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_trip(&self) -> bool {
@@ -118,46 +116,9 @@ impl fmt::Display for WeekTime {
     }
 }
 
-type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
-
-/// The breaker's subscribers.
-#[derive(Default)]
-pub(crate) struct Subscribers {
-    list: RwLock<Vec<Subscriber>>,
-}
-
-impl std::fmt::Debug for Subscribers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscribers")
-            .field("count", &self.list.read().len())
-            .finish()
-    }
-}
-
-impl Subscribers {
-    pub(crate) fn add(&self, subscriber: Subscriber) {
-        self.list.write().push(subscriber);
-    }
-
-    /// Hands each event to `tracing` and to every subscriber. A subscriber that panics is
-    /// reported and skipped: it cannot take the breaker, or the send, down with it.
-    pub(crate) fn emit(&self, events: &[Event]) {
-        if events.is_empty() {
-            return;
-        }
-        let list = self.list.read().clone();
-        for event in events {
-            trace(event);
-            for subscriber in &list {
-                if catch_unwind(AssertUnwindSafe(|| subscriber(event))).is_err() {
-                    tracing::error!(kind = %event.kind, "a spikebreaker event subscriber panicked");
-                }
-            }
-        }
-    }
-}
-
-fn trace(event: &Event) {
+/// Hands `event` to `tracing`: `warn` for trips, would-trips and still-open reports, `info` for
+/// the rest.
+pub(super) fn trace(event: &Event) {
     let (kind, from, to, reason) = (
         &*event.kind,
         event.from.as_str(),

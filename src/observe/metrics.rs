@@ -1,15 +1,22 @@
 //! The metrics spikebreaker exports through the [`metrics`] facade: every name, its
 //! type and its description, in one place.
 //!
-//! Each kind registers its handles once, when it is first seen, labelled `kind` (the kind that
+//! Every series carries the breaker's name as the label `breaker` ([`BREAKER_LABEL`]; `"default"`
+//! unless set with [`BreakerBuilder::name`](crate::BreakerBuilder::name)), so two breakers in one
+//! process write series of their own; per-kind series carry the kind as `kind` (the kind that
 //! every kind beyond [`Config::max_kinds`](crate::Config::max_kinds) shares is labelled
-//! `kind="_overflow"`). The send path never touches them: the figures are exported from the
-//! kind's own counters by cold work, at each bucket roll-over (every twelfth of the window), on
-//! every transition and operator call, and on [`Breaker::refresh`](crate::Breaker::refresh). A
-//! service calls `refresh` before a scrape, or every few seconds, so that quiet kinds are current.
+//! `kind="_overflow"`). Each kind registers its counters' handles once, when it is first seen.
+//! The send path never touches them: the figures are exported from the kind's own counters by
+//! cold work, at each bucket roll-over (every twelfth of the window), on every transition and
+//! operator call, and on [`Breaker::refresh`](crate::Breaker::refresh). A service calls `refresh`
+//! before a scrape, or every few seconds, so that quiet kinds are current.
 //!
-//! Handles bind to the recorder installed when the breaker (for breaker-wide series) or the kind
-//! is created: install the recorder first. Without one, everything is a no-op.
+//! **A recorder installed after the breaker** is found by the next
+//! [`Breaker::refresh`](crate::Breaker::refresh): handles registered with another recorder (the
+//! no-op one, when none was installed) are registered again with the one in force, once, and a
+//! warning is logged (`tracing`), so the series appear, from the kinds' own totals. Installing
+//! the recorder first is still best: until that refresh, the counters are missing. Without any
+//! recorder, everything is a no-op.
 //!
 //! ```
 //! use metrics_util::debugging::DebuggingRecorder;
@@ -29,13 +36,19 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ::metrics::{Counter, Gauge, SharedString, Unit, counter, describe_counter, describe_gauge, gauge};
+use ::metrics::{
+    Counter, Gauge, Recorder, SharedString, Unit, counter, describe_counter, describe_gauge, gauge,
+};
 
 use super::status::KindStatus;
 
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
+/// The label that carries the breaker's name on every series of a breaker (`"default"` unless
+/// named with [`BreakerBuilder::name`](crate::BreakerBuilder::name)).
+pub const BREAKER_LABEL: &str = "breaker";
 
 /// Counter, per kind: sends attempted (checked) since the kind was first seen.
 pub const ATTEMPTED: &str = "spikebreaker_attempted_total";
@@ -157,8 +170,27 @@ pub fn describe() {
     );
 }
 
+/// The recorder in force on this thread (a local one, the global one, or the no-op one), by
+/// address: what handles registered now would record into.
+fn recorder_in_force() -> usize {
+    ::metrics::with_recorder(|recorder| std::ptr::from_ref::<dyn Recorder>(recorder).cast::<()>() as usize)
+}
+
+/// Notes, once per change, that handles registered with one recorder found another in force.
+fn warn_recorder_changed(now: usize) {
+    static WARNED_FOR: AtomicUsize = AtomicUsize::new(0);
+    if WARNED_FOR.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            "the metrics recorder changed after spikebreaker registered its series (a recorder \
+             installed after the breaker?): its series are registered again with the recorder in \
+             force; install the recorder before creating the breaker"
+        );
+    }
+}
+
 /// One kind's handles for its counters, exported at every roll-over, registered once when the
-/// kind is created. Its gauges are registered as they are exported
+/// kind is created (and again if [`BreakerMetrics::follow_the_recorder`] finds another
+/// recorder). Its gauges are registered as they are exported
 /// ([`export_gauges`](Self::export_gauges)), so that a kind stays small.
 #[derive(Debug)]
 pub(crate) struct KindMetrics {
@@ -169,12 +201,18 @@ pub(crate) struct KindMetrics {
 }
 
 impl KindMetrics {
-    pub(crate) fn register(kind: &str) -> Self {
+    pub(crate) fn register(breaker: &Arc<str>, kind: &Arc<str>) -> Self {
+        let labels = || {
+            [
+                (BREAKER_LABEL, SharedString::from(Arc::clone(breaker))),
+                (KIND_LABEL, SharedString::from(Arc::clone(kind))),
+            ]
+        };
         Self {
-            attempted: counter!(ATTEMPTED, KIND_LABEL => kind.to_owned()),
-            allowed: counter!(ALLOWED, KIND_LABEL => kind.to_owned()),
-            blocked: counter!(BLOCKED, KIND_LABEL => kind.to_owned()),
-            trips: counter!(TRIPS, KIND_LABEL => kind.to_owned()),
+            attempted: counter!(ATTEMPTED, &labels()),
+            allowed: counter!(ALLOWED, &labels()),
+            blocked: counter!(BLOCKED, &labels()),
+            trips: counter!(TRIPS, &labels()),
         }
     }
 
@@ -198,12 +236,14 @@ impl KindMetrics {
     }
 
     /// Sets the gauges (the state, how long open, every window's count, expected count and
-    /// threshold, a surge's sends) to the kind's `figures`, registering them with the recorder in
-    /// place.
-    pub(crate) fn export_gauges(&self, figures: &KindStatus) {
+    /// threshold, a surge's sends) of the breaker's kind to its `figures`, registering them with
+    /// the recorder in force in place.
+    pub(crate) fn export_gauges(breaker: &Arc<str>, figures: &KindStatus) {
+        let breaker = || SharedString::from(Arc::clone(breaker));
         let kind = || SharedString::from(Arc::clone(&figures.kind));
-        gauge!(STATE, KIND_LABEL => kind()).set(figures.state.gauge_value());
-        gauge!(OPEN_SECONDS, KIND_LABEL => kind()).set(figures.open_for_ms as f64 / 1000.0);
+        gauge!(STATE, BREAKER_LABEL => breaker(), KIND_LABEL => kind()).set(figures.state.gauge_value());
+        gauge!(OPEN_SECONDS, BREAKER_LABEL => breaker(), KIND_LABEL => kind())
+            .set(figures.open_for_ms as f64 / 1000.0);
         for window in &figures.windows {
             let timescale = window.timescale.as_str();
             let threshold = if window.threshold == u64::MAX {
@@ -216,27 +256,48 @@ impl KindMetrics {
                 (EXPECTED_SENDS, window.expected),
                 (THRESHOLD_SENDS, threshold),
             ] {
-                gauge!(name, KIND_LABEL => kind(), TIMESCALE_LABEL => timescale).set(value);
+                gauge!(name, BREAKER_LABEL => breaker(), KIND_LABEL => kind(), TIMESCALE_LABEL => timescale)
+                    .set(value);
             }
         }
-        gauge!(SURGE_SENDS, KIND_LABEL => kind()).set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
+        gauge!(SURGE_SENDS, BREAKER_LABEL => breaker(), KIND_LABEL => kind())
+            .set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
     }
 }
 
-/// The breaker-wide handles, registered once when the breaker is created.
+/// The breaker-wide handles, registered when the breaker is created (and again if another
+/// recorder is installed).
 #[derive(Debug)]
 pub(crate) struct BreakerMetrics {
+    name: Arc<str>,
+    recorder: usize,
     kinds: Gauge,
     overflowed: Counter,
 }
 
 impl BreakerMetrics {
-    pub(crate) fn register() -> Self {
+    pub(crate) fn register(name: &Arc<str>) -> Self {
         describe();
+        let label = || [(BREAKER_LABEL, SharedString::from(Arc::clone(name)))];
         Self {
-            kinds: gauge!(KINDS),
-            overflowed: counter!(OVERFLOWED),
+            name: Arc::clone(name),
+            recorder: recorder_in_force(),
+            kinds: gauge!(KINDS, &label()),
+            overflowed: counter!(OVERFLOWED, &label()),
         }
+    }
+
+    /// Whether the recorder in force is not the one the breaker's handles were registered with
+    /// (a recorder installed after the breaker); if so, registers the breaker's again (and
+    /// describes every metric to it), and the caller registers every kind's.
+    pub(crate) fn follow_the_recorder(&mut self) -> bool {
+        let now = recorder_in_force();
+        if self.recorder == now {
+            return false;
+        }
+        warn_recorder_changed(now);
+        *self = Self::register(&self.name);
+        true
     }
 
     pub(crate) fn export(&self, kinds: usize, overflowed: u64) {
@@ -251,10 +312,11 @@ pub(crate) fn count_quarantine(name: &'static str, kind: &str, n: u64) {
     counter!(name, KIND_LABEL => kind.to_owned()).increment(n);
 }
 
-/// Fleet mode: sets [`FLEET_DEGRADED`], 1 while the instance has no working link to Redis.
+/// Fleet mode: sets [`FLEET_DEGRADED`] of the `breaker`'s fleet, 1 while the instance has no
+/// working link to Redis.
 #[cfg(feature = "redis")]
-pub(crate) fn set_fleet_degraded(degraded: bool) {
-    gauge!(FLEET_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+pub(crate) fn set_fleet_degraded(breaker: &str, degraded: bool) {
+    gauge!(FLEET_DEGRADED, BREAKER_LABEL => breaker.to_owned()).set(if degraded { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]
@@ -287,7 +349,7 @@ mod tests {
     fn a_kind_exports_its_figures_under_its_label() {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
-            let handles = KindMetrics::register("sms.login");
+            let handles = KindMetrics::register(&Arc::from("default"), &Arc::from("sms.login"));
             let mut figures = KindStatus {
                 state: State::Open,
                 reason: Reason::Spike,
@@ -302,13 +364,19 @@ mod tests {
             figures.windows[0].threshold = 100;
             figures.windows[0].expected = 12.5;
             handles.export_counts(figures.attempted, figures.blocked, figures.trips);
-            handles.export_gauges(&figures);
+            KindMetrics::export_gauges(&Arc::from("default"), &figures);
         });
         let values = values(&recorder);
-        let kind = vec!["kind=sms.login".to_owned()];
+        let kind = vec!["breaker=default".to_owned(), "kind=sms.login".to_owned()];
         let get = |metric: MetricKind, name: &str| values.get(&(metric, name.to_owned(), kind.clone()));
-        let minute = vec!["kind=sms.login".to_owned(), "timescale=minute".to_owned()];
-        let day = vec!["kind=sms.login".to_owned(), "timescale=day".to_owned()];
+        let labels = |timescale: &str| {
+            vec![
+                "breaker=default".to_owned(),
+                "kind=sms.login".to_owned(),
+                format!("timescale={timescale}"),
+            ]
+        };
+        let (minute, day) = (labels("minute"), labels("day"));
         let window = |name: &str, labels: &Vec<String>| {
             values.get(&(MetricKind::Gauge, name.to_owned(), labels.clone()))
         };
@@ -336,17 +404,25 @@ mod tests {
     fn counters_never_go_back() {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
-            let handles = BreakerMetrics::register();
+            let handles = BreakerMetrics::register(&Arc::from("api"));
             handles.export(3, 7);
             handles.export(2, 5);
         });
         let values = values(&recorder);
         assert_eq!(
-            values.get(&(MetricKind::Counter, OVERFLOWED.to_owned(), vec![])),
+            values.get(&(
+                MetricKind::Counter,
+                OVERFLOWED.to_owned(),
+                vec!["breaker=api".to_owned()]
+            )),
             Some(&DebugValue::Counter(7))
         );
         assert_eq!(
-            values.get(&(MetricKind::Gauge, KINDS.to_owned(), vec![])),
+            values.get(&(
+                MetricKind::Gauge,
+                KINDS.to_owned(),
+                vec!["breaker=api".to_owned()]
+            )),
             Some(&DebugValue::Gauge(2.0.into()))
         );
     }
@@ -357,7 +433,7 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
             describe();
-            gauge!(FLEET_DEGRADED).set(1.0);
+            set_fleet_degraded("default", true);
         });
         let snapshot = recorder.snapshotter().snapshot().into_vec();
         let (_, _, help, _) = snapshot

@@ -1,4 +1,4 @@
-//! What a breaker shows: transition [`Event`]s and their subscribers, the [`Window`] figure every
+//! What a breaker shows: transition [`Event`]s and their subscribers (a [`Subscription`] each), the [`Window`] figure every
 //! trip is judged on, the [`KindStatus`] a kind's
 //! figures are read into and the [`BreakerStatus`] around them, and the [`metrics`] exported from
 //! them.
@@ -6,9 +6,13 @@
 mod event;
 pub mod metrics;
 mod status;
+mod subscription;
 mod window;
 
 pub use event::Event;
-pub(crate) use event::Subscribers;
 pub use status::{BreakerStatus, KindStatus, Surge};
+#[cfg(feature = "tokio")]
+pub use subscription::Events;
+pub(crate) use subscription::Subscribers;
+pub use subscription::Subscription;
 pub use window::Window;

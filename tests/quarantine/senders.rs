@@ -80,11 +80,13 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     let (breaker, clock) = breaker();
     let trips = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&trips);
-    breaker.subscribe(move |event| {
-        if event.is_trip() {
-            seen.lock().unwrap().push(event.at_ms);
-        }
-    });
+    breaker
+        .subscribe(move |event| {
+            if event.is_trip() {
+                seen.lock().unwrap().push(event.at_ms);
+            }
+        })
+        .detach();
     let quarantine = Quarantine::new(MemoryStore::new(10_000));
     let plain = Guarded::new(Outbox::default(), breaker.clone());
     let quarantined = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());

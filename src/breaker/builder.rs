@@ -1,0 +1,119 @@
+//! [`BreakerBuilder`]: a breaker's configuration, clock, name and snapshot file, set in one
+//! chain.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Breaker;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::Error;
+
+/// How often a breaker with a snapshot file saves it, unless told otherwise.
+const SAVE_EVERY: Duration = Duration::from_secs(300);
+
+/// Builds a [`Breaker`]: `Breaker::builder()`, the settings that differ from the defaults, then
+/// [`build`](Self::build).
+///
+/// ```
+/// use spikebreaker::{Breaker, Config};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("spikebreaker.json");
+/// let breaker = Breaker::builder()
+///     .config(Config::from_toml("[kinds.\"security.*\"]\nrecovery = \"manual\"\n")?)
+///     .name("mailer") // the `breaker` label of its metrics
+///     .snapshot_file(path) // what it learns survives restarts
+///     .build()?;
+/// assert!(breaker.check("security.2fa_changed").is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct BreakerBuilder<C: Clock = SystemClock> {
+    config: Config,
+    clock: C,
+    name: String,
+    snapshot_file: Option<PathBuf>,
+    save_every: Duration,
+}
+
+impl Breaker<SystemClock> {
+    /// A [`BreakerBuilder`]: the default configuration on the system clock, named `"default"`,
+    /// keeping no snapshot file, until told otherwise.
+    pub fn builder() -> BreakerBuilder<SystemClock> {
+        BreakerBuilder {
+            config: Config::default(),
+            clock: SystemClock::new(),
+            name: Breaker::DEFAULT_NAME.to_owned(),
+            snapshot_file: None,
+            save_every: SAVE_EVERY,
+        }
+    }
+}
+
+impl<C: Clock> BreakerBuilder<C> {
+    /// Runs on `config` ([`Config::default`] otherwise).
+    pub fn config(self, config: Config) -> Self {
+        Self { config, ..self }
+    }
+
+    /// Runs on `clock` ([`SystemClock`] otherwise; a [`ManualClock`](crate::ManualClock) for
+    /// tests and replays).
+    pub fn clock<D: Clock>(self, clock: D) -> BreakerBuilder<D> {
+        BreakerBuilder {
+            config: self.config,
+            clock,
+            name: self.name,
+            snapshot_file: self.snapshot_file,
+            save_every: self.save_every,
+        }
+    }
+
+    /// Names the breaker (`"default"` otherwise): every metric series it exports carries the name
+    /// as the label `breaker`, so that two breakers in one process keep series of their own.
+    pub fn name(self, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..self
+        }
+    }
+
+    /// Keeps what the breaker learns in the file at `path`, across restarts: [`build`] restores
+    /// the snapshot in it (a missing file is a first start), the breaker saves it every
+    /// [`save_every`] (5 minutes by default) on a thread of its own, and once more when the last
+    /// clone of the breaker is dropped, or at once with [`Breaker::save_snapshot`]. Each save is
+    /// atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
+    /// the last complete snapshot. A file that is not a readable snapshot (truncated, corrupt,
+    /// another program's, a newer version's) is logged as a warning and set aside as
+    /// `<file>.corrupt`, and the breaker starts with nothing learned: never an error. A save
+    /// that fails is logged, and tried again at the next.
+    ///
+    /// [`build`]: Self::build
+    /// [`save_every`]: Self::save_every
+    pub fn snapshot_file(self, path: impl Into<PathBuf>) -> Self {
+        Self {
+            snapshot_file: Some(path.into()),
+            ..self
+        }
+    }
+
+    /// How often the snapshot file is saved (5 minutes by default; at least a millisecond).
+    /// Without [`snapshot_file`](Self::snapshot_file), nothing is saved.
+    pub fn save_every(self, every: Duration) -> Self {
+        Self {
+            save_every: every.max(Duration::from_millis(1)),
+            ..self
+        }
+    }
+
+    /// The breaker. Fails only on an invalid configuration, naming the field and value.
+    pub fn build(self) -> Result<Breaker<C>, Error> {
+        Breaker::assemble(
+            self.config,
+            self.clock,
+            self.name,
+            self.snapshot_file,
+            self.save_every,
+        )
+    }
+}
