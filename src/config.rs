@@ -109,7 +109,7 @@ pub enum Recovery {
 /// | `minute` | factor 3, sigmas 5, floor 50, no ceiling | see [`TimescaleConfig`] |
 /// | `hour` | factor 2, sigmas 4.5, floor 120, no ceiling | |
 /// | `day` | factor 2, sigmas 4.5, floor 600, no ceiling | |
-/// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least `minute.floor` |
+/// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor` |
 /// | `warmup_secs` | 3600 | at most 30 days |
 /// | `max_growth_per_hour` | 1.5 | at least 1 |
 /// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
@@ -138,7 +138,7 @@ pub struct KindConfig {
     pub day: TimescaleConfig,
     /// Until the kind is warm (a new kind, or a restart without a snapshot), the minute window
     /// may hold at most this many sends, or the minute `ceiling` if that is lower (500 by
-    /// default; at least `minute.floor`).
+    /// default; at least 1 and at least `minute.floor`).
     ///
     /// **The warm-up follows the kind's own settings.** An override (`[kinds."…"]`) that sets
     /// `minute.floor` but not `warmup_ceiling` scales the defaults' `warmup_ceiling` as it scales
@@ -361,12 +361,11 @@ impl KindOverride {
 /// the base's, scaled by the same ratio as the floor (rounded up), so a kind made more sensitive
 /// is more sensitive from its first send, and one made less so is not held to a ceiling under its
 /// own floor. With the defaults (`floor = 50`, `warmup_ceiling = 500`) it is ten times the floor.
+/// A floor of 0 scales as a floor of 1, so a kind with no floor still warms up (a warm-up ceiling
+/// of 0 would refuse its every send, and a kind that sends nothing learns nothing).
 fn warmup_for(base: &KindConfig, floor: u64) -> u64 {
-    if base.minute.floor == 0 {
-        return base.warmup_ceiling.max(floor);
-    }
-    let scaled =
-        (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base.minute.floor));
+    let (floor, base_floor) = (floor.max(1), base.minute.floor.max(1));
+    let scaled = (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base_floor));
     u64::try_from(scaled).unwrap_or(u64::MAX).max(floor)
 }
 
@@ -768,11 +767,11 @@ impl KindConfig {
             &field("max_growth_per_hour"),
             "must be a finite number of at least 1",
         )?;
-        if self.warmup_ceiling < self.minute.floor {
+        if self.warmup_ceiling < self.minute.floor.max(1) {
             return Err(Error::invalid(
                 field("warmup_ceiling"),
                 self.warmup_ceiling,
-                "must be at least `minute.floor`",
+                "must be at least 1 and at least `minute.floor` (at 0, a new kind could send nothing and so never learn)",
             ));
         }
         for (name, secs) in [

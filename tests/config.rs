@@ -212,6 +212,11 @@ recovery = "manual"
     assert_eq!(runaway(explicit, "a", 2_000).0, 30);
     let scaled = "[defaults]\nwarmup_ceiling = 100\n[kinds.a]\nminute = { floor = 25 }\n";
     assert_eq!(runaway(scaled, "a", 2_000).0, 50);
+    // No floor scales as a floor of 1: the kind still sends (and so learns) while it warms up.
+    let no_floor = "[kinds.a]\nminute = { floor = 0 }\n";
+    assert_eq!(runaway(no_floor, "a", 2_000).0, 10);
+    let no_floor_anywhere = "[defaults.minute]\nfloor = 0\n";
+    assert_eq!(runaway(no_floor_anywhere, "a", 2_000).0, 10);
 }
 
 #[test]
@@ -245,6 +250,11 @@ fn errors_name_the_field_and_the_value() {
             "learns its week",
         ),
         (Config::from_json(r#"{"default": {}}"#), "default"),
+        // A warm-up ceiling of 0 would refuse a new kind's every send, so it never learned.
+        (
+            Config::from_toml("[defaults]\nwarmup_ceiling = 0\nminute = { floor = 0 }\n"),
+            "defaults.warmup_ceiling` = 0",
+        ),
         (Config::from_json("{"), "EOF"),
     ];
     for (result, needle) in cases {
