@@ -334,7 +334,10 @@ impl Tuner {
     }
 
     /// The base configuration with each kind's suggestion that differs from its base settings
-    /// laid over it, as a per-kind override (a kind named there keeps a slot of its own).
+    /// laid over it, as a per-kind override (a kind named there keeps a slot of its own). The
+    /// override starts from the one that applied to the kind (a pattern's, say), since overrides
+    /// do not stack, and states the warm-up ceiling the kind was replayed with, since a floor
+    /// written alone would scale it.
     pub fn suggested_config(&self, tuning: &Tuning) -> Config {
         let mut config = self.base.clone();
         for (name, kind) in &tuning.kinds {
@@ -342,7 +345,11 @@ impl Tuner {
                 continue;
             }
             let settings = &kind.suggested.settings;
-            let patch = config.kinds.entry(name.clone()).or_default();
+            let applied = self.base.override_for(name).map(|(_, patch)| patch.clone());
+            let patch = config
+                .kinds
+                .entry(name.clone())
+                .or_insert_with(|| applied.unwrap_or_default());
             let tuned = |t: &TimescaleConfig, patch: &TimescaleOverride| TimescaleOverride {
                 sigmas: Some(t.sigmas),
                 floor: Some(t.floor),
@@ -353,6 +360,7 @@ impl Tuner {
                 minute: tuned(&settings.minute, &patch.minute),
                 hour: tuned(&settings.hour, &patch.hour),
                 day: tuned(&settings.day, &patch.day),
+                warmup_ceiling: Some(settings.warmup_ceiling),
                 ..patch.clone()
             };
         }
@@ -560,6 +568,45 @@ fn inject(times: &[u64], slots: &[Range<u64>], minute_floor: u64) -> Vec<Injecti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Recovery;
+
+    #[test]
+    fn a_suggestion_keeps_the_pattern_it_ran_under_and_the_warm_up_it_was_replayed_with() {
+        let base = Config::from_toml("[kinds.\"security.*\"]\nrecovery = \"manual\"\n").unwrap();
+        let tuner = Tuner::new(base.clone());
+        let candidate = *Candidate::grid().last().unwrap();
+        let settings = candidate.apply(&base.kind_config("security.login"));
+        let outcome = |candidate, settings| Outcome {
+            candidate,
+            settings,
+            false_trips: 0,
+            first_false_trip: None,
+            leaks: Vec::new(),
+        };
+        let mut tuning = Tuning::default();
+        tuning.kinds.insert(
+            "security.login".to_owned(),
+            KindTuning {
+                sends: 1,
+                base: outcome(Candidate::BASE, base.kind_config("security.login")),
+                suggested: outcome(candidate, settings.clone()),
+                clean: true,
+            },
+        );
+        let suggested = tuner.suggested_config(&tuning);
+        let runs_on = suggested.kind_config("security.login");
+        assert_eq!(
+            runs_on.recovery,
+            Recovery::Manual,
+            "the pattern's fields are kept"
+        );
+        assert_eq!(runs_on.minute, settings.minute);
+        assert_eq!(
+            runs_on.warmup_ceiling, settings.warmup_ceiling,
+            "the replayed warm-up"
+        );
+        assert_eq!(suggested.kind_config("security.other").recovery, Recovery::Manual);
+    }
 
     #[test]
     fn the_grid_has_24_settings_from_the_least_sensitive_and_holds_the_base() {
