@@ -147,6 +147,30 @@ fn a_configuration_changes_the_outcome() {
 }
 
 #[test]
+fn configuration_keys_that_apply_to_no_kind_in_the_log_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("breaker.toml");
+    let keys = "[kinds.\"security.*\"]\nrecovery = \"manual\"\n[kinds.\"security.2fa_chnged\"]\nrecovery = \"manual\"\n";
+    std::fs::write(&config, keys).unwrap();
+    for command in ["backtest", "tune"] {
+        let output = spikebreaker(
+            &[command, "--trace", "-", "--config", config.to_str().unwrap()],
+            &runaway_log(),
+        );
+        // (`tune` then refuses a log this short, after the warning.)
+        assert_eq!(output.status.success(), command == "backtest", "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "spikebreaker {command}: warning: [kinds.\"security.2fa_chnged\"] applies to no kind in the log"
+            )),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("security.*"), "the pattern applies: {stderr}");
+    }
+}
+
+#[test]
 fn a_missing_log_or_an_unknown_configuration_format_exits_2() {
     let output = spikebreaker(&["backtest", "--trace", "/nonexistent/sends.csv"], "");
     assert_eq!(output.status.code(), Some(2));
@@ -160,7 +184,7 @@ fn a_missing_log_or_an_unknown_configuration_format_exits_2() {
         "0,a\n",
     );
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains(".toml or .json"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`.toml` or `.json`"));
 }
 
 // Hostile and sloppy logs: a stray time, too many bad lines, a huge line, a byte-order mark,

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use spikebreaker::Config;
 use spikebreaker::backtest::{Trace, TraceReader};
+use spikebreaker::{Breaker, Config};
 
 #[path = "spikebreaker/backtest.rs"]
 mod backtest;
@@ -174,22 +174,20 @@ fn check_skipped(args: &LogArgs, sends: u64, skipped: u64) -> Result<(), Failure
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
-    let Some(path) = path else {
-        return Ok(Config::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::BadInput(format!("cannot read {}: {e}", path.display())))?;
-    let parsed = match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => Config::from_toml(&text),
-        Some("json") => Config::from_json(&text),
-        _ => {
-            return Err(Failure::BadInput(format!(
-                "{}: a configuration must be a .toml or .json file",
-                path.display()
-            )));
+    path.map_or_else(
+        || Ok(Config::default()),
+        |path| Config::from_file(path).map_err(|e| Failure::BadInput(e.to_string())),
+    )
+}
+
+/// Warns of each `[kinds."…"]` key that applies to no kind of the log: a mistyped name or
+/// pattern, or a kind that never sent in it (the overflow kind's key aside).
+fn warn_unmatched<'k>(program: &str, config: &Config, kinds: impl IntoIterator<Item = &'k str>) {
+    for key in config.unmatched_keys(kinds) {
+        if key != Breaker::OVERFLOW_KIND {
+            eprintln!("spikebreaker {program}: warning: [kinds.{key:?}] applies to no kind in the log");
         }
-    };
-    parsed.map_err(|e| Failure::BadInput(format!("{}: {e}", path.display())))
+    }
 }
 
 /// What a bar counts.

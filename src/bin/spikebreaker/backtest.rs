@@ -38,7 +38,7 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Failure> {
     config.validate().map_err(|e| Failure::BadInput(e.to_string()))?;
     let mut report_file = args.report.as_deref().map(super::create).transpose()?;
     let (report, timelines) = match &args.decisions {
-        Some(path) => line_by_line(args, config, path, report_file.is_some())?,
+        Some(path) => line_by_line(args, config.clone(), path, report_file.is_some())?,
         None => {
             let trace = super::read_trace(&args.log, "backtest")?;
             let bar = super::progress_bar(Some(Progress::Sends(trace.sends(), "replaying")));
@@ -56,6 +56,7 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Failure> {
             (replay.report, replay.timelines)
         }
     };
+    super::warn_unmatched("backtest", &config, report.kinds.keys().map(String::as_str));
     if let (Some(out), Some(path)) = (&mut report_file, &args.report) {
         let failed = |e: io::Error| Failure::Io(format!("cannot write {}: {e}", path.display()));
         write_html(&report, &timelines, out).map_err(failed)?;

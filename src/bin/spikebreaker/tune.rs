@@ -60,6 +60,7 @@ pub(crate) fn run(args: &TuneArgs) -> Result<(), Failure> {
     base.validate().map_err(|e| Failure::BadInput(e.to_string()))?;
     let mut out = args.out.as_deref().map(super::create).transpose()?;
     let trace = super::read_trace(&args.log, "tune")?;
+    super::warn_unmatched("tune", &base, trace.kinds().map(|(kind, _)| kind));
     let tuner = args
         .exclude
         .iter()
