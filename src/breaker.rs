@@ -111,6 +111,10 @@ impl<C: Clock> Breaker<C> {
     ) -> Result<Self, Error> {
         let compiled = Arc::new(config.compile()?);
         let name: Arc<str> = Arc::from(name);
+        let snapshot_file = snapshot_file.map(SnapshotFile::new);
+        if let Some(file) = &snapshot_file {
+            file.probe()?;
+        }
         let (stop_saving, stopped) = match snapshot_file {
             Some(_) => {
                 let (stop, stopped) = mpsc::channel();
@@ -129,7 +133,7 @@ impl<C: Clock> Breaker<C> {
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
                 parked: OnceLock::new(),
-                snapshot_file: snapshot_file.map(SnapshotFile::new),
+                snapshot_file,
                 _stop_saving: stop_saving,
             }),
         };
@@ -174,7 +178,7 @@ impl<C: Clock> Breaker<C> {
     /// at a graceful shutdown to see the error if there is one.
     pub fn save_snapshot(&self) -> Result<(), Error> {
         match &self.inner.snapshot_file {
-            Some(file) => file.save(&self.snapshot()),
+            Some(file) => file.save(|| self.snapshot()),
             None => Ok(()),
         }
     }
@@ -575,7 +579,7 @@ impl<C: Clock> Inner<C> {
     /// Saves the snapshot file, if any, logging a failure (the next save tries again).
     fn save_logged(&self) {
         if let Some(file) = &self.snapshot_file {
-            if let Err(error) = file.save(&self.snapshot()) {
+            if let Err(error) = file.save(|| self.snapshot()) {
                 tracing::warn!(%error, "cannot save the snapshot file");
             }
         }

@@ -343,14 +343,25 @@ fn a_write_a_crash_interrupted_leaves_the_last_complete_snapshot() {
     teach(&first, &clock);
     first.save_snapshot().unwrap();
     std::mem::forget(first); // a crash: no save at shutdown
-    // The crash came during the next save: half a snapshot in the temporary file.
+    // The crash came during the next save, an hour ago: half a snapshot in its temporary file.
     let good = std::fs::read_to_string(&path).unwrap();
-    let temporary = dir.path().join("spikebreaker.json.tmp");
+    let temporary = dir.path().join("spikebreaker.json.tmp.4000001");
     std::fs::write(&temporary, &good[..good.len() / 2]).unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
+    std::fs::File::options()
+        .write(true)
+        .open(&temporary)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    // Another process is saving to the same file right now: its write is left alone.
+    let saving_now = dir.path().join("spikebreaker.json.tmp.4000002");
+    std::fs::write(&saving_now, &good[..good.len() / 3]).unwrap();
 
     let restarted = keeping(&path, &ManualClock::new());
     assert!(carries_on(&restarted), "the last complete snapshot is restored");
     assert!(!temporary.exists(), "the unfinished write is removed");
+    assert!(saving_now.exists(), "a write in progress is not");
 }
 
 #[test]
@@ -416,12 +427,12 @@ fn a_snapshot_file_is_saved_periodically() {
 
 #[test]
 fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() {
-    let breaker = Breaker::builder()
+    // Where no save can ever go: refused when the breaker is built, not warned of at each save.
+    let error = Breaker::builder()
         .clock(ManualClock::new())
         .snapshot_file("/nonexistent-spikebreaker-dir/spikebreaker.json")
         .build()
-        .unwrap();
-    let error = breaker.save_snapshot().unwrap_err();
+        .unwrap_err();
     assert!(error.is_file(), "{error}");
     assert!(
         error
@@ -429,7 +440,27 @@ fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() 
             .contains("/nonexistent-spikebreaker-dir/spikebreaker.json"),
         "{error}"
     );
+
+    // A path that cannot be read (a directory) is left where it is, never set aside; saves
+    // over it fail with an error naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    std::fs::create_dir(&path).unwrap();
+    let breaker = keeping(&path, &ManualClock::new());
+    assert!(path.is_dir(), "left in place");
+    assert!(!dir.path().join("spikebreaker.json.corrupt").exists());
+    let error = breaker.save_snapshot().unwrap_err();
+    assert!(error.to_string().contains("spikebreaker.json"), "{error}");
     drop(breaker); // logs the failed save at shutdown
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("spikebreaker.json")],
+        "no temporary file left"
+    );
 }
 
 /// The widest bursts a snapshot may claim still leave the minute window a limit: a restored

@@ -85,8 +85,12 @@ impl<C: Clock> BreakerBuilder<C> {
     /// atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
     /// the last complete snapshot. A file that is not a readable snapshot (truncated, corrupt,
     /// another program's, a newer version's) is logged as a warning and set aside as
-    /// `<file>.corrupt`, and the breaker starts with nothing learned: never an error. A save
-    /// that fails is logged, and tried again at the next.
+    /// `<file>.corrupt`, and the breaker starts with nothing learned: never an error; one that
+    /// cannot be read at all (no permission) is logged and left in place. A directory that takes
+    /// no new file is an error from [`build`]; a save that fails later is logged, and tried
+    /// again at the next. If the last clone is dropped while a periodic save runs, the final
+    /// save runs on the saving thread, which the process may end first: call
+    /// [`Breaker::save_snapshot`] at a graceful shutdown to know the file is written.
     ///
     /// [`build`]: Self::build
     /// [`save_every`]: Self::save_every
@@ -106,7 +110,9 @@ impl<C: Clock> BreakerBuilder<C> {
         }
     }
 
-    /// The breaker. Fails only on an invalid configuration, naming the field and value.
+    /// The breaker. Fails on an invalid configuration, naming the field and value, and on a
+    /// snapshot file that cannot be saved (its directory is missing or takes no new file),
+    /// naming the path.
     pub fn build(self) -> Result<Breaker<C>, Error> {
         Breaker::assemble(
             self.config,

@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -35,33 +36,84 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// Where a write goes before it is renamed over the file: a leftover one is a write a crash
-    /// interrupted.
+    /// Where this process's writes go before they are renamed over the file: `<name>.tmp.<pid>`,
+    /// so that two processes on one file (a restart that overlaps the old process's last save)
+    /// never write into each other's.
     fn temporary(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
+        let mut name = self.temporary_prefix();
+        name.push(format!(".{}", std::process::id()));
         self.path.with_file_name(name)
     }
 
-    /// The snapshot in the file, if there is a readable one. A leftover temporary file (a write
-    /// interrupted by a crash) is removed; a file that is not a snapshot this version reads
-    /// (truncated, corrupt, another program's, a newer version's) is warned about and set aside
-    /// ([`set_aside`](Self::set_aside)), and the breaker starts afresh.
-    pub(crate) fn load(&self) -> Option<Snapshot> {
+    /// `<name>.tmp`, which every temporary file of the snapshot file's name starts with.
+    fn temporary_prefix(&self) -> std::ffi::OsString {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        name
+    }
+
+    /// Checks that a save can be written beside the file (the directory exists and takes a new
+    /// file), so that a snapshot path that can never be saved is an error when the breaker is
+    /// built rather than a warning at each save.
+    pub(crate) fn probe(&self) -> Result<(), Error> {
         let temporary = self.temporary();
-        if temporary.exists() {
+        File::create(&temporary).map_err(failed("create", &temporary))?;
+        fs::remove_file(&temporary).map_err(failed("remove", &temporary))
+    }
+
+    /// Removes temporary files of this snapshot file's name left by a write a crash interrupted:
+    /// those last written over a minute ago (a save takes milliseconds), so that a process
+    /// saving now is left alone.
+    fn remove_unfinished(&self) {
+        let prefix = self.temporary_prefix();
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let Ok(entries) = fs::read_dir(directory) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.as_encoded_bytes().starts_with(prefix.as_encoded_bytes()) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= UNFINISHED_AFTER));
+            if !stale {
+                continue;
+            }
+            let path = entry.path();
             tracing::warn!(
-                path = %temporary.display(),
+                path = %path.display(),
                 "removing an unfinished snapshot write (the process stopped while saving); the last complete snapshot is used"
             );
-            if let Err(error) = fs::remove_file(&temporary) {
-                tracing::warn!(path = %temporary.display(), %error, "cannot remove it");
+            if let Err(error) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove it");
             }
         }
+    }
+
+    /// The snapshot in the file, if there is a readable one. Unfinished writes a crash left are
+    /// removed; a file that is not a snapshot this version reads (truncated, corrupt, another
+    /// program's, a newer version's) is warned about and set aside
+    /// ([`set_aside`](Self::set_aside)), and the breaker starts afresh. A file that cannot be
+    /// read at all (no permission, a directory) is warned about and left where it is.
+    pub(crate) fn load(&self) -> Option<Snapshot> {
+        self.remove_unfinished();
         let text = match fs::read(&self.path) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
-            Err(error) => Err(error.to_string()),
+            Err(error) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    %error,
+                    "the snapshot file cannot be read: left in place, starting with nothing learned"
+                );
+                return None;
+            }
         };
         match text.and_then(|text| Snapshot::from_json(&text).map_err(|error| error.to_string())) {
             Ok(snapshot) => Some(snapshot),
@@ -101,26 +153,39 @@ impl SnapshotFile {
         }
     }
 
-    /// Writes `snapshot` atomically: to the temporary file, flushed to disk, renamed over the
-    /// file, and the directory flushed so that the rename itself survives a power loss.
-    pub(crate) fn save(&self, snapshot: &Snapshot) -> Result<(), Error> {
+    /// Writes the snapshot `take` returns, atomically: to the temporary file, flushed to disk,
+    /// renamed over the file, and the directory flushed so that the rename itself survives a
+    /// power loss. `take` runs once the previous save is done, so a snapshot taken earlier
+    /// never overwrites a later one; a failed write removes its temporary file.
+    pub(crate) fn save(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
         let _one_at_a_time = self.writing.lock();
+        let snapshot = take();
         let temporary = self.temporary();
-        fn failed(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
-            let path = path.to_owned();
-            move |error| Error::File {
-                action,
-                path,
-                message: error.to_string(),
-            }
+        let written = File::create(&temporary)
+            .and_then(|mut file| {
+                file.write_all(snapshot.to_json().as_bytes())?;
+                file.sync_all()
+            })
+            .map_err(failed("write", &temporary))
+            .and_then(|()| fs::rename(&temporary, &self.path).map_err(failed("replace", &self.path)));
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
         }
-        let mut file = File::create(&temporary).map_err(failed("create", &temporary))?;
-        file.write_all(snapshot.to_json().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(failed("write", &temporary))?;
-        drop(file);
-        fs::rename(&temporary, &self.path).map_err(failed("replace", &self.path))?;
+        written?;
         sync_directory(&self.path).map_err(failed("flush the directory of", &self.path))
+    }
+}
+
+/// How old a temporary file must be for [`SnapshotFile::load`] to take it for a crash's leftover.
+const UNFINISHED_AFTER: Duration = Duration::from_secs(60);
+
+/// An [`Error::File`] for `action` on `path`.
+fn failed(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
+    let path = path.to_owned();
+    move |error| Error::File {
+        action,
+        path,
+        message: error.to_string(),
     }
 }
 
@@ -153,7 +218,7 @@ mod tests {
             version: Snapshot::VERSION,
             kinds: Default::default(),
         };
-        file.save(&snapshot).unwrap();
+        file.save(|| snapshot.clone()).unwrap();
         assert_eq!(file.load(), Some(snapshot));
         assert!(!file.temporary().exists());
     }
@@ -181,15 +246,21 @@ mod tests {
     fn a_save_into_a_missing_directory_names_the_path() {
         let file = SnapshotFile::new(PathBuf::from("/nonexistent-spikebreaker-dir/learned.json"));
         let error = file
-            .save(&Snapshot {
+            .save(|| Snapshot {
                 version: Snapshot::VERSION,
                 kinds: Default::default(),
             })
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("/nonexistent-spikebreaker-dir/learned.json.tmp"),
+            error.contains("/nonexistent-spikebreaker-dir/learned.json.tmp."),
             "{error}"
+        );
+        assert!(
+            file.probe()
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent-spikebreaker-dir/")
         );
     }
 }
