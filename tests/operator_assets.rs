@@ -1,7 +1,9 @@
 //! The operator files in `operator/` (Prometheus alerting rules and their unit tests, the Grafana
 //! dashboard) name only metrics spikebreaker exports: every `spikebreaker_*` name they use is
-//! one a breaker, its kinds, a quarantine (and with the `redis` feature fleet mode) really
-//! record. `operator/check` checks their syntax and runs the rules' tests with promtool.
+//! one a breaker, its kinds and a quarantine really record in the run below. Fleet mode's gauge
+//! needs a Redis server to be recorded, so it is taken from its constant in
+//! `spikebreaker::metrics` (with the `redis` feature; without it, fleet names are not checked).
+//! `operator/check` checks their syntax and runs the rules' tests with promtool.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 
 use super::blocked::{Blocked, GuardError};
-use super::park::{NoQuarantine, Park, Refusal};
+use super::park::{Attach, NoQuarantine, Park, Refusal};
 use super::sender::{AsyncSender, Notification, Sender};
 use crate::breaker::{Breaker, Refused};
 use crate::clock::{Clock, SystemClock};
@@ -187,7 +187,8 @@ impl<S, K, C: Clock> Guarded<S, K, C, NoQuarantine> {
     /// assert_eq!(quarantine.summary(&Default::default())?.live(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_quarantine<Q>(self, quarantine: Q) -> Guarded<S, K, C, Q> {
+    pub fn with_quarantine<Q: Attach>(self, quarantine: Q) -> Guarded<S, K, C, Q> {
+        quarantine.attach(self.breaker.name());
         Guarded {
             inner: self.inner,
             breaker: self.breaker,

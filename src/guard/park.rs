@@ -12,7 +12,7 @@ use crate::kind::Reason;
 /// Where a [`Guarded`](super::Guarded) sender puts a refused notification. Sealed: the
 /// implementations are [`NoQuarantine`] and `quarantine::Quarantine`; a new place to keep
 /// notifications is a `quarantine::Store`.
-pub trait Park<N> {
+pub trait Park<N>: Attach {
     /// Holds `blocked`, returning its receipt, or hands it back (no quarantine, or the store
     /// refused it). `recipient_of` names whom it was for; `now_ms` is the breaker's clock.
     fn park(
@@ -22,6 +22,16 @@ pub trait Park<N> {
         now_ms: u64,
     ) -> Result<Quarantined, Blocked<N>>;
 }
+
+/// What a [`Park`] is told when a guarded sender takes it (`Guarded::with_quarantine`), before
+/// any notification's type is known: the name of the breaker whose refusals it will hold, the
+/// `breaker` label of a quarantine's metrics.
+pub trait Attach {
+    /// Takes note of `breaker`'s name.
+    fn attach(&self, _breaker: &str) {}
+}
+
+impl Attach for NoQuarantine {}
 
 /// A guarded sender without a quarantine: every refused notification goes back to the caller.
 #[derive(Clone, Copy, Debug, Default)]

@@ -306,10 +306,10 @@ impl BreakerMetrics {
     }
 }
 
-/// Adds `n` to the quarantine counter `name` of `kind`: cold work (a refusal, a release, an
-/// operator's discard), looked up at each call rather than cached per kind.
-pub(crate) fn count_quarantine(name: &'static str, kind: &str, n: u64) {
-    counter!(name, KIND_LABEL => kind.to_owned()).increment(n);
+/// Adds `n` to the quarantine counter `name` of `breaker`'s `kind`: cold work (a refusal, a
+/// release, an operator's discard), looked up at each call rather than cached per kind.
+pub(crate) fn count_quarantine(name: &'static str, breaker: &str, kind: &str, n: u64) {
+    counter!(name, BREAKER_LABEL => breaker.to_owned(), KIND_LABEL => kind.to_owned()).increment(n);
 }
 
 /// Fleet mode: sets [`FLEET_DEGRADED`] of the `breaker`'s fleet, 1 while the instance has no

@@ -78,12 +78,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
-use crate::clock::unix_ms;
+use crate::breaker::Breaker;
+use crate::clock::{SystemClock, unix_ms};
 use crate::guard::Blocked;
-use crate::guard::park::{Park, Quarantined};
+use crate::guard::park::{Attach, Park, Quarantined};
 use crate::observe::metrics::{self, count_quarantine};
 
 pub use crate::guard::NoQuarantine;
@@ -104,6 +105,9 @@ pub use summary::{RecipientCount, Summary, TripSummary};
 /// deletes in bulk). They carry no notification, only its figures and the discard's reason.
 pub const FINISHED_KEPT: usize = 100_000;
 
+/// The `breaker` label of a quarantine no guarded sender has taken yet.
+const DEFAULT_NAME: &str = Breaker::<SystemClock>::DEFAULT_NAME;
+
 /// A quarantine: a [`Store`] and what the senders and operators sharing it need. Cheap to clone:
 /// clones share the store.
 #[derive(Clone)]
@@ -117,6 +121,9 @@ struct Inner {
     trips: Mutex<Trips>,
     /// When a refused hold was last logged (Unix ms): at most one warning a second.
     last_warning_ms: AtomicU64,
+    /// The name of the breaker whose refusals it holds (the `breaker` label of its metrics):
+    /// `"default"` until a guarded sender takes it.
+    breaker: RwLock<Arc<str>>,
 }
 
 /// The trips a quarantine has named.
@@ -147,6 +154,7 @@ impl Quarantine {
                 store: Box::new(store),
                 trips: Mutex::new(Trips::default()),
                 last_warning_ms: AtomicU64::new(0),
+                breaker: RwLock::new(Arc::from(DEFAULT_NAME)),
             }),
         }
     }
@@ -179,7 +187,7 @@ impl Quarantine {
             ));
         }
         let discarded = self.inner.store.discard(filter, reason)?;
-        count_quarantine(metrics::QUARANTINE_DISCARDED, kind, discarded);
+        count_quarantine(metrics::QUARANTINE_DISCARDED, &self.breaker(), kind, discarded);
         Ok(discarded)
     }
 
@@ -217,6 +225,11 @@ impl Quarantine {
         trip
     }
 
+    /// The `breaker` label of its metrics.
+    fn breaker(&self) -> Arc<str> {
+        Arc::clone(&self.inner.breaker.read())
+    }
+
     fn warn_refused(&self, kind: &str, error: &dyn fmt::Display) {
         let now = unix_ms();
         let last = self.inner.last_warning_ms.load(Ordering::Relaxed);
@@ -232,6 +245,26 @@ impl Quarantine {
     }
 }
 
+impl Attach for Quarantine {
+    /// Labels its metrics with `breaker`; a quarantine shared by guarded senders of two
+    /// differently named breakers keeps the first name and warns.
+    fn attach(&self, breaker: &str) {
+        let mut current = self.inner.breaker.write();
+        if &**current == breaker {
+            return;
+        }
+        if &**current != DEFAULT_NAME {
+            tracing::warn!(
+                first = &**current,
+                breaker,
+                "one quarantine serves two breakers: its metrics keep the first one's name"
+            );
+            return;
+        }
+        *current = Arc::from(breaker);
+    }
+}
+
 impl<N: Serialize> Park<N> for Quarantine {
     fn park(
         &self,
@@ -243,7 +276,7 @@ impl<N: Serialize> Park<N> for Quarantine {
         let notification = match serde_json::value::to_raw_value(blocked.notification()) {
             Ok(json) => json,
             Err(error) => {
-                count_quarantine(metrics::QUARANTINE_REFUSED, &kind, 1);
+                count_quarantine(metrics::QUARANTINE_REFUSED, &self.breaker(), &kind, 1);
                 self.warn_refused(&kind, &format_args!("cannot encode it as JSON: {error}"));
                 return Err(blocked);
             }
@@ -259,11 +292,11 @@ impl<N: Serialize> Park<N> for Quarantine {
         };
         match self.inner.store.hold(item) {
             Ok(id) => {
-                count_quarantine(metrics::QUARANTINE_HELD, &kind, 1);
+                count_quarantine(metrics::QUARANTINE_HELD, &self.breaker(), &kind, 1);
                 Ok(Quarantined::new(id, kind, blocked.reason(), trip))
             }
             Err(error) => {
-                count_quarantine(metrics::QUARANTINE_REFUSED, &kind, 1);
+                count_quarantine(metrics::QUARANTINE_REFUSED, &self.breaker(), &kind, 1);
                 self.warn_refused(&kind, &error);
                 Err(blocked)
             }

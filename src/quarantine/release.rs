@@ -260,7 +260,7 @@ impl<N: DeserializeOwned> Releaser<N> {
         self.quarantine.store().settle(&claimed, &outcome)?;
         Ok(match outcome {
             Outcome::Sent => {
-                count_quarantine(metrics::QUARANTINE_RELEASED, &item.kind, 1);
+                count_quarantine(metrics::QUARANTINE_RELEASED, breaker.name(), &item.kind, 1);
                 Step::Sent {
                     id: item.id,
                     kind: item.kind.clone(),

@@ -250,11 +250,15 @@ async fn an_async_sender_releases_with_its_key() {
 }
 
 #[test]
-fn held_released_discarded_and_refused_items_are_counted_per_kind() {
+fn held_released_discarded_and_refused_items_are_counted_per_breaker_and_kind() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let (breaker, _) = breaker();
+        let breaker = Breaker::builder()
+            .clock(ManualClock::starting_at(1_000_000))
+            .name("mailer")
+            .build()
+            .unwrap();
         let quarantine = Quarantine::new(MemoryStore::new(3));
         let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
         let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
@@ -281,7 +285,10 @@ fn held_released_discarded_and_refused_items_are_counted_per_kind() {
         snapshot
             .iter()
             .find(|(key, ..)| {
-                key.key().name() == name && key.key().labels().any(|l| l.key() == "kind" && l.value() == kind)
+                let mut labels = key.key().labels();
+                key.key().name() == name
+                    && labels.any(|l| l.key() == "breaker" && l.value() == "mailer")
+                    && key.key().labels().any(|l| l.key() == "kind" && l.value() == kind)
             })
             .map(|(.., value)| match value {
                 DebugValue::Counter(n) => *n,
