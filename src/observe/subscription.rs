@@ -80,8 +80,9 @@ pub struct Subscription {
 
 impl Subscription {
     /// Keeps the subscriber subscribed for as long as the breaker lives.
-    pub fn detach(self) {
-        std::mem::forget(self);
+    pub fn detach(mut self) {
+        // Dropped without its list, it unsubscribes nothing (and holds no reference to it).
+        self.list = Weak::new();
     }
 }
 
@@ -132,7 +133,8 @@ impl Events {
         }
     }
 
-    /// The next event, waiting for one; `None` once the breaker is gone.
+    /// The next event, waiting for one; `None` once the breaker is gone: every clone of it, and
+    /// every [`KindHandle`](crate::KindHandle) and guarded sender holding one of its kinds.
     pub async fn recv(&mut self) -> Option<Event> {
         self.receiver.recv().await
     }
@@ -195,5 +197,8 @@ mod tests {
             (3, 1)
         );
         assert_eq!(subscribers.list.read().len(), 1);
+        // Neither the detached nor the dropped subscription keeps a reference to the list: a
+        // breaker that detaches one per replay (the tuner) leaks nothing.
+        assert_eq!(Arc::weak_count(&subscribers.list), 0);
     }
 }
