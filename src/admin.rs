@@ -24,15 +24,16 @@
 //! reset a kind); a bearer token is optional. Serve it on a private interface.
 //!
 //! ```no_run
-//! # async fn serve() -> std::io::Result<()> {
-//! use spikebreaker::admin::{self, Options};
-//! use spikebreaker::{Breaker, Config};
-//! let breaker = Breaker::new(Config::default()).expect("valid config");
-//! let token = std::env::var("ADMIN_TOKEN").expect("a token");
-//! let router = admin::router_with(breaker, Options::new().bearer_token(token));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9180").await?;
-//! axum::serve(listener, router).await
-//! # }
+//! #[cfg(feature = "admin")]
+//! async fn serve_admin(breaker: spikebreaker::Breaker) -> Result<(), Box<dyn std::error::Error>> {
+//!     use spikebreaker::admin::{self, Options};
+//!
+//!     let token = std::env::var("SPIKEBREAKER_ADMIN_TOKEN")?; // from your secret store
+//!     let options = Options::new().bearer_token(token).allow_host("admin.internal");
+//!     let router = admin::router_with(breaker, options);
+//!     axum::serve(tokio::net::TcpListener::bind("10.0.0.5:9180").await?, router).await?;
+//!     Ok(())
+//! }
 //! ```
 //!
 //! Limits: a request target over 8 KiB is answered 414, headers over 16 KiB 431, a body over
