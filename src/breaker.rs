@@ -18,7 +18,7 @@ use crate::kind::{Decision, Detour, Kind, KindHandle, Reason, Resolve, Shared, S
 use crate::name::{self, OVERFLOW_KIND};
 #[cfg(feature = "tokio")]
 use crate::observe::Events;
-use crate::observe::metrics::BreakerMetrics;
+use crate::observe::metrics::{BreakerMetrics, NameInUse};
 use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription};
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::file::SnapshotFile;
@@ -51,6 +51,8 @@ struct Inner<C: Clock> {
     snapshot_file: Option<SnapshotFile>,
     /// Dropped with the breaker, which stops the thread that saves the snapshot file.
     _stop_saving: Option<mpsc::Sender<()>>,
+    /// Its name among the process's live breakers (a second of the same name warns).
+    _name: NameInUse,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -125,6 +127,7 @@ impl<C: Clock> Breaker<C> {
         let breaker = Self {
             inner: Arc::new(Inner {
                 metrics: Mutex::new(BreakerMetrics::register(&name)),
+                _name: NameInUse::claim(&name),
                 shared: Arc::new(Shared {
                     clock,
                     subscribers: Subscribers::default(),

@@ -70,7 +70,8 @@ impl<C: Clock> BreakerBuilder<C> {
     }
 
     /// Names the breaker (`"default"` otherwise): every metric series it exports carries the name
-    /// as the label `breaker`, so that two breakers in one process keep series of their own.
+    /// as the label `breaker`, so that two breakers in one process keep series of their own. A
+    /// second live breaker of a name already in use logs a warning (once per name).
     pub fn name(self, name: impl Into<String>) -> Self {
         Self {
             name: name.into(),

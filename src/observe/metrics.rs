@@ -35,6 +35,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -275,6 +276,50 @@ pub(crate) struct BreakerMetrics {
     overflowed: Counter,
 }
 
+/// A breaker's claim on its name among the live breakers of the process: a second live breaker
+/// of the same name writes into the first one's series, so its claim warns (once per name).
+#[derive(Debug)]
+pub(crate) struct NameInUse(Arc<str>);
+
+/// Per name, the live breakers that carry it and whether the process was warned of a second.
+type Names = HashMap<Arc<str>, (usize, bool)>;
+
+/// The live breakers' names.
+static NAMES_IN_USE: std::sync::LazyLock<parking_lot::Mutex<Names>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl NameInUse {
+    pub(crate) fn claim(name: &Arc<str>) -> Self {
+        let mut names = NAMES_IN_USE.lock();
+        let (live, warned) = names.entry(Arc::clone(name)).or_default();
+        *live += 1;
+        if *live > 1 && !*warned {
+            *warned = true;
+            tracing::warn!(
+                breaker = &**name,
+                "two live breakers share the name {name:?}: their metrics are written to the same series; \
+                 give each its own with Breaker::builder().name(..)"
+            );
+        }
+        Self(Arc::clone(name))
+    }
+
+    /// Live breakers named `name`.
+    #[cfg(test)]
+    fn live(name: &str) -> usize {
+        NAMES_IN_USE.lock().get(name).map_or(0, |(live, _)| *live)
+    }
+}
+
+impl Drop for NameInUse {
+    fn drop(&mut self) {
+        let mut names = NAMES_IN_USE.lock();
+        if let Some((live, _)) = names.get_mut(&self.0) {
+            *live -= 1;
+        }
+    }
+}
+
 impl BreakerMetrics {
     pub(crate) fn register(name: &Arc<str>) -> Self {
         describe();
@@ -321,8 +366,6 @@ pub(crate) fn set_fleet_degraded(breaker: &str, degraded: bool) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use metrics_util::{CompositeKey, MetricKind};
 
@@ -343,6 +386,31 @@ mod tests {
             .into_iter()
             .map(|(key, _, _, value)| ((key.kind(), key.key().name().to_owned(), label(&key)), value))
             .collect()
+    }
+
+    #[test]
+    fn live_breakers_are_counted_by_name_and_a_dropped_one_frees_its_name() {
+        use crate::{Breaker, ManualClock};
+        let named = || {
+            Breaker::builder()
+                .clock(ManualClock::new())
+                .name("names-in-use-test")
+                .build()
+                .unwrap()
+        };
+        let first = named();
+        assert_eq!(NameInUse::live("names-in-use-test"), 1);
+        let second = named(); // warns: both write the same series
+        let clone = second.clone();
+        assert_eq!(
+            NameInUse::live("names-in-use-test"),
+            2,
+            "a clone is the same breaker"
+        );
+        drop((second, clone));
+        assert_eq!(NameInUse::live("names-in-use-test"), 1);
+        drop(first);
+        assert_eq!(NameInUse::live("names-in-use-test"), 0);
     }
 
     #[test]
