@@ -147,25 +147,13 @@ impl<C: Clock> Detour<C> {
     /// shows open for that reason, with nothing counted.
     pub(crate) fn status(&self) -> KindStatus {
         match self {
-            Self::Invalid(name) => KindStatus {
-                // Nothing may be sent: every window's threshold is nothing.
-                kind: Arc::clone(name),
-                state: State::Open,
-                reason: Reason::InvalidKind,
-                since_ms: 0,
-                open_for_ms: 0,
-                nearest: refused(Timescale::Minute),
-                windows: Timescale::ALL.map(refused),
-                tripped_on: None,
-                warmed_up: false,
-                attempted: 0,
-                allowed: 0,
-                blocked: 0,
-                trips: 0,
-                dry_run: false,
-                forced: false,
-                surge: None,
-            },
+            // Nothing may be sent: every window's threshold is nothing.
+            Self::Invalid(name) => KindStatus::nothing_counted(
+                Arc::clone(name),
+                State::Open,
+                Reason::InvalidKind,
+                Timescale::ALL.map(refused),
+            ),
             Self::Homing { target, .. } => {
                 let current = Arc::clone(&target.read());
                 current.status()

@@ -71,22 +71,18 @@ impl KindStatus {
     }
 }
 
-#[cfg(test)]
 impl KindStatus {
-    /// A closed kind, new, with nothing sent: a base for tests to build on.
-    pub(crate) fn for_tests(kind: &str) -> Self {
-        use crate::detect::{Bound, Timescale};
-        let windows = Timescale::ALL.map(|timescale| Window {
-            timescale,
-            window_count: 0,
-            threshold: u64::MAX,
-            expected: 0.0,
-            bound: Bound::None,
-        });
+    /// A kind with nothing counted, in `state` for `reason`, its windows as given.
+    pub(crate) fn nothing_counted(
+        kind: Arc<str>,
+        state: State,
+        reason: Reason,
+        windows: [Window; 3],
+    ) -> Self {
         Self {
-            kind: kind.into(),
-            state: State::Closed,
-            reason: Reason::New,
+            kind,
+            state,
+            reason,
             since_ms: 0,
             open_for_ms: 0,
             nearest: windows[0],
@@ -101,6 +97,20 @@ impl KindStatus {
             forced: false,
             surge: None,
         }
+    }
+
+    /// A closed kind, new, with nothing sent: a base for tests to build on.
+    #[cfg(test)]
+    pub(crate) fn for_tests(kind: &str) -> Self {
+        use crate::detect::{Bound, Timescale};
+        let windows = Timescale::ALL.map(|timescale| Window {
+            timescale,
+            window_count: 0,
+            threshold: u64::MAX,
+            expected: 0.0,
+            bound: Bound::None,
+        });
+        Self::nothing_counted(kind.into(), State::Closed, Reason::New, windows)
     }
 }
 
