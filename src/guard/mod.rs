@@ -11,7 +11,7 @@ mod sender;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
-pub use blocked::{Blocked, GuardError};
+pub use blocked::{Blocked, GuardError, Quarantined};
 pub use guarded::{ByNotification, Classify, Guarded, WithRecipient};
-pub use park::{NoQuarantine, Quarantined};
+pub use park::NoQuarantine;
 pub use sender::{AsyncSender, Notification, Sender, SenderFn, sender_fn};

@@ -2,12 +2,7 @@
 //! ([`NoQuarantine`], the default), or holds it in a quarantine and answers with the
 //! [`Quarantined`] receipt (see `Guarded::with_quarantine`).
 
-use std::error::Error as StdError;
-use std::fmt;
-use std::sync::Arc;
-
-use super::blocked::{Blocked, GuardError};
-use crate::kind::Reason;
+use super::blocked::{Blocked, GuardError, Quarantined};
 
 /// Where a [`Guarded`](super::Guarded) sender puts a refused notification. Sealed: the
 /// implementations are [`NoQuarantine`] and `quarantine::Quarantine`; a new place to keep
@@ -47,63 +42,6 @@ impl<N> Park<N> for NoQuarantine {
         Err(blocked)
     }
 }
-
-/// A refused notification a quarantine now holds: the receipt a guarded send answers with in
-/// [`GuardError::Quarantined`]. The notification itself is in the store, under [`id`](Self::id).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Quarantined {
-    id: u64,
-    kind: Arc<str>,
-    reason: Reason,
-    trip: u64,
-}
-
-impl Quarantined {
-    pub(crate) fn new(id: u64, kind: Arc<str>, reason: Reason, trip: u64) -> Self {
-        Self {
-            id,
-            kind,
-            reason,
-            trip,
-        }
-    }
-
-    /// Its number in the store.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The kind it was counted under.
-    pub fn kind(&self) -> &str {
-        &self.kind
-    }
-
-    /// Why the kind was open.
-    pub fn reason(&self) -> Reason {
-        self.reason
-    }
-
-    /// The trip that blocked it, as the store names trips: the wall-clock time (Unix
-    /// milliseconds) the trip began.
-    pub fn trip(&self) -> u64 {
-        self.trip
-    }
-}
-
-impl fmt::Display for Quarantined {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "notification of kind `{}` blocked by spikebreaker ({}) and held in quarantine as item {} (trip {})",
-            self.kind,
-            self.reason.as_str(),
-            self.id,
-            self.trip
-        )
-    }
-}
-
-impl StdError for Quarantined {}
 
 /// A refusal before it becomes the sender's error type.
 pub(crate) enum Refusal<N> {

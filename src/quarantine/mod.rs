@@ -84,7 +84,8 @@ use serde::Serialize;
 use crate::breaker::Breaker;
 use crate::clock::{SystemClock, unix_ms};
 use crate::guard::Blocked;
-use crate::guard::park::{Attach, Park, Quarantined};
+use crate::guard::Quarantined;
+use crate::guard::park::{Attach, Park};
 use crate::observe::metrics::{self, count_quarantine};
 
 pub use crate::guard::NoQuarantine;
