@@ -293,12 +293,15 @@ fn count(tally: &mut Tally, decision: Decision) {
 }
 
 /// `f` of each item, in order: on rayon's current pool with the `parallel` feature, one after the
-/// other without.
+/// other without. Each item is a task of its own (a kind's replay, a chunk of the log): rayon
+/// otherwise runs a run of items that no idle thread has stolen yet in one go, and with the
+/// busiest kinds first one thread kept the first quarter, two thirds of the work (a 1.44x
+/// speed-up on two cores; 1.9x with an item a task).
 fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        items.par_iter().map(f).collect()
+        items.par_iter().with_max_len(1).map(f).collect()
     }
     #[cfg(not(feature = "parallel"))]
     {
