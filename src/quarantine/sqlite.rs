@@ -123,13 +123,33 @@ impl SqliteStore {
         Self::open_with(path, SqliteOptions::default())
     }
 
-    /// Opens (or creates) the store at `path`. A file that is damaged, or is not a quarantine
-    /// store, is refused with [`StoreError::Corrupt`] and left unchanged.
+    /// Opens (or creates) the store at `path`, its bound set to `options.max_items` for every
+    /// process that shares the file. A file that is damaged, or is not a quarantine store, is
+    /// refused with [`StoreError::Corrupt`] and left unchanged.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let mut writer = connect(&path, &options)?;
-        let id = prepare(&mut writer, &path, options.max_items)?;
-        let reader = connect(&path, &options)?;
+        Self::open_as(path.as_ref(), &options, Some(options.max_items))
+    }
+
+    /// Opens the store a service keeps at `path`, as the operator's tools do: a missing file is
+    /// an error (a mistyped path must not look like an empty quarantine), and the bound the
+    /// service set is kept.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(StoreError::Invalid(format!(
+                "no quarantine store at {}",
+                path.display()
+            )));
+        }
+        Self::open_as(path, &SqliteOptions::default(), None)
+    }
+
+    /// Opens the store at `path`, setting its bound to `max_items` if given.
+    fn open_as(path: &Path, options: &SqliteOptions, max_items: Option<u64>) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let mut writer = connect(&path, options)?;
+        let id = prepare(&mut writer, &path, max_items)?;
+        let reader = connect(&path, options)?;
         let (jobs, queue) = mpsc::channel();
         let thread_path = path.clone();
         let writer = std::thread::Builder::new()
@@ -290,8 +310,9 @@ CREATE TRIGGER IF NOT EXISTS finished_delete AFTER DELETE ON items
     BEGIN UPDATE meta SET value = value - 1 WHERE key = 'finished'; END;
 ";
 
-/// Checks the file and lays out a new one; the store's id.
-fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<String, StoreError> {
+/// Checks the file, lays out a new one, and sets its bound to `max_items` if given (a new one
+/// without it gets the default's); the store's id.
+fn prepare(connection: &mut Connection, path: &Path, max_items: Option<u64>) -> Result<String, StoreError> {
     let error = |e| sql_error(path, e);
     let check: String = connection
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
@@ -327,7 +348,12 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
         tx.execute_batch(SCHEMA).map_err(error)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('format', ?1), ('version', ?2), ('id', ?3), ('live', 0), ('finished', 0), ('max_items', ?4)",
-            params![FORMAT, VERSION, new_store_id(), max_items as i64],
+            params![
+                FORMAT,
+                VERSION,
+                new_store_id(),
+                max_items.unwrap_or(SqliteOptions::default().max_items) as i64
+            ],
         )
         .map_err(error)?;
     }
@@ -354,11 +380,13 @@ fn prepare(connection: &mut Connection, path: &Path, max_items: u64) -> Result<S
         ));
     }
     let id = meta("id")?.ok_or_else(|| corrupt(path, "no store id".to_owned()))?;
-    tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'max_items'",
-        [max_items as i64],
-    )
-    .map_err(error)?;
+    if let Some(max_items) = max_items {
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'max_items'",
+            [max_items as i64],
+        )
+        .map_err(error)?;
+    }
     tx.commit().map_err(error)?;
     Ok(id)
 }

@@ -101,6 +101,7 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
 fn bad_arguments_and_damaged_files_are_named_with_their_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("quarantine.db");
+    drop(SqliteStore::open(&path).unwrap()); // the service's store
     let cases: [(&[&str], i32, &str); 3] = [
         (&["show", "--state", "parked"], 2, "unknown item state"),
         (
@@ -122,7 +123,50 @@ fn bad_arguments_and_damaged_files_are_named_with_their_exit_codes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("unreadable") && stderr.contains("move it aside"),
+        stderr.contains("unreadable") && stderr.contains("set-aside"),
         "{stderr}"
     );
+    // As the message says: the file (and the log beside it, which may hold its last commits)
+    // moved aside whole, for recovery.
+    std::fs::write(dir.path().join("garbage.db-wal"), b"last commits").unwrap();
+    let moved = json(&quarantine(&garbage, &["set-aside"]));
+    let aside = std::path::PathBuf::from(moved["set_aside"].as_str().unwrap());
+    assert!(!garbage.exists());
+    assert_eq!(std::fs::read(&aside).unwrap(), [0x5a; 4096]);
+    let mut wal = aside.into_os_string();
+    wal.push("-wal");
+    assert_eq!(std::fs::read(wal).unwrap(), b"last commits");
+}
+
+#[test]
+fn a_mistyped_store_path_is_an_error_not_an_empty_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mistyped = dir.path().join("quarantne.db");
+    let output = quarantine(&mistyped, &["list"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no quarantine store at"), "{stderr}");
+    assert!(!mistyped.exists(), "nothing created");
+}
+
+#[test]
+fn the_operators_tools_keep_the_bound_the_service_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.db");
+    let (breaker, _) = breaker();
+    let options = spikebreaker::quarantine::SqliteOptions {
+        max_items: 2,
+        ..Default::default()
+    };
+    let service = Quarantine::new(SqliteStore::open_with(&path, options).unwrap());
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
+    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
+    breaker.force_open(RUNAWAY).unwrap();
+    held(&guarded, email(RUNAWAY, "a@example.com"));
+    // An operator looks while the service runs (before: opening the file set its bound to the
+    // tools' default of a million).
+    json(&quarantine(&path, &["list"]));
+    held(&guarded, email(RUNAWAY, "b@example.com"));
+    let refused = spikebreaker::Sender::send(&guarded, email(RUNAWAY, "c@example.com")).unwrap_err();
+    assert!(refused.is_blocked(), "full at 2: handed back, {refused:?}");
 }

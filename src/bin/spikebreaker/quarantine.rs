@@ -81,6 +81,10 @@ enum Action {
         #[arg(long)]
         reason: String,
     },
+    /// Moves a damaged store file (with its `-wal` and `-shm` files, which may hold its last
+    /// commits) aside to `FILE.corrupt-<unix ms>`, so that the service can start a fresh one;
+    /// the embedded store only. Stop the service first.
+    SetAside,
 }
 
 /// What a release or discard acts on.
@@ -117,7 +121,8 @@ impl From<StoreError> for Failure {
         match error {
             StoreError::Invalid(_) => Self::BadInput(error.to_string()),
             StoreError::Corrupt { .. } => Self::Store(format!(
-                "{error}\n(move it aside to start afresh, keeping it for recovery: `mv FILE FILE.corrupt`)"
+                "{error}\n(to start afresh, keeping it for recovery, stop the service and move it aside with its \
+                 -wal and -shm files: `spikebreaker quarantine --store FILE set-aside`)"
             )),
             _ => Self::Store(error.to_string()),
         }
@@ -139,6 +144,9 @@ pub(crate) fn run(args: &QuarantineArgs) -> ExitCode {
 }
 
 fn act(args: &QuarantineArgs) -> Result<(), Failure> {
+    if let Action::SetAside = args.action {
+        return set_aside(args);
+    }
     let quarantine = open(args)?;
     match &args.action {
         Action::List { kind, trip } => {
@@ -193,16 +201,36 @@ fn act(args: &QuarantineArgs) -> Result<(), Failure> {
             let filter = selection.filter();
             print(&json!({ "discarded": quarantine.discard(&filter, reason)? }))
         }
+        Action::SetAside => unreachable!("handled before the store is opened"),
     }
+}
+
+/// `set-aside`: the embedded store's file moved out of the way, whole.
+fn set_aside(args: &QuarantineArgs) -> Result<(), Failure> {
+    let Some(path) = &args.store else {
+        return Err(Failure::BadInput(
+            "set-aside moves an embedded store's file: name it with --store FILE".to_owned(),
+        ));
+    };
+    #[cfg(feature = "quarantine")]
+    {
+        let aside = spikebreaker::quarantine::SqliteStore::set_aside(path)?;
+        print(&json!({ "set_aside": aside }))
+    }
+    #[cfg(not(feature = "quarantine"))]
+    Err(Failure::BadInput(format!(
+        "--store {}: this build has no embedded store (build with --features quarantine)",
+        path.display()
+    )))
 }
 
 /// The store the arguments name.
 fn open(args: &QuarantineArgs) -> Result<Quarantine, Failure> {
     if let Some(path) = &args.store {
         #[cfg(feature = "quarantine")]
-        return Ok(Quarantine::new(spikebreaker::quarantine::SqliteStore::open(
-            path,
-        )?));
+        return Ok(Quarantine::new(
+            spikebreaker::quarantine::SqliteStore::open_existing(path)?,
+        ));
         #[cfg(not(feature = "quarantine"))]
         return Err(Failure::BadInput(format!(
             "--store {}: this build has no embedded store (build with --features quarantine)",
