@@ -86,6 +86,7 @@ use crate::clock::{SystemClock, unix_ms};
 use crate::guard::Blocked;
 use crate::guard::Quarantined;
 use crate::guard::park::{Attach, Park};
+use crate::kind::Reason;
 use crate::observe::metrics::{self, count_quarantine};
 
 pub use crate::guard::NoQuarantine;
@@ -273,6 +274,11 @@ impl<N: Serialize> Park<N> for Quarantine {
         recipient_of: impl FnOnce(&N) -> Option<&str>,
         now_ms: u64,
     ) -> Result<Quarantined, Blocked<N>> {
+        // A name that breaks the kind-name rule is the caller's bug, not a runaway: nothing an
+        // operator could release or discard by kind, so it goes back to the caller.
+        if blocked.reason() == Reason::InvalidKind {
+            return Err(blocked);
+        }
         let kind = Arc::clone(blocked.kind_name());
         let notification = match serde_json::value::to_raw_value(blocked.notification()) {
             Ok(json) => json,

@@ -257,3 +257,24 @@ fn a_classifier_sender_names_recipients_with_a_function() {
     let items = quarantine.items(&Query::new(Filter::all(), 10)).unwrap();
     assert_eq!(items[0].recipient.as_deref(), Some("device-42"));
 }
+
+#[test]
+fn a_name_that_breaks_the_kind_name_rule_is_handed_back_not_held() {
+    // Such an item could never be released or discarded by kind; the bug is the caller's.
+    let (breaker, _) = breaker();
+    let quarantine = Quarantine::new(MemoryStore::new(100));
+    let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
+    for bad in ["", "line\nbreak"] {
+        let Err(GuardError::Blocked(blocked)) = guarded.send(email(bad, "a@example.com")) else {
+            panic!("{bad:?} was not handed back");
+        };
+        assert_eq!(blocked.reason(), Reason::InvalidKind);
+        assert_eq!(blocked.into_notification(), email(bad, "a@example.com"));
+    }
+    assert!(
+        quarantine
+            .items(&Query::new(Filter::all(), 10))
+            .unwrap()
+            .is_empty()
+    );
+}
