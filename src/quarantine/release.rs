@@ -226,19 +226,36 @@ impl<N: DeserializeOwned> Releaser<N> {
             return Ok(Next::Idle);
         }
         let now = breaker.now_ms();
+        let poll_ms = self.poll.as_millis() as u64;
         let mut wait_ms: Option<u64> = None;
+        let mut failed: Option<StoreError> = None;
+        let (mut tried, mut failures) = (0, 0);
         for kind in &kinds {
             let at = self.next_at_ms.get(kind).copied().unwrap_or(0);
             let wait = if at > now {
                 at - now
             } else {
-                match store.claim(kind, &self.owner, self.lease)? {
-                    Claim::Item(claimed) => return Ok(Next::Claimed(claimed)),
-                    Claim::Busy => self.poll.as_millis() as u64,
-                    Claim::Empty => continue,
+                tried += 1;
+                match store.claim(kind, &self.owner, self.lease) {
+                    Ok(Claim::Item(claimed)) => return Ok(Next::Claimed(claimed)),
+                    Ok(Claim::Busy) => poll_ms,
+                    Ok(Claim::Empty) => continue,
+                    // One kind's trouble (an item the store cannot read) must not hold up the
+                    // others: that kind waits a poll, the rest go on.
+                    Err(error) => {
+                        tracing::warn!(kind = kind.as_str(), %error, "cannot claim the next item of this kind");
+                        self.next_at_ms.insert(kind.clone(), now.saturating_add(poll_ms));
+                        failed.get_or_insert(error);
+                        failures += 1;
+                        poll_ms
+                    }
                 }
             };
             wait_ms = Some(wait_ms.map_or(wait, |w| w.min(wait)));
+        }
+        // Every kind tried failed: the store itself is in trouble; say so.
+        if let Some(error) = failed.filter(|_| failures == tried) {
+            return Err(error);
         }
         Ok(wait_ms.map_or(Next::Idle, |ms| Next::Wait(Duration::from_millis(ms))))
     }

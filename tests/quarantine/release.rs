@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use spikebreaker::quarantine::{
-    Delivery, Filter, ItemState, MemoryStore, Quarantine, Query, ReleaseOrder, Releaser, Step,
+    Claim, Claimed, Delivery, Filter, ItemState, MemoryStore, Outcome, Quarantine, Query, ReleaseOrder,
+    Releaser, Step, Store, StoreError,
 };
 use spikebreaker::{Breaker, Guarded, ManualClock, Sender, State};
 
@@ -303,4 +304,73 @@ fn held_released_discarded_and_refused_items_are_counted_per_breaker_and_kind() 
     assert_eq!(counter(QUARANTINE_DISCARDED, RUNAWAY), Some(2));
     assert_eq!(counter(QUARANTINE_HELD, RECEIPT), Some(1));
     assert_eq!(counter(QUARANTINE_RELEASED, RECEIPT), Some(1));
+}
+
+/// A memory store whose items of one kind cannot be read back when claimed (as a Redis entry
+/// another version wrote, say).
+#[derive(Debug)]
+struct Unreadable {
+    inner: MemoryStore,
+    kind: &'static str,
+}
+
+impl Store for Unreadable {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn hold(&self, item: spikebreaker::quarantine::NewItem) -> Result<u64, StoreError> {
+        self.inner.hold(item)
+    }
+    fn items(&self, query: &Query) -> Result<Vec<spikebreaker::quarantine::Item>, StoreError> {
+        self.inner.items(query)
+    }
+    fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
+        self.inner.discard(filter, reason)
+    }
+    fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
+        self.inner.approve(filter, order)
+    }
+    fn releasing(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.releasing()
+    }
+    fn claim(&self, kind: &str, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
+        if kind == self.kind {
+            return Err(StoreError::Unavailable(
+                "entry 17: expected value at line 1".into(),
+            ));
+        }
+        self.inner.claim(kind, owner, lease)
+    }
+    fn settle(&self, claimed: &Claimed, outcome: &Outcome) -> Result<(), StoreError> {
+        self.inner.settle(claimed, outcome)
+    }
+}
+
+#[test]
+fn an_item_the_store_cannot_read_holds_up_its_kind_alone() {
+    let (breaker, clock) = breaker();
+    let quarantine = Quarantine::new(Unreadable {
+        inner: MemoryStore::new(100),
+        kind: RUNAWAY,
+    });
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
+    for kind in [RUNAWAY, RECEIPT] {
+        let _ = breaker.kind(kind); // a control acts on a kind the breaker knows
+        breaker.force_open(kind).unwrap();
+        held(&guarded, email(kind, "a@example.com"));
+        quarantine
+            .release(&Filter::kind(kind), &ReleaseOrder::default())
+            .unwrap();
+    }
+    let mut releaser = Releaser::<Email>::new(quarantine.clone());
+    // Before: the first kind's error stopped every release.
+    let Step::Sent { kind, .. } = releaser.step(&guarded).unwrap() else {
+        panic!("the readable kind was not released")
+    };
+    assert_eq!(kind, RECEIPT);
+    assert_eq!(guarded.get_ref().count(), 1);
+    // Only the unreadable kind left, once its wait is over: the error is the store's, and said.
+    clock.advance(Duration::from_secs(60));
+    let error = releaser.step(&guarded).unwrap_err();
+    assert!(error.to_string().contains("entry 17"), "{error}");
 }
