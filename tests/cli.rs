@@ -281,6 +281,12 @@ fn a_line_over_the_limit_is_refused_without_reading_it_into_memory() {
         (report["events"].as_u64(), report["skipped_lines"].as_u64()),
         (Some(2), Some(1))
     );
+
+    // A bound past 1 GiB is refused by name (before: usize::MAX overflowed the reader, which
+    // panicked, or in a release build read nothing past the first block).
+    let output = replay(&["--max-line-bytes", "18446744073709551615"], "0,a\n");
+    assert_eq!(output.status.code(), Some(2));
+    says(&output, "--max-line-bytes");
 }
 
 #[test]

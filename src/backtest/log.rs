@@ -311,7 +311,7 @@ impl<R: BufRead> LogReader<R> {
             let line = self.line;
             let buf = &mut self.bufs[slot];
             buf.clear();
-            let limit = self.max_line_bytes as u64 + 1;
+            let limit = (self.max_line_bytes as u64).saturating_add(1);
             let n = match (&mut self.input).take(limit).read_until(b'\n', buf) {
                 Ok(0) => return Ok(None),
                 Ok(n) => n,
@@ -507,6 +507,17 @@ pub(super) fn parse_ms(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_widest_line_bound_reads_every_line() {
+        let log = "0,a\n1,b\n2,a\n";
+        let mut reader = LogReader::new(log.as_bytes()).with_max_line_bytes(usize::MAX);
+        let mut sends = Vec::new();
+        while let Some(record) = reader.next_record() {
+            sends.push(record.unwrap().t_ms);
+        }
+        assert_eq!(sends, [0, 1, 2]);
+    }
 
     #[test]
     fn times_parse_as_whole_milliseconds_only() {

@@ -57,8 +57,8 @@ struct LogArgs {
     /// run fails with exit code 2.
     #[arg(long, value_name = "SHARE", default_value_t = 0.01, value_parser = share)]
     max_skipped_share: f64,
-    /// The longest line read, in bytes; a longer line is a bad line.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    /// The longest line read, in bytes (1 to 1 GiB); a longer line is a bad line.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = line_bytes)]
     max_line_bytes: usize,
     /// Cores to use; all of them by default.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -66,6 +66,15 @@ struct LogArgs {
 }
 
 /// A share from 0 to 1.
+/// `--max-line-bytes`: 1 to 1 GiB, so that a line is bounded by memory one can spare.
+fn line_bytes(text: &str) -> Result<usize, String> {
+    const MOST: usize = 1 << 30;
+    match text.parse::<usize>() {
+        Ok(bytes) if (1..=MOST).contains(&bytes) => Ok(bytes),
+        _ => Err(format!("{text:?} is not a number of bytes from 1 to {MOST}")),
+    }
+}
+
 fn share(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
