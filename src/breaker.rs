@@ -644,10 +644,15 @@ impl<C: Clock> Breaker<C> {
 /// these alone, on the kind objects it read (a kind evicted and registered again is another one).
 #[cfg(feature = "redis")]
 impl<C: Clock> Breaker<C> {
-    /// Every registered kind, the overflow kind last if it exists.
+    /// Every registered kind the fleet syncs: all but the overflow kind, which is each
+    /// instance's own (a fleet-wide total would tie every instance's unconfigured kinds to one
+    /// instance's junk names, and its fixed limit is one instance's).
     pub(crate) fn handles(&self) -> Vec<KindHandle<C>> {
         let all = self.inner.registry.all();
-        all.into_iter().map(KindHandle::own).collect()
+        all.into_iter()
+            .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
+            .map(KindHandle::own)
+            .collect()
     }
 
     /// Forces a held kind open, as the fleet's operator asked.

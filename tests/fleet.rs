@@ -440,3 +440,48 @@ async fn a_trip_of_a_kind_an_instance_never_registered_leaves_its_overflow_kind_
     assert!(crowded.check("user.4712").is_allowed());
     assert!(crowded.kind_status(KIND).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instances_overflow_kind_is_its_own() {
+    let server = Server::start();
+    let crowded = || {
+        Breaker::with_clock(
+            Config {
+                max_kinds: 1,
+                ..Config::default()
+            },
+            ManualClock::new(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (crowded(), crowded());
+    let fleet_a = Fleet::start(a.clone(), fleet_config(&server)).unwrap();
+    let fleet_b = Fleet::start(b.clone(), fleet_config(&server)).unwrap();
+    assert!(a.check("email.welcome").is_allowed());
+    assert!(b.check("email.welcome").is_allowed());
+    assert!(b.check("user.b1").is_allowed(), "on B's overflow kind");
+    wait_until("both sync", || {
+        fleet_a.status().syncs > 0 && fleet_b.status().syncs > 0
+    })
+    .await;
+    // Junk names on A fill its registry and trip its overflow kind.
+    let blocked = (0..2_000)
+        .filter(|i| !a.check(&format!("user.{i}")).is_allowed())
+        .count();
+    assert_eq!(blocked, 1_500);
+    assert_eq!(a.kind_status(Breaker::OVERFLOW_KIND).unwrap().state, State::Open);
+    let (syncs_a, syncs_b) = (fleet_a.status().syncs, fleet_b.status().syncs);
+    wait_until("both sync again", || {
+        fleet_a.status().syncs > syncs_a + 2 && fleet_b.status().syncs > syncs_b + 2
+    })
+    .await;
+    // Before: B's overflow kind went open (reason fleet) and refused B's new kinds.
+    let overflow = b.kind_status(Breaker::OVERFLOW_KIND);
+    assert!(
+        overflow
+            .as_ref()
+            .is_none_or(|o| o.state == State::Closed && o.trips == 0),
+        "{overflow:?}"
+    );
+    assert!(b.check("email.new_feature").is_allowed());
+}

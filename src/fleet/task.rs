@@ -163,7 +163,9 @@ impl<C: Clock> Task<C> {
                 let Some((from, name)) = rest.split_once(':') else {
                     return;
                 };
-                if self.id == from {
+                // The overflow kind is each instance's own: what junk names do to one instance's
+                // registry says nothing of another's.
+                if self.id == from || name == crate::name::OVERFLOW_KIND {
                     return;
                 }
                 // Only kinds this instance knows: a trip of a kind it never registered is none of
