@@ -28,7 +28,46 @@ pub struct Options {
     pub(super) hosts: Vec<String>,
     pub(super) any_host: bool,
     pub(super) origins: Vec<String>,
-    pub(super) token: Option<String>,
+    /// The token's keyed digest ([`Token`]): the token itself is not kept.
+    pub(super) token: Option<Token>,
+}
+
+/// A bearer token as the router keeps it: a 128-bit keyed digest (two SipHash keys drawn at
+/// random once per process), so that a presented token is compared in constant time with
+/// something of a fixed length, and neither the comparison nor its timing says how long the
+/// token is. Empty: refuses everything.
+#[derive(Clone, Copy)]
+pub(super) struct Token {
+    digest: [u8; 16],
+    empty: bool,
+}
+
+impl Token {
+    fn new(token: &str) -> Self {
+        Self {
+            digest: digest(token.as_bytes()),
+            empty: token.is_empty(),
+        }
+    }
+
+    /// Whether `presented` is the token, in time that depends on `presented` alone.
+    pub(super) fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        !self.empty && bool::from(digest(presented.as_bytes()).ct_eq(&self.digest))
+    }
+}
+
+/// The process's keys for token digests.
+static TOKEN_KEYS: std::sync::LazyLock<[std::hash::RandomState; 2]> =
+    std::sync::LazyLock::new(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
+
+fn digest(bytes: &[u8]) -> [u8; 16] {
+    use std::hash::BuildHasher;
+    let [a, b] = &*TOKEN_KEYS;
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&a.hash_one(bytes).to_le_bytes());
+    out[8..].copy_from_slice(&b.hash_one(bytes).to_le_bytes());
+    out
 }
 
 impl fmt::Debug for Options {
@@ -71,7 +110,24 @@ impl Options {
     /// Requires `Authorization: Bearer <token>` on every request. An empty token refuses every
     /// request.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Token::new(&token.into()));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_matches_itself_alone_and_an_empty_one_nothing() {
+        let token = Token::new("s3cret");
+        assert!(token.matches("s3cret"));
+        for other in ["", "s3cre", "s3cret!", "S3cret", "s3cret\0"] {
+            assert!(!token.matches(other), "{other:?}");
+        }
+        assert!(!Token::new("").matches(""));
+        let shown = format!("{:?}", Options::new().bearer_token("s3cret"));
+        assert!(shown.contains("***") && !shown.contains("s3cret"), "{shown}");
     }
 }

@@ -10,7 +10,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
 use super::{Options, Refusal};
 
@@ -72,9 +71,7 @@ fn refusal(options: &Options, method: &Method, uri_bytes: usize, headers: &Heade
     }
     if let Some(token) = &options.token {
         let presented = text(headers, header::AUTHORIZATION).and_then(|value| value.strip_prefix("Bearer "));
-        let valid = presented.is_some_and(|presented| {
-            !token.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
-        });
+        let valid = presented.is_some_and(|presented| token.matches(presented));
         if !valid {
             let mut refused = Refusal {
                 status: StatusCode::UNAUTHORIZED,
