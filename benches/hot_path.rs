@@ -7,6 +7,9 @@
 //! `guarded_send_quarantined` are an allowed send through `Guarded` (a sender that does nothing)
 //! without and with a quarantine: the quarantine is reached from refusals only, so the two match.
 //!
+//! `homed`: a handle resolved while the registry was full and moved to its own kind since,
+//! beside a handle resolved on that kind directly.
+//!
 //! Run with `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2`.
 
 use std::hint::black_box;
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
-use spikebreaker::{Breaker, Config, Guarded, KindConfig, Sender};
+use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Sender};
 
 #[path = "../tests/support/null_sender.rs"]
 mod null_sender;
@@ -137,5 +140,37 @@ fn contended_2t(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, contended_2t);
+/// A handle resolved while the registry was full, moved to its own kind since, beside a handle
+/// resolved on that kind directly: both on a manual clock (the move needs an idle kind evicted).
+fn homed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("homed");
+    group.throughput(Throughput::Elements(1));
+    let clock = ManualClock::new();
+    let config = Config {
+        max_kinds: 1,
+        defaults: KindConfig {
+            warmup_ceiling: u64::MAX,
+            ..KindConfig::default()
+        },
+        ..Config::default()
+    };
+    let breaker = Breaker::with_clock(config, clock.clone()).expect("a valid benchmark configuration");
+    assert!(breaker.check("idle.kind").is_allowed());
+    let homed = breaker.kind(KIND);
+    assert_eq!(homed.name(), Breaker::OVERFLOW_KIND);
+    while homed.name() != KIND {
+        clock.advance(Duration::from_secs(600));
+        let _ = homed.check();
+    }
+    let fresh = breaker.kind(KIND);
+    group.bench_function("fresh_handle", |b| {
+        b.iter(|| assert!(black_box(&fresh).check().is_allowed()))
+    });
+    group.bench_function("homed_handle", |b| {
+        b.iter(|| assert!(black_box(&homed).check().is_allowed()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, contended_2t, homed);
 criterion_main!(benches);

@@ -8,9 +8,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-
-use parking_lot::RwLock;
+use std::sync::{Arc, OnceLock, Weak};
 
 use super::{Decision, Kind, Reason, State};
 use crate::clock::Clock;
@@ -34,8 +32,9 @@ pub(crate) enum Detour<C> {
     Homing {
         name: Arc<str>,
         overflow: Arc<Kind<C>>,
-        /// The overflow kind, or the handle's own once it has moved there.
-        target: RwLock<Arc<Kind<C>>>,
+        /// The handle's own kind, once it has moved there (for good): after that a send reads
+        /// it with one load and takes the kind's own send path, no lock, no reference count.
+        home: OnceLock<Arc<Kind<C>>>,
         resolver: Weak<dyn Resolve<C>>,
         /// When it last looked for room (clock milliseconds).
         looked_at_ms: AtomicU64,
@@ -63,7 +62,7 @@ impl<C: Clock> Detour<C> {
         let now = overflow.shared().clock.now_ms();
         Self::Homing {
             name: Arc::from(name),
-            target: RwLock::new(Arc::clone(&overflow)),
+            home: OnceLock::new(),
             overflow,
             resolver,
             looked_at_ms: AtomicU64::new(now),
@@ -82,24 +81,23 @@ impl<C: Clock> Detour<C> {
             Self::Homing {
                 name,
                 overflow,
-                target,
+                home,
                 resolver,
                 looked_at_ms,
             } => {
-                let current = Arc::clone(&target.read());
-                if !Arc::ptr_eq(&current, overflow) || !Self::look_due(overflow, looked_at_ms) {
-                    return current.check();
+                if let Some(home) = home.get() {
+                    return home.check();
+                }
+                if !Self::look_due(overflow, looked_at_ms) {
+                    return overflow.check();
                 }
                 let own = resolver
                     .upgrade()
                     .and_then(|resolver| resolver.resolve(name).ok())
                     .filter(|kind| !Arc::ptr_eq(kind, overflow));
                 match own {
-                    Some(own) => {
-                        *target.write() = Arc::clone(&own);
-                        own.check()
-                    }
-                    None => current.check(),
+                    Some(own) => home.get_or_init(|| own).check(),
+                    None => overflow.check(),
                 }
             }
         }
@@ -121,17 +119,11 @@ impl<C: Clock> Detour<C> {
         match self {
             Self::Invalid(name) => name,
             Self::Homing {
-                name,
-                overflow,
-                target,
-                ..
-            } => {
-                if Arc::ptr_eq(&target.read(), overflow) {
-                    overflow.name()
-                } else {
-                    name
-                }
-            }
+                name, overflow, home, ..
+            } => match home.get() {
+                Some(_) => name,
+                None => overflow.name(),
+            },
         }
     }
 
@@ -139,7 +131,7 @@ impl<C: Clock> Detour<C> {
     pub(crate) fn state(&self) -> State {
         match self {
             Self::Invalid(_) => State::Open,
-            Self::Homing { target, .. } => target.read().state(),
+            Self::Homing { home, overflow, .. } => home.get().unwrap_or(overflow).state(),
         }
     }
 
@@ -154,10 +146,15 @@ impl<C: Clock> Detour<C> {
                 Reason::InvalidKind,
                 Timescale::ALL.map(refused),
             ),
-            Self::Homing { target, .. } => {
-                let current = Arc::clone(&target.read());
-                current.status()
-            }
+            Self::Homing { home, overflow, .. } => home.get().unwrap_or(overflow).status(),
+        }
+    }
+
+    /// The handle's own kind, once a homing handle has moved there.
+    pub(crate) fn home(&self) -> Option<&Kind<C>> {
+        match self {
+            Self::Homing { home, .. } => home.get().map(|home| &**home),
+            Self::Invalid(_) => None,
         }
     }
 }

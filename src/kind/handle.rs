@@ -14,7 +14,9 @@ use crate::observe::KindStatus;
 ///
 /// A handle resolved while the registry had no room for its kind sends to the overflow kind, and
 /// moves to its own kind once there is room: it looks at most once a second, as a send by name
-/// would (its sends until then leave the lock-free path). A handle for a name that breaks the kind-name rule
+/// would. Once moved, a send reads its kind with one more load than a handle resolved on the
+/// kind directly, then takes the kind's lock-free path. A handle for a name that breaks the
+/// kind-name rule
 /// ([`validate_kind_name`](crate::validate_kind_name)) refuses every send with
 /// [`Reason::InvalidKind`](crate::Reason::InvalidKind).
 pub struct KindHandle<C: Clock = SystemClock> {
@@ -84,11 +86,11 @@ impl<C: Clock> KindHandle<C> {
     }
 
     /// The figures of the handle's own kind as its last send left them, changing nothing (see
-    /// `Kind::figures_as_they_stand`); `None` for a handle not on a kind of its own.
+    /// `Kind::figures_as_they_stand`); `None` for a handle not on a kind of its own (yet).
     pub(crate) fn figures_as_they_stand(&self) -> Option<KindStatus> {
         match &self.detour {
             None => Some(self.kind.figures_as_they_stand()),
-            Some(_) => None,
+            Some(detour) => detour.home().map(Kind::figures_as_they_stand),
         }
     }
 
