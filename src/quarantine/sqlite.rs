@@ -705,7 +705,9 @@ impl Store for SqliteStore {
                         )?;
                     Claim::Item(Claimed {
                         item,
-                        receipt: id.to_string(),
+                        // The claim's owner: a settle by a releaser whose lease ran out
+                        // must not undo another's claim.
+                        receipt: owner.clone(),
                     })
                 }
                 None => {
@@ -728,7 +730,7 @@ impl Store for SqliteStore {
     }
 
     fn settle(&self, claimed: &Claimed, outcome: &Outcome) -> Result<(), StoreError> {
-        let (id, outcome) = (claimed.item.id as i64, outcome.clone());
+        let (id, outcome, owner) = (claimed.item.id as i64, outcome.clone(), claimed.receipt.clone());
         self.write(move |tx| {
             match outcome {
                 Outcome::Sent => {
@@ -739,12 +741,14 @@ impl Store for SqliteStore {
                     )?;
                     trim(tx)?;
                 }
+                // Held again only while the claim is still this releaser's: once its lease ran
+                // out the item went back (approved, or held in doubt) and may be another's now.
                 Outcome::Failed(note) => {
                     tx.execute(
                         "UPDATE items SET state = 'held', in_doubt = 0, note = ?2, owner = NULL,
                              per_minute = NULL, delivery = NULL
-                         WHERE id = ?1 AND state NOT IN ('released', 'discarded')",
-                        params![id, note],
+                         WHERE id = ?1 AND state = 'sending' AND owner = ?3",
+                        params![id, note, owner],
                     )?;
                 }
             }
