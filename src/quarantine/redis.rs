@@ -232,7 +232,40 @@ impl RedisStore {
             redis::cmd("SET").arg(&id_key).arg(&fresh).arg("NX").exec(c)?;
             redis::cmd("GET").arg(&id_key).query(c)
         })?;
+        store.warn_if_not_durable();
         Ok(store)
+    }
+
+    /// What the server's settings can lose of what it acknowledged, one sentence each: no
+    /// append-only file (a restart loses the holds made since its last snapshot), or an eviction
+    /// policy that may drop keys under memory pressure. Empty when both are sound, or when the
+    /// server refuses `CONFIG GET` (managed services often do: nothing is second-guessed). The
+    /// store warns of each when it opens.
+    pub fn durability_problems(&self) -> Vec<String> {
+        let setting = |name: &str| -> Option<String> {
+            let pair: Vec<String> = self
+                .run(|c| redis::cmd("CONFIG").arg("GET").arg(name).query(c))
+                .ok()?;
+            pair.into_iter().nth(1)
+        };
+        let mut problems = Vec::new();
+        if setting("appendonly").as_deref() == Some("no") {
+            problems.push(
+                "the quarantine's Redis runs without an append-only file (appendonly no): a restart loses the holds made since its last snapshot".to_owned(),
+            );
+        }
+        if let Some(policy) = setting("maxmemory-policy").filter(|p| p != "noeviction") {
+            problems.push(format!(
+                "the quarantine's Redis may evict keys under memory pressure (maxmemory-policy {policy}): set noeviction so that a full Redis refuses holds rather than dropping held items"
+            ));
+        }
+        problems
+    }
+
+    fn warn_if_not_durable(&self) {
+        for problem in self.durability_problems() {
+            tracing::warn!("{problem}");
+        }
     }
 
     /// Runs `call` on the connection, opening one if needed; a failed call drops it.

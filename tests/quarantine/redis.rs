@@ -179,3 +179,33 @@ fn a_redis_store_that_cannot_be_reached_refuses_and_the_notification_comes_back(
         .unwrap();
     assert_eq!(blocked.into_notification(), email(RUNAWAY, "a@example.com"));
 }
+
+#[test]
+fn a_redis_that_can_lose_acknowledged_holds_is_named_at_open() {
+    // The test servers run as a cache would: no append-only file, the default eviction policy.
+    let server = Server::start();
+    let store = store(&server, 10);
+    let problems = store.durability_problems();
+    assert!(
+        problems.iter().any(|p| p.contains("appendonly no")),
+        "{problems:?}"
+    );
+    // Made durable, nothing is said.
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("yes")
+        .query(&mut redis)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(store.durability_problems(), Vec::<String>::new());
+}
