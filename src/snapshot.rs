@@ -88,6 +88,7 @@ struct KindSnapshotV1 {
 struct SnapshotV1 {
     #[allow(dead_code)] // read to check it
     version: u32,
+    #[serde(deserialize_with = "name::unique_kinds")]
     kinds: BTreeMap<String, KindSnapshotV1>,
 }
 
@@ -125,7 +126,8 @@ impl Snapshot {
         for (name, kind) in old.kinds {
             if !(1..=86_400).contains(&kind.window_secs) {
                 return Err(Error::Snapshot(format!(
-                    "kind {name:?}: window_secs = {} is not 1 to 86400",
+                    "kind {}: window_secs = {} is not 1 to 86400",
+                    name::shown(&name),
                     kind.window_secs
                 )));
             }

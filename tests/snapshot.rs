@@ -176,6 +176,16 @@ fn a_version_one_snapshot_restores_migrated() {
     }
 }
 
+/// A version-1 snapshot naming a kind twice is refused, as a version-2 one is (before: the last
+/// one silently won).
+#[test]
+fn a_version_1_snapshot_naming_a_kind_twice_is_refused() {
+    let kind = r#"{"window_secs":60,"mean":200.0,"variance":150.0,"peak":240.0,"windows":500}"#;
+    let twice = format!(r#"{{"version":1,"kinds":{{"a":{kind},"a":{kind}}}}}"#);
+    let error = Snapshot::from_json(&twice).unwrap_err().to_string();
+    assert!(error.contains("\"a\""), "{error}");
+}
+
 /// Found by the mutation fuzzer above: a snapshot claiming `u64::MAX` learned windows made the
 /// next learned window overflow (a panic in debug builds, a NaN baseline in release).
 #[test]
