@@ -1,5 +1,5 @@
 //! A throwaway `redis-server` for the tests that need one: persistence off, listening only on a
-//! unix socket in a temp dir, stopped when dropped.
+//! unix socket in a temp dir, its working dir that temp dir, stopped when dropped.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -36,6 +36,9 @@ impl Server {
             .args(["--port", "0", "--unixsocket"])
             .arg(&socket)
             .args(["--save", "", "--appendonly", "no"])
+            // Whatever it writes (a test may turn persistence on) stays in its temp dir.
+            .arg("--dir")
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
