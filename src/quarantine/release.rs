@@ -229,13 +229,12 @@ impl<N: DeserializeOwned> Releaser<N> {
         let poll_ms = self.poll.as_millis() as u64;
         let mut wait_ms: Option<u64> = None;
         let mut failed: Option<StoreError> = None;
-        let (mut tried, mut failures) = (0, 0);
+        let mut failures = 0;
         for kind in &kinds {
             let at = self.next_at_ms.get(kind).copied().unwrap_or(0);
             let wait = if at > now {
                 at - now
             } else {
-                tried += 1;
                 match store.claim(kind, &self.owner, self.lease) {
                     Ok(Claim::Item(claimed)) => return Ok(Next::Claimed(claimed)),
                     Ok(Claim::Busy) => poll_ms,
@@ -253,8 +252,9 @@ impl<N: DeserializeOwned> Releaser<N> {
             };
             wait_ms = Some(wait_ms.map_or(wait, |w| w.min(wait)));
         }
-        // Every kind tried failed: the store itself is in trouble; say so.
-        if let Some(error) = failed.filter(|_| failures == tried) {
+        // Every kind releasing failed (none merely waiting for its pace or another releaser):
+        // the store itself is in trouble; say so.
+        if let Some(error) = failed.filter(|_| failures == kinds.len()) {
             return Err(error);
         }
         Ok(wait_ms.map_or(Next::Idle, |ms| Next::Wait(Duration::from_millis(ms))))

@@ -349,27 +349,40 @@ impl Store for Unreadable {
 #[test]
 fn an_item_the_store_cannot_read_holds_up_its_kind_alone() {
     let (breaker, clock) = breaker();
+    // The unreadable kind sorts first, so it is tried first at every step.
     let quarantine = Quarantine::new(Unreadable {
         inner: MemoryStore::new(100),
-        kind: RUNAWAY,
+        kind: RECEIPT,
     });
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    for kind in [RUNAWAY, RECEIPT] {
+    for (kind, n) in [(RECEIPT, 1), (RUNAWAY, 2)] {
         let _ = breaker.kind(kind); // a control acts on a kind the breaker knows
         breaker.force_open(kind).unwrap();
-        held(&guarded, email(kind, "a@example.com"));
-        quarantine
-            .release(&Filter::kind(kind), &ReleaseOrder::default())
-            .unwrap();
+        for i in 0..n {
+            held(&guarded, email(kind, &format!("{i}@example.com")));
+        }
+    }
+    let one_a_minute = ReleaseOrder {
+        per_minute: Some(1.0),
+        ..ReleaseOrder::default()
+    };
+    for kind in [RECEIPT, RUNAWAY] {
+        quarantine.release(&Filter::kind(kind), &one_a_minute).unwrap();
     }
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
-    // Before: the first kind's error stopped every release.
-    let Step::Sent { kind, .. } = releaser.step(&guarded).unwrap() else {
-        panic!("the readable kind was not released")
+    let sent = |step: Result<Step, StoreError>| match step {
+        Ok(Step::Sent { kind, .. }) => kind,
+        other => panic!("the readable kind was not released: {other:?}"),
     };
-    assert_eq!(kind, RECEIPT);
-    assert_eq!(guarded.get_ref().count(), 1);
-    // Only the unreadable kind left, once its wait is over: the error is the store's, and said.
+    // Before: the unreadable kind's error stopped every release.
+    assert_eq!(sent(releaser.step(&guarded)), RUNAWAY);
+    // The readable kind waits for its pace: a wait, not the other kind's error.
+    clock.advance(Duration::from_secs(5));
+    assert!(matches!(releaser.step(&guarded), Ok(Step::Wait(_))));
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(sent(releaser.step(&guarded)), RUNAWAY);
+    assert_eq!(guarded.get_ref().count(), 2);
+    // Only the unreadable kind left: the error is the store's, and said.
     clock.advance(Duration::from_secs(60));
     let error = releaser.step(&guarded).unwrap_err();
     assert!(error.to_string().contains("entry 17"), "{error}");
