@@ -361,11 +361,17 @@ impl KindOverride {
 /// the base's, scaled by the same ratio as the floor (rounded up), so a kind made more sensitive
 /// is more sensitive from its first send, and one made less so is not held to a ceiling under its
 /// own floor. With the defaults (`floor = 50`, `warmup_ceiling = 500`) it is ten times the floor.
-/// A floor of 0 scales as a floor of 1, so a kind with no floor still warms up (a warm-up ceiling
-/// of 0 would refuse its every send, and a kind that sends nothing learns nothing).
+/// An override's floor of 0 scales as a floor of 1, so a kind with no floor still warms up (a
+/// warm-up ceiling of 0 would refuse its every send, and a kind that sends nothing learns
+/// nothing). A base with no floor has no ratio to scale by: its ceiling stands, raised to the
+/// override's floor if that is higher.
 fn warmup_for(base: &KindConfig, floor: u64) -> u64 {
-    let (floor, base_floor) = (floor.max(1), base.minute.floor.max(1));
-    let scaled = (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base_floor));
+    if base.minute.floor == 0 {
+        return base.warmup_ceiling.max(floor).max(1);
+    }
+    let floor = floor.max(1);
+    let scaled =
+        (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base.minute.floor));
     u64::try_from(scaled).unwrap_or(u64::MAX).max(floor)
 }
 

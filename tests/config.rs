@@ -217,6 +217,10 @@ recovery = "manual"
     assert_eq!(runaway(no_floor, "a", 2_000).0, 10);
     let no_floor_anywhere = "[defaults.minute]\nfloor = 0\n";
     assert_eq!(runaway(no_floor_anywhere, "a", 2_000).0, 10);
+    // Defaults with no floor give no ratio: their ceiling stands for an override's floor.
+    let base_without_floor =
+        "[defaults]\nwarmup_ceiling = 500\nminute = { floor = 0 }\n[kinds.a]\nminute = { floor = 50 }\n";
+    assert_eq!(runaway(base_without_floor, "a", 2_000).0, 500);
 }
 
 #[test]
