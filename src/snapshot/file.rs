@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -36,19 +37,37 @@ impl SnapshotFile {
         &self.path
     }
 
-    /// Where this process's writes go before they are renamed over the file: `<name>.tmp.<pid>`,
-    /// so that two processes on one file (a restart that overlaps the old process's last save)
-    /// never write into each other's.
-    fn temporary(&self) -> PathBuf {
-        let mut name = self.temporary_prefix();
-        name.push(format!(".{}", std::process::id()));
-        self.path.with_file_name(name)
+    /// A new temporary file beside the snapshot file, for one write to be renamed over it:
+    /// `<name>.tmp.<pid>.<n>`, created exclusively (`O_EXCL`), so that no two writes ever share
+    /// one: not two breakers of one process on one path, not a breaker rebuilt while the old
+    /// one's last save runs, not two containers that both run as process 1 on a shared volume.
+    fn create_temporary(&self) -> Result<(File, PathBuf), Error> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut last = None;
+        for _ in 0..TEMPORARY_ATTEMPTS {
+            let mut name = self.temporary_prefix();
+            name.push(format!(
+                "{}.{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let path = self.path.with_file_name(name);
+            match File::options().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((file, path)),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = Some(path),
+                Err(error) => return Err(failed("create", &path)(error)),
+            }
+        }
+        let path = last.unwrap_or_else(|| self.path.clone());
+        Err(failed("create", &path)(io::Error::from(
+            io::ErrorKind::AlreadyExists,
+        )))
     }
 
-    /// `<name>.tmp`, which every temporary file of the snapshot file's name starts with.
+    /// `<name>.tmp.`, which every temporary file of the snapshot file's name starts with.
     fn temporary_prefix(&self) -> std::ffi::OsString {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
+        name.push(".tmp.");
         name
     }
 
@@ -56,8 +75,8 @@ impl SnapshotFile {
     /// file), so that a snapshot path that can never be saved is an error when the breaker is
     /// built rather than a warning at each save.
     pub(crate) fn probe(&self) -> Result<(), Error> {
-        let temporary = self.temporary();
-        File::create(&temporary).map_err(failed("create", &temporary))?;
+        let (file, temporary) = self.create_temporary()?;
+        drop(file);
         fs::remove_file(&temporary).map_err(failed("remove", &temporary))
     }
 
@@ -160,12 +179,10 @@ impl SnapshotFile {
     pub(crate) fn save(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
         let _one_at_a_time = self.writing.lock();
         let snapshot = take();
-        let temporary = self.temporary();
-        let written = File::create(&temporary)
-            .and_then(|mut file| {
-                file.write_all(snapshot.to_json().as_bytes())?;
-                file.sync_all()
-            })
+        let (mut file, temporary) = self.create_temporary()?;
+        let written = file
+            .write_all(snapshot.to_json().as_bytes())
+            .and_then(|()| file.sync_all())
             .map_err(failed("write", &temporary))
             .and_then(|()| fs::rename(&temporary, &self.path).map_err(failed("replace", &self.path)));
         if written.is_err() {
@@ -178,6 +195,9 @@ impl SnapshotFile {
 
 /// How old a temporary file must be for [`SnapshotFile::load`] to take it for a crash's leftover.
 const UNFINISHED_AFTER: Duration = Duration::from_secs(60);
+
+/// Names tried for a new temporary file before giving up (each taken by another write).
+const TEMPORARY_ATTEMPTS: usize = 64;
 
 /// An [`Error::File`] for `action` on `path`.
 fn failed(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
@@ -220,7 +240,36 @@ mod tests {
         };
         file.save(|| snapshot.clone()).unwrap();
         assert_eq!(file.load(), Some(snapshot));
-        assert!(!file.temporary().exists());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["learned.json"]);
+    }
+
+    #[test]
+    fn every_write_gets_a_temporary_file_of_its_own_and_only_stale_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path().join("learned.json"));
+        let (_a, first) = file.create_temporary().unwrap();
+        let (_b, second) = file.create_temporary().unwrap();
+        assert_ne!(first, second);
+        // Another breaker of this process on the same path never shares one either.
+        let other = SnapshotFile::new(dir.path().join("learned.json"));
+        let (_c, third) = other.create_temporary().unwrap();
+        assert!(![&first, &second].contains(&&third));
+        // Neither a young temporary nor a file that merely starts alike is removed.
+        let alike = dir.path().join("learned.json.tmpl");
+        fs::write(&alike, "a template").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
+        File::options()
+            .write(true)
+            .open(&alike)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        file.remove_unfinished();
+        assert!(first.exists() && second.exists() && alike.exists());
     }
 
     #[test]
