@@ -51,8 +51,9 @@ struct Inner<C: Clock> {
     snapshot_file: Option<SnapshotFile>,
     /// Dropped with the breaker, which stops the thread that saves the snapshot file.
     _stop_saving: Option<mpsc::Sender<()>>,
-    /// Its name among the process's live breakers (a second of the same name warns).
-    _name: NameInUse,
+    /// Its name among the process's live breakers (a second of the same name warns); none for a
+    /// replay's breaker.
+    _name: Option<NameInUse>,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -102,6 +103,19 @@ impl<C: Clock> Breaker<C> {
         )
     }
 
+    /// A breaker for a backtest's or the tuner's replay, on its own clock: many run at once, all
+    /// named `"default"`, so they take no part in the check for two live breakers of one name.
+    pub(crate) fn for_replay(config: Config, clock: C) -> Result<Self, Error> {
+        Self::assemble_as(
+            config,
+            clock,
+            Breaker::DEFAULT_NAME.to_owned(),
+            None,
+            Duration::MAX,
+            false,
+        )
+    }
+
     /// What [`BreakerBuilder::build`] builds: with a snapshot file, restored from it and saved
     /// every `save_every` on a thread that holds the breaker weakly.
     fn assemble(
@@ -110,6 +124,18 @@ impl<C: Clock> Breaker<C> {
         name: String,
         snapshot_file: Option<PathBuf>,
         save_every: Duration,
+    ) -> Result<Self, Error> {
+        Self::assemble_as(config, clock, name, snapshot_file, save_every, true)
+    }
+
+    /// [`assemble`](Self::assemble), its name claimed among the live breakers or not (a replay's).
+    fn assemble_as(
+        config: Config,
+        clock: C,
+        name: String,
+        snapshot_file: Option<PathBuf>,
+        save_every: Duration,
+        claim_name: bool,
     ) -> Result<Self, Error> {
         let compiled = Arc::new(config.compile()?);
         let name: Arc<str> = Arc::from(name);
@@ -127,7 +153,7 @@ impl<C: Clock> Breaker<C> {
         let breaker = Self {
             inner: Arc::new(Inner {
                 metrics: Mutex::new(BreakerMetrics::register(&name)),
-                _name: NameInUse::claim(&name),
+                _name: claim_name.then(|| NameInUse::claim(&name)),
                 shared: Arc::new(Shared {
                     clock,
                     subscribers: Subscribers::default(),
@@ -168,6 +194,12 @@ impl<C: Clock> Breaker<C> {
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start the thread that saves the snapshot file: it is saved at shutdown only");
         }
+    }
+
+    /// Whether the breaker takes no part in the check for two live breakers of one name.
+    #[cfg(test)]
+    pub(crate) fn claims_no_name(&self) -> bool {
+        self.inner._name.is_none()
     }
 
     /// The breaker's name: the `breaker` label of its metrics ([`BreakerBuilder::name`]).

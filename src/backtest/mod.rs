@@ -109,7 +109,7 @@ impl Backtest {
     /// A replay of `config`, starting with nothing learned, at time 0.
     pub fn new(config: Config) -> Result<Self, Error> {
         let clock = ManualClock::new();
-        let breaker = Breaker::with_clock(config, clock.clone())?;
+        let breaker = Breaker::for_replay(config, clock.clone())?;
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
         breaker

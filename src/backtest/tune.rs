@@ -412,7 +412,7 @@ type Events = Arc<Mutex<Vec<Event>>>;
 /// A breaker on a manual clock, and the events it emits.
 fn breaker(config: &Config) -> Result<(ManualClock, Breaker<ManualClock>, Events), Error> {
     let clock = ManualClock::new();
-    let breaker = Breaker::with_clock(config.clone(), clock.clone())?;
+    let breaker = Breaker::for_replay(config.clone(), clock.clone())?;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     breaker

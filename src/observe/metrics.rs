@@ -316,6 +316,9 @@ impl Drop for NameInUse {
         let mut names = NAMES_IN_USE.lock();
         if let Some((live, _)) = names.get_mut(&self.0) {
             *live -= 1;
+            if *live == 0 {
+                names.remove(&self.0);
+            }
         }
     }
 }
@@ -411,6 +414,14 @@ mod tests {
         assert_eq!(NameInUse::live("names-in-use-test"), 1);
         drop(first);
         assert_eq!(NameInUse::live("names-in-use-test"), 0);
+        assert!(
+            !NAMES_IN_USE.lock().contains_key("names-in-use-test"),
+            "forgotten at zero"
+        );
+        // A replay's breakers (a backtest runs many at once) claim no name.
+        let replay = Breaker::for_replay(crate::Config::default(), ManualClock::new()).unwrap();
+        assert_eq!(replay.name(), "default");
+        assert!(replay.claims_no_name());
     }
 
     #[test]
