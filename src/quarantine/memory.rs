@@ -40,6 +40,8 @@ struct State {
 struct Entry {
     item: Item,
     lease_until_ms: u64,
+    /// The releaser whose claim it is while it is `Sending`.
+    owner: String,
 }
 
 impl MemoryStore {
@@ -113,6 +115,7 @@ impl Store for MemoryStore {
         let entry = Entry {
             item: Item::held(id, item),
             lease_until_ms: 0,
+            owner: String::new(),
         };
         state.items.insert(id, entry);
         Ok(id)
@@ -181,7 +184,7 @@ impl Store for MemoryStore {
         Ok(kinds)
     }
 
-    fn claim(&self, kind: &str, _owner: &str, lease: Duration) -> Result<Claim, StoreError> {
+    fn claim(&self, kind: &str, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = unix_ms();
         let mut state = self.state.lock();
         state.expire(kind, now);
@@ -196,9 +199,10 @@ impl Store for MemoryStore {
                     item.state = ItemState::Sending;
                     item.attempts += 1;
                     entry.lease_until_ms = now.saturating_add(lease.as_millis() as u64);
+                    entry.owner = owner.to_owned();
                     return Ok(Claim::Item(Claimed {
                         item: item.clone(),
-                        receipt: item.id.to_string(),
+                        receipt: owner.to_owned(),
                     }));
                 }
                 ItemState::Sending => busy = true,
@@ -215,9 +219,11 @@ impl Store for MemoryStore {
         match outcome {
             Outcome::Sent => state.finish(id, ItemState::Released, None, now),
             Outcome::Failed(note) => {
+                // Only while the claim is still this releaser's (see `Store::settle`).
                 if let Some(entry) = state.items.get_mut(&id) {
+                    let mine = entry.owner == claimed.receipt;
                     let item = &mut entry.item;
-                    if !item.state.is_finished() {
+                    if item.state == ItemState::Sending && mine {
                         item.state = ItemState::Held;
                         item.in_doubt = false;
                         item.order = None;

@@ -148,7 +148,13 @@ return approved
 
 const SETTLE: &str = r"
 -- KEYS: release stream, live, finished, held stream. ARGV: entry id, outcome ('sent' or
--- 'failed'), item id, json (finished or held again), kept.
+-- 'failed'), item id, json (finished or held again), kept, the settling releaser.
+-- A failure reported after the lease ran out and another releaser claimed the entry is not this
+-- releaser's to settle: the entry stays with its new claim.
+if ARGV[2] == 'failed' then
+  local pending = redis.call('XPENDING', KEYS[1], 'releasers', ARGV[1], ARGV[1], 1)
+  if #pending == 0 or pending[1][2] ~= ARGV[6] then return 0 end
+end
 local acked = redis.call('XACK', KEYS[1], 'releasers', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 if acked == 0 then return 0 end
@@ -473,6 +479,11 @@ impl RedisStore {
     }
 }
 
+/// A claim's receipt: the stream entry and the releaser that claimed it (ids hold no space).
+fn receipt(entry: &str, owner: &str) -> String {
+    format!("{entry} {owner}")
+}
+
 impl Store for RedisStore {
     fn id(&self) -> &str {
         &self.id
@@ -618,7 +629,7 @@ impl Store for RedisStore {
                     item.attempts += 1;
                     return Ok(Claim::Item(Claimed {
                         item,
-                        receipt: entry.0,
+                        receipt: receipt(&entry.0, owner),
                     }));
                 }
             }
@@ -641,7 +652,7 @@ impl Store for RedisStore {
             item.attempts += 1;
             return Ok(Claim::Item(Claimed {
                 item,
-                receipt: entry.0,
+                receipt: receipt(&entry.0, owner),
             }));
         }
         if !self.pending(kind)?.is_empty() {
@@ -683,6 +694,7 @@ impl Store for RedisStore {
             self.keys.of("finished"),
             self.keys.held(kind),
         );
+        let (entry, owner) = claimed.receipt.split_once(' ').unwrap_or((&claimed.receipt, ""));
         let settled: i64 = self.run(|c| {
             self.scripts
                 .settle
@@ -690,11 +702,12 @@ impl Store for RedisStore {
                 .key(&live)
                 .key(&finished)
                 .key(&held)
-                .arg(&claimed.receipt)
+                .arg(entry)
                 .arg(tag)
                 .arg(item.id)
                 .arg(&json)
                 .arg(FINISHED_KEPT)
+                .arg(owner)
                 .invoke(c)
         })?;
         if settled == 0 && *outcome == Outcome::Sent {

@@ -25,7 +25,9 @@ use super::summary::Summary;
 ///   [`AtLeastOnce`](super::Delivery::AtLeastOnce), and goes back to `Held`, `in_doubt`, if it is
 ///   [`AtMostOnce`](super::Delivery::AtMostOnce).
 /// - [`settle`](Self::settle) records a claimed item's send as done (`Released`, whoever holds
-///   the lease now) or failed (`Held` again, with the error as its note).
+///   the lease now) or failed (`Held` again, with the error as its note, but only while the
+///   claim is still this one: once its lease ran out the item is another claim's to settle).
+///   [`Claimed::receipt`] is the store's own: it names the claim (and its releaser).
 pub trait Store: Send + Sync + fmt::Debug {
     /// A name for this store, unique among stores (random, kept with the data): the prefix of
     /// every idempotency key, so that keys from two stores never meet at a provider.

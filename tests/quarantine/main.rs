@@ -18,7 +18,8 @@ mod sqlite;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use spikebreaker::{AsyncSender, Breaker, Config, GuardError, ManualClock, Notification, Sender};
+use spikebreaker::quarantine::Quarantine;
+use spikebreaker::{AsyncSender, Breaker, Config, GuardError, Guarded, ManualClock, Notification, Sender};
 
 pub const RECEIPT: &str = "email.receipt";
 pub const RUNAWAY: &str = "security.2fa_changed";
@@ -131,4 +132,42 @@ where
         .map(|_| ())
         .expect_err("sent while its kind is open");
     assert!(refused.is_quarantined(), "{refused:?}");
+}
+
+/// A releaser whose lease ran out reports a failure after the next releaser took its item over:
+/// the item stays with the next claim (before: held again under the next releaser's feet), and
+/// the next one's send is recorded. Every store must pass it.
+pub fn a_late_failure_leaves_the_next_claim(quarantine: Quarantine) {
+    use spikebreaker::quarantine::{Claim, Filter, ItemState, Outcome, Query, ReleaseOrder};
+    let (breaker, _) = breaker();
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
+    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
+    breaker.force_open(RECEIPT).unwrap();
+    held(&guarded, email(RECEIPT, "a@example.com"));
+    quarantine
+        .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
+        .unwrap();
+    let store = quarantine.store();
+    let claim = |owner| match store.claim(RECEIPT, owner, std::time::Duration::ZERO).unwrap() {
+        Claim::Item(claimed) => claimed,
+        other => panic!("{owner} claimed nothing: {other:?}"),
+    };
+    let slow = claim("slow");
+    // Its lease ran out at once: the next releaser takes the item over.
+    let next = claim("next");
+    assert_eq!(slow.item.id, next.item.id);
+    store.settle(&slow, &Outcome::Failed("timed out".into())).unwrap();
+    let state = |state| {
+        store
+            .items(&Query {
+                state: Some(state),
+                ..Query::new(Filter::kind(RECEIPT), 10)
+            })
+            .unwrap()
+            .len()
+    };
+    assert_eq!(state(ItemState::Held), 0, "held again under the next claim");
+    store.settle(&next, &Outcome::Sent).unwrap();
+    assert_eq!(state(ItemState::Released), 1);
+    assert_eq!(state(ItemState::Held), 0);
 }

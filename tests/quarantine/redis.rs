@@ -209,3 +209,9 @@ fn a_redis_that_can_lose_acknowledged_holds_is_named_at_open() {
         .unwrap();
     assert_eq!(store.durability_problems(), Vec::<String>::new());
 }
+
+#[test]
+fn a_late_failure_on_redis_leaves_the_next_claim() {
+    let server = Server::start();
+    super::a_late_failure_leaves_the_next_claim(Quarantine::new(store(&server, 10)));
+}

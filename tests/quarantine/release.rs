@@ -387,3 +387,8 @@ fn an_item_the_store_cannot_read_holds_up_its_kind_alone() {
     let error = releaser.step(&guarded).unwrap_err();
     assert!(error.to_string().contains("entry 17"), "{error}");
 }
+
+#[test]
+fn a_late_failure_in_memory_leaves_the_next_claim() {
+    super::a_late_failure_leaves_the_next_claim(Quarantine::new(MemoryStore::new(10)));
+}

@@ -404,31 +404,8 @@ fn a_release_killed_in_mid_send_holds_that_item_in_doubt_at_most_once() {
 
 #[test]
 fn a_releaser_whose_lease_ran_out_cannot_undo_the_next_ones_claim() {
-    use spikebreaker::quarantine::{Claim, Outcome, Store};
     let dir = tempfile::tempdir().unwrap();
-    let path = store_path(&dir);
-    assert!(hold_in(&path, SqliteOptions::default(), RECEIPT, 1)[0].is_err());
-    let store = SqliteStore::open(&path).unwrap();
-    store
-        .approve(&Filter::kind(RECEIPT), &ReleaseOrder::default())
-        .unwrap();
-    let Claim::Item(slow) = store.claim(RECEIPT, "slow", Duration::ZERO).unwrap() else {
-        panic!("nothing to claim")
-    };
-    // Its lease ran out at once: the next releaser takes the item over.
-    let Claim::Item(next) = store.claim(RECEIPT, "next", Duration::from_secs(60)).unwrap() else {
-        panic!("not taken over")
-    };
-    // The slow one's send fails late: before, the item went back to held under the next's feet.
-    store.settle(&slow, &Outcome::Failed("timed out".into())).unwrap();
-    let item = &store.items(&Query::new(Filter::kind(RECEIPT), 1)).unwrap()[0];
-    assert_eq!(item.state, ItemState::Sending);
-    store.settle(&next, &Outcome::Sent).unwrap();
-    let item = &store
-        .items(&Query {
-            state: Some(ItemState::Released),
-            ..Query::new(Filter::kind(RECEIPT), 1)
-        })
-        .unwrap()[0];
-    assert_eq!(item.id, next.item.id);
+    super::a_late_failure_leaves_the_next_claim(Quarantine::new(
+        SqliteStore::open(store_path(&dir)).unwrap(),
+    ));
 }
