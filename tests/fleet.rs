@@ -484,4 +484,13 @@ async fn each_instances_overflow_kind_is_its_own() {
         "{overflow:?}"
     );
     assert!(b.check("email.new_feature").is_allowed());
+    // Nor can an operator act on it fleet-wide: it is refused by name.
+    for refused in [
+        fleet_b.force_open(Breaker::OVERFLOW_KIND),
+        fleet_b.reset(Breaker::OVERFLOW_KIND),
+    ] {
+        let error = refused.unwrap_err();
+        assert!(error.is_invalid_kind_name(), "{error}");
+        assert!(error.to_string().contains("each instance's own"), "{error}");
+    }
 }

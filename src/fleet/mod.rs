@@ -175,18 +175,19 @@ impl Fleet {
     /// once and reaches the other instances within a sync interval (on reconnection, if Redis is
     /// unreachable now); an instance that does not know the kind yet applies it when the kind
     /// registers there. Refuses a name that breaks the kind-name rule
-    /// ([`validate_kind_name`]).
+    /// ([`validate_kind_name`]), and the overflow kind, which is each instance's own (force it
+    /// on one instance with [`Breaker::force_open`](crate::Breaker::force_open)).
     pub fn force_open(&self, kind: &str) -> Result<(), Error> {
-        validate_kind_name(kind)?;
+        fleet_kind(kind)?;
         self.command(Command::ForceOpen(kind.to_owned()));
         Ok(())
     }
 
     /// Operator: closes `kind` on every instance, lifting a fleet-wide trip or force and the
     /// fleet-wide window's counts. Applies here at once, elsewhere within a sync interval.
-    /// Refuses a name that breaks the kind-name rule.
+    /// Refuses a name that breaks the kind-name rule, and the overflow kind (each instance's own).
     pub fn reset(&self, kind: &str) -> Result<(), Error> {
-        validate_kind_name(kind)?;
+        fleet_kind(kind)?;
         self.command(Command::Reset(kind.to_owned()));
         Ok(())
     }
@@ -204,6 +205,18 @@ impl Fleet {
             let _ = task.await;
         }
     }
+}
+
+/// Checks that `kind` is one the fleet acts on together: a valid name, not the overflow kind.
+fn fleet_kind(kind: &str) -> Result<(), Error> {
+    validate_kind_name(kind)?;
+    if kind == crate::name::OVERFLOW_KIND {
+        return Err(Error::InvalidKindName {
+            name: crate::name::shown(kind),
+            reason: "the overflow kind is each instance's own: force or reset it on the instance",
+        });
+    }
+    Ok(())
 }
 
 /// 128 random bits from the operating system, as 32 hex digits: an id no other instance of the
