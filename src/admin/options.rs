@@ -32,8 +32,8 @@ pub struct Options {
     pub(super) token: Option<Token>,
 }
 
-/// A bearer token as the router keeps it: a 128-bit keyed digest (two SipHash keys drawn at
-/// random once per process), so that a presented token is compared in constant time with
+/// A bearer token as the router keeps it: a 128-bit keyed digest (two SipHash hashers from
+/// std's `RandomState`, seeded at random when the process first makes one), so that a presented token is compared in constant time with
 /// something of a fixed length, and neither the comparison nor its timing says how long the
 /// token is. Empty: refuses everything.
 #[derive(Clone, Copy)]

@@ -65,7 +65,6 @@ struct LogArgs {
     threads: Option<u16>,
 }
 
-/// A share from 0 to 1.
 /// `--max-line-bytes`: 1 to 1 GiB, so that a line is bounded by memory one can spare.
 fn line_bytes(text: &str) -> Result<usize, String> {
     const MOST: usize = 1 << 30;
@@ -75,6 +74,7 @@ fn line_bytes(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A share from 0 to 1.
 fn share(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),

@@ -141,7 +141,12 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        Self::open_as(path, &SqliteOptions::default(), None)
+        // No page cap of its own either: the service's file may be larger than the default's.
+        let options = SqliteOptions {
+            max_bytes: u64::MAX,
+            ..SqliteOptions::default()
+        };
+        Self::open_as(path, &options, None)
     }
 
     /// Opens the store at `path`, setting its bound to `max_items` if given.
