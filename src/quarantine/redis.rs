@@ -1,6 +1,7 @@
 //! [`RedisStore`]: a quarantine in Redis Streams (feature `redis`), where every instance of a
 //! fleet holds its blocked sends, so that operators see, and release, one quarantine.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -68,6 +69,9 @@ pub struct RedisStore {
     timeout: Duration,
     /// One connection, reopened after a failure.
     connection: Mutex<Option<Connection>>,
+    /// Until when (Unix ms) calls fail at once, the server having been unreachable: so that a
+    /// runaway's refusals do not queue up a `timeout` each behind a dead server.
+    down_until_ms: AtomicU64,
     scripts: Scripts,
 }
 
@@ -223,6 +227,7 @@ impl RedisStore {
             client,
             timeout: options.timeout,
             connection: Mutex::new(None),
+            down_until_ms: AtomicU64::new(0),
             scripts: Scripts {
                 hold: Script::new(HOLD),
                 discard: Script::new(DISCARD),
@@ -274,20 +279,37 @@ impl RedisStore {
         }
     }
 
-    /// Runs `call` on the connection, opening one if needed; a failed call drops it.
+    /// Runs `call` on the connection, opening one if needed; a failed call drops it. After the
+    /// server was found unreachable, every call fails at once for one `timeout`, then the next
+    /// tries again: during an outage a refusal waits for the server once per `timeout`, not once
+    /// per refusal.
     fn run<T>(&self, call: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.reachable()?;
         let mut slot = self.connection.lock();
+        // Queued behind a call that just found the server gone: fail at once too.
+        self.reachable()?;
+        let unreachable = |error: redis::RedisError| {
+            if error.is_io_error()
+                || error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+            {
+                let until = unix_ms().saturating_add(self.timeout.as_millis() as u64);
+                self.down_until_ms.store(until, Ordering::Relaxed);
+            }
+            unavailable(error)
+        };
         if slot.is_none() {
             let connection = self
                 .client
                 .get_connection_with_timeout(self.timeout)
-                .map_err(unavailable)?;
+                .map_err(unreachable)?;
             connection
                 .set_read_timeout(Some(self.timeout))
-                .map_err(unavailable)?;
+                .map_err(unreachable)?;
             connection
                 .set_write_timeout(Some(self.timeout))
-                .map_err(unavailable)?;
+                .map_err(unreachable)?;
             *slot = Some(connection);
         }
         let Some(connection) = slot.as_mut() else {
@@ -295,8 +317,21 @@ impl RedisStore {
         };
         call(connection).map_err(|error| {
             *slot = None;
-            unavailable(error)
+            unreachable(error)
         })
+    }
+
+    /// Fails at once while the server is taken for unreachable.
+    fn reachable(&self) -> Result<(), StoreError> {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        let now = unix_ms();
+        if now < until {
+            return Err(StoreError::Unavailable(format!(
+                "redis: unreachable moments ago; trying again in {} ms",
+                until - now
+            )));
+        }
+        Ok(())
     }
 
     /// Every entry of `stream`, page by page.

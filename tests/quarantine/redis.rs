@@ -181,6 +181,38 @@ fn a_redis_store_that_cannot_be_reached_refuses_and_the_notification_comes_back(
 }
 
 #[test]
+fn a_server_found_unreachable_is_not_waited_for_again_until_its_timeout_has_passed() {
+    let server = Server::start();
+    let (service, quarantine) = instance(&server);
+    let all = || quarantine.items(&Query::new(Filter::all(), 1));
+    assert!(all().is_ok());
+    server.signal("STOP"); // a black hole: the connection stays open, no reply comes
+    // The first call waits its timeout (1 s) and fails; the refused notification comes back.
+    let blocked = service.send(email(RUNAWAY, "a@example.com")).unwrap_err();
+    assert!(blocked.is_blocked(), "{blocked:?}");
+    // Those after it fail at once, without waiting on the server (before: a second each).
+    let error = all().unwrap_err().to_string();
+    assert!(error.contains("trying again in"), "{error}");
+    assert!(
+        service
+            .send(email(RUNAWAY, "b@example.com"))
+            .unwrap_err()
+            .is_blocked()
+    );
+    // Back, it is used again once the timeout has passed.
+    server.signal("CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while all().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never tried again"
+        );
+        std::thread::yield_now();
+    }
+    held(&service, email(RUNAWAY, "c@example.com"));
+}
+
+#[test]
 fn a_redis_that_can_lose_acknowledged_holds_is_named_at_open() {
     // The test servers run as a cache would: no append-only file, the default eviction policy.
     let server = Server::start();
