@@ -8,7 +8,7 @@ use spikebreaker::Guarded;
 use spikebreaker::quarantine::{Filter, MemoryStore, Quarantine, admin};
 use tower::ServiceExt;
 
-use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
 async fn call(router: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
     let request = Request::builder()
@@ -29,10 +29,8 @@ async fn an_operator_looks_discards_and_releases_over_http() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(1_000));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RUNAWAY);
+    force_open(&breaker, RECEIPT);
     for i in 0..30 {
         held(&guarded, email(RUNAWAY, "loop@example.com"));
         if i < 3 {
@@ -95,8 +93,7 @@ async fn the_quarantine_routes_refuse_what_a_browser_can_send_cross_site() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(1_000));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     held(&guarded, email(RUNAWAY, "loop@example.com"));
     let router = admin::router(quarantine.clone());
     let discard = format!("/quarantine/{RUNAWAY}/discard");

@@ -7,7 +7,7 @@ use serde_json::Value;
 use spikebreaker::Guarded;
 use spikebreaker::quarantine::{Filter, ItemState, Quarantine, Query, SqliteStore};
 
-use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+use super::{Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
 fn quarantine(store: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
@@ -35,10 +35,8 @@ fn list_show_discard_and_release_on_the_file_of_a_running_service() {
     let (breaker, _) = breaker();
     let service = Quarantine::new(SqliteStore::open(&path).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RUNAWAY);
+    force_open(&breaker, RECEIPT);
     for i in 0..40 {
         held(&guarded, email(RUNAWAY, &format!("u{}@example.com", i % 8)));
     }
@@ -160,8 +158,7 @@ fn the_operators_tools_keep_the_bound_the_service_set() {
     };
     let service = Quarantine::new(SqliteStore::open_with(&path, options).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     held(&guarded, email(RUNAWAY, "a@example.com"));
     // An operator looks while the service runs (before: opening the file set its bound to the
     // tools' default of a million).

@@ -121,6 +121,13 @@ pub fn breaker() -> (Breaker<ManualClock>, ManualClock) {
     )
 }
 
+/// Forces `kind` open on `breaker`, registering it first: an operator control acts on a kind the
+/// breaker knows.
+pub fn force_open<C: spikebreaker::Clock>(breaker: &Breaker<C>, kind: &str) {
+    let _ = breaker.kind(kind);
+    breaker.force_open(kind).unwrap();
+}
+
 /// Sends `email` through a guarded sender whose kind is open and checks the quarantine held it.
 pub fn held<G, E>(guarded: &G, email: Email)
 where
@@ -141,8 +148,7 @@ pub fn a_late_failure_leaves_the_next_claim(quarantine: Quarantine) {
     use spikebreaker::quarantine::{Claim, Filter, ItemState, Outcome, Query, ReleaseOrder};
     let (breaker, _) = breaker();
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     held(&guarded, email(RECEIPT, "a@example.com"));
     quarantine
         .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())

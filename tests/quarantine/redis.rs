@@ -13,7 +13,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Config, Guarded, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, email, held};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, email, force_open, held};
 
 fn store(server: &Server, max_items: u64) -> RedisStore {
     let options = RedisOptions {
@@ -34,10 +34,8 @@ fn instance(
 ) {
     let quarantine = Quarantine::new(store(server, 10_000));
     let breaker = Breaker::new(Config::default()).unwrap();
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RECEIPT);
+    force_open(&breaker, RUNAWAY);
     let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
     (guarded, quarantine)
 }
@@ -140,8 +138,7 @@ fn a_full_redis_store_hands_the_notification_back() {
     let server = Server::start();
     let quarantine = Quarantine::new(store(&server, 2));
     let breaker = Breaker::new(Config::default()).unwrap();
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
     for to in ["a@example.com", "b@example.com"] {
         held(&guarded, email(RUNAWAY, to));

@@ -11,7 +11,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Guarded, ManualClock, Sender, State};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
 /// Six receipts a minute, evenly, for two hours: the kind's learned normal is 6 a minute.
 fn learn_six_a_minute(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
@@ -40,8 +40,7 @@ fn a_release_keeps_the_kinds_learned_pace_and_the_breaker_neither_blocks_nor_cou
     learn_six_a_minute(&breaker, &clock);
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     hold(&guarded, RECEIPT, 4);
     let attempted = breaker.kind_status(RECEIPT).unwrap().attempted;
 
@@ -90,13 +89,11 @@ fn an_orders_pace_replaces_the_default_and_a_trip_is_released_alone() {
     let (breaker, clock) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     hold(&guarded, RUNAWAY, 2);
     breaker.reset(RUNAWAY).unwrap();
     clock.advance(Duration::from_secs(600));
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     hold(&guarded, RUNAWAY, 3);
     let summary = quarantine.summary(&Filter::kind(RUNAWAY)).unwrap();
     let second_trip = summary.trips[1].trip;
@@ -163,8 +160,7 @@ fn a_failed_send_is_held_again_with_its_note_and_keeps_its_key() {
     let (breaker, clock) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Flaky::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     held(&guarded, email(RECEIPT, "a@example.com"));
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     let fast = ReleaseOrder {
@@ -209,8 +205,7 @@ fn an_item_that_does_not_decode_is_held_again_not_lost() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let emails = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     held(&emails, email(RECEIPT, "a@example.com"));
     quarantine
         .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
@@ -232,8 +227,7 @@ async fn an_async_sender_releases_with_its_key() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     assert!(
         spikebreaker::AsyncSender::send(&guarded, email(RECEIPT, "a@example.com"))
             .await
@@ -262,10 +256,8 @@ fn held_released_discarded_and_refused_items_are_counted_per_breaker_and_kind() 
             .unwrap();
         let quarantine = Quarantine::new(MemoryStore::new(3));
         let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-        let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-        breaker.force_open(RUNAWAY).unwrap();
-        let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-        breaker.force_open(RECEIPT).unwrap();
+        force_open(&breaker, RUNAWAY);
+        force_open(&breaker, RECEIPT);
         hold(&guarded, RUNAWAY, 2);
         hold(&guarded, RECEIPT, 1);
         assert!(
@@ -356,8 +348,7 @@ fn an_item_the_store_cannot_read_holds_up_its_kind_alone() {
     });
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     for (kind, n) in [(RECEIPT, 1), (RUNAWAY, 2)] {
-        let _ = breaker.kind(kind); // a control acts on a kind the breaker knows
-        breaker.force_open(kind).unwrap();
+        force_open(&breaker, kind);
         for i in 0..n {
             held(&guarded, email(kind, &format!("{i}@example.com")));
         }

@@ -6,15 +6,14 @@ use std::time::Duration;
 use spikebreaker::quarantine::{Filter, ItemState, MemoryStore, Quarantine, Query};
 use spikebreaker::{GuardError, Guarded, Reason, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
 #[test]
 fn a_blocked_send_is_held_before_the_call_returns_and_an_allowed_one_passes_untouched() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
 
     assert_eq!(guarded.send(email(RECEIPT, "a@example.com")), Ok(()));
     let Err(GuardError::Quarantined(receipt)) = guarded.send(email(RUNAWAY, "b@example.com")) else {
@@ -43,8 +42,7 @@ async fn async_senders_hold_blocked_notifications_too() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     let held = spikebreaker::AsyncSender::send(&guarded, email(RUNAWAY, "a@example.com")).await;
     assert!(matches!(held, Err(GuardError::Quarantined(_))), "{held:?}");
     assert_eq!(
@@ -66,8 +64,7 @@ async fn a_tower_service_holds_blocked_requests_too() {
     let service = layer.layer(service_fn(|email: Email| async move {
         Ok::<_, std::io::Error>(email.to)
     }));
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     let held = service.clone().oneshot(email(RUNAWAY, "a@example.com")).await;
     assert!(held.unwrap_err().is_quarantined());
     let sent = service.oneshot(email(RECEIPT, "b@example.com")).await;
@@ -113,8 +110,7 @@ fn every_notification_of_one_trip_carries_that_trip_and_the_next_trip_another() 
     // Reset, and a second trip an hour later.
     breaker.reset(RUNAWAY).unwrap();
     clock.advance(Duration::from_secs(3_600));
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     for i in 0..2 {
         held(&quarantined, email(RUNAWAY, &format!("w{i}@example.com")));
     }
@@ -133,8 +129,7 @@ fn a_full_store_hands_the_notification_back_and_drops_nothing() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(2));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     for to in ["a@example.com", "b@example.com"] {
         held(&guarded, email(RUNAWAY, to));
     }
@@ -158,10 +153,8 @@ fn a_summary_counts_each_trip_with_its_distinct_recipients_and_a_sample() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(10_000));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RUNAWAY);
+    force_open(&breaker, RECEIPT);
     // The runaway sends the same notice to one user over and over, and once to a few others.
     for i in 0..50 {
         let to = if i % 10 == 0 {
@@ -190,8 +183,7 @@ fn a_discard_names_a_kind_and_keeps_its_reason_for_audit() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     for i in 0..4 {
         held(&guarded, email(RUNAWAY, &format!("u{i}@example.com")));
     }
@@ -247,8 +239,7 @@ fn a_classifier_sender_names_recipients_with_a_function() {
     let guarded = Guarded::with_classifier(Apns, breaker.clone(), |p: &Push| p.topic.as_str())
         .with_recipient(|p: &Push| Some(p.device.as_str()))
         .with_quarantine(quarantine.clone());
-    let _ = breaker.kind("push.promo"); // a control acts on a kind the breaker knows
-    breaker.force_open("push.promo").unwrap();
+    force_open(&breaker, "push.promo");
     let push = Push {
         topic: "push.promo".into(),
         device: "device-42".into(),

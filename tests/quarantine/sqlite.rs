@@ -14,7 +14,7 @@ use spikebreaker::quarantine::{
 };
 use spikebreaker::{Breaker, Config, Guarded, Sender};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, held};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
 fn store_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("quarantine.db")
@@ -30,8 +30,7 @@ fn hold_in(
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(SqliteStore::open_with(path, options).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine);
-    let _ = breaker.kind(kind); // a control acts on a kind the breaker knows
-    breaker.force_open(kind).unwrap();
+    force_open(&breaker, kind);
     (0..n)
         .map(|i| guarded.send(email(kind, &format!("user{i}@example.com"))))
         .collect()
@@ -66,8 +65,7 @@ fn the_operators_tools_share_the_file_of_a_running_service() {
     let (breaker, clock) = breaker();
     let service = Quarantine::new(SqliteStore::open(&path).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service.clone());
-    let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-    breaker.force_open(RECEIPT).unwrap();
+    force_open(&breaker, RECEIPT);
     for i in 0..3 {
         held(&guarded, email(RECEIPT, &format!("u{i}@example.com")));
     }
@@ -129,8 +127,7 @@ fn a_store_at_its_byte_bound_refuses_and_keeps_what_it_has() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(SqliteStore::open_with(store_path(&dir), options).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     let big = |i: usize| Email {
         body: "x".repeat(4_000),
         ..email(RUNAWAY, &format!("user{i}@example.com"))
@@ -221,8 +218,7 @@ fn concurrent_holds_share_commits_and_none_is_lost() {
     let (breaker, _) = breaker();
     let quarantine = Quarantine::new(SqliteStore::open(store_path(&dir)).unwrap());
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    let _ = breaker.kind(RUNAWAY); // a control acts on a kind the breaker knows
-    breaker.force_open(RUNAWAY).unwrap();
+    force_open(&breaker, RUNAWAY);
     std::thread::scope(|scope| {
         for t in 0..8 {
             let guarded = &guarded;
@@ -311,8 +307,7 @@ fn crash_in_mid_release(delivery: Delivery) -> (Vec<String>, Vec<String>, Quaran
         let quarantine = Quarantine::new(SqliteStore::open(&path).unwrap());
         let (breaker, _) = breaker();
         let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-        let _ = breaker.kind(RECEIPT); // a control acts on a kind the breaker knows
-        breaker.force_open(RECEIPT).unwrap();
+        force_open(&breaker, RECEIPT);
         for i in 0..ITEMS {
             held(&guarded, email(RECEIPT, &format!("u{i}@example.com")));
         }
