@@ -31,11 +31,13 @@ fn snapshot(kinds: usize) -> Snapshot {
                 week,
                 average_per_minute: per_minute,
                 recent_per_minute: per_minute,
+                lift: 1.0,
                 longrun_per_hour: per_minute * 60.0,
                 spread_moments: [[0.2 * per_minute, per_minute], [0.05, 1.0]],
                 spread_hours: [168, 168],
                 burst: [0.1, 0.04],
                 burst_hours: 168,
+                busiest_minute: [3.0 * per_minute, 3.0 * per_minute],
                 minutes: 7 * 24 * 60,
                 hours: 7 * 24,
             };

@@ -20,6 +20,8 @@ pub(crate) const MAX_WINDOW_SECS: u64 = 3_600;
 const MAX_SIGMAS: f64 = 50.0;
 /// The longest warm-up, cool-down, probe and idle time.
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// The highest declared rate, in sends a minute: a billion a second.
+const MAX_PER_MINUTE: f64 = 6e10;
 /// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
 pub(crate) const MAX_MAX_KINDS: usize = 1_000_000;
 
@@ -112,6 +114,8 @@ pub enum Recovery {
 /// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor` |
 /// | `warmup_secs` | 3600 | at most 30 days |
 /// | `max_growth_per_hour` | 1.5 | at least 1 |
+/// | `max_growth_per_day` | 2 | at least 1 |
+/// | `expected_per_minute` | none | a finite number above 0 |
 /// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
 /// | `cooldown_secs` | 300 | at most 30 days |
 /// | `probe_secs` | 60 | at most 30 days |
@@ -169,6 +173,28 @@ pub struct KindConfig {
     /// Once a day is learned, the recent rate the kind is judged against may grow by at most
     /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
     pub max_growth_per_hour: f64,
+    /// Once a week is learned, the recent rate may stand above what the learned week expects
+    /// for the time only by a lift that grows by at most this factor a day (2 by default; at
+    /// least 1): organic growth is followed day by day, a bug that ramps up for hours is not.
+    /// An operator's `relearn` lifts it at once.
+    pub max_growth_per_day: f64,
+    /// Sends a minute the kind is expected to make: declares a new high-volume kind, or one
+    /// that must not be held to the warm-up ceilings after a restart that lost the snapshot.
+    /// Until the kind has learned a day, it is judged as if it had learned this rate (and no
+    /// less), with no warm-up ceilings; after that, by what it learned. None by default: a
+    /// kind with nothing learned is held to the warm-up ceilings, and one that keeps sending
+    /// above them stays open until an operator relearns it (a finite number above 0).
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// let config = Config::from_toml(r#"
+    ///     [kinds."email.migration_notice"]
+    ///     expected_per_minute = 1100
+    /// "#)?;
+    /// assert_eq!(config.kind_config("email.migration_notice").expected_per_minute, Some(1100.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub expected_per_minute: Option<f64>,
     /// How a tripped kind recovers (`"auto"` by default; `"auto"` or `"manual"`).
     pub recovery: Recovery,
     /// With automatic recovery, how long a tripped kind stays open before it may probe, in
@@ -255,6 +281,8 @@ impl Default for KindConfig {
             warmup_ceiling: 500,
             warmup_secs: 3600,
             max_growth_per_hour: 1.5,
+            max_growth_per_day: 2.0,
+            expected_per_minute: None,
             recovery: Recovery::Auto,
             cooldown_secs: 300,
             probe_secs: 60,
@@ -284,6 +312,10 @@ pub struct KindOverride {
     pub warmup_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_growth_per_hour: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_growth_per_day: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_per_minute: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -348,6 +380,8 @@ impl KindOverride {
             }),
             warmup_secs: self.warmup_secs.unwrap_or(base.warmup_secs),
             max_growth_per_hour: self.max_growth_per_hour.unwrap_or(base.max_growth_per_hour),
+            max_growth_per_day: self.max_growth_per_day.unwrap_or(base.max_growth_per_day),
+            expected_per_minute: self.expected_per_minute.or(base.expected_per_minute),
             recovery: self.recovery.unwrap_or(base.recovery),
             cooldown_secs: self.cooldown_secs.unwrap_or(base.cooldown_secs),
             probe_secs: self.probe_secs.unwrap_or(base.probe_secs),
@@ -773,6 +807,21 @@ impl KindConfig {
             &field("max_growth_per_hour"),
             "must be a finite number of at least 1",
         )?;
+        finite_at_least(
+            self.max_growth_per_day,
+            1.0,
+            &field("max_growth_per_day"),
+            "must be a finite number of at least 1",
+        )?;
+        if let Some(rate) = self.expected_per_minute {
+            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_PER_MINUTE) {
+                return Err(Error::invalid(
+                    field("expected_per_minute"),
+                    rate,
+                    "must be a number above 0 and at most 60 billion (a billion a second)",
+                ));
+            }
+        }
         if self.warmup_ceiling < self.minute.floor.max(1) {
             return Err(Error::invalid(
                 field("warmup_ceiling"),
@@ -809,6 +858,8 @@ impl KindConfig {
                 warmup_windows: u32::try_from(self.warmup_secs.div_ceil(self.window_secs))
                     .unwrap_or(u32::MAX),
                 growth_per_hour: self.max_growth_per_hour,
+                growth_per_day: self.max_growth_per_day,
+                expected: self.expected_per_minute,
                 learns: true,
             },
             recovery: self.recovery,

@@ -148,11 +148,13 @@ fn a_flood_of_new_names_cannot_evict_an_idle_kind_that_has_learned_its_baseline(
         week: vec![Some(180_000.0); 168],
         average_per_minute: 3_000.0,
         recent_per_minute: 3_000.0,
+        lift: 1.0,
         longrun_per_hour: 180_000.0,
         spread_moments: [[0.0, 1.0]; 2],
         spread_hours: [168; 2],
         burst: [0.0, 0.01],
         burst_hours: 168,
+        busiest_minute: [0.0, -1.0],
         minutes: 7 * 24 * 60,
         hours: 168,
     };

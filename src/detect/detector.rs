@@ -13,6 +13,10 @@ use super::tally::Tally;
 const HOUR_SLOT_MS: u64 = 5 * MINUTE_MS;
 /// The day window's slots.
 const DAY_SLOT_MS: u64 = 2 * HOUR_MS;
+/// A kind's own minute floor, as a multiple of its busiest minute of the last week or two.
+const OWN_FLOOR_FACTOR: f64 = 1.5;
+/// The lowest minute floor a kind's own traffic sets.
+const MIN_OWN_FLOOR: u64 = 10;
 
 /// One timescale's limit and what it was derived from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -153,12 +157,15 @@ impl Detector {
             self.pending = None;
         }
         if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
+            let middle = slot.index * HOUR_SLOT_MS + HOUR_SLOT_MS / 2;
+            let seasonal = self.learned.seasonal_rate(middle);
             self.learned.learn_slot(
                 policy,
                 HOUR_SLOT_MS,
                 slot.count,
                 slot.skipped,
                 self.slot_clean,
+                seasonal,
                 &mut self.shadow,
             );
             self.slot_clean = true;
@@ -202,22 +209,24 @@ impl Detector {
 
     fn set_limits(&mut self, policy: &Policy, now_ms: u64) {
         if !self.learned.is_warm(policy) {
-            let (count, bound) = policy.minute_limit(None, 0.0);
-            self.limits = [
-                Limit {
-                    count: as_limit(count),
-                    expected: 0.0,
-                    bound,
-                },
-                NOT_JUDGED,
-                NOT_JUDGED,
-            ];
+            let limit = |(count, bound): (u64, Bound)| Limit {
+                count: as_limit(count),
+                expected: 0.0,
+                bound,
+            };
+            // A kind that never learns (the overflow kind) cannot become its own normal: its
+            // minute window's fixed limit is all it has.
+            let hour = match policy.learns {
+                true => limit(policy.warmup_hour_limit()),
+                false => NOT_JUDGED,
+            };
+            self.limits = [limit(policy.minute_limit(None, 0.0)), hour, NOT_JUDGED];
             return;
         }
         let minutes = |ms: u64| ms as f64 / MINUTE_MS as f64;
         let day_rate = self.day_rate(now_ms);
         let learned = &self.learned;
-        let rate = learned.expected_rate(now_ms);
+        let rate = learned.expected_rate(policy, now_ms);
         let hour_ms = (self.hour.span_ms(now_ms) + policy.bucket_ms).min(HOUR_MS);
         let day_ms = (self.day.span_ms(now_ms) + policy.bucket_ms).min(24 * HOUR_MS);
         let expected = [
@@ -232,12 +241,13 @@ impl Detector {
                 continue;
             }
             let mu = expected[i];
-            let guards = &policy.guards[i];
+            let mut guards = policy.guards[i];
             let mut spread = upper_quantile(mu, learned.phi(i.min(1)), guards.sigmas);
             if timescale == Timescale::Minute {
                 spread = spread.max(learned.burst_limit(mu));
+                guards.floor = own_floor(guards.floor, learned.busiest_minute());
             }
-            let (count, bound) = limit(mu, spread, guards);
+            let (count, bound) = limit(mu, spread, &guards);
             self.limits[i] = Limit {
                 count: as_limit(count),
                 expected: mu as f32,
@@ -358,11 +368,12 @@ impl Detector {
         self.surge_left = sends;
     }
 
-    /// Takes the rate attempted while open as the kind's normal and counts it warm: a kind that
-    /// arrived above the warm-up ceiling and stayed steady, or an operator's relearn. The hours
-    /// not yet learned (this one and the last) are learned as ordinary hours, trip or not, so a
-    /// weekly job relearned after its first run is known at its hour of the week.
-    pub(crate) fn adopt(&mut self, policy: &Policy, now_ms: u64) {
+    /// Takes the rate attempted while open as the kind's normal and counts it warm: an
+    /// operator's relearn, never automatic (a runaway that lasts must not become its own
+    /// normal). The recent rate may stand that far above the week from now on. The hours not yet
+    /// learned (this one and the last) are learned as ordinary hours, trip or not, so a weekly
+    /// job relearned after its first run is known at its hour of the week.
+    pub(crate) fn relearn(&mut self, policy: &Policy, now_ms: u64) {
         if !policy.learns {
             // The overflow kind's limit is fixed: nothing to adopt.
             self.clear();
@@ -375,6 +386,9 @@ impl Detector {
         let learned = &mut self.learned;
         learned.recent = self.shadow.max(learned.recent);
         learned.average = learned.recent;
+        if let Some(seasonal) = learned.seasonal_rate(now_ms).filter(|&s| s > 0.0) {
+            learned.lift = learned.lift.max((f64::from(learned.recent) / seasonal) as f32);
+        }
         learned.minutes = learned.minutes.max(policy.warmup_windows);
         self.day_rate_hour = u32::MAX;
         self.clear();
@@ -393,6 +407,7 @@ impl Detector {
     }
 
     /// Sends a minute attempted while open, lately.
+    #[cfg(test)]
     pub(crate) fn shadow(&self) -> f64 {
         f64::from(self.shadow)
     }
@@ -413,6 +428,20 @@ impl Detector {
             self.ring = Ring::new(policy.bucket_ms, now_ms);
         }
         self.set_limits(policy, now_ms);
+    }
+}
+
+/// The minute window's floor for a kind whose busiest minute window of the last week or two held
+/// `busiest` sends: `OWN_FLOOR_FACTOR` times that, between `MIN_OWN_FLOOR` and the configured
+/// `floor`. A kind that never sends more than ten a minute does not need a floor of fifty to be
+/// safe from its own bursts.
+fn own_floor(floor: u64, busiest: Option<f64>) -> u64 {
+    match busiest {
+        Some(busiest) => {
+            let own = (busiest * OWN_FLOOR_FACTOR).ceil() as u64;
+            own.clamp(MIN_OWN_FLOOR.min(floor), floor)
+        }
+        None => floor,
     }
 }
 
@@ -660,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn adopting_takes_the_rate_seen_while_open() {
+    fn relearning_takes_the_rate_seen_while_open() {
         let policy = Policy::for_tests();
         let mut d = Detector::new(&policy, Learned::default(), MONDAY);
         // A new kind at 1,100 a minute, open since its first minute (nothing clean).
@@ -670,7 +699,7 @@ mod tests {
             t += policy.bucket_ms;
         }
         assert!(!d.is_warm(&policy));
-        d.adopt(&policy, t);
+        d.relearn(&policy, t);
         assert!(d.is_warm(&policy));
         assert!(d.shadow() > 1_000.0, "{}", d.shadow());
         assert!(d.readings(0)[0].limit.count > 1_100 * 3, "{:?}", d.readings(0)[0]);

@@ -18,6 +18,9 @@ const HOURS_PER_DAY: usize = 24;
 
 /// What an hour expects at least, as a share of the busiest of it and its neighbours.
 const NEIGHBOUR_SHARE: f64 = 0.75;
+/// ... and as a share of the busier of the hours two away: a learned burst (a daily batch, a
+/// weekly job) that moves by two hours is still expected, at a little over half its size.
+const SECOND_NEIGHBOUR_SHARE: f64 = 0.6;
 /// Weight of a new week's figure.
 const ALPHA: f64 = 0.5;
 /// A new figure counts as at most this many times (or at least this share of) the old one.
@@ -104,9 +107,11 @@ impl Profile {
             .reduce(f64::max)
     }
 
-    /// Sends an hour expected at `t_ms`: interpolated between the centres of the hours around
-    /// it, and at least `NEIGHBOUR_SHARE` of the busiest of its hour and the two beside it, so
-    /// that a pattern moved by an hour (daylight saving, a late job) is still normal.
+    /// Sends an hour expected at `t_ms`, if the week knows the time (its hour or the hours beside
+    /// it): interpolated between the centres of the hours around it, at least `NEIGHBOUR_SHARE`
+    /// of the busiest of its hour and the two beside it, so that a pattern moved by an hour
+    /// (daylight saving, a late job) is still normal, and at least `SECOND_NEIGHBOUR_SHARE` of
+    /// the busier of the hours two away, so that a batch moved by two is still expected.
     pub(crate) fn expected_at(&self, t_ms: u64) -> Option<f64> {
         let how = hour_of_week(t_ms);
         let into_hour = (t_ms % 3_600_000) as f64 / 3_600_000.0;
@@ -120,10 +125,15 @@ impl Profile {
             (x, y) => x.or(y),
         };
         let nearby = self.expected(how).map(|v| v * NEIGHBOUR_SHARE);
-        match (interpolated, nearby) {
+        let known = match (interpolated, nearby) {
             (Some(x), Some(y)) => Some(x.max(y)),
             (x, y) => x.or(y),
-        }
+        }?;
+        let second = [how + HOURS - 2, how + 2]
+            .into_iter()
+            .filter_map(|h| self.filled(h))
+            .fold(0.0, f64::max);
+        Some(known.max(second * SECOND_NEIGHBOUR_SHARE))
     }
 
     /// Learns that hour `how` held `sends`, at `weight` (1 for an ordinary hour), as the

@@ -12,7 +12,7 @@ use crate::detect::{Detector, Learned, Reading};
 use crate::observe::metrics::KindMetrics;
 use crate::observe::{Event, KindStatus, Surge, Window};
 
-/// A time that never comes: no surge, no newcomer.
+/// A time that never comes: no surge.
 const NEVER: u64 = u64::MAX;
 
 /// A closed, unforced kind as eviction sees it ([`Kind::standing`]).
@@ -55,9 +55,6 @@ pub(super) struct Cold {
     next_planned: u32,
     /// A surge began where no event could be sent (the kind's creation): report it next.
     surge_news: bool,
-    /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
-    /// trips and failed probes not broken by a recovery.
-    newcomer_since: u64,
     /// The kind's counters' handles (its gauges are registered as they are exported).
     metrics: KindMetrics,
 }
@@ -83,7 +80,6 @@ impl Cold {
             surge_until: NEVER,
             next_planned: 0,
             surge_news: false,
-            newcomer_since: NEVER,
             settings,
             metrics,
         }
@@ -171,9 +167,6 @@ impl<C: Clock> Kind<C> {
             Reason::from(over.limit.bound)
         };
         cold.tripped_on = Some(over);
-        if reason == Reason::Warmup && cold.newcomer_since == NEVER {
-            cold.newcomer_since = now;
-        }
         cold.detector.on_trip();
         self.transition(cold, now, State::Open, reason, Some(&over), events);
         self.refuse(reason)
@@ -216,29 +209,20 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Under the lock, an open kind whose cool-down has passed: probe if its rate is back within
-    /// every limit. A new kind that tripped its warm-up ceiling and has gone on sending for its
-    /// whole warm-up takes the rate it kept as its normal first (it could never come back under
-    /// a ceiling meant for kinds that have learned nothing). Otherwise look again next bucket.
+    /// every limit, otherwise look again next bucket. A kind with nothing learned is judged by
+    /// its warm-up ceilings: one that keeps sending above them stays open, however long and
+    /// steady, until its rate falls back, an operator relearns it, or the configuration declares
+    /// its rate (a runaway that lasts must not become its own normal).
     fn try_recover(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         let policy = &cold.settings.policy;
-        let warmup_ms = u64::from(policy.warmup_windows).saturating_mul(policy.window_ms());
-        let steady_newcomer = !cold.detector.is_warm(policy)
-            && cold.newcomer_since != NEVER
-            && now.saturating_sub(cold.newcomer_since) >= warmup_ms
-            && cold.detector.shadow() > 0.0;
-        let reason = if steady_newcomer {
-            cold.detector.adopt(policy, now);
-            Reason::Adopted
-        } else if cold.detector.is_calm(self.current(cold)) {
-            // The trip acted on what the long windows hold: the probe judges what comes next.
-            cold.detector.rebase_long();
-            Reason::Cooldown
-        } else {
+        if !cold.detector.is_calm(self.current(cold)) {
             cold.until = now.saturating_add(policy.bucket_ms);
             return;
-        };
+        }
+        // The trip acted on what the long windows hold: the probe judges what comes next.
+        cold.detector.rebase_long();
         cold.until = now.saturating_add(cold.settings.probe_ms);
-        self.transition(cold, now, State::HalfOpen, reason, None, events);
+        self.transition(cold, now, State::HalfOpen, Reason::Cooldown, None, events);
     }
 
     /// Under the lock: moves the current bucket's count into the rolled total.
@@ -259,6 +243,7 @@ impl<C: Clock> Kind<C> {
         if cold.state.state != State::Closed || cold.forced {
             return None;
         }
+        let warm = cold.detector.is_warm(&cold.settings.policy);
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
             cold.detector.ring().bucket_start()
         } else {
@@ -266,7 +251,7 @@ impl<C: Clock> Kind<C> {
         };
         Some(Standing {
             idle_ms: now.saturating_sub(last_send),
-            learned: cold.detector.is_warm(&cold.settings.policy),
+            learned: warm,
         })
     }
 
@@ -304,9 +289,6 @@ impl<C: Clock> Kind<C> {
         }
         if !(from == State::Open && to == State::Open) {
             cold.since_ms = now;
-        }
-        if to == State::Closed {
-            cold.newcomer_since = NEVER;
         }
         if to == State::Open {
             cold.until = if cold.forced || cold.settings.recovery == Recovery::Manual {
@@ -481,7 +463,7 @@ impl<C: Clock> Kind<C> {
     pub(crate) fn relearn(&self) {
         self.cold_op(|kind, cold, now, events| {
             kind.take_count(cold);
-            cold.detector.adopt(&cold.settings.policy, now);
+            cold.detector.relearn(&cold.settings.policy, now);
             cold.forced = false;
             cold.until = u64::MAX;
             kind.transition(cold, now, State::Closed, Reason::Relearned, None, events);
