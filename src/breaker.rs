@@ -158,6 +158,7 @@ impl<C: Clock> Breaker<C> {
                     clock,
                     subscribers: Subscribers::default(),
                     name,
+                    newcomers: Default::default(),
                 }),
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),

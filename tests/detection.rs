@@ -586,6 +586,61 @@ fn a_ramp_under_the_hourly_growth_bound_is_stopped_by_the_learned_week() {
     assert!(over.iter().all(|o| !o.1), "{over:?}");
 }
 
+/// A bug that puts an id into the kind name and moves to the next name when one is blocked (or
+/// uses a new one for every send), at 25 a second for a day, beside learned kinds of the same
+/// prefix: at most 5,000 through, with and without a `security.*` override; the learned kinds
+/// flow. The names share a stem (`security.notice.#`): after the first few, each newcomer of
+/// that stem is held to a lower warm-up ceiling.
+#[test]
+fn rotating_names_do_not_multiply_the_budget() {
+    let profiles = [
+        Profile::daily("email.welcome", 120.0, 8.0),
+        Profile::daily("security.2fa_changed", 3.0, 6.0),
+        Profile::daily("security.password_reset", 0.8, 4.0),
+    ];
+    // The bug moves to the next name when one is blocked, or uses a new name for every send.
+    let overrides = [
+        ("defaults", "", false),
+        (
+            "a security.* override",
+            "[kinds.\"security.*\"]\nminute = { floor = 20 }\n",
+            false,
+        ),
+        ("defaults, a new name every send", "", true),
+    ];
+    let mut over = Vec::new();
+    for (what, toml, every_send) in overrides {
+        let config = Config::from_toml(toml).unwrap();
+        let mut backtest = Backtest::new(config).unwrap();
+        let learned = MONDAY_MS + 2 * WEEK_MS;
+        let names: Vec<&'static str> = profiles.iter().map(|p| p.kind).collect();
+        for (t, i) in Traffic::new(profiles.to_vec(), 9, MONDAY_MS, learned) {
+            assert!(backtest.check(t, names[i]).is_allowed());
+        }
+        let start = learned + 2 * 24 * HOUR_MS + 10 * HOUR_MS;
+        let end = start + DAY_MS;
+        let bug = tagged(burst(start, (25.0 * 86_400.0) as u64, 25.0), usize::MAX);
+        let (mut id, mut through, mut sent, mut ordinary_blocked) = (0u64, 0u64, 0u64, 0u64);
+        for (t, i) in merge(Traffic::new(profiles.to_vec(), 10, learned, end), bug) {
+            if i == usize::MAX {
+                sent += 1;
+                let allowed = backtest.check(t, &format!("security.notice.{id}")).is_allowed();
+                through += u64::from(allowed);
+                if every_send || !allowed {
+                    id += 1;
+                }
+            } else {
+                ordinary_blocked += u64::from(!backtest.check(t, names[i]).is_allowed());
+            }
+        }
+        println!(
+            "TARGET rotating names at 25/s for 24 h, {what}: {through} of {sent} let through over {id} names (target <= 5000); learned kinds blocked: {ordinary_blocked}"
+        );
+        over.push((what, ordinary_blocked > 0 || through > 5_000));
+    }
+    assert!(over.iter().all(|o| !o.1), "{over:?}");
+}
+
 /// A daily batch (15 minutes at 200 a minute at 02:00) learned for two weeks, then moved to
 /// 03:00 or 04:00 (a job rescheduled, a queue late): at most 1% of it blocked.
 #[test]

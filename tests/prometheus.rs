@@ -251,9 +251,10 @@ fn a_hundred_thousand_evicted_kinds_leave_no_series_behind() {
         let steady = breaker.kind("email.steady");
         let mut after_each_quarter = Vec::new();
         for round in 0..100 {
-            // A thousand user ids put into the kind by a bug, each sent once, then forgotten.
+            // A thousand user ids put into the kind by a bug, each sent once, then forgotten
+            // (after the first few, refused: a burst of new names of one stem is a signal).
             for user in 0..1_000 {
-                assert!(breaker.check(&format!("user.{round}.{user}")).is_allowed());
+                let _ = breaker.check(&format!("user.{round}.{user}"));
             }
             assert!(steady.check().is_allowed());
             clock.advance(Duration::from_secs(2 * 3600));

@@ -81,6 +81,9 @@ pub(crate) struct Detector {
     /// not at every roll-over.
     day_rate: f32,
     day_rate_hour: u32,
+    /// Halvings of the warm-up ceilings: a newcomer whose stem of name many newcomers shared
+    /// lately (see `kind::newcomers`).
+    warmup_halvings: u8,
 }
 
 impl Detector {
@@ -99,9 +102,16 @@ impl Detector {
             shadow: 0.0,
             day_rate: 0.0,
             day_rate_hour: u32::MAX,
+            warmup_halvings: 0,
         };
         detector.set_limits(policy, now_ms);
         detector
+    }
+
+    /// Lowers the warm-up ceilings by `halvings` halvings (a newcomer among many of its stem).
+    pub(crate) fn set_warmup_halvings(&mut self, policy: &Policy, halvings: u8, now_ms: u64) {
+        self.warmup_halvings = halvings;
+        self.set_limits(policy, now_ms);
     }
 
     /// The minute window's buckets (the send path tests its times against the current one).
@@ -209,8 +219,9 @@ impl Detector {
 
     fn set_limits(&mut self, policy: &Policy, now_ms: u64) {
         if !self.learned.is_warm(policy) {
+            let halvings = u32::from(self.warmup_halvings);
             let limit = |(count, bound): (u64, Bound)| Limit {
-                count: as_limit(count),
+                count: as_limit(count.checked_shr(halvings).unwrap_or(0)),
                 expected: 0.0,
                 bound,
             };

@@ -208,6 +208,7 @@ mod tests {
             clock: clock.clone(),
             subscribers: Subscribers::default(),
             name: Arc::from("default"),
+            newcomers: Default::default(),
         });
         Kind::new(
             "email.welcome".into(),

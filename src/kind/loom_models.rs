@@ -49,6 +49,7 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
         clock: clock.clone(),
         subscribers: Subscribers::default(),
         name: Arc::from("default"),
+        newcomers: Default::default(),
     });
     let heard = Arc::new(Heard::default());
     let seen = Arc::clone(&heard);

@@ -139,6 +139,14 @@ impl<C: Clock> Kind<C> {
     pub(super) fn start(&self) {
         let mut cold = self.cold.lock();
         let now = self.shared().clock.now_ms();
+        if !cold.detector.is_warm(&cold.settings.policy) {
+            let halvings = self.shared().newcomers.arrive(self.name(), now);
+            if halvings > 0 {
+                let cold = &mut *cold;
+                cold.detector
+                    .set_warmup_halvings(&cold.settings.policy, halvings, now);
+            }
+        }
         cold.surge_news = begin_planned(&mut cold, now);
         self.limits
             .0
@@ -167,6 +175,9 @@ impl<C: Clock> Kind<C> {
             Reason::from(over.limit.bound)
         };
         cold.tripped_on = Some(over);
+        if over.limit.bound == crate::detect::Bound::Warmup {
+            self.shared().newcomers.tripped(self.name(), now);
+        }
         cold.detector.on_trip();
         self.transition(cold, now, State::Open, reason, Some(&over), events);
         self.refuse(reason)
@@ -215,7 +226,10 @@ impl<C: Clock> Kind<C> {
     /// its rate (a runaway that lasts must not become its own normal).
     fn try_recover(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         let policy = &cold.settings.policy;
-        if !cold.detector.is_calm(self.current(cold)) {
+        // The overflow kind (the one kind that never learns) takes the names a full registry
+        // turns away: while a bug is making up names, it stays open.
+        let made_up = !policy.learns && self.shared().newcomers.pressed(now);
+        if made_up || !cold.detector.is_calm(self.current(cold)) {
             cold.until = now.saturating_add(policy.bucket_ms);
             return;
         }
@@ -235,15 +249,17 @@ impl<C: Clock> Kind<C> {
         count
     }
 
-    /// How the kind stands as a candidate for eviction, if it may be one at all: closed, not
-    /// forced and not busy with cold work (the lock is only tried). Its idle time is what
-    /// eviction after `evict_idle_secs` reads.
+    /// How the kind stands as a candidate for eviction, if it may be one at all: not forced,
+    /// not busy with cold work (the lock is only tried), and closed, or never warm (a name that
+    /// tripped its warm-up ceiling and went quiet, as the names a bug makes up do: it has
+    /// nothing learned to keep, and a full registry must not fill with them). Its idle time is
+    /// what eviction after `evict_idle_secs` reads.
     pub(crate) fn standing(&self, now: u64) -> Option<Standing> {
         let cold = self.cold.try_lock()?;
-        if cold.state.state != State::Closed || cold.forced {
+        let warm = cold.detector.is_warm(&cold.settings.policy);
+        if cold.forced || (cold.state.state != State::Closed && warm) {
             return None;
         }
-        let warm = cold.detector.is_warm(&cold.settings.policy);
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
             cold.detector.ring().bucket_start()
         } else {

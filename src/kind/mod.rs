@@ -13,6 +13,7 @@ mod detour;
 mod gate;
 mod handle;
 mod machine;
+mod newcomers;
 pub(crate) mod state;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use decision::Decision;
 pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
+pub(crate) use newcomers::Newcomers;
 pub(crate) use state::Packed;
 pub use state::{Reason, State};
 
@@ -40,6 +42,8 @@ pub(crate) struct Shared<C> {
     pub(crate) subscribers: Subscribers,
     /// The breaker's name: the `breaker` label of every series it exports.
     pub(crate) name: Arc<str>,
+    /// The new kinds that arrived lately, by stem of name.
+    pub(crate) newcomers: Newcomers,
 }
 
 /// One kind's breaker.
