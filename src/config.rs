@@ -114,7 +114,7 @@ pub enum Recovery {
 /// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor` |
 /// | `warmup_secs` | 3600 | at most 30 days |
 /// | `max_growth_per_hour` | 1.5 | at least 1 |
-/// | `max_growth_per_day` | 2 | at least 1 |
+/// | `max_growth_per_day` | 4 | at least 1 |
 /// | `expected_per_minute` | none | a finite number above 0 |
 /// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
 /// | `cooldown_secs` | 300 | at most 30 days |
@@ -174,9 +174,9 @@ pub struct KindConfig {
     /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
     pub max_growth_per_hour: f64,
     /// Once a week is learned, the recent rate may stand above what the learned week expects
-    /// for the time only by a lift that grows by at most this factor a day (2 by default; at
-    /// least 1): organic growth is followed day by day, a bug that ramps up for hours is not.
-    /// An operator's `relearn` lifts it at once.
+    /// for the time only by a lift that grows by at most this factor a day (4 by default; at
+    /// least 1): organic growth is followed day by day, a bug that ramps up by 1.3 an hour is
+    /// not. An operator's `relearn` lifts it at once.
     pub max_growth_per_day: f64,
     /// Sends a minute the kind is expected to make: declares a new high-volume kind, or one
     /// that must not be held to the warm-up ceilings after a restart that lost the snapshot.
@@ -281,7 +281,7 @@ impl Default for KindConfig {
             warmup_ceiling: 500,
             warmup_secs: 3600,
             max_growth_per_hour: 1.5,
-            max_growth_per_day: 2.0,
+            max_growth_per_day: 4.0,
             expected_per_minute: None,
             recovery: Recovery::Auto,
             cooldown_secs: 300,

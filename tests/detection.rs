@@ -4,7 +4,15 @@
 //! engine on a manual clock. Runaways of every speed, at a kind's busy hour and its quiet one, are
 //! stopped; four weeks of legitimate traffic are never blocked.
 //!
-//! `cargo test --test detection -- --nocapture` prints the figures the README quotes.
+//! Every scenario prints its figure beside its target on a line that starts with `TARGET`; the
+//! table in the guide comes from
+//!
+//! ```text
+//! cargo test --release --test detection -- --nocapture --test-threads 1 | grep -o 'TARGET.*'
+//! ```
+//!
+//! (about a minute in release; the scenarios that replay a day of sends a second take minutes in
+//! a debug build).
 
 mod support;
 
@@ -129,10 +137,10 @@ fn week_three(hours: u64) -> u64 {
 }
 
 /// The 125,000 false "your two-step verification settings changed" notices, at 25 and at 400 a
-/// second, on a kind that sends a few a minute, at 03:00 on a Wednesday: halted within 100 sends
-/// while every other kind flows.
+/// second, on a kind that sends about one a minute, at 03:00 on a Wednesday: halted within 25
+/// sends (the kind's own floor) while every other kind flows.
 #[test]
-fn the_incident_is_halted_within_100_sends_at_25_and_at_400_a_second() {
+fn the_incident_is_halted_within_25_sends_at_25_and_at_400_a_second() {
     const RUNAWAY: &str = "security.2fa_changed";
     let profiles = [
         Profile::daily("email.welcome", 120.0, 8.0),
@@ -147,11 +155,12 @@ fn the_incident_is_halted_within_100_sends_at_25_and_at_400_a_second() {
         let replay = learn_then(&profiles, 1, start + lasts + 10 * MINUTE_MS, job);
         let trip = replay.trip(RUNAWAY, start).expect("the runaway tripped");
         println!(
-            "incident at {per_second}/s: {} of {} let through; {trip}",
+            "TARGET incident at {per_second}/s on a kind of about 1/min: {} of {} let through (target <= 25); {trip}",
             replay.runaway_allowed, replay.runaway_sent
         );
+        // A kind that never sent more than a handful a minute gets a floor of its own.
         assert!(
-            replay.runaway_allowed <= 100,
+            replay.runaway_allowed <= 25,
             "{} let through",
             replay.runaway_allowed
         );
@@ -177,7 +186,7 @@ fn a_slow_leak_on_a_small_kind_is_stopped_within_500_sends() {
         let replay = learn_then(&profiles, 2, start + DAY_MS, runaway(leak, KIND));
         let trip = replay.trip(KIND, start).expect("the leak tripped");
         println!(
-            "slow leak {per_minute}/min from {hour:02}:00: {} of {} let through; {trip}",
+            "TARGET slow leak {per_minute}/min from {hour:02}:00: {} of {} let through (target <= 50); {trip}",
             replay.runaway_allowed, replay.runaway_sent
         );
         assert!(
@@ -208,7 +217,7 @@ fn a_runaway_at_the_quiet_hour_is_stopped_within_5_minutes() {
     let trip = replay.trip(KIND, start).expect("the runaway tripped");
     let after = Duration::from_millis(trip.at_ms - start);
     println!(
-        "quiet-hour runaway (+{extra:.0}/min on {normal:.0}/min at 03:00): tripped after {after:?}, {} let through; {trip}",
+        "TARGET quiet-hour runaway (+{extra:.0}/min on {normal:.0}/min at 03:00): tripped after {after:?}, {} let through (target <= 100); {trip}",
         replay.runaway_allowed
     );
     assert!(after <= Duration::from_secs(5 * 60), "{after:?}");
@@ -238,7 +247,9 @@ fn a_ramp_trips_by_five_times_the_hours_normal() {
         );
         let trip = replay.trip(KIND, start).expect("the ramp tripped");
         let at = 1.4f64.powf((trip.at_ms - start) as f64 / (10 * MINUTE_MS) as f64);
-        println!("ramp from {normal:.1}/min at {hour:02}:00: tripped at {at:.2}x; {trip}");
+        println!(
+            "TARGET ramp x1.4/10 min from {normal:.1}/min at {hour:02}:00: tripped at {at:.2}x (target <= 3.8x, 4.66x at 03:00); {trip}"
+        );
         assert!(at <= 5.0, "tripped at {at:.2}x the hour's normal");
     }
 }
@@ -254,7 +265,7 @@ fn an_unseen_kind_bursting_is_held_to_500_and_a_steady_one_never_blocked() {
     let profiles = [Profile::daily("email.welcome", 120.0, 8.0)];
     let replay = learn_then(&profiles, 6, start + DAY_MS, merge(burst_job, new_steady));
     println!(
-        "unseen kind at 300/s: {} of {} let through; new kind at 20/min for a day: {} sent, {} blocked",
+        "TARGET unseen kind at 300/s: {} of {} let through (target <= 500); new kind at 20/min for a day: {} sent, {} blocked (target 0)",
         replay.runaway_allowed,
         replay.runaway_sent,
         replay.report().kinds["email.survey"].attempted,
@@ -306,6 +317,29 @@ fn a_steady_new_kind_above_the_warm_up_ceiling_is_held_until_it_is_declared() {
 /// from a snapshot after three days down. Nothing is blocked.
 #[test]
 fn four_weeks_of_legitimate_traffic_are_never_blocked() {
+    let trips = four_weeks([31, 32, 33]);
+    println!(
+        "TARGET four quiet weeks, 9 kinds: {} trips (target 0)",
+        trips.len()
+    );
+    assert!(trips.is_empty(), "{trips:#?}");
+}
+
+/// The same four weeks on seeds no setting was tuned on.
+#[test]
+fn four_weeks_on_held_out_seeds_are_never_blocked() {
+    let mut trips = Vec::new();
+    for first in [101, 211, 307, 401, 503, 601, 701, 809, 907, 1009, 1103, 1201] {
+        trips.extend(four_weeks([first, first + 1, first + 2]));
+    }
+    println!(
+        "TARGET four quiet weeks on 12 held-out seed triples: {} trips (target 0)",
+        trips.len()
+    );
+    assert!(trips.is_empty(), "{trips:#?}");
+}
+
+fn four_weeks(seeds: [u64; 3]) -> Vec<String> {
     let holiday = MONDAY_MS + 17 * DAY_MS;
     let daylight_saving = MONDAY_MS + 21 * DAY_MS;
     let profiles: Vec<Profile> = [
@@ -353,36 +387,83 @@ fn four_weeks_of_legitimate_traffic_are_never_blocked() {
     let end = MONDAY_MS + 4 * WEEK_MS;
     let mut before = Replay::new();
     let announced = MONDAY_MS + 9 * HOUR_MS;
-    before.run(ordinary(Traffic::new(profiles.clone(), 31, MONDAY_MS, announced)));
+    before.run(ordinary(Traffic::new(
+        profiles.clone(),
+        seeds[0],
+        MONDAY_MS,
+        announced,
+    )));
     // The weekly job's first run is new: whoever starts it announces it.
     before
         .backtest
         .breaker()
         .plan_surge("email.weekly_digest", 40_000, Duration::from_secs(2 * 3600))
         .unwrap();
-    before.run(ordinary(Traffic::new(profiles.clone(), 32, announced, down)));
+    before.run(ordinary(Traffic::new(
+        profiles.clone(),
+        seeds[1],
+        announced,
+        down,
+    )));
     let snapshot = before.backtest.breaker().snapshot();
 
     let mut after = Replay::new();
     after.backtest.breaker().restore(&snapshot).unwrap();
-    after.run(ordinary(Traffic::new(profiles.clone(), 33, back, end)));
+    after.run(ordinary(Traffic::new(profiles.clone(), seeds[2], back, end)));
 
+    let mut trips = Vec::new();
     for replay in [&before, &after] {
         for (kind, figures) in &replay.report().kinds {
             println!(
-                "four weeks: {kind:<26} {:>9} sent, {:>2} blocked, {} trips",
+                "four weeks {seeds:?}: {kind:<26} {:>9} sent, {:>2} blocked, {} trips",
                 figures.attempted, figures.blocked, figures.trips
             );
-            assert_eq!(
-                (figures.blocked, figures.trips),
-                (0, 0),
-                "{kind}: {:?}",
-                figures.transitions
-            );
+            if figures.blocked > 0 || figures.trips > 0 {
+                trips.extend(
+                    figures
+                        .transitions
+                        .iter()
+                        .map(|e| format!("{} blocked; {e}", figures.blocked)),
+                );
+            }
         }
     }
-    assert_eq!(before.ordinary_blocked + after.ordinary_blocked, 0);
     assert!(before.report().sends + after.report().sends > 5_000_000);
+    trips
+}
+
+/// A holiday on the first Friday (traffic at 0.3x), and two weeks of ordinary traffic after it:
+/// the Fridays after it are not spikes, though the week learned its Friday low (the day's hour is
+/// expected at least at half what the other days make of it, and a lower figure is learned at
+/// half the weight of a higher one).
+#[test]
+fn the_fridays_after_a_holiday_are_not_spikes() {
+    let profiles = [Profile {
+        holiday_ms: Some(MONDAY_MS + 4 * DAY_MS),
+        weekend: 1.0,
+        ..Profile::daily("email.receipt", 400.0, 4.0)
+    }];
+    let mut replay = Replay::new();
+    replay.run(ordinary(Traffic::new(
+        profiles.to_vec(),
+        61,
+        MONDAY_MS,
+        MONDAY_MS + 3 * WEEK_MS,
+    )));
+    let kind = &replay.report().kinds["email.receipt"];
+    println!(
+        "TARGET the Fridays after a holiday on the first: {} of {} blocked, {} trips (target 0)",
+        kind.blocked, kind.attempted, kind.trips
+    );
+    assert_eq!(
+        (kind.blocked, kind.trips),
+        (0, 0),
+        "{:#?}",
+        kind.transitions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
 }
 
 /// A weekly job of an hour at 600 a minute on a kind that otherwise sends 2 a minute: announced
@@ -438,7 +519,7 @@ fn a_weekly_job_announced_or_relearned_once_is_normal_every_week_after() {
             }
             blocked.push(replay.ordinary_blocked - blocked.iter().sum::<u64>());
         }
-        println!("weekly job ({operator:?} after its first run): blocked per week {blocked:?}");
+        println!("TARGET weekly job ({operator:?} after its first run): blocked per week {blocked:?}");
         match operator {
             Operator::Announces => assert_eq!(blocked, [0, 0, 0, 0]),
             Operator::Relearns => {
@@ -470,7 +551,7 @@ fn a_clock_jump_of_days_collapses_nothing() {
         resume + WEEK_MS,
     )));
     println!(
-        "a 5-day clock jump: {} blocked in the week after",
+        "TARGET a 5-day clock jump: {} blocked in the week after (target 0)",
         replay.ordinary_blocked
     );
     assert_eq!(replay.ordinary_blocked, 0);

@@ -237,12 +237,12 @@ impl Detector {
         let minutes = |ms: u64| ms as f64 / MINUTE_MS as f64;
         let day_rate = self.day_rate(now_ms);
         let learned = &self.learned;
-        let rate = learned.expected_rate(policy, now_ms);
+        let [minute_rate, hour_rate] = learned.expected_rates(policy, now_ms);
         let hour_ms = (self.hour.span_ms(now_ms) + policy.bucket_ms).min(HOUR_MS);
         let day_ms = (self.day.span_ms(now_ms) + policy.bucket_ms).min(24 * HOUR_MS);
         let expected = [
-            rate * minutes(policy.window_ms()),
-            rate * minutes(hour_ms),
+            minute_rate * minutes(policy.window_ms()),
+            hour_rate * minutes(hour_ms),
             day_rate * minutes(day_ms),
         ];
         for timescale in Timescale::ALL {

@@ -365,11 +365,13 @@ impl Learned {
         hourly * (mean + BURST_SPREADS * var.sqrt()).min(MAX_BURST_LOG).exp()
     }
 
-    /// Sends a minute expected at `t_ms`: the week's figure for the time, or the recent rate if
-    /// that is higher (but where the week knows the time, no more than `lift` times its figure),
-    /// never under a tenth of the long-run rate, and until a day is learned, never under the
-    /// declared rate.
-    pub(crate) fn expected_rate(&self, policy: &Policy, t_ms: u64) -> f64 {
+    /// Sends a minute expected at `t_ms`, as the minute window and as the hour window judge it:
+    /// the week's figure for the time, or the recent rate if that is higher, never under a tenth
+    /// of the long-run rate, and until a day is learned, never under the declared rate. For the
+    /// hour window, where the week knows the time, the recent rate counts for no more than `lift`
+    /// times the week's figure: a rise that lasts an hour is judged against the week, not against
+    /// itself. The minute window, which judges bursts, follows the recent rate as it is.
+    pub(crate) fn expected_rates(&self, policy: &Policy, t_ms: u64) -> [f64; 2] {
         let recent = f64::from(self.recent);
         let (seasonal, followed) = match self.profile.expected_at(t_ms) {
             Some(hourly) => {
@@ -382,10 +384,10 @@ impl Learned {
             Some(rate) if self.hours < DAY_HOURS => rate,
             _ => 0.0,
         };
-        seasonal
-            .max(followed)
+        let least = seasonal
             .max(f64::from(self.longrun) / 60.0 * LONGRUN_FLOOR)
-            .max(declared)
+            .max(declared);
+        [least.max(recent), least.max(followed)]
     }
 
     /// Sends the week expects a minute at `t_ms`, if it knows the time.
@@ -432,6 +434,79 @@ mod tests {
         // A slot that was not clean teaches the shadow only.
         learned.learn_slot(&policy, 300_000, 50, 0, false, None, &mut shadow);
         assert!(learned.average > 500.0 && shadow == 10.0);
+    }
+
+    #[test]
+    fn a_spike_teaches_the_spread_no_more_than_an_hour_at_factor_times_what_it_expected() {
+        let spread_after = |sends: u32| {
+            let (policy, mut learned) = warm();
+            for day in 0..7u32 {
+                learned.learn_hour(
+                    &policy,
+                    &HourStats {
+                        index: day * 24 + 3,
+                        sends: 600,
+                        ..HourStats::default()
+                    },
+                );
+            }
+            let spike = HourStats {
+                index: 7 * 24 + 3,
+                sends,
+                ..HourStats::default()
+            };
+            learned.learn_hour(&policy, &spike);
+            learned.phi(1)
+        };
+        // An hour at 100 times what it expected teaches what one at three times teaches: what an
+        // hour at twice (the hour's factor) would.
+        assert_eq!(spread_after(60_000), spread_after(1_800));
+        assert!(spread_after(60_000) <= 1.0, "{}", spread_after(60_000));
+    }
+
+    #[test]
+    fn the_lift_over_the_week_grows_by_the_daily_bound_and_falls_slowly_while_above_it() {
+        let (policy, mut learned) = warm();
+        learned.hours = WEEK_HOURS;
+        let slot = |learned: &mut Learned, per_minute: f64| {
+            let mut shadow = 0.0;
+            learned.learn_slot(
+                &policy,
+                300_000,
+                (per_minute * 5.0) as u64,
+                0,
+                true,
+                Some(10.0),
+                &mut shadow,
+            );
+        };
+        // Ten times the week's figure for a day: the lift follows by four a day.
+        learned.average = 100.0;
+        learned.recent = 100.0;
+        for _ in 0..288 {
+            slot(&mut learned, 100.0);
+        }
+        assert!(
+            (f64::from(learned.lift) / 4.0 - 1.0).abs() < 0.01,
+            "{}",
+            learned.lift
+        );
+        // Still above the week, at twice its figure: the lift falls by a week's half-life.
+        learned.average = 20.0;
+        for _ in 0..288 {
+            slot(&mut learned, 20.0);
+        }
+        let after = f64::from(learned.lift);
+        assert!(
+            (after / (4.0 * 0.5f64.powf(1.0 / 7.0)) - 1.0).abs() < 0.01,
+            "{after}"
+        );
+        // Back under the week: no lift within hours.
+        learned.average = 5.0;
+        for _ in 0..60 {
+            slot(&mut learned, 5.0);
+        }
+        assert!(learned.lift <= 1.0, "{}", learned.lift);
     }
 
     #[test]
@@ -504,9 +579,9 @@ mod tests {
     fn expected_rates_never_fall_under_a_tenth_of_the_long_run() {
         let (policy, mut learned) = warm();
         learned.longrun = 600.0;
-        assert!((learned.expected_rate(&policy, 0) - 1.0).abs() < 1e-9);
+        assert_eq!(learned.expected_rates(&policy, 0), [1.0, 1.0]);
         assert!((learned.expected_day_rate(0) - 10.0).abs() < 1e-9);
         learned.recent = 4.0;
-        assert!((learned.expected_rate(&policy, 0) - 4.0).abs() < 1e-9);
+        assert_eq!(learned.expected_rates(&policy, 0), [4.0, 4.0]);
     }
 }

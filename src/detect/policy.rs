@@ -90,7 +90,7 @@ impl Policy {
             warmup_ceiling: 500,
             warmup_windows: 60,
             growth_per_hour: 1.5,
-            growth_per_day: 2.0,
+            growth_per_day: 4.0,
             expected: None,
             learns: true,
         }
