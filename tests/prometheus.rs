@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use spikebreaker::metrics::{
-    ALLOWED, ATTEMPTED, BLOCKED, EXPECTED_SENDS, KINDS, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
+    ALLOWED, ATTEMPTED, BLOCKED, EXPECTED_SENDS, KINDS, LEARNING, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
     WINDOW_SENDS,
 };
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
@@ -79,6 +79,8 @@ fn a_tripped_kind_shows_open_with_counts_that_add_up() {
             "{THRESHOLD_SENDS}{{breaker=\"default\",kind=\"security.2fa_changed\",timescale=\"day\"}} inf"
         );
         assert!(text.contains(&day), "no day limit yet: {text}");
+        // Open with nothing learned: what the alert SpikebreakerUnlearnedKindBlocked looks for.
+        assert_eq!(runaway(LEARNING), Some(1.0));
 
         let welcome = |name| value(&text, name, Some("email.welcome"));
         assert_eq!(welcome(STATE), Some(0.0));
@@ -112,6 +114,7 @@ fn every_kind_counts_add_up_after_recovery() {
         let get = |name| value(&text, name, Some("push.promo")).unwrap();
         assert_eq!(get(STATE), 0.0, "{text}");
         assert_eq!(get(TRIPS), 1.0);
+        assert_eq!(get(LEARNING), 1.0, "a minute of sends teaches nothing");
         assert_eq!(get(ATTEMPTED), get(ALLOWED) + get(BLOCKED));
         assert_eq!(get(ATTEMPTED), 2_000.0);
         assert_eq!(
@@ -119,6 +122,26 @@ fn every_kind_counts_add_up_after_recovery() {
             Some(0.0),
             "the spike has left the window"
         );
+    });
+}
+
+#[test]
+fn a_declared_kind_is_not_learning_from_its_first_send() {
+    with_prometheus(|prometheus| {
+        let config = Config::from_toml("[kinds.\"email.migration\"]\nexpected_per_minute = 1100\n").unwrap();
+        let breaker = Breaker::with_clock(config, ManualClock::new()).unwrap();
+        for _ in 0..1_000 {
+            assert!(breaker.check("email.migration").is_allowed());
+        }
+        assert!(breaker.check("email.new").is_allowed());
+        breaker.refresh();
+        let text = prometheus.render();
+        assert_eq!(
+            value(&text, LEARNING, Some("email.migration")),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(value(&text, LEARNING, Some("email.new")), Some(1.0));
     });
 }
 
@@ -276,13 +299,13 @@ fn a_hundred_thousand_evicted_kinds_leave_no_series_behind() {
             }
         }
         assert_eq!(breaker.status().evicted, 100_000);
-        // The steady kind's 16 series (4 counters; state, open seconds, surge; 3 per timescale)
-        // and the 2 breaker-wide ones, at 25,000 evictions as at 100,000, in an exposition of
-        // under 4 KB.
+        // The steady kind's 17 series (4 counters; state, open seconds, surge, learning; 3 per
+        // timescale) and the 2 breaker-wide ones, at 25,000 evictions as at 100,000, in an
+        // exposition of under 4 KB.
         assert!(
             after_each_quarter
                 .iter()
-                .all(|&(count, bytes)| count == 18 && bytes < 4_096),
+                .all(|&(count, bytes)| count == 19 && bytes < 4_096),
             "{after_each_quarter:?}"
         );
     });

@@ -75,6 +75,11 @@ pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
 pub const OPEN_SECONDS: &str = "spikebreaker_open_seconds";
 /// Gauge, per kind: what is left of a planned surge's sends (0 unless one is in force).
 pub const SURGE_SENDS: &str = "spikebreaker_surge_sends";
+/// Gauge, per kind: 1 while the kind has nothing learned and is held to the warm-up ceilings (a
+/// new kind, or one restarted without its snapshot), 0 once it is judged by what it learned. A
+/// kind open while it is 1 is one the breaker cannot tell from a runaway: it stays open until an
+/// operator acts or its rate falls back.
+pub const LEARNING: &str = "spikebreaker_learning";
 /// Gauge, breaker-wide: kinds registered, the overflow kind not counted.
 pub const KINDS: &str = "spikebreaker_kinds";
 /// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
@@ -133,6 +138,10 @@ pub fn describe() {
         SURGE_SENDS,
         Unit::Count,
         "What is left of a planned surge's sends: sends the kind may still make whatever its limits say (0 unless one is in force)."
+    );
+    describe_gauge!(
+        LEARNING,
+        "1 while the kind has nothing learned and is held to the warm-up ceilings, 0 once it is judged by what it learned."
     );
     describe_gauge!(
         KINDS,
@@ -263,6 +272,11 @@ impl KindMetrics {
         }
         gauge!(SURGE_SENDS, BREAKER_LABEL => breaker(), KIND_LABEL => kind())
             .set(figures.surge.map_or(0.0, |surge| surge.sends as f64));
+        gauge!(LEARNING, BREAKER_LABEL => breaker(), KIND_LABEL => kind()).set(if figures.warmed_up {
+            0.0
+        } else {
+            1.0
+        });
     }
 }
 
