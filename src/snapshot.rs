@@ -117,6 +117,16 @@ struct Version {
     version: u32,
 }
 
+impl Default for Snapshot {
+    /// A snapshot of this version with no kind in it.
+    fn default() -> Self {
+        Self {
+            version: Self::VERSION,
+            kinds: BTreeMap::new(),
+        }
+    }
+}
+
 impl Snapshot {
     /// The snapshot format this version writes.
     pub const VERSION: u32 = 3;

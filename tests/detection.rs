@@ -18,7 +18,7 @@ mod support;
 
 use std::time::Duration;
 
-use spikebreaker::backtest::{Backtest, BacktestReport};
+use spikebreaker::backtest::{Backtest, BacktestReport, Trace};
 use spikebreaker::{Breaker, Config, Event, ManualClock, Reason, State, Timescale};
 use support::{
     DAY_MS, HOUR_MS, MINUTE_MS, MONDAY_MS, Profile, Rng, Traffic, WEEK_MS, burst, merge, minute_of_sends,
@@ -464,6 +464,66 @@ fn the_fridays_after_a_holiday_are_not_spikes() {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
     );
+}
+
+/// A restart that lost the snapshot at 10:00 on a Wednesday, after two weeks of learning: the
+/// kinds above the warm-up ceilings (1,100 and 700 a minute at their peak) have nothing learned,
+/// and the breaker cannot tell them from runaways. What each remedy leaves blocked over the day
+/// after the restart: none (they stay open until their rate falls under the warm-up ceilings at
+/// night, and `SpikebreakerUnlearnedKindBlocked` fires); their rates declared in the
+/// configuration (`expected_per_minute`, which survives any restart); a snapshot rebuilt from
+/// the last day of the send log (`spikebreaker learn`, `Trace::learn`); an operator who relearns
+/// each kind the alert names, ten minutes after it is named.
+#[test]
+fn a_restart_that_lost_the_snapshot_blocks_big_kinds_until_one_remedy_is_applied() {
+    let profiles = [
+        Profile::daily("email.receipt", 1_100.0, 3.0),
+        Profile::daily("sms.login_code", 700.0, 3.0),
+        Profile::daily("email.welcome", 120.0, 8.0),
+        Profile::daily("security.2fa_changed", 3.0, 6.0),
+    ];
+    let restart = week_three(2 * 24 + 10);
+    let day_after = restart + DAY_MS;
+    let declared = "[kinds.\"email.receipt\"]\nexpected_per_minute = 1100\n[kinds.\"sms.login_code\"]\nexpected_per_minute = 700\n";
+    let names: Vec<&'static str> = profiles.iter().map(|p| p.kind).collect();
+    let mut blocked_by = Vec::new();
+    for remedy in ["none", "declared", "the send log", "relearned after 10 minutes"] {
+        let config = Config::from_toml(if remedy == "declared" { declared } else { "" }).unwrap();
+        let mut backtest = Backtest::new(config).unwrap();
+        if remedy == "the send log" {
+            // The last day of sends before the restart, learned into a snapshot, as
+            // `spikebreaker learn` does.
+            let log: String = Traffic::new(profiles.to_vec(), 70, restart - DAY_MS, restart)
+                .map(|(t, i)| format!("{t},{}\n", names[i]))
+                .collect();
+            let trace = Trace::read(log.as_bytes()).unwrap();
+            let snapshot = trace.learn(&Config::default()).unwrap();
+            backtest.breaker().restore(&snapshot).unwrap();
+        }
+        let (mut blocked, mut sent, mut looked) = (0u64, 0u64, restart);
+        for (t, i) in Traffic::new(profiles.to_vec(), 71, restart, day_after) {
+            // The operator looks every minute, and relearns a kind the alert has named for ten.
+            if remedy == "relearned after 10 minutes" && t >= looked + MINUTE_MS {
+                looked = t;
+                for status in backtest.breaker().status().kinds {
+                    let open_for = t.saturating_sub(status.since_ms);
+                    if status.state == State::Open && !status.warmed_up && open_for >= 10 * MINUTE_MS {
+                        backtest.breaker().relearn(&status.kind).unwrap();
+                    }
+                }
+            }
+            sent += 1;
+            blocked += u64::from(!backtest.check(t, names[i]).is_allowed());
+        }
+        println!(
+            "TARGET a restart that lost the snapshot, remedy {remedy}: {blocked} of {sent} blocked in the day after ({:.1}%)",
+            100.0 * blocked as f64 / sent as f64
+        );
+        blocked_by.push(blocked);
+    }
+    assert!(blocked_by[0] > 1_000_000, "{blocked_by:?}");
+    assert_eq!(blocked_by[1..3], [0, 0], "{blocked_by:?}");
+    assert!(blocked_by[3] < 20 * 1_800, "{blocked_by:?}");
 }
 
 /// A weekly job of an hour at 600 a minute on a kind that otherwise sends 2 a minute: announced
