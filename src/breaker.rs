@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Compiled, Config};
 use crate::error::Error;
-use crate::kind::{Decision, Detour, Kind, KindHandle, Reason, Resolve, Shared, State};
+use crate::kind::{Decision, Detour, Kind, KindHandle, Resolve, Shared};
 use crate::name::{self, OVERFLOW_KIND};
 #[cfg(feature = "tokio")]
 use crate::observe::Events;
@@ -23,6 +23,7 @@ use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::file::SnapshotFile;
 use crate::snapshot::{KindSnapshot, Snapshot};
+use crate::state::{Reason, State};
 
 pub use builder::BreakerBuilder;
 

@@ -81,6 +81,7 @@ mod observe;
 pub mod quarantine;
 mod registry;
 mod snapshot;
+mod state;
 mod surge;
 
 pub use breaker::{Breaker, BreakerBuilder};
@@ -95,13 +96,14 @@ pub use guard::{
     AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined, Sender,
     SenderFn, WithRecipient, sender_fn,
 };
-pub use kind::{Decision, KindHandle, Reason, State};
+pub use kind::{Decision, KindHandle};
 pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use observe::Events;
 pub use observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window, metrics};
 pub use snapshot::{KindSnapshot, Snapshot};
+pub use state::{Reason, State};
 pub use surge::SurgeConfig;
 
 #[doc = include_str!("../README.md")]

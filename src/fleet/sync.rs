@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::config::{KindSettings, Recovery};
 use crate::detect::{BUCKETS, Policy};
-use crate::kind::{Reason, State};
 use crate::observe::KindStatus;
+use crate::state::{Reason, State};
 
 /// The sync script (see `sync.lua` for its arguments and reply).
 pub(crate) const SCRIPT: &str = include_str!("sync.lua");

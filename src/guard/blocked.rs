@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::kind::Reason;
+use crate::state::Reason;
 
 /// A notification the breaker refused, handed back with its kind and the reason, like
 /// [`std::sync::mpsc::SendError`] hands back the value.

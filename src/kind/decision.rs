@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::state::Reason;
+use crate::state::Reason;
 
 /// What the breaker decided about one send.
 ///

@@ -10,10 +10,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use super::{Decision, Kind, Reason, State};
+use super::{Decision, Kind};
 use crate::clock::Clock;
 use crate::detect::{Bound, Timescale};
 use crate::observe::{KindStatus, Window};
+use crate::state::{Reason, State};
 
 /// A handle on the overflow kind looks for room of its own at most this often (clock
 /// milliseconds), as often as a full registry sweeps.

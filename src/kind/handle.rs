@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Decision, Detour, Kind, State};
+use super::{Decision, Detour, Kind};
 use crate::clock::{Clock, SystemClock};
 use crate::observe::KindStatus;
+use crate::state::State;
 
 /// A resolved kind: checking through it is the lock-free send path. Cheap to clone.
 ///

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
-use crate::kind::state::{Reason, State};
+use crate::state::{Reason, State};
 
 /// A kind changed state (tripped, probed, recovered, was forced or reset), or has news an
 /// operator must hear while its state stays (still open after a long time, a planned surge begun

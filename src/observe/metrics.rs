@@ -373,7 +373,7 @@ mod tests {
     use metrics_util::{CompositeKey, MetricKind};
 
     use super::*;
-    use crate::kind::state::{Reason, State};
+    use crate::state::{Reason, State};
 
     fn values(recorder: &DebuggingRecorder) -> HashMap<(MetricKind, String, Vec<String>), DebugValue> {
         let label = |key: &CompositeKey| {

@@ -86,8 +86,8 @@ use crate::clock::{SystemClock, unix_ms};
 use crate::guard::Blocked;
 use crate::guard::Quarantined;
 use crate::guard::park::{Attach, Park};
-use crate::kind::Reason;
 use crate::observe::metrics::{self, count_quarantine};
+use crate::state::Reason;
 
 pub use crate::guard::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};

@@ -16,7 +16,7 @@ use super::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, Rel
 use super::store::{Claim, Claimed, Outcome, Store, StoreError};
 use super::{FINISHED_KEPT, new_store_id};
 use crate::clock::unix_ms;
-use crate::kind::Reason;
+use crate::state::Reason;
 
 /// What marks a SQLite file as a quarantine store, and the layout it has.
 const FORMAT: &str = "spikebreaker-quarantine";

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{Filter, Item, ItemState, Query};
 use super::store::{Store, StoreError};
-use crate::kind::Reason;
+use crate::state::Reason;
 
 /// How many items the sample of a trip shows.
 pub(crate) const SAMPLE: usize = 3;

@@ -1,4 +1,6 @@
-//! The breaker's states and the reasons for moving between them.
+//! The breaker's states and the reasons for moving between them: a leaf that the engine
+//! (`kind`) and what shows it (`observe`) both import, and that imports only the detector's
+//! [`Bound`].
 
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +112,8 @@ impl Reason {
         }
     }
 
-    const ALL: [Reason; 17] = [
+    /// Every reason, in the order a packed state word numbers them.
+    pub(crate) const ALL: [Reason; 17] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -150,53 +153,6 @@ impl From<Bound> for Reason {
             Bound::Warmup => Self::Warmup,
             Bound::Ceiling => Self::Ceiling,
             Bound::Spread | Bound::Factor | Bound::Floor | Bound::None => Self::Spike,
-        }
-    }
-}
-
-/// A state and its reason packed in one word, so that the blocked path reads both with one load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Packed {
-    pub(crate) state: State,
-    pub(crate) reason: Reason,
-}
-
-impl Packed {
-    pub(crate) fn pack(self) -> u32 {
-        let state = match self.state {
-            State::Closed => 0,
-            State::Open => 1,
-            State::HalfOpen => 2,
-        };
-        let reason = Reason::ALL.iter().position(|r| *r == self.reason).unwrap_or(0) as u32;
-        state | reason << 8
-    }
-
-    pub(crate) fn unpack(word: u32) -> Self {
-        let state = match word & 0xff {
-            1 => State::Open,
-            2 => State::HalfOpen,
-            _ => State::Closed,
-        };
-        let reason = Reason::ALL
-            .get((word >> 8) as usize)
-            .copied()
-            .unwrap_or(Reason::New);
-        Self { state, reason }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_and_reason_survives_packing() {
-        for state in [State::Closed, State::Open, State::HalfOpen] {
-            for reason in Reason::ALL {
-                let packed = Packed { state, reason };
-                assert_eq!(Packed::unpack(packed.pack()), packed);
-            }
         }
     }
 }
