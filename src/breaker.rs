@@ -434,7 +434,7 @@ impl<C: Clock> Breaker<C> {
             return Err(Error::invalid("sends", sends, "must be at least 1"));
         }
         let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        if !(1..=crate::surge::MAX_SURGE_MS).contains(&for_ms) {
+        if !(1..=crate::config::MAX_SURGE_MS).contains(&for_ms) {
             return Err(Error::invalid(
                 "duration",
                 format!("{duration:?}"),

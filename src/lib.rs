@@ -75,6 +75,7 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod fleet;
 mod guard;
+mod json;
 mod kind;
 mod name;
 mod observe;
@@ -82,11 +83,12 @@ pub mod quarantine;
 mod registry;
 mod snapshot;
 mod state;
-mod surge;
 
 pub use breaker::{Breaker, BreakerBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
+pub use config::{
+    Config, KindConfig, KindOverride, Recovery, SurgeConfig, TimescaleConfig, TimescaleOverride,
+};
 pub use detect::{Bound, Timescale};
 pub use error::Error;
 #[cfg(feature = "tower")]
@@ -104,7 +106,6 @@ pub use observe::Events;
 pub use observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window, metrics};
 pub use snapshot::{KindSnapshot, Snapshot};
 pub use state::{Reason, State};
-pub use surge::SurgeConfig;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::json_naming_the_field;
 use crate::detect::{HOURS, Learned, Profile};
 use crate::error::Error;
+use crate::json;
 use crate::name;
 
 /// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
@@ -109,13 +109,13 @@ impl Snapshot {
 
     /// Reads a snapshot from JSON (this version's, or a version-1 one, migrated) and checks it.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let Version { version } = json_naming_the_field(text).map_err(Error::Snapshot)?;
+        let Version { version } = json::object_naming_the_field(text).map_err(Error::Snapshot)?;
         let snapshot = match version {
             1 => {
-                let old: SnapshotV1 = json_naming_the_field(text).map_err(Error::Snapshot)?;
+                let old: SnapshotV1 = json::object_naming_the_field(text).map_err(Error::Snapshot)?;
                 Self::migrate(old)?
             }
-            _ => json_naming_the_field(text).map_err(Error::Snapshot)?,
+            _ => json::object_naming_the_field(text).map_err(Error::Snapshot)?,
         };
         snapshot.validate()?;
         Ok(snapshot)
