@@ -14,13 +14,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use spikebreaker::backtest::{Trace, TraceReader};
 use spikebreaker::{Breaker, Config};
 
-#[path = "spikebreaker/backtest.rs"]
 mod backtest;
-#[path = "spikebreaker/tune.rs"]
 mod tune;
 
 #[cfg(any(feature = "quarantine", feature = "redis"))]
-#[path = "spikebreaker/quarantine.rs"]
 mod quarantine;
 
 /// Per-kind spike detection for notification senders.
