@@ -1,4 +1,6 @@
-//! The [`Store`] trait a quarantine is kept in, and what its calls answer.
+//! The [`Store`] trait a quarantine is kept in, what its calls answer, and the stores: `memory`;
+//! `sqlite`, an embedded file (feature `quarantine`); `redis`, Redis Streams shared by a fleet
+//! (feature `redis`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -6,8 +8,23 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::item::{Filter, Item, ItemId, NewItem, Query, ReleaseOrder};
-use super::summary::Summary;
+use super::item::{Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
+use super::summary::{Gather, SAMPLE, Summary};
+use crate::clock::unix_ms;
+
+pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+#[cfg(feature = "quarantine")]
+pub(crate) mod sqlite;
+
+/// Items read a page when a summary pages through a store.
+const PAGE: usize = 1_000;
+
+/// Finished items (released, discarded) a store keeps for audit, the newest; older ones are
+/// forgotten (the embedded store lets up to a thousand more gather before it forgets, so that it
+/// deletes in bulk). They carry no notification, only its figures and the discard's reason.
+pub const FINISHED_KEPT: usize = 100_000;
 
 /// Where quarantined notifications are kept: an embedded file (`SqliteStore`, feature
 /// `quarantine`), Redis Streams shared by a fleet (`RedisStore`, feature `redis`), memory
@@ -129,4 +146,48 @@ impl StoreError {
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Self::Corrupt { .. })
     }
+}
+
+// Defined beside the trait it pages through, so that the figures (`summary`) need nothing of a
+// store.
+impl Summary {
+    /// Gathers a summary by paging through `store`'s items: what [`Store::summary`] does unless a
+    /// store answers it itself.
+    pub fn collect<S: Store + ?Sized>(store: &S, filter: &Filter) -> Result<Self, StoreError> {
+        let mut gather = Gather::default();
+        let mut query = Query {
+            notifications: false,
+            ..Query::new(filter.clone(), PAGE)
+        };
+        loop {
+            let page = store.items(&query)?;
+            let Some(last) = page.last() else { break };
+            query.after = Some(last.id);
+            page.iter().for_each(|item| gather.add(item));
+        }
+        gather.finish(|kind, trip| sample(store, kind, trip))
+    }
+}
+
+/// A trip's oldest live items: held first, else approved.
+pub(crate) fn sample<S: Store + ?Sized>(store: &S, kind: &str, trip: u64) -> Result<Vec<Item>, StoreError> {
+    let mut sample = Vec::new();
+    for state in [ItemState::Held, ItemState::Approved] {
+        let query = Query::new(Filter::kind(kind).trip(trip), SAMPLE - sample.len()).in_state(state);
+        sample.extend(store.items(&query)?);
+        if sample.len() == SAMPLE {
+            break;
+        }
+    }
+    Ok(sample)
+}
+
+/// A random name (for a store, a releaser): 64 bits from the standard library's randomly keyed
+/// hasher, mixed with the time and the process id.
+pub(crate) fn new_store_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(unix_ms());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
-use super::store::{Claim, Claimed, Outcome, Store, StoreError};
-use super::{FINISHED_KEPT, new_store_id};
+use super::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError, new_store_id};
 use crate::clock::unix_ms;
+use crate::quarantine::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 
 /// A quarantine kept in memory: for tests, examples, and services that accept losing what it
 /// holds when the process stops. At most `max_live` live items; more are refused (and handed

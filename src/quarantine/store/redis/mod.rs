@@ -7,11 +7,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::{Connection, Script};
 
-use super::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
-use super::store::{Claim, Claimed, Outcome, Store, StoreError};
-use super::summary::{Gather, Summary};
-use super::{FINISHED_KEPT, new_store_id};
+use super::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError, new_store_id};
 use crate::clock::unix_ms;
+use crate::quarantine::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
+use crate::quarantine::summary::{Gather, Summary};
+
+mod streams;
+
+use streams::{Entry, receipt};
 
 const GROUP: &str = "releasers";
 /// Entries read a round trip when scanning a stream.
@@ -111,95 +114,14 @@ struct Scripts {
     empty: Script,
 }
 
-const HOLD: &str = r"
--- KEYS: seq, live, kinds, held stream. ARGV: max, kind, item json.
-local live = tonumber(redis.call('GET', KEYS[2]) or '0')
-if live >= tonumber(ARGV[1]) then return {0, live} end
-local id = redis.call('INCR', KEYS[1])
-redis.call('INCR', KEYS[2])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('XADD', KEYS[4], '*', 'id', id, 'item', ARGV[3])
-return {1, id}
-";
-
-const DISCARD: &str = r"
--- KEYS: held stream, live, finished. ARGV: kept, then pairs of (entry id, finished json).
-local discarded = 0
-for i = 2, #ARGV, 2 do
-  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
-    redis.call('DECR', KEYS[2])
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'item', ARGV[i + 1])
-    discarded = discarded + 1
-  end
-end
-return discarded
-";
-
-const APPROVE: &str = r"
--- KEYS: held stream, release stream, releasing set. ARGV: kind, then triples of
--- (held entry id, item id, approved json).
-pcall(redis.call, 'XGROUP', 'CREATE', KEYS[2], 'releasers', '0', 'MKSTREAM')
-local approved = 0
-for i = 2, #ARGV, 3 do
-  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i + 1], 'item', ARGV[i + 2])
-    approved = approved + 1
-  end
-end
-if approved > 0 then redis.call('SADD', KEYS[3], ARGV[1]) end
-return approved
-";
-
-const SETTLE: &str = r"
--- KEYS: release stream, live, finished, held stream. ARGV: entry id, outcome ('sent' or
--- 'failed'), item id, json (finished or held again), kept, the settling releaser.
--- A failure reported after the lease ran out and another releaser claimed the entry is not this
--- releaser's to settle: the entry stays with its new claim.
-if ARGV[2] == 'failed' then
-  local pending = redis.call('XPENDING', KEYS[1], 'releasers', ARGV[1], ARGV[1], 1)
-  if #pending == 0 or pending[1][2] ~= ARGV[6] then return 0 end
-end
-local acked = redis.call('XACK', KEYS[1], 'releasers', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-if acked == 0 then return 0 end
-if ARGV[2] == 'sent' then
-  redis.call('DECR', KEYS[2])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'item', ARGV[4])
-else
-  redis.call('XADD', KEYS[4], '*', 'id', ARGV[3], 'item', ARGV[4])
-end
-return 1
-";
-
-const IN_DOUBT: &str = r"
--- KEYS: release stream, held stream. ARGV: entry id, item id, held json.
--- An at-most-once item whose lease ran out: held again, in doubt, unless settled meanwhile.
-if redis.call('XACK', KEYS[1], 'releasers', ARGV[1]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'item', ARGV[3])
-return 1
-";
-
-const EMPTY: &str = r"
--- KEYS: release stream, releasing set. ARGV: kind. Forgets a kind with nothing left to release.
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('XLEN', KEYS[1]) > 0 then return 0 end
-redis.call('SREM', KEYS[2], ARGV[1])
-return 1
-";
-
-/// A stream entry: its id and fields.
-type Entry = (String, Vec<String>);
-/// A held entry's id and the item it holds.
-type Held = (String, Item);
-
-fn field<'e>(entry: &'e Entry, name: &str) -> Option<&'e str> {
-    entry
-        .1
-        .chunks(2)
-        .find(|pair| pair.first().map(String::as_str) == Some(name))
-        .and_then(|pair| pair.get(1))
-        .map(String::as_str)
-}
+/// The stores' scripts, each atomic on the server; each file says what its keys and arguments
+/// are.
+const HOLD: &str = include_str!("hold.lua");
+const DISCARD: &str = include_str!("discard.lua");
+const APPROVE: &str = include_str!("approve.lua");
+const SETTLE: &str = include_str!("settle.lua");
+const IN_DOUBT: &str = include_str!("in_doubt.lua");
+const EMPTY: &str = include_str!("empty.lua");
 
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {error}"))
@@ -333,190 +255,6 @@ impl RedisStore {
         }
         Ok(())
     }
-
-    /// Every entry of `stream`, page by page.
-    fn entries(&self, stream: &str) -> Result<Vec<Entry>, StoreError> {
-        let mut all: Vec<Entry> = Vec::new();
-        let mut from = "-".to_owned();
-        loop {
-            let page: Vec<Entry> = self.run(|c| {
-                redis::cmd("XRANGE")
-                    .arg(stream)
-                    .arg(&from)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(PAGE)
-                    .query(c)
-            })?;
-            let done = page.len() < PAGE;
-            if let Some((last, _)) = page.last() {
-                from = format!("({last}");
-            }
-            all.extend(page);
-            if done {
-                return Ok(all);
-            }
-        }
-    }
-
-    /// The item an entry holds, numbered from its `id` field if it has one.
-    fn item(&self, entry: &Entry) -> Result<Item, StoreError> {
-        let bad = |message: String| {
-            StoreError::Unavailable(format!("redis: entry {} of the quarantine: {message}", entry.0))
-        };
-        let json = field(entry, "item").ok_or_else(|| bad("no item".into()))?;
-        let mut item: Item = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        if let Some(id) = field(entry, "id") {
-            item.id = id.parse().map_err(|_| bad(format!("bad id {id:?}")))?;
-        }
-        Ok(item)
-    }
-
-    /// The kinds `filter` names, or every kind the store has held.
-    fn kinds(&self, filter: &Filter) -> Result<Vec<String>, StoreError> {
-        match &filter.kind {
-            Some(kind) => Ok(vec![kind.clone()]),
-            None => {
-                let kinds_key = self.keys.of("kinds");
-                let mut kinds: Vec<String> = self.run(|c| redis::cmd("SMEMBERS").arg(&kinds_key).query(c))?;
-                kinds.sort();
-                Ok(kinds)
-            }
-        }
-    }
-
-    /// The entry ids of `kind`'s release stream that a releaser holds.
-    fn pending(&self, kind: &str) -> Result<Vec<String>, StoreError> {
-        let stream = self.keys.release(kind);
-        let pending: Vec<(String, String, u64, u64)> = self
-            .run(|c| {
-                redis::cmd("XPENDING")
-                    .arg(&stream)
-                    .arg(GROUP)
-                    .arg("-")
-                    .arg("+")
-                    .arg(u32::MAX)
-                    .query(c)
-            })
-            .or_else(|error| match error {
-                // No group yet: nothing approved so far.
-                StoreError::Unavailable(message) if message.contains("NOGROUP") => Ok(Vec::new()),
-                other => Err(other),
-            })?;
-        Ok(pending.into_iter().map(|(id, ..)| id).collect())
-    }
-
-    /// Calls `each` with every item `filter` names, live ones (held and release streams) and
-    /// finished ones as asked, stream by stream.
-    fn scan(
-        &self,
-        filter: &Filter,
-        live: bool,
-        finished: bool,
-        mut each: impl FnMut(Item),
-    ) -> Result<(), StoreError> {
-        if live {
-            for kind in self.kinds(filter)? {
-                for entry in self.entries(&self.keys.held(&kind))? {
-                    let item = self.item(&entry)?;
-                    if filter.matches(&item) {
-                        each(item);
-                    }
-                }
-                let pending = self.pending(&kind)?;
-                for entry in self.entries(&self.keys.release(&kind))? {
-                    let mut item = self.item(&entry)?;
-                    if pending.contains(&entry.0) {
-                        item.state = ItemState::Sending;
-                    }
-                    if filter.matches(&item) {
-                        each(item);
-                    }
-                }
-            }
-        }
-        if finished {
-            for entry in self.entries(&self.keys.of("finished"))? {
-                let item = self.item(&entry)?;
-                if filter.matches(&item) {
-                    each(item);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves an at-most-once item whose lease ran out back to held, in doubt.
-    fn hold_in_doubt(&self, kind: &str, entry: &Entry) -> Result<(), StoreError> {
-        let mut item = self.item(entry)?;
-        item.state = ItemState::Held;
-        item.in_doubt = true;
-        item.order = None;
-        let json = encode(&item)?;
-        let (release, held) = (self.keys.release(kind), self.keys.held(kind));
-        self.run(|c| {
-            self.scripts
-                .in_doubt
-                .key(&release)
-                .key(&held)
-                .arg(&entry.0)
-                .arg(item.id)
-                .arg(&json)
-                .invoke::<i64>(c)
-        })?;
-        Ok(())
-    }
-
-    /// Per kind `filter` names, the held entries it names: entry id and item.
-    fn held_matching(&self, filter: &Filter) -> Result<Vec<(String, Vec<Held>)>, StoreError> {
-        let mut matching = Vec::new();
-        for kind in self.kinds(filter)? {
-            let mut held = Vec::new();
-            for entry in self.entries(&self.keys.held(&kind))? {
-                let item = self.item(&entry)?;
-                if filter.matches(&item) {
-                    held.push((entry.0, item));
-                }
-            }
-            matching.push((kind, held));
-        }
-        Ok(matching)
-    }
-
-    /// Moves held entries to the finished stream: pairs of (entry id, finished item as JSON).
-    fn finish_held(&self, kind: &str, pairs: &[String]) -> Result<u64, StoreError> {
-        let (held, live, finished) = (
-            self.keys.held(kind),
-            self.keys.of("live"),
-            self.keys.of("finished"),
-        );
-        self.run(|c| {
-            self.scripts
-                .discard
-                .key(&held)
-                .key(&live)
-                .key(&finished)
-                .arg(FINISHED_KEPT)
-                .arg(pairs)
-                .invoke::<u64>(c)
-        })
-    }
-
-    /// Finds `id` held in doubt (another releaser took over its lease) and records it released.
-    fn settle_in_doubt(&self, kind: &str, id: ItemId, finished: &str) -> Result<(), StoreError> {
-        for entry in self.entries(&self.keys.held(kind))? {
-            let item = self.item(&entry)?;
-            if item.id == id && item.in_doubt {
-                self.finish_held(kind, &[entry.0.clone(), finished.to_owned()])?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A claim's receipt: the stream entry and the releaser that claimed it (ids hold no space).
-fn receipt(entry: &str, owner: &str) -> String {
-    format!("{entry} {owner}")
 }
 
 impl Store for RedisStore {
@@ -577,7 +315,7 @@ impl Store for RedisStore {
     fn summary(&self, filter: &Filter) -> Result<Summary, StoreError> {
         let mut gather = Gather::default();
         self.scan(filter, true, true, |item| gather.add(&item))?;
-        gather.finish(self)
+        gather.finish(|kind, trip| super::sample(self, kind, trip))
     }
 
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
