@@ -1,90 +1,18 @@
 //! One kind's side of a fleet sync: the counts not yet sent, the fleet-wide learned baseline, and
 //! what a reply from Redis asks of the local kind. Clock-free: times are passed in.
 
+mod normal;
+mod script;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::{KindSettings, Recovery};
-use crate::detect::{BUCKETS, Policy};
+use crate::detect::BUCKETS;
 use crate::observe::KindStatus;
 use crate::state::{Reason, State};
-
-/// The sync script (see `sync.lua` for its arguments and reply).
-pub(crate) const SCRIPT: &str = include_str!("sync.lua");
-
-/// Names of one kind's keys; the kind is the hash tag, so a cluster keeps them on one node.
-#[derive(Debug)]
-pub(crate) struct Keys {
-    pub(crate) trip: String,
-    pub(crate) probe: String,
-    pub(crate) force: String,
-    /// Followed by a bucket id (Redis time / bucket length).
-    pub(crate) buckets: String,
-    /// Followed by an instance id: the instance's running total already counted.
-    pub(crate) high_water: String,
-}
-
-impl Keys {
-    pub(crate) fn new(prefix: &str, kind: &str) -> Self {
-        let base = format!("{prefix}:{{{kind}}}");
-        Self {
-            trip: format!("{base}:trip"),
-            probe: format!("{base}:probe"),
-            force: format!("{base}:force"),
-            buckets: format!("{base}:w:"),
-            high_water: format!("{base}:hw:"),
-        }
-    }
-}
-
-/// The script's reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub(crate) now_ms: u64,
-    pub(crate) window: u64,
-    pub(crate) previous: u64,
-    pub(crate) aligned: u64,
-    /// Milliseconds the trip key has left: `None` absent, `Some(u64::MAX)` no expiry.
-    pub(crate) trip_ms: Option<u64>,
-    pub(crate) probe: Probe,
-    pub(crate) forced: bool,
-}
-
-/// Who may probe a kind whose fleet trip has expired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Probe {
-    None,
-    Ours,
-    Another,
-    Done,
-}
-
-impl Reply {
-    pub(crate) fn parse(values: &[i64]) -> Option<Self> {
-        let &[now, window, previous, aligned, pttl, probe, forced] = values else {
-            return None;
-        };
-        let count = |v: i64| u64::try_from(v).unwrap_or(0);
-        Some(Self {
-            now_ms: count(now),
-            window: count(window),
-            previous: count(previous),
-            aligned: count(aligned),
-            trip_ms: match pttl {
-                -2 => None,
-                -1 => Some(u64::MAX),
-                ms => Some(count(ms)),
-            },
-            probe: match probe {
-                1 => Probe::Ours,
-                2 => Probe::Another,
-                3 => Probe::Done,
-                _ => Probe::None,
-            },
-            forced: forced == 1,
-        })
-    }
-}
+use normal::FleetNormal;
+pub(crate) use script::{Keys, Outgoing, Probe, Reply, SCRIPT};
 
 /// What a reply asks of the local kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,24 +50,6 @@ pub(crate) struct KindSync {
     pub(crate) threshold: u64,
     pub(crate) last_redis_ms: Option<u64>,
     bucket_ms: u64,
-}
-
-/// What one sync sends for a kind.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    /// The kind's keys: the script call is built from this alone.
-    pub(crate) keys: Arc<Keys>,
-    pub(crate) threshold: u64,
-    pub(crate) trip_ttl_ms: u64,
-    pub(crate) trip_reason: &'static str,
-    pub(crate) probe: u8,
-    pub(crate) probe_ttl_ms: u64,
-    pub(crate) bucket_ms: u64,
-    /// The aligned window of the last sync (-1: none): the script totals the one before the
-    /// current only when it is new.
-    pub(crate) aligned: i64,
-    /// (age in ms, count, running total) triples.
-    pub(crate) deltas: Vec<(u64, u64, u64)>,
 }
 
 impl KindSync {
@@ -319,80 +229,6 @@ impl KindSync {
         (current.saturating_sub(2 * BUCKETS as u64)..=current + 1)
             .map(|b| format!("{}{b}", self.keys.buckets))
             .collect()
-    }
-}
-
-/// What the fleet sends of a kind in a minute window, learned from fleet-wide window totals: a
-/// mean and variance over about the last hour (a running average until warm, growth bounded
-/// after), judged with the kind's minute guards. Fleet mode watches the minute timescale; every
-/// instance still watches all three on its own counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct FleetNormal {
-    mean: f64,
-    var: f64,
-    windows: u64,
-}
-
-impl FleetNormal {
-    /// Minute windows with sends to learn before the fleet's normal is trusted.
-    fn warmup_windows(policy: &Policy) -> u64 {
-        u64::from(policy.warmup_windows)
-    }
-
-    fn learn(&mut self, count: u64, policy: &Policy) {
-        let warm = self.windows >= Self::warmup_windows(policy);
-        if count == 0 && !warm {
-            return;
-        }
-        let window_hours = policy.window_ms() as f64 / 3_600_000.0;
-        let mut x = count as f64;
-        if warm {
-            x = x.min(self.mean.max(1.0) * policy.growth_per_hour.powf(window_hours));
-        }
-        let alpha = (1.0 - 0.5f64.powf(window_hours)).max(1.0 / (self.windows + 1) as f64);
-        let delta = x - self.mean;
-        self.mean += alpha * delta;
-        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
-        self.windows = self.windows.saturating_add(1);
-    }
-
-    fn threshold(&self, policy: &Policy) -> u64 {
-        let warm = self.windows >= Self::warmup_windows(policy);
-        let phi = if self.mean > 0.0 {
-            ((self.var - self.mean) / (self.mean * self.mean)).clamp(0.0, 10.0)
-        } else {
-            0.0
-        };
-        policy.minute_limit(warm.then_some(self.mean), phi).0
-    }
-}
-
-impl Outgoing {
-    /// The script's invocation sending this (arguments in the order `sync.lua` reads them).
-    pub(crate) fn script_call(&self, hash: &str, id: &str, channel: &str, kind: &str) -> redis::Cmd {
-        let mut call = redis::cmd("EVALSHA");
-        call.arg(hash)
-            .arg(4)
-            .arg(&self.keys.trip)
-            .arg(&self.keys.probe)
-            .arg(&self.keys.force)
-            .arg(format!("{}{id}", self.keys.high_water))
-            .arg(&self.keys.buckets)
-            .arg(self.bucket_ms)
-            .arg(BUCKETS)
-            .arg(self.threshold)
-            .arg(self.trip_ttl_ms)
-            .arg(self.trip_reason)
-            .arg(self.probe)
-            .arg(self.probe_ttl_ms)
-            .arg(id)
-            .arg(channel)
-            .arg(kind)
-            .arg(self.aligned);
-        for &(age, count, upto) in &self.deltas {
-            call.arg(age).arg(count).arg(upto);
-        }
-        call
     }
 }
 
