@@ -83,7 +83,7 @@ pub enum Reason {
     /// A planned surge ended (the state does not change).
     SurgeEnded,
     /// The send's kind name breaks the kind-name rule
-    /// ([`validate_kind_name`](crate::validate_kind_name)): it is refused, and no kind is
+    /// ([`validate_kind_name`](crate::config::validate_kind_name)): it is refused, and no kind is
     /// registered for it.
     InvalidKind,
 }

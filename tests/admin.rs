@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason, admin};
+use spikebreaker::status::Reason;
+use spikebreaker::{Breaker, Config, Decision, ManualClock, admin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -8,7 +8,8 @@ mod support;
 use spikebreaker::backtest::{
     Backtest, BacktestReport, LogError, LogReader, Timeline, Trace, TraceReader, write_html,
 };
-use spikebreaker::{Breaker, Config, Decision, ManualClock, State};
+use spikebreaker::status::State;
+use spikebreaker::{Breaker, Config, Decision, ManualClock};
 use support::{DAY_MS, HOUR_MS, Profile, Traffic, burst, merge, tagged};
 
 const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;

@@ -15,7 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use spikebreaker::{Breaker, Config, Decision, KindConfig, ManualClock};
+use spikebreaker::config::KindConfig;
+use spikebreaker::{Breaker, Config, Decision, ManualClock};
 
 const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;
 

@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spikebreaker::{
-    Breaker, Config, Error, KindConfig, KindOverride, ManualClock, Reason, Recovery, State, TimescaleConfig,
-    TimescaleOverride,
-};
+use spikebreaker::config::{KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
+use spikebreaker::status::{Reason, State};
+use spikebreaker::{Breaker, Config, Error, ManualClock};
 
 const TOML: &str = r#"
 max_kinds = 1000

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use redis_server::Server;
 use spikebreaker::fleet::{Fleet, FleetConfig};
-use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, Reason, State, SystemClock};
+use spikebreaker::status::{Reason, State};
+use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, SystemClock};
 
 const KIND: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use spikebreaker::config::{KindConfig, TimescaleConfig};
+use spikebreaker::status::{Reason, State};
 use spikebreaker::{
-    AsyncSender, Breaker, Config, Decision, GuardError, Guarded, KindConfig, ManualClock, Notification,
-    Reason, Sender, State, TimescaleConfig,
+    AsyncSender, Breaker, Config, Decision, GuardError, Guarded, ManualClock, Notification, Sender,
 };
 use support::{Profile, Traffic, burst, merge};
 
@@ -171,7 +172,7 @@ async fn async_senders_are_guarded_the_same_way() {
 #[cfg(feature = "tower")]
 #[tokio::test]
 async fn a_tower_service_behind_the_layer_hands_blocked_requests_back() {
-    use spikebreaker::tower::GuardLayer;
+    use spikebreaker::guard::tower::GuardLayer;
     use tower::{Layer, ServiceExt, service_fn};
 
     let layer = GuardLayer::new(tripped_breaker());

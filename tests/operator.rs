@@ -5,10 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spikebreaker::{
-    Breaker, BreakerStatus, Config, Decision, Event, KindConfig, KindHandle, ManualClock, Reason, Recovery,
-    State,
-};
+use spikebreaker::config::{KindConfig, Recovery};
+use spikebreaker::status::{BreakerStatus, Event, Reason, State};
+use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock};
 
 /// A breaker on the manual clock with every event it emits recorded.
 fn recorded(config: Config) -> (Breaker<ManualClock>, ManualClock, Arc<Mutex<Vec<Event>>>) {
@@ -236,7 +235,7 @@ fn a_subscriber_may_call_back_into_the_breaker_around_a_reload() {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("reload and recovery finished");
     assert_eq!(breaker.config().defaults.minute.factor, 4.0);
-    assert_eq!(kind.state(), spikebreaker::State::HalfOpen);
+    assert_eq!(kind.state(), spikebreaker::status::State::HalfOpen);
 }
 
 // Recovery and the operator's controls, on kinds that trip above 100 sends a minute.
@@ -481,7 +480,7 @@ fn a_lasting_step_up_stays_open_is_reported_once_and_relearn_takes_it_as_normal(
 #[test]
 fn surges_planned_in_the_config_begin_and_end_on_time_and_cover_their_sends_only() {
     const DAY_MS: u64 = 86_400_000;
-    let surge = |kind: &str, sends: u64, from: &str, until: &str| spikebreaker::SurgeConfig {
+    let surge = |kind: &str, sends: u64, from: &str, until: &str| spikebreaker::config::SurgeConfig {
         kind: kind.into(),
         sends,
         from: from.into(),

@@ -2,7 +2,7 @@
 //! dashboard) name only metrics spikebreaker exports: every `spikebreaker_*` name they use is
 //! one a breaker, its kinds and a quarantine really record in the run below. Fleet mode's gauge
 //! needs a Redis server to be recorded, so it is taken from its constant in
-//! `spikebreaker::metrics` (with the `redis` feature; without it, fleet names are not checked).
+//! `spikebreaker::status::metrics` (with the `redis` feature; without it, fleet names are not checked).
 //! `operator/check` checks their syntax and runs the rules' tests with promtool.
 
 use std::collections::BTreeSet;
@@ -92,7 +92,7 @@ fn exported() -> BTreeSet<String> {
     #[cfg(feature = "redis")]
     let names = {
         let mut names = names;
-        names.insert(spikebreaker::metrics::FLEET_DEGRADED.to_owned());
+        names.insert(spikebreaker::status::metrics::FLEET_DEGRADED.to_owned());
         names
     };
     names

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
-use spikebreaker::metrics::{
+use spikebreaker::status::metrics::{
     ALLOWED, ATTEMPTED, BLOCKED, EXPECTED_SENDS, KINDS, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
     WINDOW_SENDS,
 };

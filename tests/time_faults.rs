@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-use spikebreaker::{
-    Breaker, Clock, Config, Decision, KindConfig, KindHandle, KindOverride, ManualClock, Reason, Recovery,
-    State,
-};
+use spikebreaker::config::{KindConfig, KindOverride, Recovery};
+use spikebreaker::status::{Reason, State};
+use spikebreaker::{Breaker, Clock, Config, Decision, KindHandle, ManualClock};
 
 const MINUTE: u64 = 60_000;
 const HOUR: u64 = 60 * MINUTE;

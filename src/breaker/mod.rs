@@ -226,7 +226,7 @@ impl<C: Clock> Breaker<C> {
     /// the lock-free path. Registers the kind if it is new (see [`Config::max_kinds`]); with no
     /// room for it, the handle sends to the overflow kind and moves to its own kind once there
     /// is room. For a name that breaks the kind-name rule
-    /// ([`validate_kind_name`](crate::validate_kind_name)) nothing is registered and the handle
+    /// ([`validate_kind_name`](crate::config::validate_kind_name)) nothing is registered and the handle
     /// refuses every send with [`Reason::InvalidKind`].
     pub fn kind(&self, kind: &str) -> KindHandle<C> {
         match self.inner.resolve(kind) {
@@ -250,7 +250,7 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Counts one send of `kind` and decides it (a registry look-up, then [`KindHandle::check`]).
-    /// A name that breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name))
+    /// A name that breaks the kind-name rule ([`validate_kind_name`](crate::config::validate_kind_name))
     /// is refused with [`Reason::InvalidKind`] and registers nothing; a registered name is never
     /// checked again, so the rule costs a send by name nothing.
     pub fn check(&self, kind: &str) -> Decision {
@@ -375,11 +375,11 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
-    /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
+    /// metric (see [`metrics`](crate::status::metrics)), for a service that wants this for quiet kinds
     /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.
     ///
     /// It also finds a metrics recorder installed after the breaker: its handles, and every
-    /// kind's, are registered again with it (see [`metrics`](crate::metrics)).
+    /// kind's, are registered again with it (see [`metrics`](crate::status::metrics)).
     pub fn refresh(&self) {
         let rebind = self.inner.metrics.lock().follow_the_recorder();
         for kind in self.inner.registry.all() {

@@ -22,7 +22,8 @@ impl<C: Clock> Breaker<C> {
     /// [`Error::InvalidKindName`]: a control never falls through to the overflow kind.
     ///
     /// ```
-    /// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
+    /// use spikebreaker::{Breaker, Config, Decision, ManualClock};
+    /// use spikebreaker::status::Reason;
     /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
     /// assert!(breaker.force_open("push.promo").unwrap_err().is_unknown_kind());
     /// assert!(breaker.check("push.promo").is_allowed());
@@ -82,7 +83,7 @@ impl<C: Clock> Breaker<C> {
     /// surge's own sends do not trip the kind. Its sends are learned like any others, so a
     /// surge that recurs (a weekly job announced once) becomes normal. A new surge replaces the
     /// one in force. Surges known ahead of time can be written into the configuration instead
-    /// ([`SurgeConfig`](crate::SurgeConfig)).
+    /// ([`SurgeConfig`](crate::config::SurgeConfig)).
     ///
     /// ```
     /// use spikebreaker::{Breaker, Config, ManualClock};

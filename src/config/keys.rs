@@ -11,7 +11,8 @@ impl Config {
     /// [`override_for`](Self::override_for)) laid over the defaults.
     ///
     /// ```
-    /// use spikebreaker::{Config, Recovery};
+    /// use spikebreaker::Config;
+    /// use spikebreaker::config::Recovery;
     /// let config = Config::from_toml(r#"
     ///     [kinds."security.*"]
     ///     recovery = "manual"

@@ -16,6 +16,7 @@ mod load;
 mod surge;
 mod types;
 
+pub use crate::name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 pub(crate) use compile::{Compiled, KindSettings};
 pub(crate) use surge::MAX_SURGE_MS;
 pub use surge::SurgeConfig;

@@ -41,7 +41,7 @@ pub struct Config {
     /// A kind named exactly always has a slot of its own, beyond `max_kinds`, and is never
     /// evicted; a pattern reserves no slot (the kinds it matches take slots as any new kind
     /// does, within `max_kinds`). Names follow the kind-name rule
-    /// ([`validate_kind_name`](crate::validate_kind_name)); `_overflow` sets the overflow kind's
+    /// ([`validate_kind_name`](crate::config::validate_kind_name)); `_overflow` sets the overflow kind's
     /// settings, which only that exact key reaches.
     #[serde(deserialize_with = "name::unique_kinds")]
     pub kinds: BTreeMap<String, KindOverride>,

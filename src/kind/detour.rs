@@ -72,7 +72,7 @@ impl<C: Clock> Detour<C> {
 
     /// Counts one send and decides it. On the overflow kind, a send looks for room at most once
     /// a second (of the breaker's clock), as a send by name does, counted like one in
-    /// [`overflowed`](crate::BreakerStatus::overflowed) and towards the name's admission: the
+    /// [`overflowed`](crate::status::BreakerStatus::overflowed) and towards the name's admission: the
     /// first look that finds room moves the handle to its own kind for good.
     #[cold]
     #[inline(never)]

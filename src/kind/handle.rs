@@ -18,8 +18,8 @@ use crate::state::State;
 /// would. Once moved, a send reads its kind with one more load than a handle resolved on the
 /// kind directly, then takes the kind's lock-free path. A handle for a name that breaks the
 /// kind-name rule
-/// ([`validate_kind_name`](crate::validate_kind_name)) refuses every send with
-/// [`Reason::InvalidKind`](crate::Reason::InvalidKind).
+/// ([`validate_kind_name`](crate::config::validate_kind_name)) refuses every send with
+/// [`Reason::InvalidKind`](crate::status::Reason::InvalidKind).
 pub struct KindHandle<C: Clock = SystemClock> {
     /// The kind whose send path every check runs: the handle's own, or for a handle with a
     /// `detour`, a parked kind that sends every check there.

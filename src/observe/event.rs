@@ -43,7 +43,8 @@ impl Event {
     /// dry-run it blocked nothing: see [`is_would_trip`](Self::is_would_trip).
     ///
     /// ```
-    /// use spikebreaker::{Breaker, Config, Event};
+    /// use spikebreaker::{Breaker, Config};
+    /// use spikebreaker::status::Event;
     /// let breaker = Breaker::new(Config::default())?;
     /// breaker.subscribe(|event: &Event| {
     ///     if event.is_trip() && !event.dry_run {

@@ -84,7 +84,7 @@ use crate::guard::park::{Attach, Park};
 use crate::observe::metrics::{self, count_quarantine};
 use crate::state::Reason;
 
-pub use crate::guard::NoQuarantine;
+pub use crate::guard::park::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
 pub use store::memory::MemoryStore;

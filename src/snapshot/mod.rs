@@ -24,6 +24,13 @@ const MAX_SPREAD: f64 = 10.0;
 
 /// What every kind has learned.
 ///
+/// What it holds is the learned model, private to this crate: a snapshot is saved as JSON with
+/// [`to_json`](Self::to_json) (or kept in a file, [`BreakerBuilder::snapshot_file`]) and read
+/// with [`from_json`](Self::from_json), which checks it. The JSON is versioned
+/// ([`Snapshot::VERSION`]); an older version is migrated when read.
+///
+/// [`BreakerBuilder::snapshot_file`]: crate::BreakerBuilder::snapshot_file
+///
 /// ```
 /// use spikebreaker::{Breaker, Config, ManualClock, Snapshot};
 /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
@@ -36,40 +43,40 @@ const MAX_SPREAD: f64 = 10.0;
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// [`Snapshot::VERSION`] (a version-1 snapshot is migrated when read).
-    pub version: u32,
+    pub(crate) version: u32,
     /// By kind name (each name once, by the kind-name rule).
     #[serde(deserialize_with = "name::unique_kinds")]
-    pub kinds: BTreeMap<String, KindSnapshot>,
+    pub(crate) kinds: BTreeMap<String, KindSnapshot>,
 }
 
 /// What one kind has learned: its week, its recent and long-run rates, and how widely its counts
 /// spread. Rates are per minute or per hour as named; the week is per hour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KindSnapshot {
+pub(crate) struct KindSnapshot {
     /// Sends in each of the 168 hours of the week, Monday 00:00 UTC first; `null` for an hour
     /// not seen yet.
-    pub week: Vec<Option<f64>>,
+    pub(crate) week: Vec<Option<f64>>,
     /// Sends a minute, a 30-minute moving average.
-    pub average_per_minute: f64,
+    pub(crate) average_per_minute: f64,
     /// What the kind is judged against of that average (its growth is bounded).
-    pub recent_per_minute: f64,
+    pub(crate) recent_per_minute: f64,
     /// Sends an hour over about the last week.
-    pub longrun_per_hour: f64,
+    pub(crate) longrun_per_hour: f64,
     /// How widely counts spread, per group (minute counts; hour and day counts): moving sums of
     /// `(x - mu)^2 - mu` and of `mu^2`, whose ratio is the overdispersion.
-    pub spread_moments: [[f64; 2]; 2],
+    pub(crate) spread_moments: [[f64; 2]; 2],
     /// Hours each group of the spread has learned from.
-    pub spread_hours: [u32; 2],
+    pub(crate) spread_hours: [u32; 2],
     /// Mean and variance of the logarithm of an ordinary hour's busiest minute over what a
     /// minute reaches about once an hour by the spread alone.
-    pub burst: [f64; 2],
+    pub(crate) burst: [f64; 2],
     /// Hours the bursts were learned from.
-    pub burst_hours: u32,
+    pub(crate) burst_hours: u32,
     /// Minute windows (of the kind's `window_secs`) with sends learned: the warm-up.
-    pub minutes: u32,
+    pub(crate) minutes: u32,
     /// Hours learned.
-    pub hours: u32,
+    pub(crate) hours: u32,
 }
 
 /// A version-1 kind: one window's mean, variance and decaying peak.
@@ -157,7 +164,7 @@ impl Snapshot {
     }
 
     /// Refuses a snapshot of another version, with a kind name that breaks the kind-name rule
-    /// ([`validate_kind_name`](crate::validate_kind_name)), a window the configuration could not
+    /// ([`validate_kind_name`](crate::config::validate_kind_name)), a window the configuration could not
     /// have, or a figure that is negative, not a number, or beyond a billion sends a second.
     pub fn validate(&self) -> Result<(), Error> {
         if self.version != Self::VERSION {
