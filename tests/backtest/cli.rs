@@ -1,10 +1,7 @@
 //! The `spikebreaker backtest` command, run as a user runs it: a log on disk or on standard
 //! input, the JSON report on standard output, exit code 2 on bad input.
 
-#[path = "support/cli.rs"]
-mod cli;
-
-use cli::spikebreaker;
+use crate::binary::spikebreaker;
 use serde_json::Value;
 use std::process::{Command, Output};
 

@@ -1,6 +1,5 @@
 //! The admin router served on a real loopback socket and driven with plain HTTP/1.1: what it
 //! answers, and what its controls do to the breaker.
-#![cfg(feature = "admin")]
 
 use std::net::SocketAddr;
 use std::time::Duration;

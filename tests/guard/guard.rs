@@ -5,8 +5,6 @@
 //! Sending by name (`Breaker::check`, what `Guarded` does) decides exactly as sending through a
 //! resolved handle.
 
-mod support;
-
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,12 +12,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::{Profile, Traffic, burst, merge};
 use spikebreaker::config::{KindConfig, TimescaleConfig};
 use spikebreaker::status::{Reason, State};
 use spikebreaker::{
     AsyncSender, Breaker, Config, Decision, GuardError, Guarded, ManualClock, Notification, Sender,
 };
-use support::{Profile, Traffic, burst, merge};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Email {

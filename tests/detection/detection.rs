@@ -4,19 +4,17 @@
 //! engine on a manual clock. Runaways of every speed, at a kind's busy hour and its quiet one, are
 //! stopped; four weeks of legitimate traffic are never blocked.
 //!
-//! `cargo test --test detection -- --nocapture` prints the figures the README quotes.
-
-mod support;
+//! `cargo test --test detection detection:: -- --nocapture` prints the figures the README quotes.
 
 use std::time::Duration;
 
-use spikebreaker::backtest::{Backtest, BacktestReport};
-use spikebreaker::status::{Event, Reason, State, Timescale};
-use spikebreaker::{Breaker, Config, ManualClock};
-use support::{
+use crate::support::{
     DAY_MS, HOUR_MS, MINUTE_MS, MONDAY_MS, Profile, Rng, Traffic, WEEK_MS, burst, merge, minute_of_sends,
     poisson_sends, tagged,
 };
+use spikebreaker::backtest::{Backtest, BacktestReport};
+use spikebreaker::status::{Event, Reason, State, Timescale};
+use spikebreaker::{Breaker, Config, ManualClock};
 
 /// A send of the ordinary traffic, or of a runaway job of the same or another kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,14 +1,10 @@
 //! Fleet mode against a real `redis-server`, one throwaway server per test on a unix socket.
 //! The instances are breakers in one process; their local clocks stand still (the fleet's
 //! windows run on Redis time), so every local count stays in one local window.
-#![cfg(feature = "redis")]
-
-#[path = "support/redis_server.rs"]
-mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use redis_server::Server;
+use crate::redis_server::Server;
 use spikebreaker::fleet::{Fleet, FleetConfig};
 use spikebreaker::status::{Reason, State};
 use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, SystemClock};

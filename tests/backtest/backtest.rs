@@ -3,14 +3,12 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-mod support;
-
+use crate::support::{DAY_MS, HOUR_MS, Profile, Traffic, burst, merge, tagged};
 use spikebreaker::backtest::{
     Backtest, BacktestReport, LogError, LogReader, Timeline, Trace, TraceReader, write_html,
 };
 use spikebreaker::status::State;
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
-use support::{DAY_MS, HOUR_MS, Profile, Traffic, burst, merge, tagged};
 
 const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;
 
@@ -358,7 +356,7 @@ fn line_by_line(config: Config, log: &[u8]) -> (BacktestReport, BTreeMap<String,
 
 /// Three days of six kinds, one of them running away on the third day, another leaking.
 fn busy_log() -> String {
-    let start = support::MONDAY_MS;
+    let start = crate::support::MONDAY_MS;
     let profiles = vec![
         Profile::daily("email.receipt", 40.0, 6.0),
         Profile::daily("sms.login_code", 12.0, 4.0),
@@ -509,7 +507,7 @@ proptest! {
 fn the_html_report_has_a_chart_per_kind_and_stays_small() {
     // 200 kinds over 30 days, each sent every ten minutes; one runs away.
     let mut log = String::new();
-    let start = support::MONDAY_MS;
+    let start = crate::support::MONDAY_MS;
     for step in 0..(30 * 144u64) {
         for kind in 0..200u64 {
             log.push_str(&format!("{},kind.{kind:03}\n", start + step * 600_000 + kind));

@@ -2,16 +2,11 @@
 //! history and catch injected runaways sooner, excluded spans, the suggested configuration, and
 //! bad input.
 
-#[path = "support/cli.rs"]
-mod cli;
-
-mod support;
-
-use cli::spikebreaker;
+use crate::binary::spikebreaker;
+use crate::support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge, tagged};
 use spikebreaker::Config;
 use spikebreaker::backtest::{Runaway, Trace, Tuner};
 use std::process::Output;
-use support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge, tagged};
 
 const KINDS: [&str; 2] = ["email.receipt", "security.2fa_changed"];
 
