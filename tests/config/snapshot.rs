@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use spikebreaker::{Breaker, Config, KindHandle, ManualClock, Snapshot};
 
+use crate::snapshots::{a_learned_week, kinds};
+
 #[test]
 fn a_snapshot_carries_what_was_learned_across_a_restart() {
     let clock = ManualClock::new();
@@ -481,30 +483,10 @@ fn a_snapshot_file_that_cannot_be_written_is_an_error_naming_it_never_a_panic() 
 /// snapshot cannot switch it off.
 #[test]
 fn the_widest_bursts_a_snapshot_may_claim_leave_the_minute_window_a_limit() {
-    let learned = json!({
-        "week": vec![Some(600.0); 168],
-        "average_per_minute": 10.0,
-        "recent_per_minute": 10.0,
-        "longrun_per_hour": 600.0,
-        "spread_moments": [[0.0, 1.0], [0.0, 1.0]],
-        "spread_hours": [168, 168],
-        "burst": [100.0, 100.0],
-        "burst_hours": 168,
-        "minutes": 7 * 24 * 60,
-        "hours": 168,
-    });
-    let snapshot = json!({"version": Snapshot::VERSION, "kinds": {"a": learned}});
-    let snapshot = Snapshot::from_json(&snapshot.to_string()).unwrap();
+    let snapshot = a_learned_week("a", 10.0, [100.0, 100.0]);
     snapshot.validate().unwrap();
     let breaker = Breaker::with_clock(Config::default(), ManualClock::new()).unwrap();
     breaker.restore(&snapshot).unwrap();
     let status = breaker.kind_status("a").unwrap();
     assert!(status.minute().threshold < 100_000, "{:?}", status.minute());
-}
-
-/// The kinds a snapshot holds, as its JSON shows them (a snapshot's contents are not API: its
-/// JSON is).
-fn kinds(snapshot: &Snapshot) -> serde_json::Map<String, serde_json::Value> {
-    let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
-    json["kinds"].as_object().unwrap().clone()
 }

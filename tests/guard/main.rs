@@ -2,6 +2,8 @@
 //! threads sending at once with exact counts (`concurrency`), and the bounded registry against a
 //! flood of junk kind names (`registry`).
 
+#[path = "../support/snapshots.rs"]
+mod snapshots;
 #[path = "../support/mod.rs"]
 mod support;
 

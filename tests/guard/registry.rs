@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
 use spikebreaker::status::Reason;
-use spikebreaker::{Breaker, Clock, Config, Decision, ManualClock, Snapshot};
+use spikebreaker::{Breaker, Clock, Config, Decision, ManualClock};
+
+use crate::snapshots::{a_learned_week, kinds};
 
 const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;
 const MAX_KINDS: usize = 100;
@@ -150,20 +151,7 @@ fn a_flood_of_new_names_cannot_evict_an_idle_kind_that_has_learned_its_baseline(
     let (breaker, clock) = breaker("");
     // A kind that learned 3,000 a minute at every hour of last week (restored), and sends so for
     // an hour.
-    let learned = json!({
-        "week": vec![Some(180_000.0); 168],
-        "average_per_minute": 3_000.0,
-        "recent_per_minute": 3_000.0,
-        "longrun_per_hour": 180_000.0,
-        "spread_moments": [[0.0, 1.0], [0.0, 1.0]],
-        "spread_hours": [168, 168],
-        "burst": [0.0, 0.01],
-        "burst_hours": 168,
-        "minutes": 7 * 24 * 60,
-        "hours": 168,
-    });
-    let snapshot = json!({"version": Snapshot::VERSION, "kinds": {"email.digest": learned}});
-    let snapshot = Snapshot::from_json(&snapshot.to_string()).unwrap();
+    let snapshot = a_learned_week("email.digest", 3_000.0, [0.0, 0.01]);
     breaker.restore(&snapshot).unwrap();
     assert_eq!(
         sends(&breaker, &clock, "email.digest", 60 * 3_000, MINUTE / 3_000),
@@ -287,11 +275,4 @@ fn relearning_the_overflow_kind_leaves_its_limit_fixed() {
     let overflow = breaker.kind_status(OVERFLOW_KIND).unwrap();
     assert!(!overflow.warmed_up, "{overflow:?}");
     assert_eq!(overflow.minute().threshold, 500, "the warm-up ceiling, as before");
-}
-
-/// The kinds a snapshot holds, as its JSON shows them (a snapshot's contents are not API: its
-/// JSON is).
-fn kinds(snapshot: &Snapshot) -> serde_json::Map<String, serde_json::Value> {
-    let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
-    json["kinds"].as_object().unwrap().clone()
 }
