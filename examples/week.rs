@@ -11,7 +11,8 @@ mod support;
 
 use std::fmt::Write as _;
 
-use spikebreaker::{Breaker, Config, Event, KindStatus, ManualClock, Timescale, Window};
+use spikebreaker::status::{Event, KindStatus, Timescale, Window};
+use spikebreaker::{Breaker, Config, ManualClock};
 use support::{
     DAY_MS, HOUR_MS, MINUTE_MS, MONDAY_MS, Profile, Traffic, WEEK_MS, merge, poisson_sends, tagged,
 };
