@@ -75,6 +75,7 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod fleet;
 mod guard;
+pub mod guide;
 mod kind;
 mod name;
 mod observe;
