@@ -30,7 +30,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use spikebreaker::guard::ByNotification;
-use spikebreaker::quarantine::{self, Item, Quarantine, Releaser, SqliteStore, Step, Summary};
+use spikebreaker::quarantine::{DEFAULT_POLL, Item, Quarantine, Releaser, SqliteStore, Step, Summary};
 use spikebreaker::{
     Breaker, Config, GuardError, Guarded, Notification, Sender, Snapshot, SystemClock, admin,
 };
@@ -98,10 +98,12 @@ impl Sender<Email> for Smtp {
     }
 }
 
+// The README's "One whole service" shows `Mailer` and `start` as they stand here, line for line (a
+// test in src/guide/mod.rs compares them): change both together.
+
 /// The guarded sender the service sends through.
 type Mailer = Guarded<Smtp, ByNotification, SystemClock, Quarantine>;
 
-// The service's wiring, shown in the README's "One whole service".
 /// Builds the service from the files in `dir`: its guarded sender, and the operators' router.
 fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     // The recorder first: a breaker's metric handles bind to the recorder in place when it is built.
@@ -122,12 +124,13 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     std::thread::spawn(move || {
         loop {
             match releaser.step(&releasing) {
-                Ok(Step::Sent { .. } | Step::Failed { .. }) => {}
+                Ok(Step::Sent { .. }) => {}
+                Ok(Step::Failed { id, note, .. }) => eprintln!("releaser: item {id} held again: {note}"),
                 Ok(Step::Wait(wait)) => std::thread::sleep(wait),
-                Ok(Step::Idle) => std::thread::sleep(quarantine::DEFAULT_POLL),
+                Ok(Step::Idle) => std::thread::sleep(DEFAULT_POLL),
                 Err(error) => {
                     eprintln!("releaser: {error}");
-                    std::thread::sleep(quarantine::DEFAULT_POLL);
+                    std::thread::sleep(DEFAULT_POLL);
                 }
             }
         }
@@ -140,11 +143,10 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
         prometheus.render()
     };
     let router = admin::router(breaker)
-        .merge(quarantine::admin::router(quarantine))
+        .merge(spikebreaker::quarantine::admin::router(quarantine))
         .route("/metrics", get(metrics));
     Ok((mailer, router))
 }
-// The end of the wiring the README shows.
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);

@@ -55,3 +55,25 @@ pub mod evidence {}
 
 #[doc = include_str!("limits.md")]
 pub mod limits {}
+
+#[cfg(test)]
+mod tests {
+    /// The README's "One whole service" shows `examples/service.rs`'s wiring, which CI compiles
+    /// and runs: the block must be the example's code, line for line.
+    #[test]
+    fn the_readmes_service_is_the_examples_own_code() {
+        let readme = include_str!("../../README.md");
+        let example = include_str!("../../examples/service.rs");
+        let block = readme
+            .split("\n## One whole service\n")
+            .nth(1)
+            .and_then(|section| section.split("```rust,ignore\n").nth(1))
+            .and_then(|rest| rest.split("\n```\n").next())
+            .expect("the README has a `rust,ignore` block under \"One whole service\"");
+        assert!(block.contains("fn start("), "the block shows `start`:\n{block}");
+        assert!(
+            example.contains(block),
+            "the README's service block is not in examples/service.rs as it stands:\n{block}"
+        );
+    }
+}
