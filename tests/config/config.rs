@@ -190,16 +190,16 @@ fn keys_that_apply_to_no_kind_are_named() {
     );
 }
 
-/// The warm-up follows the kind's own settings: the README's override protects from the first
+/// The warm-up follows the kind's own settings: the configuration guide's override protects from the first
 /// send, and an override that lowers (or raises) the minute floor scales the warm-up ceiling.
 #[test]
 fn a_kind_warms_up_under_its_own_settings() {
-    const README: &str = r#"
+    const GUIDE: &str = r#"
 [kinds."security.2fa_changed"]
 minute = { floor = 10, ceiling = 20 }
 recovery = "manual"
 "#;
-    assert_eq!(runaway(README, "security.2fa_changed", 2_000).0, 20);
+    assert_eq!(runaway(GUIDE, "security.2fa_changed", 2_000).0, 20);
     // A floor alone: the defaults' ratio (500 over 50), ten times the floor.
     let floor_only = "[kinds.\"security.2fa_changed\"]\nminute = { floor = 20 }\n";
     assert_eq!(runaway(floor_only, "security.2fa_changed", 2_000).0, 200);

@@ -4,7 +4,7 @@
 //! engine on a manual clock. Runaways of every speed, at a kind's busy hour and its quiet one, are
 //! stopped; four weeks of legitimate traffic are never blocked.
 //!
-//! `cargo test --test detection detection:: -- --nocapture` prints the figures the README quotes.
+//! `cargo test --test detection detection:: -- --nocapture` prints the figures the detection guide quotes.
 
 use std::time::Duration;
 

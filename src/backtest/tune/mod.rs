@@ -1,7 +1,7 @@
 //! The tuner: each kind's history replayed against a grid of settings, and against copies with
 //! runaways injected, to find the most sensitive settings that never trip on the history.
 //!
-//! Assumptions (the README's *Tuning* says more): the history is clean, apart from the spans
+//! Assumptions (the guide's backtest page, *Tuning*, says more): the history is clean, apart from the spans
 //! excluded (a known incident); its first third (at most a week) is for learning, and trips there
 //! are not counted; kinds are independent, so each kind is replayed alone; the runaways are
 //! injected one at a time per slot of the rest of the log, far enough apart that each meets a
