@@ -14,7 +14,7 @@ mod gate;
 mod handle;
 mod machine;
 mod newcomers;
-pub(crate) mod state;
+mod packed;
 
 use std::sync::Arc;
 
@@ -32,8 +32,7 @@ pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use newcomers::Newcomers;
-pub(crate) use state::Packed;
-pub use state::{Reason, State};
+pub(crate) use packed::Packed;
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]

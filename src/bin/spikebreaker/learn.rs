@@ -31,7 +31,7 @@ pub(crate) fn run(args: &LearnArgs) -> Result<(), Failure> {
     out.flush().map_err(failed)?;
     eprintln!(
         "spikebreaker learn: {} kinds learned from {} sends",
-        snapshot.kinds.len(),
+        snapshot.kinds().len(),
         trace.sends()
     );
     Ok(())
