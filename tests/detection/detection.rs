@@ -281,6 +281,10 @@ fn an_unseen_kind_bursting_is_held_to_500_and_a_steady_one_never_blocked() {
 /// `open_alert_secs`). Declared in the configuration (`expected_per_minute`), it flows from its
 /// first send.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn a_steady_new_kind_above_the_warm_up_ceiling_is_held_until_it_is_declared() {
     const NEW: &str = "email.migration_notice";
     let start = week_three(9);
@@ -326,6 +330,10 @@ fn four_weeks_of_legitimate_traffic_are_never_blocked() {
 
 /// The same four weeks on seeds no setting was tuned on.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn four_weeks_on_held_out_seeds_are_never_blocked() {
     let mut trips = Vec::new();
     for first in [101, 211, 307, 401, 503, 601, 701, 809, 907, 1009, 1103, 1201] {
@@ -436,6 +444,10 @@ fn four_weeks(seeds: [u64; 3]) -> Vec<String> {
 /// expected at least at half what the other days make of it, and a lower figure is learned at
 /// half the weight of a higher one).
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn the_fridays_after_a_holiday_are_not_spikes() {
     let profiles = [Profile {
         holiday_ms: Some(MONDAY_MS + 4 * DAY_MS),
@@ -474,6 +486,10 @@ fn the_fridays_after_a_holiday_are_not_spikes() {
 /// the last day of the send log (`spikebreaker learn`, `Trace::learn`); an operator who relearns
 /// each kind the alert names, ten minutes after it is named.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn a_restart_that_lost_the_snapshot_blocks_big_kinds_until_one_remedy_is_applied() {
     let profiles = [
         Profile::daily("email.receipt", 1_100.0, 3.0),
@@ -680,6 +696,10 @@ fn a_trip_stays_with_its_kind() {
 /// at 400 a second for a day, and at 480 a minute (under the warm-up ceiling): stopped, never
 /// adopted as its own normal.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn a_cold_runaway_is_stopped_and_never_adopted() {
     const COLD: &str = "security.cold_notice";
     let profiles = [
@@ -709,6 +729,10 @@ fn a_cold_runaway_is_stopped_and_never_adopted() {
 /// A kind learned at 2 a minute, then a bug that multiplies its rate by 1.45 or 1.3 every hour
 /// for a day: stopped within 5,000 sends of the day (a normal day is 2,880).
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn a_ramp_under_the_hourly_growth_bound_is_stopped_by_the_learned_week() {
     const KIND: &str = "email.reminder";
     let profile = Profile::steady(KIND, 2.0);
@@ -738,6 +762,10 @@ fn a_ramp_under_the_hourly_growth_bound_is_stopped_by_the_learned_week() {
 /// flow. The names share a stem (`security.notice.#`): after the first few, each newcomer of
 /// that stem is held to a lower warm-up ceiling.
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "replays days of sends a second: run in release, as CI does (cargo test --release --test detection)"
+)]
 fn rotating_names_do_not_multiply_the_budget() {
     let profiles = [
         Profile::daily("email.welcome", 120.0, 8.0),
