@@ -110,3 +110,22 @@ impl<C: Clock> Kind<C> {
 
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
+
+#[cfg(all(test, not(spikebreaker_loom)))]
+mod footprint {
+    /// A kind is 13 cache lines: the send path's two and the cold side's eleven. The footprint
+    /// example measures what the registry adds (987 bytes a kind at 100,000 kinds, of a budget of
+    /// 1,024); a field that pushes the cold side onto a twelfth line costs 64 bytes a kind.
+    #[test]
+    fn a_kind_is_thirteen_cache_lines() {
+        use crate::clock::SystemClock;
+        let sizes = (
+            std::mem::size_of::<super::Kind<SystemClock>>(),
+            std::mem::size_of::<super::Cold>(),
+            std::mem::size_of::<crate::detect::Detector>(),
+            std::mem::size_of::<crate::detect::Learned>(),
+        );
+        println!("kind, cold side, detector, learned: {sizes:?}");
+        assert!(sizes.0 <= 13 * 64, "{sizes:?}");
+    }
+}
