@@ -1,6 +1,6 @@
 //! The cold side of a kind, under its lock: the detector's roll-over and learning, the state
-//! machine's transitions, the operator's controls, and the figures a status, a metric export or a
-//! fleet sync reads.
+//! machine's transitions, and the figures a status or a metric export reads. What operators and
+//! fleet mode do to a kind is in [`controls`](super::controls).
 
 use std::sync::Arc;
 
@@ -29,35 +29,35 @@ pub(crate) struct Standing {
 #[derive(Debug)]
 pub(super) struct Cold {
     /// Shared with every kind on the same settings (most kinds run on the defaults).
-    settings: Arc<KindSettings>,
-    detector: Detector,
-    state: Packed,
-    since_ms: u64,
+    pub(super) settings: Arc<KindSettings>,
+    pub(super) detector: Detector,
+    pub(super) state: Packed,
+    pub(super) since_ms: u64,
     /// An operator forced the state: no automatic transition until reset.
-    forced: bool,
+    pub(super) forced: bool,
     /// Open: when the cool-down ends (`u64::MAX`: held open); half-open: when the probe ends.
-    until: u64,
+    pub(super) until: u64,
     /// The bucket in progress has seen only closed, unforced traffic.
-    clean: bool,
+    pub(super) clean: bool,
     /// Attempts in buckets already rolled into the detector.
-    attempted_rolled: u64,
-    trips: u64,
+    pub(super) attempted_rolled: u64,
+    pub(super) trips: u64,
     /// Start of the last bucket rolled out with a send in it (creation time before): how long
     /// the kind has been idle, learned at roll-over at no cost to the send path.
-    last_send_ms: u64,
+    pub(super) last_send_ms: u64,
     /// What the last trip was judged on.
-    tripped_on: Option<Reading>,
+    pub(super) tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
-    reported_open: bool,
+    pub(super) reported_open: bool,
     /// When the planned surge in force ends (`NEVER`: none); the detector counts down its
     /// sends.
-    surge_until: u64,
+    pub(super) surge_until: u64,
     /// The next of the settings' planned surges to begin.
-    next_planned: u32,
+    pub(super) next_planned: u32,
     /// A surge began where no event could be sent (the kind's creation): report it next.
-    surge_news: bool,
+    pub(super) surge_news: bool,
     /// The kind's counters' handles (its gauges are registered as they are exported).
-    metrics: KindMetrics,
+    pub(super) metrics: KindMetrics,
 }
 
 impl Cold {
@@ -109,7 +109,7 @@ fn begin_planned(cold: &mut Cold, now: u64) -> bool {
 
 /// The first of `settings`' planned surges still to begin at `now`, for a kind whose surge in
 /// force (if any) ends at `surge_until`: one in progress begins now unless it is that one.
-fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
+pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
     let surges = &settings.surges;
     let mut next = surges
         .iter()
@@ -241,7 +241,7 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Under the lock: moves the current bucket's count into the rolled total.
-    fn take_count(&self, cold: &mut Cold) -> u64 {
+    pub(super) fn take_count(&self, cold: &mut Cold) -> u64 {
         let count = self.counters.0.count.swap(0, Ordering::AcqRel);
         cold.attempted_rolled += count;
         if count > 0 {
@@ -273,19 +273,19 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Attempts since the kind was created: rolled buckets and the current one.
-    fn attempted(&self, cold: &Cold) -> u64 {
+    pub(super) fn attempted(&self, cold: &Cold) -> u64 {
         cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed)
     }
 
     /// Attempts in the bucket in progress.
-    fn current(&self, cold: &Cold) -> u64 {
+    pub(super) fn current(&self, cold: &Cold) -> u64 {
         let _ = cold; // read under the lock, so that no roll-over moves it meanwhile
         self.counters.0.count.load(Ordering::Relaxed)
     }
 
     /// Moves the kind to `to` for `reason`; `reading` is what a trip was judged on (otherwise the
     /// event carries the window nearest its limit).
-    fn transition(
+    pub(super) fn transition(
         &self,
         cold: &mut Cold,
         now: u64,
@@ -323,13 +323,13 @@ impl<C: Clock> Kind<C> {
     }
 
     /// News that leaves the state as it is: still open, a surge begun or ended.
-    fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
+    pub(super) fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
         let state = cold.state.state;
         let reading = cold.detector.nearest(self.current(cold));
         events.push(self.event(state, state, reason, now, window(&reading)));
     }
 
-    fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
+    pub(super) fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
         Event {
             kind: Arc::clone(self.name()),
             at_ms: now,
@@ -342,7 +342,7 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Stores what the send path reads.
-    fn publish(&self, cold: &Cold) {
+    pub(super) fn publish(&self, cold: &Cold) {
         let limits = &self.limits.0;
         let headroom = match cold.state.state {
             State::Open => 0,
@@ -358,7 +358,7 @@ impl<C: Clock> Kind<C> {
 
     /// The kind's figures as they stand under the lock at `now`, without bringing the windows
     /// up to now.
-    fn figures(&self, cold: &Cold, now: u64) -> KindStatus {
+    pub(super) fn figures(&self, cold: &Cold, now: u64) -> KindStatus {
         let attempted = self.attempted(cold);
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
         let current = self.current(cold);
@@ -412,7 +412,7 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
-    fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
+    pub(super) fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
         let now = self.shared().clock.now_ms();
         let mut events = Vec::new();
         let result = {
@@ -429,7 +429,7 @@ impl<C: Clock> Kind<C> {
     /// Runs `f` under the lock without advancing the window or making transitions, so that it
     /// calls no subscriber: safe to call while holding the breaker's configuration lock. The
     /// next send or refresh brings the kind up to now.
-    fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
+    pub(super) fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
         let now = self.shared().clock.now_ms();
         let mut cold = self.cold.lock();
         let result = f(self, &mut cold, now);
@@ -437,162 +437,12 @@ impl<C: Clock> Kind<C> {
         result
     }
 
-    /// Brings the window, any due transition and the metrics up to now, without counting a send;
-    /// with `rebind`, registers the kind's metrics handles again first, with the recorder in
-    /// force (one installed after the kind).
-    pub(crate) fn refresh(&self, rebind: bool) {
-        self.cold_op(|kind, cold, _, _| {
-            if rebind {
-                cold.metrics = KindMetrics::register(&kind.shared().name, kind.name());
-            }
-        });
-    }
-
-    /// Operator: hold the kind open (`State::Open`) or closed (`State::Closed`) until reset.
-    pub(crate) fn force(&self, to: State) {
-        let reason = if to == State::Open {
-            Reason::ForcedOpen
-        } else {
-            Reason::ForcedClosed
-        };
-        self.cold_op(|kind, cold, now, events| {
-            cold.forced = true;
-            kind.transition(cold, now, to, reason, None, events);
-        });
-    }
-
-    /// Operator: back to closed with automatic detection, forgetting the windows' counts (not
-    /// what was learned).
-    pub(crate) fn reset(&self) {
-        self.cold_op(|kind, cold, now, events| {
-            kind.take_count(cold);
-            cold.detector.clear();
-            cold.forced = false;
-            cold.until = u64::MAX;
-            kind.transition(cold, now, State::Closed, Reason::Reset, None, events);
-            // The learning in progress saw the trouble that led to the reset.
-            cold.clean = false;
-        });
-    }
-
-    /// Operator: the rate the kind kept while open is its new normal (a lasting change in
-    /// legitimate traffic): take it as the recent rate, forget the windows' counts, and close.
-    pub(crate) fn relearn(&self) {
-        self.cold_op(|kind, cold, now, events| {
-            kind.take_count(cold);
-            cold.detector.relearn(&cold.settings.policy, now);
-            cold.forced = false;
-            cold.until = u64::MAX;
-            kind.transition(cold, now, State::Closed, Reason::Relearned, None, events);
-            cold.clean = false;
-        });
-    }
-
-    /// Operator, or the sending job: `sends` are allowed whatever the limits say until
-    /// `for_ms` from now (a campaign, a real mass notice). A second surge replaces the first.
-    pub(crate) fn plan_surge(&self, sends: u64, for_ms: u64) {
-        self.cold_op(|kind, cold, now, events| {
-            cold.surge_until = now.saturating_add(for_ms);
-            cold.detector.set_surge(sends);
-            kind.report(cold, now, Reason::Surge, events);
-            kind.publish(cold);
-        });
-    }
-
     /// The surge is over: back to the kind's own limits, with the windows' counts forgotten (the
     /// surge's sends were allowed; they must not trip the kind now).
-    fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
+    pub(super) fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         cold.surge_until = NEVER;
         cold.detector.set_surge(0);
         cold.detector.clear();
         self.report(cold, now, Reason::SurgeEnded, events);
-    }
-
-    /// Operator: detect and report, but never block (`on`), or enforce again.
-    pub(crate) fn set_dry_run(&self, on: bool) {
-        self.limits.0.dry_run.store(on, Ordering::Relaxed);
-    }
-
-    /// Runs on new settings, keeping counts and what was learned. A new minute window length
-    /// restarts the minute window's counts.
-    pub(crate) fn apply(&self, settings: Arc<KindSettings>) {
-        self.locked(|kind, cold, now| {
-            if settings.policy.bucket_ms != cold.settings.policy.bucket_ms {
-                // The bucket in progress is counted in the long windows before the minute
-                // window restarts on its new buckets.
-                let count = kind.take_count(cold);
-                cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
-            }
-            cold.detector.apply(&cold.settings.policy, &settings.policy, now);
-            if cold.state.state == State::Open && !cold.forced {
-                cold.until = match settings.recovery {
-                    Recovery::Auto => cold.since_ms.saturating_add(settings.cooldown_ms),
-                    Recovery::Manual => u64::MAX,
-                };
-            }
-            kind.limits.0.dry_run.store(settings.dry_run, Ordering::Relaxed);
-            cold.next_planned = next_planned(&settings, cold.surge_until, now);
-            cold.settings = settings;
-            kind.publish(cold);
-        });
-    }
-
-    /// What the kind has learned.
-    pub(crate) fn learned(&self) -> Learned {
-        self.cold.lock().detector.learned().clone()
-    }
-
-    /// Replaces what was learned (a restored snapshot).
-    pub(crate) fn restore(&self, learned: Learned) {
-        self.locked(|kind, cold, now| {
-            cold.detector.restore(&cold.settings.policy, learned, now);
-            kind.publish(cold);
-        });
-    }
-
-    /// Everything an operator wants to see, brought up to now.
-    pub(crate) fn status(&self) -> KindStatus {
-        self.cold_op(|kind, cold, now, _| kind.figures(cold, now))
-    }
-
-    /// The kind's figures as its last send left them: takes the lock, rolls nothing and makes
-    /// no transition, so reading them changes nothing the kind will decide (a replay's
-    /// timeline).
-    pub(crate) fn figures_as_they_stand(&self) -> KindStatus {
-        let now = self.shared().clock.now_ms();
-        let cold = self.cold.lock();
-        self.figures(&cold, now)
-    }
-}
-
-/// What fleet mode does with a kind, through the breaker (see `Breaker`'s fleet section).
-#[cfg(feature = "redis")]
-impl<C: Clock> Kind<C> {
-    /// The kind's figures and settings as they stand. Cold: takes the kind's lock, counts
-    /// nothing, rolls nothing.
-    pub(crate) fn sync_view(&self) -> (KindStatus, Arc<KindSettings>) {
-        let now = self.shared().clock.now_ms();
-        let cold = self.cold.lock();
-        (self.figures(&cold, now), Arc::clone(&cold.settings))
-    }
-
-    /// Opens the kind for the fleet unless an operator forced its state, and keeps it open for
-    /// at least `hold_ms` from now (a kind that was closed opens for exactly that long).
-    pub(crate) fn hold_open(&self, hold_ms: u64) {
-        self.cold_op(|kind, cold, now, events| {
-            if cold.forced {
-                return;
-            }
-            let until = now.saturating_add(hold_ms);
-            if cold.state.state != State::Open {
-                kind.transition(cold, now, State::Open, Reason::Fleet, None, events);
-                if cold.settings.recovery == Recovery::Auto {
-                    cold.until = until;
-                }
-            } else if cold.until < until {
-                cold.until = until;
-            }
-            kind.publish(cold);
-        });
     }
 }

@@ -8,6 +8,7 @@
 //! no headroom, so its sends take the (still lock-free) refusal path.
 
 mod atomics;
+mod controls;
 pub(crate) mod decision;
 mod detour;
 mod gate;
