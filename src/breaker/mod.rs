@@ -163,6 +163,7 @@ impl<C: Clock> Breaker<C> {
                     subscribers: Subscribers::default(),
                     name,
                     newcomers: Default::default(),
+                    families: Default::default(),
                 }),
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
@@ -434,13 +435,17 @@ impl<C: Clock> Breaker<C> {
         for kind in self.inner.registry.all() {
             kind.apply(Arc::clone(compiled.settings(kind.name())));
         }
+        let now = self.inner.shared.clock.now_ms();
+        let families = &self.inner.shared.families;
+        families.apply(|key| compiled.family(key).cloned(), now);
         self.inner.registry.reclassify(|name| compiled.names(name));
         *slot = (config, compiled);
         Ok(())
     }
 
     /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)); not
-    /// the overflow kind's, which learns nothing.
+    /// the overflow kind's, which learns nothing. A family's sum (the kinds of a `prefix.*`
+    /// override) is kept under its key.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()
     }
@@ -451,7 +456,14 @@ impl<C: Clock> Breaker<C> {
     /// kind, whose limit is fixed).
     pub fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
         snapshot.validate()?;
+        let now = self.inner.shared.clock.now_ms();
         for (name, learned) in &snapshot.kinds {
+            let family = self.inner.config.read().1.family(name).cloned();
+            if let Some(settings) = family {
+                let families = &self.inner.shared.families;
+                families.restore(&settings, learned.to_learned(), now);
+                continue;
+            }
             match self.inner.resolve(name) {
                 Ok(kind) if kind.name().as_ref() != OVERFLOW_KIND => {
                     kind.restore(learned.to_learned());
@@ -487,6 +499,13 @@ impl<C: Clock> Inner<C> {
             .iter()
             .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
             .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
+            .chain(
+                self.shared
+                    .families
+                    .learned()
+                    .into_iter()
+                    .map(|(key, learned)| (key.to_string(), KindSnapshot::capture(&learned))),
+            )
             .collect();
         Snapshot {
             version: Snapshot::VERSION,

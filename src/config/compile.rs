@@ -44,9 +44,12 @@ impl Config {
             if let Some(reason) = name::problem(key).or_else(|| pattern_problem(key)) {
                 return Err(Error::invalid("kinds", name::shown(key), reason));
             }
-            let settings = patch
+            let mut settings = patch
                 .apply_to(&self.defaults)
                 .compile(&format!("kinds.{key:?}"))?;
+            if key.ends_with('*') {
+                settings.family = Some(Arc::from(key.as_str()));
+            }
             overrides.insert(key.clone(), Arc::new(settings));
         }
         let mut surges: BTreeMap<&str, Vec<(Planned, String)>> = BTreeMap::new();
@@ -124,6 +127,15 @@ impl Compiled {
             .map_or(&self.defaults, |(_, settings)| settings)
     }
 
+    /// The settings of the family called `key` (a `prefix.*` key), if the configuration has it.
+    pub(crate) fn family(&self, key: &str) -> Option<&Arc<KindSettings>> {
+        self.overrides
+            .get(key)
+            .filter(|(found, _)| found.as_str() == key)
+            .map(|(_, settings)| settings)
+            .filter(|settings| settings.family.is_some())
+    }
+
     /// Whether `kind` is named in the configuration (by its exact name: a pattern reserves
     /// nothing), and so has a slot of its own.
     pub(crate) fn names(&self, kind: &str) -> bool {
@@ -143,6 +155,9 @@ pub(crate) struct KindSettings {
     pub(crate) dry_run: bool,
     /// Surges planned in the configuration, in order, none overlapping.
     pub(crate) surges: Vec<Planned>,
+    /// The `prefix.*` key of the override these settings come from: the family whose sum the
+    /// kinds on them are also judged by. None for the defaults and for a kind named exactly.
+    pub(crate) family: Option<Arc<str>>,
 }
 
 impl KindConfig {
@@ -229,6 +244,7 @@ impl KindConfig {
             open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
             surges: Vec::new(),
+            family: None,
         })
     }
 }

@@ -210,6 +210,7 @@ mod tests {
             subscribers: Subscribers::default(),
             name: Arc::from("default"),
             newcomers: Default::default(),
+            families: Default::default(),
         });
         Kind::new(
             "email.welcome".into(),

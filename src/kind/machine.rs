@@ -125,7 +125,7 @@ pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) 
 }
 
 /// A detector reading as the window an operator reads.
-fn window(reading: &Reading) -> Window {
+pub(super) fn window(reading: &Reading) -> Window {
     Window {
         timescale: reading.timescale,
         window_count: reading.count,
@@ -166,6 +166,12 @@ impl<C: Clock> Kind<C> {
         if cold.forced {
             return Decision::Allowed;
         }
+        if let Some(family) = self.held_by(cold, now) {
+            let held = family.tripped_on();
+            let reading = held.unwrap_or_else(|| cold.detector.nearest(self.current(cold)));
+            self.transition(cold, now, State::Open, Reason::Family, Some(&reading), events);
+            return self.refuse(Reason::Family);
+        }
         let Some(over) = cold.detector.over(self.current(cold)) else {
             self.publish(cold);
             return Decision::Allowed;
@@ -187,8 +193,12 @@ impl<C: Clock> Kind<C> {
     /// Under the lock: rolls the windows to `now` and makes the transitions that are due.
     pub(super) fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         if !cold.detector.ring().holds(now) {
+            let bucket_start = cold.detector.ring().bucket_start();
             let count = self.take_count(cold);
+            // The family counts what the kind sent clean, and what it attempts while held.
+            let counted = cold.clean || cold.state.reason == Reason::Family;
             cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
+            self.feed_family(cold, bucket_start, if counted { count } else { 0 }, now, events);
             cold.clean = cold.state.state == State::Closed && !cold.forced;
         }
         if now >= cold.surge_until {
@@ -230,7 +240,8 @@ impl<C: Clock> Kind<C> {
         // The overflow kind (the one kind that never learns) takes the names a full registry
         // turns away: while a bug is making up names, it stays open.
         let made_up = !policy.learns && self.shared().newcomers.pressed(now);
-        if made_up || !cold.detector.is_calm(self.current(cold)) {
+        let held = self.held_by(cold, now).is_some();
+        if made_up || held || !cold.detector.is_calm(self.current(cold)) {
             cold.until = now.saturating_add(policy.bucket_ms);
             return;
         }
@@ -344,9 +355,12 @@ impl<C: Clock> Kind<C> {
     /// Stores what the send path reads.
     pub(super) fn publish(&self, cold: &Cold) {
         let limits = &self.limits.0;
+        let held =
+            || cold.settings.family.is_some() && self.held_by(cold, self.shared().clock.now_ms()).is_some();
         let headroom = match cold.state.state {
             State::Open => 0,
             _ if cold.forced => u64::MAX,
+            _ if held() => 0,
             _ => cold.detector.headroom(),
         };
         limits.headroom.store(headroom, Ordering::Relaxed);

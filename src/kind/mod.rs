@@ -11,6 +11,7 @@ mod atomics;
 mod controls;
 pub(crate) mod decision;
 mod detour;
+mod family;
 mod gate;
 mod handle;
 mod machine;
@@ -30,6 +31,7 @@ use machine::Cold;
 
 pub use decision::Decision;
 pub(crate) use detour::{Detour, Resolve};
+pub(crate) use family::Families;
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use newcomers::Newcomers;
@@ -44,6 +46,8 @@ pub(crate) struct Shared<C> {
     pub(crate) name: Arc<str>,
     /// The new kinds that arrived lately, by stem of name.
     pub(crate) newcomers: Newcomers,
+    /// The families of kinds, by `prefix.*` key.
+    pub(crate) families: Families,
 }
 
 /// One kind's breaker.

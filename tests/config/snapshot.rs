@@ -492,3 +492,33 @@ fn the_widest_bursts_a_snapshot_may_claim_leave_the_minute_window_a_limit() {
     let status = breaker.kind_status("a").unwrap();
     assert!(status.minute().threshold < 100_000, "{:?}", status.minute());
 }
+
+/// A family's sum (the kinds of a `prefix.*` override, judged together) learns its own week, and
+/// a snapshot keeps it under the override's key, so a restart does not make the family new.
+#[test]
+fn a_familys_sum_is_kept_under_its_key_and_restored() {
+    let config = Config::from_toml("[kinds.\"security.*\"]\nrecovery = \"auto\"\n").unwrap();
+    let clock = ManualClock::new();
+    let breaker = Breaker::with_clock(config.clone(), clock.clone()).unwrap();
+    // Two days of two members at a send every 20 seconds each.
+    for _ in 0..2 * 24 * 180 {
+        assert!(breaker.check("security.login").is_allowed());
+        assert!(breaker.check("security.reset").is_allowed());
+        clock.advance(Duration::from_secs(20));
+    }
+    let saved = breaker.snapshot();
+    let family = &kinds(&saved)["security.*"];
+    assert!(family["hours"].as_u64().unwrap() >= 24, "{family}");
+    assert!(
+        (family["longrun_per_hour"].as_f64().unwrap() / 360.0 - 1.0).abs() < 0.1,
+        "{family}"
+    );
+
+    let restarted = Breaker::with_clock(config, clock).unwrap();
+    restarted.restore(&saved).unwrap();
+    assert!(
+        restarted.status().kinds.iter().all(|k| &*k.kind != "security.*"),
+        "not a kind"
+    );
+    assert_eq!(kinds(&restarted.snapshot())["security.*"], *family);
+}
