@@ -208,3 +208,43 @@ fn own_floor(floor: u64, busiest: Option<f64>) -> u64 {
 pub(super) fn as_limit(count: u64) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod own {
+    use super::*;
+
+    #[test]
+    fn a_kinds_own_floor_is_its_busiest_minute_and_a_half_within_bounds() {
+        // (configured floor, busiest minute of the last week or two) -> floor
+        let cases = [
+            (50, None, 50),
+            (50, Some(11.0), 17),
+            (50, Some(2.0), 10),
+            (50, Some(40.0), 50),
+            (5, Some(2.0), 5),
+            (0, Some(2.0), 0),
+        ];
+        for (floor, busiest, expected) in cases {
+            assert_eq!(own_floor(floor, busiest), expected, "{floor} {busiest:?}");
+        }
+    }
+
+    #[test]
+    fn a_kind_with_nothing_learned_may_not_hold_near_its_minute_ceiling_for_an_hour() {
+        let policy = Policy::for_tests();
+        assert_eq!(policy.warmup_hour_limit(), (24_000, Bound::Warmup));
+        let mut d = Detector::new(&policy, crate::detect::Learned::default(), 0);
+        // Eight a second, 480 a minute: under the minute's 500, over the hour's 24,000 at 50
+        // minutes.
+        let mut t = 0;
+        let tripped = loop {
+            if d.over(40).is_some() {
+                break t;
+            }
+            d.roll(&policy, 40, t + policy.bucket_ms, false);
+            t += policy.bucket_ms;
+        };
+        assert_eq!(tripped / MINUTE_MS, 50);
+        assert_eq!(d.over(40).unwrap().timescale, Timescale::Hour);
+    }
+}
