@@ -23,6 +23,10 @@ mod tune;
 #[path = "spikebreaker/quarantine.rs"]
 mod quarantine;
 
+#[cfg(feature = "serve")]
+#[path = "spikebreaker/serve/mod.rs"]
+mod serve;
+
 /// Per-kind spike detection for notification senders.
 #[derive(Debug, Parser)]
 #[command(name = "spikebreaker", version, about)]
@@ -42,6 +46,10 @@ enum Command {
     /// Looks at, releases and discards the notifications a quarantine holds.
     #[cfg(any(feature = "quarantine", feature = "redis"))]
     Quarantine(quarantine::QuarantineArgs),
+    /// Serves the breaker to senders in any language: Envoy's rate-limit protocol over gRPC,
+    /// HTTP JSON, the quarantine over the wire, the admin routes and `/metrics`.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 /// How the send log is read: shared by every command that reads one.
@@ -98,6 +106,8 @@ fn main() -> ExitCode {
         Command::Tune(args) => ("tune", in_pool(args.log.threads, || tune::run(&args))),
         #[cfg(any(feature = "quarantine", feature = "redis"))]
         Command::Quarantine(args) => return quarantine::run(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => return serve::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,240 @@
+//! The HTTP routes, JSON in and out:
+//!
+//! | Request | Answers |
+//! |---|---|
+//! | `POST /v1/check` `{"kind": "...", "count": n}` (`count` 1 by default) | 200 `{"decision": "allowed", ...}`, or 429 `{"decision": "blocked", "explanation": ..., "retry_after_secs": ...}` with `Retry-After` |
+//! | `POST /json` | Envoy's `RateLimitRequest` as JSON, answered as lyft's ratelimit answers it: the `RateLimitResponse` as JSON, 200 or 429 |
+//! | `GET /healthz` | 200 while serving |
+//! | `GET /metrics` | the Prometheus exposition, every kind refreshed first |
+//! | `/admin/...` | the library's admin routes (status, controls, the quarantine's), and `POST /admin/reload` |
+//!
+//! A bad request is a 400 `{"error": "..."}` naming the problem, before anything is counted.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use spikebreaker::admin::{self, Options};
+use spikebreaker::{Bound, Clock, Timescale};
+
+use super::App;
+use super::check::{self, Limit, Verdict};
+use super::json;
+use super::settings::ServerSection;
+
+/// Every route, over `app`.
+pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
+    let senders = Router::new()
+        .route("/v1/check", post(check_route::<C>))
+        .route("/json", post(envoy_json::<C>))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::<C>))
+        .with_state(Arc::clone(&app));
+    let mut operators = admin::router_with(app.breaker().clone(), admin_options(&app.server)).merge(
+        Router::new()
+            .route("/reload", post(reload::<C>))
+            .with_state(Arc::clone(&app)),
+    );
+    if let Some(quarantine) = &app.quarantine {
+        operators = operators.merge(spikebreaker::quarantine::admin::router_with(
+            quarantine.clone(),
+            admin_options(&app.server),
+        ));
+    }
+    if app.manual_clock.is_some() {
+        operators = operators.merge(Router::new().route("/clock", post(clock::<C>)).with_state(app));
+    }
+    senders.nest("/admin", operators)
+}
+
+/// Who the admin routes answer: loopback and IP hosts, those `allow_hosts` names, the admin
+/// token if one is set.
+fn admin_options(server: &ServerSection) -> Options {
+    let mut options = Options::new();
+    for host in &server.allow_hosts {
+        options = options.allow_host(host);
+    }
+    if let Some(token) = ServerSection::token(&server.admin_token_env) {
+        options = options.bearer_token(token);
+    }
+    options
+}
+
+/// A client error: `{"error": "..."}`.
+pub(crate) fn bad_request(error: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error.into() }))).into_response()
+}
+
+/// `POST /v1/check`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRequest {
+    kind: String,
+    #[serde(default = "one")]
+    count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The window a verdict reports, in JSON.
+#[derive(Serialize)]
+struct LimitJson {
+    timescale: Timescale,
+    window_secs: u64,
+    window_count: u64,
+    threshold: u64,
+    expected: f64,
+    bound: Bound,
+    remaining: u64,
+    explanation: String,
+}
+
+impl From<Limit> for LimitJson {
+    fn from(limit: Limit) -> Self {
+        Self {
+            timescale: limit.window.timescale,
+            window_secs: limit.span_secs,
+            window_count: limit.window.window_count,
+            threshold: limit.window.threshold,
+            expected: limit.window.expected,
+            bound: limit.window.bound,
+            remaining: limit.remaining(),
+            explanation: limit.window.to_string(),
+        }
+    }
+}
+
+async fn check_route<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -> Response {
+    let request: CheckRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return bad_request(format!(
+                "expected a JSON body {{\"kind\": \"...\", \"count\": n}}: {error}"
+            ));
+        }
+    };
+    if let Err(problem) = check::validate(&request.kind, request.count, app.server.max_hits_addend) {
+        return bad_request(problem.to_string());
+    }
+    let verdict = check::check(
+        &app.guarded,
+        &app.clock,
+        &app.config(),
+        &request.kind,
+        request.count,
+    );
+    verdict_response(&request.kind, &verdict)
+}
+
+/// A verdict as `/v1/check` answers it.
+fn verdict_response(kind: &str, verdict: &Verdict) -> Response {
+    let limit = verdict.limit().map(LimitJson::from);
+    let Some(refusal) = &verdict.refusal else {
+        return Json(json!({
+            "decision": "allowed",
+            "kind": kind,
+            "count": verdict.count,
+            "allowed": verdict.allowed,
+            "limit": limit,
+        }))
+        .into_response();
+    };
+    let retry_after_secs = verdict.retry_after_ms().map(|ms| ms.div_ceil(1000));
+    let body = json!({
+        "decision": "blocked",
+        "kind": kind,
+        "counted_as": refusal.kind,
+        "count": verdict.count,
+        "allowed": verdict.allowed,
+        "reason": refusal.reason,
+        "explanation": verdict.explanation(),
+        "retry_after_secs": retry_after_secs,
+        "limit": limit,
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Some(secs) = retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// `POST /json`: lyft's ratelimit's JSON endpoint, for scripts with no gRPC.
+async fn envoy_json<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -> Response {
+    let request = match json::request(&body) {
+        Ok(request) => request,
+        Err(error) => return bad_request(error),
+    };
+    match app.rate_limit(&request) {
+        Ok(response) => {
+            let status = if response.overall_code == json::OVER_LIMIT {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json::response(&response))).into_response()
+        }
+        Err(invalid) => bad_request(invalid.0),
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "serving" }))
+}
+
+async fn metrics<C: Clock>(State(app): State<Arc<App<C>>>) -> Response {
+    app.refresh();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn reload<C: Clock>(State(app): State<Arc<App<C>>>) -> Response {
+    match app.reload() {
+        Ok(()) => Json(json!({ "reloaded": true })).into_response(),
+        Err(error) => bad_request(format!(
+            "reload refused, the running configuration stays: {error}"
+        )),
+    }
+}
+
+/// `POST /admin/clock`'s body: move the manual clock by, or to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockRequest {
+    #[serde(default)]
+    advance_ms: Option<u64>,
+    #[serde(default)]
+    set_ms: Option<u64>,
+}
+
+/// Moves the manual clock of a test build started on one; answers the time.
+async fn clock<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -> Response {
+    let Some(manual) = &app.manual_clock else {
+        return bad_request("this server runs on the system clock");
+    };
+    match serde_json::from_slice::<ClockRequest>(&body) {
+        Ok(ClockRequest {
+            advance_ms: Some(ms),
+            set_ms: None,
+        }) => manual.advance(std::time::Duration::from_millis(ms)),
+        Ok(ClockRequest {
+            advance_ms: None,
+            set_ms: Some(ms),
+        }) => manual.set(ms),
+        _ => return bad_request("expected {\"advance_ms\": n} or {\"set_ms\": t}"),
+    }
+    Json(json!({ "now_ms": app.clock.now_ms() })).into_response()
+}
