@@ -237,6 +237,13 @@ async fn serve<C: Clock>(
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = listen(&app.server.grpc).await?;
     let http = listen(&app.server.http).await?;
+    // One line on standard output once both are bound, for whoever started the server (a
+    // test on port 0 learns its ports from it).
+    println!(
+        "listening grpc={} http={}",
+        grpc.as_ref().map_or_else(|| "-".into(), local),
+        http.as_ref().map_or_else(|| "-".into(), local)
+    );
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = grpc {
         tracing::info!(address = %local(&listener), "gRPC: envoy.service.ratelimit.v3 and grpc.health.v1");
