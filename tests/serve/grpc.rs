@@ -92,6 +92,10 @@ async fn a_request_the_server_cannot_count_is_refused_whole_and_touches_no_kind(
         ),
         (own_addend, "not 18446744073709551615"),
         (no_kind, "descriptor 1 has no `kind` entry"),
+        (
+            request("spikebreaker", &["a"; 11], 100),
+            "counts 1100 sends in all, over the 1000",
+        ),
     ];
     for (bad, expected) in cases {
         let refused = rls.should_rate_limit(bad).await.unwrap_err();

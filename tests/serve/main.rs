@@ -6,4 +6,7 @@
 mod grpc;
 mod http;
 mod lifecycle;
+mod python;
 mod server;
+#[path = "../support/mod.rs"]
+mod support;

@@ -22,7 +22,10 @@
 //! **Errors.** A request the server cannot count is refused whole, before anything is counted,
 //! with `INVALID_ARGUMENT` naming the problem: another domain, no descriptors, a descriptor
 //! without a `kind` entry or with two, a name that breaks the kind-name rule, a `hits_addend`
-//! over `server.max_hits_addend`.
+//! (or the request's sends in all) over `server.max_hits_addend`.
+//!
+//! A sender may ask about a batch of notifications in one request, one descriptor each, in
+//! order: each descriptor's code says whether its notification may go out.
 
 use std::sync::Arc;
 
@@ -118,6 +121,15 @@ impl<C: Clock> App<C> {
                 Ok(target)
             })
             .collect::<Result<Vec<_>, Invalid>>()?;
+        // Bounded as a whole too, so that many descriptors cannot make one request unbounded work.
+        let sends: u64 = targets.iter().map(|target| target.count).sum();
+        if sends > u64::from(self.server.max_hits_addend) {
+            return Err(Invalid(format!(
+                "the request counts {sends} sends in all, over the {} this server counts in one request \
+                 (`server.max_hits_addend`)",
+                self.server.max_hits_addend
+            )));
+        }
         let config = self.config();
         let verdicts: Vec<Verdict> = targets
             .iter()
