@@ -3,6 +3,7 @@
 //! from Python), over HTTP and with `curl`; signals sent to it, killed, restarted.
 #![cfg(feature = "serve")]
 
+mod faults;
 mod grpc;
 mod http;
 mod lifecycle;

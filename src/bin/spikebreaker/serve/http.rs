@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +29,9 @@ use super::check::{self, Limit, Verdict};
 use super::json;
 use super::settings::ServerSection;
 
+/// The largest body a sender's request may have: far above any real one.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// Every route, over `app`.
 pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
     let senders = Router::new()
@@ -36,6 +39,7 @@ pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
         .route("/json", post(envoy_json::<C>))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::<C>))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::clone(&app));
     let mut operators = admin::router_with(app.breaker().clone(), admin_options(&app.server)).merge(
         Router::new()
