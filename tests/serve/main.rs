@@ -4,10 +4,13 @@
 #![cfg(feature = "serve")]
 
 mod faults;
+mod fleet;
 mod grpc;
 mod http;
 mod lifecycle;
 mod python;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;
