@@ -90,3 +90,38 @@ fn a_configuration_the_server_cannot_use_stops_it_at_start_naming_the_field() {
         "{stderr}"
     );
 }
+
+/// The operator's files in operator/serve.
+fn operator_file(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/operator/serve/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn the_example_configuration_and_the_systemd_units_command_start_a_server() {
+    let config = operator_file("spikebreaker.toml");
+    let unit = operator_file("spikebreaker.service");
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    assert_eq!(args, ["serve", "--config", "/etc/spikebreaker/spikebreaker.toml"]);
+    assert!(config.starts_with("# /etc/spikebreaker/spikebreaker.toml"), "the unit's path");
+    assert!(config.contains("state_dir = \"/var/lib/spikebreaker\"") && unit.contains("StateDirectory=spikebreaker"));
+    // The same file, the addresses and state directory moved to where a test may bind and write.
+    let server = Server::start(&config);
+    let reply = server.http("POST", "/v1/check", r#"{"kind": "security.2fa_changed"}"#);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let metrics = server.http_with("GET", "/metrics", &[], "").body;
+    assert!(metrics.contains(r#"breaker="mailer""#), "{metrics}");
+}
+
+#[test]
+fn the_envoy_snippet_points_at_the_example_servers_domain_port_and_descriptor_key() {
+    let envoy = operator_file("envoy.yaml");
+    let config = operator_file("spikebreaker.toml");
+    assert!(config.contains("domain = \"spikebreaker\"") && envoy.contains("domain: spikebreaker "));
+    assert!(config.contains("grpc = \"127.0.0.1:8081\"") && envoy.contains("port_value: 8081"));
+    assert!(envoy.contains("descriptor_key: kind "));
+    assert!(envoy.contains("transport_api_version: V3"));
+}
