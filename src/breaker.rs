@@ -492,6 +492,31 @@ impl<C: Clock> Breaker<C> {
         self.inner.registry.get(kind).map(|kind| kind.status())
     }
 
+    /// One kind's figures as its last send left them, if it has been seen: what
+    /// [`kind_status`](Self::kind_status) shows, read without bringing the kind up to now, making
+    /// a due transition or exporting its metrics, so that it changes nothing and costs little
+    /// (an answer to each request of a server). `kind_status` for an operator's view.
+    ///
+    /// ```
+    /// use spikebreaker::{Breaker, Config, ManualClock, State};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
+    /// let promo = breaker.kind("push.promo");
+    /// while promo.check().is_allowed() {} // a runaway: tripped at the warm-up ceiling
+    /// clock.advance(Duration::from_secs(600)); // past its cool-down
+    /// assert_eq!(breaker.kind_figures("push.promo").unwrap().state, State::Open); // as left
+    /// assert_eq!(breaker.kind_status("push.promo").unwrap().state, State::HalfOpen); // brought up to now
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kind_figures(&self, kind: &str) -> Option<KindStatus> {
+        self.inner
+            .registry
+            .get(kind)
+            .map(|kind| kind.figures_as_they_stand())
+    }
+
     /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
     /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
     /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.
