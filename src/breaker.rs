@@ -517,6 +517,21 @@ impl<C: Clock> Breaker<C> {
             .map(|kind| kind.figures_as_they_stand())
     }
 
+    /// The refusal a send of `kind` would get now, if the kind refuses sends (open or half-open,
+    /// not in dry-run): for a quarantine holding a notification the breaker refused a sender in
+    /// another process. A name the registry does not hold was refused as the overflow kind.
+    pub(crate) fn refusing(&self, kind: &str) -> Option<Refused> {
+        let registry = &self.inner.registry;
+        let found = registry.get(kind).or_else(|| registry.get(OVERFLOW_KIND))?;
+        let status = found.status();
+        (status.state != State::Closed && !status.dry_run).then(|| Refused {
+            reason: status.reason,
+            kind: Arc::clone(found.name()),
+            tripped_at_ms: found.tripped_at(),
+            open_until_ms: found.open_until(),
+        })
+    }
+
     /// Rolls every kind's window up to now, makes due transitions (recoveries) and exports every
     /// metric (see [`metrics`](crate::metrics)), for a service that wants this for quiet kinds
     /// too: call it every few seconds, or before each metrics scrape. Sends do this as they go.

@@ -63,6 +63,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod item;
+mod lend;
 mod memory;
 mod pace;
 #[cfg(feature = "redis")]
@@ -91,6 +92,7 @@ use crate::observe::metrics::{self, count_quarantine};
 
 pub use crate::guard::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
+pub use lend::{Acked, HoldError, Lender, Lent, Loan};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
