@@ -13,7 +13,11 @@ fn malformed_and_oversized_protobuf_get_a_grpc_status_and_the_server_stays_up() 
         return;
     };
     let server = Server::start("");
-    let out = run_python(&python, "tests/serve/python/faults.py", &[&server.grpc.to_string()]);
+    let out = run_python(
+        &python,
+        "tests/serve/python/faults.py",
+        &[&server.grpc.to_string()],
+    );
     let got: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         got,
@@ -40,7 +44,9 @@ async fn ten_thousand_concurrent_streams_are_each_answered_and_counted_once() {
     for i in 0..10_000 {
         let mut client = clients[i % 4].clone();
         calls.spawn(async move {
-            let answer = client.should_rate_limit(request("spikebreaker", &["push.promo"], 1)).await;
+            let answer = client
+                .should_rate_limit(request("spikebreaker", &["push.promo"], 1))
+                .await;
             answer.map(|answer| answer.into_inner().overall_code)
         });
     }

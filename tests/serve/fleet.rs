@@ -45,7 +45,12 @@ fn two_servers_on_one_redis_trip_a_kind_on_its_fleet_wide_count() {
 fn with_redis_gone_a_server_detects_on_its_own_counts_and_says_it_is_degraded() {
     let mut redis = redis_server::Server::start();
     let server = Server::start(&config(&redis));
-    assert_eq!(server.http("POST", "/v1/check", r#"{"kind": "email.receipt"}"#).status, 200);
+    assert_eq!(
+        server
+            .http("POST", "/v1/check", r#"{"kind": "email.receipt"}"#)
+            .status,
+        200
+    );
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server
@@ -62,5 +67,23 @@ fn with_redis_gone_a_server_detects_on_its_own_counts_and_says_it_is_degraded() 
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(reply.status, 429, "{}", reply.body);
     assert_eq!(reply.json()["allowed"], 500);
-    assert_eq!(server.http("POST", "/v1/check", r#"{"kind": "email.welcome"}"#).status, 200);
+    assert_eq!(
+        server
+            .http("POST", "/v1/check", r#"{"kind": "email.welcome"}"#)
+            .status,
+        200
+    );
+    // The fleet's quarantine is in that Redis: a hold is refused, the notification stays with
+    // its sender.
+    let hold = server.http(
+        "POST",
+        "/v1/hold",
+        r#"{"kind": "push.promo", "key": "k", "notification": {}}"#,
+    );
+    assert_eq!(hold.status, 503, "{}", hold.body);
+    assert!(
+        hold.json()["error"].as_str().unwrap().contains("unavailable"),
+        "{}",
+        hold.body
+    );
 }

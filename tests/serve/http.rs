@@ -123,6 +123,31 @@ fn curl_checks_a_kind_as_a_shell_script_would() {
 }
 
 #[test]
+fn oversized_bodies_and_cross_site_requests_are_refused() {
+    let server = Server::start("");
+    let big = format!(r#"{{"kind": "a", "pad": "{}"}}"#, "x".repeat(64 * 1024));
+    let reply = server.http("POST", "/v1/check", &big);
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    // A form another site's page can post: no JSON content type.
+    let form = server.http_with(
+        "POST",
+        "/v1/check",
+        &["Content-Type: text/plain"],
+        r#"{"kind": "a"}"#,
+    );
+    assert_eq!(form.status, 415, "{}", form.body);
+    let foreign = server.http_with(
+        "POST",
+        "/v1/check",
+        &["Content-Type: application/json", "Origin: http://evil.example"],
+        r#"{"kind": "a"}"#,
+    );
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    // Neither counted anything.
+    assert_eq!(server.http("GET", "/admin/status", "").json()["registered"], 0);
+}
+
+#[test]
 fn metrics_and_health_for_the_operator() {
     let server = Server::start("[server]\nname = \"mailer\"\n");
     server.http("POST", "/v1/check", r#"{"kind": "email.receipt", "count": 3}"#);
@@ -139,4 +164,41 @@ fn metrics_and_health_for_the_operator() {
         server.http_with("GET", "/healthz", &[], "").json()["status"],
         "serving"
     );
+}
+
+#[test]
+fn a_foreign_host_is_refused_and_tokens_are_required_where_set() {
+    let server = Server::start_with_env(
+        "",
+        &[
+            ("SPIKEBREAKER_SENDER_TOKEN", "sender-secret"),
+            ("SPIKEBREAKER_ADMIN_TOKEN", "admin-secret"),
+        ],
+    );
+    // A page that rebinds a DNS name to the server sends that name as its Host.
+    for path in ["/v1/check", "/v1/claim", "/admin/status"] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let reply = crate::server::raw(server.http, request.as_bytes());
+        assert_eq!(reply.status, 403, "{path}: {}", reply.body);
+    }
+    let check = |token: &str| {
+        let auth = format!("Authorization: Bearer {token}");
+        server.http_with(
+            "POST",
+            "/v1/check",
+            &["Content-Type: application/json", &auth],
+            r#"{"kind": "a"}"#,
+        )
+    };
+    assert_eq!(check("sender-secret").status, 200);
+    assert_eq!(check("admin-secret").status, 401);
+    assert_eq!(server.http("POST", "/v1/check", r#"{"kind": "a"}"#).status, 401);
+    let status = |token: &str| {
+        let auth = format!("Authorization: Bearer {token}");
+        server.http_with("GET", "/admin/status", &[&auth], "").status
+    };
+    assert_eq!((status("admin-secret"), status("sender-secret")), (200, 401));
 }

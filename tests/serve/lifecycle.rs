@@ -106,8 +106,14 @@ fn the_example_configuration_and_the_systemd_units_command_start_a_server() {
         .expect("an ExecStart line");
     let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
     assert_eq!(args, ["serve", "--config", "/etc/spikebreaker/spikebreaker.toml"]);
-    assert!(config.starts_with("# /etc/spikebreaker/spikebreaker.toml"), "the unit's path");
-    assert!(config.contains("state_dir = \"/var/lib/spikebreaker\"") && unit.contains("StateDirectory=spikebreaker"));
+    assert!(
+        config.starts_with("# /etc/spikebreaker/spikebreaker.toml"),
+        "the unit's path"
+    );
+    assert!(
+        config.contains("state_dir = \"/var/lib/spikebreaker\"")
+            && unit.contains("StateDirectory=spikebreaker")
+    );
     // The same file, the addresses and state directory moved to where a test may bind and write.
     let server = Server::start(&config);
     let reply = server.http("POST", "/v1/check", r#"{"kind": "security.2fa_changed"}"#);

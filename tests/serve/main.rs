@@ -9,6 +9,7 @@ mod grpc;
 mod http;
 mod lifecycle;
 mod python;
+mod quarantine;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 mod server;

@@ -223,3 +223,23 @@ fn curl_replaying_the_runaway_in_batches_gets_the_same_let_through_and_other_kin
         assert_eq!(answer["decision"], "allowed", "{answer}");
     }
 }
+
+#[test]
+fn the_python_sender_example_holds_what_is_refused_and_sends_each_released_item_once() {
+    let Some(python) = python() else {
+        return;
+    };
+    let server = Server::start("");
+    let out = run_python(&python, "examples/python/sender.py", &[&server.http.to_string()]);
+    let got: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "sent_at_once": 500, // a new kind's warm-up ceiling
+            "held": 100,
+            "approved": 100,
+            "released": 100,
+            "provider_received": 600,
+        })
+    );
+}

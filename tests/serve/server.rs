@@ -47,8 +47,20 @@ impl Server {
         server
     }
 
+    /// The same with these environment variables (tokens).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Self::start_in_with(temp.path(), config, &[], env);
+        server._temp = Some(temp);
+        server
+    }
+
     /// A server whose state lives in `dir` (kept after it stops, for a restart).
     pub fn start_in(dir: &Path, config: &str, args: &[&str]) -> Self {
+        Self::start_in_with(dir, config, args, &[])
+    }
+
+    fn start_in_with(dir: &Path, config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let file = dir.join("spikebreaker.toml");
         std::fs::write(&file, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
@@ -58,6 +70,9 @@ impl Server {
             .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--state-dir"])
             .arg(dir)
             .args(args)
+            .env_remove("SPIKEBREAKER_ADMIN_TOKEN")
+            .env_remove("SPIKEBREAKER_SENDER_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -207,26 +222,25 @@ impl Reply {
 
 /// Sends `request` as written on its own connection and reads the answer to the end.
 pub fn raw(address: SocketAddr, request: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    try_raw(address, request).unwrap_or_else(|| panic!("no complete answer from {address}"))
+}
+
+/// [`raw`], or `None` when the server answers nothing complete (it is gone).
+pub fn try_raw(address: SocketAddr, request: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
     // A server that answers before reading the whole body (413) may close early.
     let _ = stream.write_all(request);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("an incomplete response: {response:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    Reply {
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok())?;
+    Some(Reply {
         status,
         head: head.to_owned(),
         body: body.to_owned(),
-    }
+    })
 }
 
 /// A request about `count` sends of each kind (`count` 0 leaves `hits_addend` unset).

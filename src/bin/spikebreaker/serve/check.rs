@@ -139,7 +139,7 @@ pub(crate) fn check<C: Clock>(
     let counted_as = refusal
         .as_ref()
         .map_or(kind, |refusal: &Refusal| refusal.kind.as_str());
-    let (status, window_secs) = (breaker.kind_status(counted_as), window_secs(config, counted_as));
+    let (status, window_secs) = (breaker.kind_figures(counted_as), window_secs(config, counted_as));
     Verdict {
         count,
         allowed,

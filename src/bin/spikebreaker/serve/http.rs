@@ -4,18 +4,23 @@
 //! |---|---|
 //! | `POST /v1/check` `{"kind": "...", "count": n}` (`count` 1 by default) | 200 `{"decision": "allowed", ...}`, or 429 `{"decision": "blocked", "explanation": ..., "retry_after_secs": ...}` with `Retry-After` |
 //! | `POST /json` | Envoy's `RateLimitRequest` as JSON, answered as lyft's ratelimit answers it: the `RateLimitResponse` as JSON, 200 or 429 |
+//! | `POST /v1/hold`, `/v1/claim`, `/v1/ack` | the quarantine over the wire (`quarantine.rs`) |
 //! | `GET /healthz` | 200 while serving |
 //! | `GET /metrics` | the Prometheus exposition, every kind refreshed first |
 //! | `/admin/...` | the library's admin routes (status, controls, the quarantine's), and `POST /admin/reload` |
 //!
 //! A bad request is a 400 `{"error": "..."}` naming the problem, before anything is counted.
+//! Every route passes the library's admin checks ([`admin::protect`]): a `Host` of localhost, an
+//! IP address or one `server.allow_hosts` names; a `POST` only as JSON and from no foreign
+//! `Origin`; a bearer token if one is set (the admin token for `/admin`, the senders' for the
+//! rest); bodies of at most 16 KiB.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,11 +31,8 @@ use spikebreaker::{Bound, Clock, Timescale};
 
 use super::App;
 use super::check::{self, Limit, Verdict};
-use super::json;
 use super::settings::ServerSection;
-
-/// The largest body a sender's request may have: far above any real one.
-const MAX_BODY_BYTES: usize = 16 * 1024;
+use super::{json, quarantine};
 
 /// Every route, over `app`.
 pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
@@ -39,8 +41,11 @@ pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
         .route("/json", post(envoy_json::<C>))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::<C>))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route("/v1/hold", post(quarantine::hold::<C>))
+        .route("/v1/claim", post(quarantine::claim::<C>))
+        .route("/v1/ack", post(quarantine::ack::<C>))
         .with_state(Arc::clone(&app));
+    let senders = admin::protect(senders, sender_options(&app.server));
     let mut operators = admin::router_with(app.breaker().clone(), admin_options(&app.server)).merge(
         Router::new()
             .route("/reload", post(reload::<C>))
@@ -61,11 +66,21 @@ pub(crate) fn router<C: Clock>(app: Arc<App<C>>) -> Router {
 /// Who the admin routes answer: loopback and IP hosts, those `allow_hosts` names, the admin
 /// token if one is set.
 fn admin_options(server: &ServerSection) -> Options {
+    options(server, &server.admin_token_env)
+}
+
+/// Who the senders' routes answer: the same checks as the admin routes (no DNS rebinding, no
+/// cross-site form, a body of at most 16 KiB), with the senders' token if one is set.
+fn sender_options(server: &ServerSection) -> Options {
+    options(server, &server.sender_token_env)
+}
+
+fn options(server: &ServerSection, token_env: &str) -> Options {
     let mut options = Options::new();
     for host in &server.allow_hosts {
         options = options.allow_host(host);
     }
-    if let Some(token) = ServerSection::token(&server.admin_token_env) {
+    if let Some(token) = ServerSection::token(token_env) {
         options = options.bearer_token(token);
     }
     options

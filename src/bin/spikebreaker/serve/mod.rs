@@ -14,6 +14,7 @@
 mod check;
 mod http;
 mod json;
+mod quarantine;
 mod rls;
 mod settings;
 
@@ -30,7 +31,7 @@ use metrics_util::MetricKindMask;
 use parking_lot::RwLock;
 use spikebreaker::fleet::Fleet;
 use spikebreaker::quarantine::{
-    MemoryStore, Quarantine, RedisOptions, RedisStore, SqliteOptions, SqliteStore,
+    Lender, MemoryStore, Quarantine, RedisOptions, RedisStore, SqliteOptions, SqliteStore,
 };
 use spikebreaker::{Breaker, ByNotification, Clock, Config, Guarded, SystemClock};
 use tokio::net::TcpListener;
@@ -147,6 +148,8 @@ pub(crate) struct App<C: Clock> {
     config_path: Option<PathBuf>,
     /// Where refused notifications handed over the wire are held.
     quarantine: Option<Quarantine>,
+    /// Lends the released items to the senders that pull them.
+    lender: Option<Lender>,
     /// The Prometheus exposition.
     metrics: PrometheusHandle,
     /// The manual clock that `POST /admin/clock` moves, in a test build started on one.
@@ -228,6 +231,9 @@ async fn serve<C: Clock>(
         clock,
         config: RwLock::new(Arc::new(config)),
         config_path,
+        lender: quarantine
+            .clone()
+            .map(|quarantine| Lender::new(quarantine).lease(Duration::from_secs(server.lease_secs))),
         quarantine,
         metrics,
         manual_clock,
