@@ -268,8 +268,8 @@ impl Lender {
         let Some((kind, id, receipt)) = parse_token(token) else {
             return Err(StoreError::Invalid(format!("not a loan's token: {token:?}")));
         };
-        let mut query = Query::new(Filter::kind(kind).ids([id]), 1);
-        query.notifications = false;
+        // With its notification: a store may write the item back whole (held again on a failure).
+        let query = Query::new(Filter::kind(kind).ids([id]), 1);
         Ok(self
             .quarantine
             .store()
