@@ -87,3 +87,50 @@ fn with_redis_gone_a_server_detects_on_its_own_counts_and_says_it_is_degraded() 
         hold.body
     );
 }
+
+#[test]
+fn a_loan_acknowledged_to_another_server_of_the_fleet_is_settled_in_the_shared_store() {
+    let redis = redis_server::Server::start();
+    let mut first = Server::start(&config(&redis));
+    first.http("POST", "/v1/check", r#"{"kind": "sms.otp"}"#);
+    assert_eq!(
+        first.http("POST", "/admin/kinds/sms.otp/force-open", "").status,
+        200
+    );
+    for key in ["a", "b"] {
+        let body = format!(r#"{{"kind": "sms.otp", "key": "{key}", "notification": {{"to": "{key}"}}}}"#);
+        let reply = first.http("POST", "/v1/hold", &body);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let released = first.http(
+        "POST",
+        "/admin/quarantine/sms.otp/release",
+        r#"{"per_minute": 600000}"#,
+    );
+    assert_eq!(released.json()["approved"], 2);
+    let lent = first.http("POST", "/v1/claim", r#"{"max": 2}"#).json()["items"].clone();
+    first.kill();
+
+    // The sender acknowledges to another server of the fleet, which never lent them.
+    let second = Server::start(&config(&redis));
+    for (item, outcome) in [(&lent[0], "failed"), (&lent[1], "sent")] {
+        let body = serde_json::json!({"token": item["token"], "outcome": outcome, "note": "bounced"});
+        let reply = second.http("POST", "/v1/ack", &body.to_string());
+        assert_eq!(reply.json()["acked"], "settled", "{}", reply.body);
+    }
+    let items = second
+        .http_with("GET", "/admin/quarantine/sms.otp/items", &[], "")
+        .json();
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let failed = items
+        .iter()
+        .find(|item| item["state"] == "held")
+        .expect("held again");
+    assert_eq!(failed["note"], "bounced");
+    assert_eq!(
+        failed["notification"]["notification"]["to"], "a",
+        "kept whole: {failed}"
+    );
+    assert!(items.iter().any(|item| item["state"] == "released"));
+}
