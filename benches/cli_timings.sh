@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Whole-process timings of the `spikebreaker` tool, for the README: each command run several
-# times, one-core and two-core runs interleaved so that both see the same machine load, and the
-# median of each printed with their ratio. The logs are generated (examples/trace), never
-# committed. Usage: benches/cli_timings.sh [RUNS] (5 by default); needs about 3 GB in $TMPDIR.
+# Whole-process timings of the `spikebreaker` tool, for the guide (src/guide/backtest.md): each
+# command run several times, one-core and two-core runs interleaved so that both see the same
+# machine load, and the median of each printed with their ratio. The logs are generated
+# (examples/trace), never committed. Usage: benches/cli_timings.sh [RUNS] (5 by default); needs
+# about 3 GB in $TMPDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
+use spikebreaker::config::KindConfig;
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
-use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Sender};
+use spikebreaker::{Breaker, Config, Guarded, ManualClock, Sender};
 
 #[path = "../tests/support/null_sender.rs"]
 mod null_sender;

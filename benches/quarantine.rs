@@ -22,7 +22,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use spikebreaker::quarantine::{NewItem, Quarantine, SqliteOptions, SqliteStore, Store};
-use spikebreaker::{Breaker, Config, Guarded, Notification, Reason, Sender};
+use spikebreaker::status::Reason;
+use spikebreaker::{Breaker, Config, Guarded, Notification, Sender};
 
 const KIND: &str = "security.2fa_changed";
 const THREADS: u64 = 128;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Draws docs/backtest-report.png, the README's picture of `spikebreaker backtest --report`: three
-# weeks of eight seeded kinds (examples/trace) with an incident two thirds in (a runaway on
-# security.2fa_changed, a slow leak on email.receipt a day later), replayed with the defaults,
-# the page shot in headless chromium. Usage: docs/backtest-report.sh [OUT.png]
+# Draws docs/backtest-report.png, the guide's picture (src/guide/backtest.md) of `spikebreaker
+# backtest --report`: three weeks of eight seeded kinds (examples/trace) with an incident two thirds
+# in (a runaway on security.2fa_changed, a slow leak on email.receipt a day later), replayed with
+# the defaults, the page shot in headless chromium. Usage: docs/backtest-report.sh [OUT.png]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/backtest-report.png}

@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use spikebreaker::fleet::{Fleet, FleetConfig};
-use spikebreaker::{Breaker, Config, KindHandle, State};
+use spikebreaker::status::State;
+use spikebreaker::{Breaker, Config, KindHandle};
 
 const RUNAWAY: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;

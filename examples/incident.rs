@@ -10,7 +10,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use spikebreaker::{Breaker, Config, Decision, Event, KindStatus, ManualClock};
+use spikebreaker::status::{Event, KindStatus};
+use spikebreaker::{Breaker, Config, Decision, ManualClock};
 use support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge};
 
 const RUNAWAY: &str = "security.2fa_changed";
@@ -134,7 +135,7 @@ fn print_status(status: &[KindStatus], indent: &str) {
         "{indent}{:<24} {:>9} {:>22} {:>22} {:>10} {:>9}",
         "kind", "state", "minute: count/limit", "hour: count/limit", "attempted", "blocked"
     );
-    let figures = |w: &spikebreaker::Window| {
+    let figures = |w: &spikebreaker::status::Window| {
         let limit = if w.threshold == u64::MAX {
             "-".to_owned()
         } else {

@@ -16,8 +16,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use spikebreaker::config::KindConfig;
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
-use spikebreaker::{Breaker, Config, Guarded, KindConfig, ManualClock, Sender};
+use spikebreaker::{Breaker, Config, Guarded, ManualClock, Sender};
 
 #[path = "../tests/support/null_sender.rs"]
 mod null_sender;

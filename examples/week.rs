@@ -1,8 +1,9 @@
-//! The picture in the README's "How detection works": a week of one kind, replayed on the real
-//! engine after two weeks of learning, drawn as an SVG. For the minute and the hour windows it
-//! shows the sends in the window, what the window was expected to hold at the time, and the limit
-//! it could reach; a trip is marked where it happened. The week holds a runaway at the kind's
-//! quiet hour (Tuesday 03:00) and a bug that ramps up through Thursday morning.
+//! The picture in the guide's "How detection works" (src/guide/detection.md): a week of one
+//! kind, replayed on the real engine after two weeks of learning, drawn as an SVG. For the
+//! minute and the hour windows it shows the sends in the window, what the window was expected
+//! to hold at the time, and the limit it could reach; a trip is marked where it happened. The
+//! week holds a runaway at the kind's quiet hour (Tuesday 03:00) and a bug that ramps up
+//! through Thursday morning.
 //!
 //! Run with `cargo run --release --example week [OUT.svg]` (default `docs/detection-week.svg`).
 
@@ -11,7 +12,8 @@ mod support;
 
 use std::fmt::Write as _;
 
-use spikebreaker::{Breaker, Config, Event, KindStatus, ManualClock, Timescale, Window};
+use spikebreaker::status::{Event, KindStatus, Timescale, Window};
+use spikebreaker::{Breaker, Config, ManualClock};
 use support::{
     DAY_MS, HOUR_MS, MINUTE_MS, MONDAY_MS, Profile, Traffic, WEEK_MS, merge, poisson_sends, tagged,
 };

@@ -30,7 +30,7 @@ pub enum Error {
     /// A snapshot was refused; the breaker carries on with what it had.
     #[error("cannot restore snapshot: {0}")]
     Snapshot(String),
-    /// A kind name breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name)).
+    /// A kind name breaks the kind-name rule ([`validate_kind_name`](crate::config::validate_kind_name)).
     #[error("invalid kind name {name}: {reason}")]
     InvalidKindName {
         /// The name, quoted, with control characters escaped, shortened if long.

@@ -1,61 +1,103 @@
 //! # spikebreaker
 //!
 //! Stops runaway notification senders. spikebreaker wraps any sender and, **per notification
-//! kind**, counts sends in a sliding window, learns the kind's normal rate, and **trips** when
-//! the kind spikes far above it: the buggy job that starts sending a false "your two-step
-//! verification settings changed" notice to every customer is halted after its first hundred or
-//! so sends, while every other kind keeps flowing.
+//! kind**, counts sends in three windows (the last minute, hour and day), learns what the kind
+//! normally sends at each hour of the week, and **trips** when the kind goes far above what is
+//! expected *now*. The buggy job that starts sending a false "your two-step verification settings
+//! changed" notice to every customer is halted after its first fifty sends (a kind with a learned
+//! week; a kind with nothing learned yet stops at its warm-up ceiling, 500 by default), every other
+//! kind keeps flowing, and every refused notification goes back to the caller.
+//!
+//! # Quick start
+//!
+//! Wrap the sender in a [`Guarded`]; a refused send hands the notification back:
 //!
 //! ```
-//! use spikebreaker::{Breaker, Config, Decision, ManualClock};
-//! use std::time::Duration;
+//! use spikebreaker::{Breaker, GuardError, Guarded, Notification, Sender};
 //!
-//! let clock = ManualClock::new();
-//! let breaker = Breaker::with_clock(Config::default(), clock.clone())?;
-//! let twofa = breaker.kind("security.2fa_changed");
+//! struct Email {
+//!     kind: String,
+//!     to: String,
+//! }
 //!
-//! // A runaway job: thousands of sends in a few seconds, on a kind nobody configured.
-//! let mut sent = 0;
-//! for _ in 0..10_000 {
-//!     clock.advance(Duration::from_millis(2));
-//!     if twofa.check() == Decision::Allowed {
-//!         sent += 1;
+//! impl Notification for Email {
+//!     fn kind(&self) -> &str {
+//!         &self.kind
 //!     }
 //! }
-//! assert_eq!(sent, 500); // the warm-up ceiling: nothing is learned yet
-//! assert!(breaker.check("email.welcome").is_allowed()); // other kinds flow
+//!
+//! struct Smtp;
+//!
+//! impl Sender<Email> for Smtp {
+//!     type Output = ();
+//!     type Error = std::io::Error;
+//!
+//!     fn send(&self, _email: Email) -> std::io::Result<()> {
+//!         Ok(()) // hand it to the provider
+//!     }
+//! }
+//!
+//! let breaker = Breaker::builder().name("mailer").build()?;
+//! let smtp = Guarded::new(Smtp, breaker);
+//!
+//! // A job runs away on a kind nothing was learned of yet: the warm-up ceiling stops it at 500.
+//! let mut handed_back = Vec::new();
+//! for i in 0..2_000 {
+//!     let email = Email { kind: "security.2fa_changed".into(), to: format!("user{i}@example.com") };
+//!     match smtp.send(email) {
+//!         Ok(()) => {}
+//!         Err(GuardError::Blocked(blocked)) => handed_back.push(blocked.into_notification()),
+//!         Err(error) => return Err(error.into()),
+//!     }
+//! }
+//! assert_eq!(handed_back.len(), 1_500);
+//! // Every other kind keeps flowing.
+//! assert!(smtp.send(Email { kind: "email.receipt".into(), to: "a@example.com".into() }).is_ok());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! - [`Breaker`] holds every kind ([`Breaker::builder`] sets its configuration, name and
-//!   snapshot file); [`KindHandle`] is a resolved kind whose [`check`](KindHandle::check) is the
-//!   lock-free send path.
-//! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (a closure, with [`sender_fn`]; or, with
-//!   the `tower` feature, a tower service via `tower::GuardLayer`) and hands a blocked
-//!   notification back in [`Blocked`].
+//! In a service, give [`Breaker::builder`] the configuration file and a snapshot file, and add
+//! what the service needs: metrics, the admin router, a quarantine and its releaser. The README's
+//! *One whole service* (`examples/service.rs`) wires them all.
+//!
+//! # What is where
+//!
+//! - [`Breaker`] holds every kind; [`KindHandle`] is a resolved kind whose
+//!   [`check`](KindHandle::check) is the lock-free send path (a clock read, a few atomics, a
+//!   compare).
+//! - [`Guarded`] wraps a [`Sender`] or [`AsyncSender`] (a closure, with [`sender_fn`]) and hands a
+//!   refused notification back in [`Blocked`]; [`guard`] holds its parts.
 //! - [`Config`] is serde data (TOML, JSON, [`Config::from_file`]) with defaults that work for
-//!   kinds nobody configured, and overrides by kind name or pattern (`"security.*"`).
-//! - [`Event`]s report every transition ([`Breaker::subscribe`], and with the `tokio` feature
-//!   `Breaker::events`); [`KindStatus`] shows a kind to an operator and [`BreakerStatus`] the
-//!   whole breaker ([`Breaker::status`]); [`Snapshot`] keeps what was learned across restarts
-//!   ([`BreakerBuilder::snapshot_file`] keeps it in a file).
+//!   kinds nobody configured; [`config`] holds the overrides by kind name or pattern
+//!   (`"security.*"`) and the kind-name rule.
+//! - [`status`] is what a breaker shows: each kind's [`status::KindStatus`], the
+//!   [`status::Event`]s of its transitions, and the names of the metrics it exports
+//!   through the `metrics` facade.
+//! - [`Snapshot`] keeps what was learned across restarts ([`BreakerBuilder::snapshot_file`]
+//!   keeps it in a file).
+//! - [`quarantine`] is where refused notifications wait for an operator, who lists, discards and
+//!   releases them; a [`Releaser`](quarantine::Releaser) sends what was released.
 //! - [`backtest`] replays a send log through the same engine on a [`ManualClock`], to see what a
 //!   configuration would have done to past traffic.
-//! - [`metrics`] names every metric exported through the `metrics` facade, from cold work only;
-//!   with the `admin` feature, `admin::router` serves the breaker's status and the operator's
-//!   controls over HTTP.
-//! - [`quarantine`] is where blocked notifications wait for an operator: give a guarded sender a
-//!   [`quarantine::Quarantine`] and every refusal is written to its store before the send
-//!   returns; operators list, discard and release (the embedded SQLite store with the
-//!   `quarantine` feature, a fleet's Redis Streams with `redis`, and `spikebreaker quarantine` on
-//!   the command line).
-//! - With the `redis` feature, `fleet::Fleet` syncs a breaker's counts through Redis so that a
-//!   fleet of sender instances detects and stops a spike together (see the README's *Fleet
-//!   mode*).
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests and
 //!   replays.
+//! - [`guide`] is the manual: how detection and recovery work, every configuration field, the
+//!   snapshot file, metrics, fleet mode, the quarantine, the backtest, performance, the evidence
+//!   for every guarantee, and the known limits.
 //!
-//! The README's *Architecture* section maps the source tree.
+//! # Features
+//!
+//! None is on by default.
+//!
+//! | Feature | Adds | Pulls in |
+//! |---|---|---|
+//! | `tower` | `guard::tower::GuardLayer`: guards any tower `Service` | `tower`, `pin-project-lite` |
+//! | `tokio` | `Breaker::events`: a breaker's events on a tokio channel | `tokio` |
+//! | `admin` | `admin::router`: status and operator controls as JSON over HTTP; `quarantine::admin`, the quarantine's routes | `axum`, `tokio`, `subtle` |
+//! | `quarantine` | `quarantine::SqliteStore`: the embedded, durable quarantine store | `rusqlite` (SQLite compiled in) |
+//! | `redis` | `fleet`: one breaker across many instances, synced through Redis; `quarantine::RedisStore` | `redis`, `tokio`, `getrandom` |
+//! | `parallel` | a backtest's log parsed, and its kinds replayed, on every core | `rayon` |
+//! | `cli` | the `spikebreaker` tool: `backtest`, `tune`, and `quarantine` (with `quarantine` or `redis`) | `clap`, `indicatif`; turns on `parallel` |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -68,42 +110,37 @@ pub mod admin;
 pub mod backtest;
 mod breaker;
 mod clock;
-mod config;
+pub mod config;
 mod detect;
 mod error;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod fleet;
-mod guard;
+pub mod guard;
+pub mod guide;
+mod json;
 mod kind;
 mod name;
 mod observe;
 pub mod quarantine;
 mod registry;
 mod snapshot;
-mod surge;
+mod state;
+pub mod status;
 
+// The root is what a user writes in the first hour; the rest is in the modules above, by concept.
+// `tests::the_root_stays_small` counts these names.
 pub use breaker::{Breaker, BreakerBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};
-pub use detect::{Bound, Timescale};
+pub use config::Config;
 pub use error::Error;
-#[cfg(feature = "tower")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use guard::tower;
-pub use guard::{
-    AsyncSender, Blocked, ByNotification, Classify, GuardError, Guarded, Notification, Quarantined, Sender,
-    SenderFn, WithRecipient, sender_fn,
-};
-pub use kind::{Decision, KindHandle, Reason, State};
-pub use name::{MAX_KIND_NAME_BYTES, validate_kind_name};
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use observe::Events;
-pub use observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window, metrics};
-pub use snapshot::{KindSnapshot, Snapshot};
-pub use surge::SurgeConfig;
+pub use guard::{AsyncSender, Blocked, GuardError, Guarded, Notification, Sender, sender_fn};
+pub use kind::{Decision, KindHandle};
+pub use snapshot::Snapshot;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests;

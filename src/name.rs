@@ -26,11 +26,11 @@ const SHOWN_CHARS: usize = 64;
 /// spaces, commas and any script included.
 ///
 /// A name that breaks the rule is never registered: [`Breaker::check`](crate::Breaker::check)
-/// refuses its sends with [`Reason::InvalidKind`](crate::Reason::InvalidKind), a configuration or
+/// refuses its sends with [`Reason::InvalidKind`](crate::status::Reason::InvalidKind), a configuration or
 /// snapshot naming it is refused, and a send log line carrying it is a bad line.
 ///
 /// ```
-/// use spikebreaker::validate_kind_name;
+/// use spikebreaker::config::validate_kind_name;
 /// assert!(validate_kind_name("security.2fa_changed").is_ok());
 /// let error = validate_kind_name("email\n").unwrap_err();
 /// assert!(error.is_invalid_kind_name());

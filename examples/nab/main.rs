@@ -26,8 +26,9 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use spikebreaker::Config;
 use spikebreaker::backtest::Backtest;
-use spikebreaker::{Config, State};
+use spikebreaker::status::State;
 use support::Rng;
 
 /// NAB's published standard-profile scores of ARTime (results/ARTime/ARTime_standard_scores.csv

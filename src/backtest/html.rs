@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{BacktestReport, KindReport, Timeline};
-use crate::kind::State;
 use crate::observe::Window;
+use crate::state::State;
 
 /// Points drawn per chart at most: a 30-day log with hundreds of kinds stays a few megabytes.
 const POINTS: usize = 360;

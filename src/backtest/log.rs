@@ -69,7 +69,7 @@ pub enum LogError {
         /// The line (1-based).
         line: u64,
     },
-    /// The kind breaks the kind-name rule ([`validate_kind_name`](crate::validate_kind_name)).
+    /// The kind breaks the kind-name rule ([`validate_kind_name`](crate::config::validate_kind_name)).
     #[error("line {line}: invalid kind {kind}: {reason}")]
     InvalidKind {
         /// The line (1-based).

@@ -39,9 +39,10 @@ use crate::breaker::Breaker;
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::kind::{Decision, KindHandle, State};
+use crate::kind::{Decision, KindHandle};
 use crate::observe::Event;
 use crate::registry::SWEEP_EVERY_MS;
+use crate::state::State;
 
 pub use html::write_html;
 pub use log::{LogError, LogReader, SendRecord};

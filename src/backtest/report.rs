@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kind::State;
 use crate::observe::Event;
+use crate::state::State;
 
 /// The outcome of a replay, as the `spikebreaker backtest` tool prints it (JSON).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::kind::Reason;
+use crate::state::Reason;
 
 /// A notification the breaker refused, handed back with its kind and the reason, like
 /// [`std::sync::mpsc::SendError`] hands back the value.
@@ -60,7 +60,7 @@ impl<N> Blocked<N> {
     }
 
     /// When the trip that blocked it began, on the breaker's clock: the `at_ms` of that trip's
-    /// [`Event`](crate::Event), the same for every notification the trip blocked, so it tells
+    /// [`Event`](crate::status::Event), the same for every notification the trip blocked, so it tells
     /// one trip of a kind from the next.
     pub fn tripped_at_ms(&self) -> u64 {
         self.tripped_at_ms
@@ -73,7 +73,7 @@ impl<N> Blocked<N> {
     /// that breaks the kind-name rule. A queue consumer can hold the message until then.
     ///
     /// ```
-    /// use spikebreaker::{Breaker, Config, Guarded, GuardError, ManualClock, Sender, sender_fn};
+    /// use spikebreaker::{Breaker, Config, GuardError, Guarded, ManualClock, Sender, sender_fn};
     /// use std::time::Duration;
     ///
     /// let clock = ManualClock::new();

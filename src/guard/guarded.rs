@@ -73,7 +73,7 @@ impl<N, K: Classify<N>, R: Fn(&N) -> Option<&str>> Classify<N> for WithRecipient
 /// [`AsyncSender`], and with the `tower` feature `tower::Service`), so callers swap it in.
 ///
 /// ```
-/// use spikebreaker::{Breaker, Config, Guarded, GuardError, Notification, Sender};
+/// use spikebreaker::{Breaker, Config, GuardError, Guarded, Notification, Sender};
 ///
 /// struct Email { kind: &'static str, to: String }
 /// impl Notification for Email {

@@ -1,7 +1,8 @@
-//! Guarding a sender: the [`Sender`] and [`AsyncSender`] traits a sender is written against,
-//! [`Guarded`], which checks the breaker before every send, the [`Blocked`] notification it hands
-//! back (or the [`Quarantined`] receipt, with a quarantine: [`park`]), and with the `tower`
-//! feature the [`tower`] layer.
+//! Guarding a sender: the [`Sender`] and [`AsyncSender`] traits a sender is written against (a
+//! closure through [`sender_fn`]), the [`Notification`] it sends, [`Guarded`], which checks the
+//! breaker before every send (by the notification's kind, or as [`Classify`] says), the
+//! [`Blocked`] notification it hands back (or the [`Quarantined`] receipt, with a
+//! [`quarantine`](crate::quarantine)), and with the `tower` feature the [`tower`] layer.
 
 mod blocked;
 mod guarded;
@@ -13,5 +14,4 @@ pub mod tower;
 
 pub use blocked::{Blocked, GuardError, Quarantined};
 pub use guarded::{ByNotification, Classify, Guarded, WithRecipient};
-pub use park::NoQuarantine;
 pub use sender::{AsyncSender, Notification, Sender, SenderFn, sender_fn};

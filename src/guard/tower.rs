@@ -18,7 +18,7 @@ use crate::clock::{Clock, SystemClock};
 /// Puts a breaker in front of a tower service.
 ///
 /// ```
-/// use spikebreaker::tower::GuardLayer;
+/// use spikebreaker::guard::tower::GuardLayer;
 /// use spikebreaker::{Breaker, Config, Notification};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
@@ -33,7 +33,7 @@ use crate::clock::{Clock, SystemClock};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// `K` is how a request's kind is found: [`ByNotification`](crate::ByNotification) from
+/// `K` is how a request's kind is found: [`ByNotification`] from
 /// [`GuardLayer::new`], or the function given to [`GuardLayer::with_classifier`], cloned into
 /// each service. `Q` is where refused requests go (see [`GuardLayer::with_quarantine`]).
 #[derive(Clone)]
@@ -70,7 +70,7 @@ impl<F, C: Clock> GuardLayer<F, C> {
     /// Classifies requests with `kind_of` (for request types you do not own).
     ///
     /// ```
-    /// use spikebreaker::tower::GuardLayer;
+    /// use spikebreaker::guard::tower::GuardLayer;
     /// use spikebreaker::{Breaker, Config};
     /// use tower::{Layer, service_fn};
     ///

@@ -2,12 +2,13 @@
 
 use std::fmt;
 
-use super::state::Reason;
+use crate::state::Reason;
 
 /// What the breaker decided about one send.
 ///
 /// ```
-/// use spikebreaker::{Breaker, Config, Decision, ManualClock, Reason};
+/// use spikebreaker::{Breaker, Config, Decision, ManualClock};
+/// use spikebreaker::status::Reason;
 /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
 /// breaker.kind("push.promo"); // registers the kind
 /// breaker.force_open("push.promo")?;
@@ -38,7 +39,8 @@ impl fmt::Display for Decision {
     /// `allowed`, or `blocked (spike)` with the reason.
     ///
     /// ```
-    /// use spikebreaker::{Decision, Reason};
+    /// use spikebreaker::Decision;
+    /// use spikebreaker::status::Reason;
     /// assert_eq!(Decision::Allowed.to_string(), "allowed");
     /// assert_eq!(Decision::Blocked(Reason::ForcedOpen).to_string(), "blocked (forced_open)");
     /// ```

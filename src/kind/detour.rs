@@ -10,10 +10,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use super::{Decision, Kind, Reason, State};
+use super::{Decision, Kind};
 use crate::clock::Clock;
 use crate::detect::{Bound, Timescale};
 use crate::observe::{KindStatus, Window};
+use crate::state::{Reason, State};
 
 /// A handle on the overflow kind looks for room of its own at most this often (clock
 /// milliseconds), as often as a full registry sweeps.
@@ -71,7 +72,7 @@ impl<C: Clock> Detour<C> {
 
     /// Counts one send and decides it. On the overflow kind, a send looks for room at most once
     /// a second (of the breaker's clock), as a send by name does, counted like one in
-    /// [`overflowed`](crate::BreakerStatus::overflowed) and towards the name's admission: the
+    /// [`overflowed`](crate::status::BreakerStatus::overflowed) and towards the name's admission: the
     /// first look that finds room moves the handle to its own kind for good.
     #[cold]
     #[inline(never)]

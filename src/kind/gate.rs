@@ -4,8 +4,9 @@
 use super::atomics::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Decision, Kind, Packed, Reason, Shared, State};
+use super::{Decision, Kind, Packed, Shared};
 use crate::clock::Clock;
+use crate::state::{Reason, State};
 
 /// Keeps what it holds on a cache line of its own, so that the line every send writes does not
 /// evict the line every send only reads.

@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Decision, Detour, Kind, State};
+use super::{Decision, Detour, Kind};
 use crate::clock::{Clock, SystemClock};
 use crate::observe::KindStatus;
+use crate::state::State;
 
 /// A resolved kind: checking through it is the lock-free send path. Cheap to clone.
 ///
@@ -17,8 +18,8 @@ use crate::observe::KindStatus;
 /// would. Once moved, a send reads its kind with one more load than a handle resolved on the
 /// kind directly, then takes the kind's lock-free path. A handle for a name that breaks the
 /// kind-name rule
-/// ([`validate_kind_name`](crate::validate_kind_name)) refuses every send with
-/// [`Reason::InvalidKind`](crate::Reason::InvalidKind).
+/// ([`validate_kind_name`](crate::config::validate_kind_name)) refuses every send with
+/// [`Reason::InvalidKind`](crate::status::Reason::InvalidKind).
 pub struct KindHandle<C: Clock = SystemClock> {
     /// The kind whose send path every check runs: the handle's own, or for a handle with a
     /// `detour`, a parked kind that sends every check there.

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
-use super::{Decision, Kind, Reason, Shared, State};
+use super::{Decision, Kind, Shared};
 use crate::clock::ManualClock;
 use crate::config::{KindConfig, TimescaleConfig};
 use crate::detect::Learned;
 use crate::observe::{Event, Subscribers};
+use crate::state::{Reason, State};
 
 /// The transitions subscribers heard.
 #[derive(Debug, Default)]

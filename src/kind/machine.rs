@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use super::atomics::Ordering;
-use super::{Decision, Kind, Packed, Reason, State};
+use super::{Decision, Kind, Packed};
 use crate::clock::Clock;
 use crate::config::{KindSettings, Recovery};
 use crate::detect::{Detector, Learned, Reading};
 use crate::observe::metrics::KindMetrics;
 use crate::observe::{Event, KindStatus, Surge, Window};
+use crate::state::{Reason, State};
 
 /// A time that never comes: no surge, no newcomer.
 const NEVER: u64 = u64::MAX;

@@ -13,7 +13,7 @@ mod detour;
 mod gate;
 mod handle;
 mod machine;
-pub(crate) mod state;
+mod packed;
 
 use std::sync::Arc;
 
@@ -30,8 +30,7 @@ pub use decision::Decision;
 pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
-pub(crate) use state::Packed;
-pub use state::{Reason, State};
+pub(crate) use packed::Packed;
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]

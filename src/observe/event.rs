@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
-use crate::kind::state::{Reason, State};
+use crate::state::{Reason, State};
 
 /// A kind changed state (tripped, probed, recovered, was forced or reset), or has news an
 /// operator must hear while its state stays (still open after a long time, a planned surge begun
@@ -43,7 +43,8 @@ impl Event {
     /// dry-run it blocked nothing: see [`is_would_trip`](Self::is_would_trip).
     ///
     /// ```
-    /// use spikebreaker::{Breaker, Config, Event};
+    /// use spikebreaker::{Breaker, Config};
+    /// use spikebreaker::status::Event;
     /// let breaker = Breaker::new(Config::default())?;
     /// breaker.subscribe(|event: &Event| {
     ///     if event.is_trip() && !event.dry_run {

@@ -31,7 +31,7 @@
 //!     Ok(())
 //! })?;
 //! let names: Vec<_> = snapshotter.snapshot().into_vec().into_iter().map(|m| m.0.key().name().to_owned()).collect();
-//! assert!(names.iter().any(|name| name == spikebreaker::metrics::ATTEMPTED));
+//! assert!(names.iter().any(|name| name == spikebreaker::status::metrics::ATTEMPTED));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -60,7 +60,7 @@ pub const BLOCKED: &str = "spikebreaker_blocked_total";
 /// Counter, per kind: moves into the open state (detected, or forced by an operator).
 pub const TRIPS: &str = "spikebreaker_trips_total";
 /// Gauge, per kind: 0 closed, 1 open, 2 half-open
-/// ([`State::gauge_value`](crate::State::gauge_value)).
+/// ([`State::gauge_value`](crate::status::State::gauge_value)).
 pub const STATE: &str = "spikebreaker_state";
 /// The label that carries the timescale (`minute`, `hour`, `day`) on per-window series.
 pub const TIMESCALE_LABEL: &str = "timescale";
@@ -373,7 +373,7 @@ mod tests {
     use metrics_util::{CompositeKey, MetricKind};
 
     use super::*;
-    use crate::kind::state::{Reason, State};
+    use crate::state::{Reason, State};
 
     fn values(recorder: &DebuggingRecorder) -> HashMap<(MetricKind, String, Vec<String>), DebugValue> {
         let label = |key: &CompositeKey| {

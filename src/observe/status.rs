@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
-use crate::kind::state::{Reason, State};
+use crate::state::{Reason, State};
 
 /// A kind's state and figures at one moment, for an admin endpoint or a dashboard: the one type
 /// a kind's figures are read into, for its status, its metrics and fleet mode alike.

@@ -156,8 +156,8 @@ mod tests {
 
     use super::*;
     use crate::detect::{Bound, Timescale};
-    use crate::kind::state::{Reason, State};
     use crate::observe::Window;
+    use crate::state::{Reason, State};
 
     fn event() -> Event {
         Event {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::kind::Reason;
+use crate::state::Reason;
 
 /// An item's number in its store: given by the store, never reused.
 pub type ItemId = u64;

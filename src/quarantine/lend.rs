@@ -12,8 +12,9 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::item::{Filter, Item, ItemId, NewItem, Query};
+use super::store::new_store_id;
 use super::store::{Claim, Claimed, Outcome, StoreError};
-use super::{DEFAULT_LEASE, DEFAULT_POLL, Quarantine, new_store_id, pace};
+use super::{DEFAULT_LEASE, DEFAULT_POLL, Quarantine, pace};
 use crate::breaker::Breaker;
 use crate::clock::{Clock, unix_ms};
 use crate::guard::Quarantined;
@@ -321,7 +322,7 @@ mod tests {
             .hold_refused(&breaker, "sms.otp", None, raw("{}"))
             .unwrap();
         assert_eq!(first.trip(), second.trip());
-        assert_eq!(first.reason(), crate::Reason::ForcedOpen);
+        assert_eq!(first.reason(), crate::state::Reason::ForcedOpen);
         let held = quarantine
             .items(&Query::new(Filter::kind("sms.otp"), 10))
             .unwrap();

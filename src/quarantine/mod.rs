@@ -64,13 +64,8 @@
 pub mod admin;
 mod item;
 mod lend;
-mod memory;
 mod pace;
-#[cfg(feature = "redis")]
-mod redis;
 mod release;
-#[cfg(feature = "quarantine")]
-mod sqlite;
 mod store;
 mod summary;
 
@@ -87,27 +82,22 @@ use crate::clock::{SystemClock, unix_ms};
 use crate::guard::Blocked;
 use crate::guard::Quarantined;
 use crate::guard::park::{Attach, Park};
-use crate::kind::Reason;
 use crate::observe::metrics::{self, count_quarantine};
+use crate::state::Reason;
 
-pub use crate::guard::NoQuarantine;
+pub use crate::guard::park::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 pub use lend::{Acked, HoldError, Lender, Lent, Loan};
-pub use memory::MemoryStore;
+pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
+pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisOptions, RedisStore};
-pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
+pub use store::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "quarantine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
-pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{Claim, Claimed, Outcome, Store, StoreError};
+pub use store::sqlite::{SqliteOptions, SqliteStore};
+pub use store::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};
-
-/// Finished items (released, discarded) a store keeps for audit, the newest; older ones are
-/// forgotten (the embedded store lets up to a thousand more gather before it forgets, so that it
-/// deletes in bulk). They carry no notification, only its figures and the discard's reason.
-pub const FINISHED_KEPT: usize = 100_000;
 
 /// The `breaker` label of a quarantine no guarded sender has taken yet.
 const DEFAULT_NAME: &str = Breaker::<SystemClock>::DEFAULT_NAME;
@@ -311,14 +301,4 @@ impl<N: Serialize> Park<N> for Quarantine {
             }
         }
     }
-}
-
-/// A random name (for a store, a releaser): 64 bits from the standard library's randomly keyed
-/// hasher, mixed with the time and the process id.
-pub(crate) fn new_store_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(unix_ms());
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
 }

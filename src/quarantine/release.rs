@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::Quarantine;
 use super::item::ItemId;
 use super::pace;
-use super::store::{Claim, Claimed, Outcome, StoreError};
-use super::{Quarantine, new_store_id};
+use super::store::{Claim, Claimed, Outcome, StoreError, new_store_id};
 use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::guard::{AsyncSender, Guarded, Sender};

@@ -5,18 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::item::{Filter, Item, ItemState, Query};
-use super::store::{Store, StoreError};
-use crate::kind::Reason;
+use super::item::{Item, ItemState};
+use crate::state::Reason;
 
 /// How many items the sample of a trip shows.
 pub(crate) const SAMPLE: usize = 3;
 /// How many of a trip's most frequent recipients are named.
 pub(crate) const TOP_RECIPIENTS: usize = 5;
-/// Items read a page when a summary pages through a store.
-const PAGE: usize = 1_000;
 
-/// Every trip's figures ([`Store::summary`]), by kind and then trip.
+/// Every trip's figures ([`Store::summary`](super::Store::summary)), by kind and then trip.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
     /// One entry per kind and trip, oldest trip first within a kind.
@@ -134,14 +131,17 @@ impl Gather {
         }
     }
 
-    /// The summary, each trip's sample read from `store`.
-    pub(crate) fn finish<S: Store + ?Sized>(self, store: &S) -> Result<Summary, StoreError> {
+    /// The summary, each trip's sample read with `sample` (given the kind and the trip).
+    pub(crate) fn finish<E>(
+        self,
+        mut sample: impl FnMut(&str, u64) -> Result<Vec<Item>, E>,
+    ) -> Result<Summary, E> {
         let mut trips = Vec::with_capacity(self.tallies.len());
         for ((kind, trip), tally) in self.tallies {
             let mut summary = tally.summary;
             summary.recipients = tally.recipients.len() as u64;
             summary.top_recipients = top(tally.recipients);
-            summary.sample = sample(store, &kind, trip)?;
+            summary.sample = sample(&kind, trip)?;
             trips.push(summary);
         }
         Ok(Summary { trips })
@@ -149,23 +149,6 @@ impl Gather {
 }
 
 impl Summary {
-    /// Gathers a summary by paging through `store`'s items: what [`Store::summary`] does unless a
-    /// store answers it itself.
-    pub fn collect<S: Store + ?Sized>(store: &S, filter: &Filter) -> Result<Self, StoreError> {
-        let mut gather = Gather::default();
-        let mut query = Query {
-            notifications: false,
-            ..Query::new(filter.clone(), PAGE)
-        };
-        loop {
-            let page = store.items(&query)?;
-            let Some(last) = page.last() else { break };
-            query.after = Some(last.id);
-            page.iter().for_each(|item| gather.add(item));
-        }
-        gather.finish(store)
-    }
-
     /// Live items in every trip.
     pub fn live(&self) -> u64 {
         self.trips.iter().map(TripSummary::live).sum()
@@ -181,19 +164,6 @@ pub(crate) fn top(recipients: HashMap<String, u64>) -> Vec<RecipientCount> {
     counts.sort_by(|a, b| b.items.cmp(&a.items).then_with(|| a.recipient.cmp(&b.recipient)));
     counts.truncate(TOP_RECIPIENTS);
     counts
-}
-
-/// A trip's oldest live items: held first, else approved.
-pub(crate) fn sample<S: Store + ?Sized>(store: &S, kind: &str, trip: u64) -> Result<Vec<Item>, StoreError> {
-    let mut sample = Vec::new();
-    for state in [ItemState::Held, ItemState::Approved] {
-        let query = Query::new(Filter::kind(kind).trip(trip), SAMPLE - sample.len()).in_state(state);
-        sample.extend(store.items(&query)?);
-        if sample.len() == SAMPLE {
-            break;
-        }
-    }
-    Ok(sample)
 }
 
 #[cfg(test)]

@@ -15,6 +15,27 @@ mod senders;
 #[cfg(feature = "quarantine")]
 mod sqlite;
 
+// A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.
+#[cfg(not(feature = "admin"))]
+#[test]
+#[ignore = "needs --features admin"]
+fn admin() {}
+
+#[cfg(not(all(feature = "cli", feature = "quarantine")))]
+#[test]
+#[ignore = "needs --features cli,quarantine"]
+fn cli() {}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+#[ignore = "needs --features redis"]
+fn redis() {}
+
+#[cfg(not(feature = "quarantine"))]
+#[test]
+#[ignore = "needs --features quarantine"]
+fn sqlite() {}
+
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};

@@ -29,7 +29,7 @@ fn store(server: &Server, max_items: u64) -> RedisStore {
 fn instance(
     server: &Server,
 ) -> (
-    Guarded<Outbox, spikebreaker::ByNotification, spikebreaker::SystemClock, Quarantine>,
+    Guarded<Outbox, spikebreaker::guard::ByNotification, spikebreaker::SystemClock, Quarantine>,
     Quarantine,
 ) {
     let quarantine = Quarantine::new(store(server, 10_000));

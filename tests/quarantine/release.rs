@@ -9,7 +9,8 @@ use spikebreaker::quarantine::{
     Claim, Claimed, Delivery, Filter, ItemState, MemoryStore, Outcome, Quarantine, Query, ReleaseOrder,
     Releaser, Step, Store, StoreError,
 };
-use spikebreaker::{Breaker, Guarded, ManualClock, Sender, State};
+use spikebreaker::status::State;
+use spikebreaker::{Breaker, Guarded, ManualClock, Sender};
 
 use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
@@ -25,7 +26,7 @@ fn learn_six_a_minute(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
 }
 
 fn hold(
-    guarded: &Guarded<Outbox, spikebreaker::ByNotification, ManualClock, Quarantine>,
+    guarded: &Guarded<Outbox, spikebreaker::guard::ByNotification, ManualClock, Quarantine>,
     kind: &str,
     n: usize,
 ) {
@@ -288,7 +289,7 @@ fn held_released_discarded_and_refused_items_are_counted_per_breaker_and_kind() 
                 other => panic!("{name} is not a counter: {other:?}"),
             })
     };
-    use spikebreaker::metrics::{
+    use spikebreaker::status::metrics::{
         QUARANTINE_DISCARDED, QUARANTINE_HELD, QUARANTINE_REFUSED, QUARANTINE_RELEASED,
     };
     assert_eq!(counter(QUARANTINE_HELD, RUNAWAY), Some(2));

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spikebreaker::quarantine::{Filter, ItemState, MemoryStore, Quarantine, Query};
-use spikebreaker::{GuardError, Guarded, Reason, Sender};
+use spikebreaker::status::Reason;
+use spikebreaker::{GuardError, Guarded, Sender};
 
 use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
 
@@ -55,7 +56,7 @@ async fn async_senders_hold_blocked_notifications_too() {
 #[cfg(feature = "tower")]
 #[tokio::test]
 async fn a_tower_service_holds_blocked_requests_too() {
-    use spikebreaker::tower::GuardLayer;
+    use spikebreaker::guard::tower::GuardLayer;
     use tower::{Layer, ServiceExt, service_fn};
 
     let (breaker, _) = breaker();

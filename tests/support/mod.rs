@@ -1,7 +1,8 @@
 //! Synthetic send traffic for tests and examples: deterministic, seeded, and shaped like real
 //! notification traffic (daily swing, weekend dip, growth, Poisson noise with bursts).
 //!
-//! Not part of the library's API: tests use it with `mod support;`, examples with
+//! Not part of the library's API: tests use it with
+//! `#[path = "../support/mod.rs"] mod support;` in their `main.rs`, examples with
 //! `#[path = "../tests/support/mod.rs"] mod support;`.
 #![allow(dead_code, unreachable_pub)]
 

@@ -191,7 +191,7 @@ fn toml_document(config: &Config, tuning: &Tuning) -> Result<String, Failure> {
                 leaks(&kind.base)
             );
         }
-        let others = spikebreaker::KindOverride {
+        let others = spikebreaker::config::KindOverride {
             minute: Default::default(),
             hour: Default::default(),
             day: Default::default(),

@@ -5,10 +5,10 @@
 use std::convert::Infallible;
 use std::fmt;
 
-use spikebreaker::{
-    Clock, Config, GuardError, Guarded, KindStatus, Notification, Reason, Sender, State, Timescale, Window,
-    validate_kind_name,
-};
+use spikebreaker::config::validate_kind_name;
+use spikebreaker::guard::ByNotification;
+use spikebreaker::status::{KindStatus, Reason, State, Timescale, Window};
+use spikebreaker::{Clock, Config, GuardError, Guarded, Notification, Sender};
 
 /// A send asked about over the wire: its kind is all the breaker needs.
 pub(crate) struct Ask<'a>(pub(crate) &'a str);
@@ -114,7 +114,7 @@ impl Limit {
 /// same as `count` sends of an in-process guarded sender. The request is allowed when every one
 /// of them is; every one is counted, as Envoy's reference server counts a request's hits.
 pub(crate) fn check<C: Clock>(
-    guarded: &Guarded<Answer, spikebreaker::ByNotification, C>,
+    guarded: &Guarded<Answer, ByNotification, C>,
     clock: &C,
     config: &Config,
     kind: &str,
@@ -227,10 +227,7 @@ mod tests {
 
     use super::*;
 
-    fn guarded() -> (
-        Guarded<Answer, spikebreaker::ByNotification, ManualClock>,
-        ManualClock,
-    ) {
+    fn guarded() -> (Guarded<Answer, ByNotification, ManualClock>, ManualClock) {
         let clock = ManualClock::new();
         let breaker = Breaker::with_clock(Config::default(), clock.clone()).unwrap();
         (Guarded::new(Answer, breaker), clock)

@@ -26,8 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use spikebreaker::Clock;
 use spikebreaker::admin::{self, Options};
-use spikebreaker::{Bound, Clock, Timescale};
+use spikebreaker::status::{Bound, Timescale};
 
 use super::App;
 use super::check::{self, Limit, Verdict};

@@ -30,10 +30,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use parking_lot::RwLock;
 use spikebreaker::fleet::Fleet;
+use spikebreaker::guard::ByNotification;
 use spikebreaker::quarantine::{
     Lender, MemoryStore, Quarantine, RedisOptions, RedisStore, SqliteOptions, SqliteStore,
 };
-use spikebreaker::{Breaker, ByNotification, Clock, Config, Guarded, SystemClock};
+use spikebreaker::{Breaker, Clock, Config, Guarded, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -23,8 +23,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
+use spikebreaker::Clock;
+use spikebreaker::config::validate_kind_name;
 use spikebreaker::quarantine::{Acked, HoldError, Item, Outcome, StoreError};
-use spikebreaker::{Clock, validate_kind_name};
 
 use super::App;
 use super::http::bad_request;

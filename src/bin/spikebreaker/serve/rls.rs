@@ -38,7 +38,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
-use spikebreaker::{Clock, Timescale};
+use spikebreaker::Clock;
+use spikebreaker::status::Timescale;
 use tonic::{Request, Response, Status};
 
 use super::App;

@@ -1,0 +1,277 @@
+//! Checking a configuration and compiling it, once, into the form the engine runs on: each
+//! kind's [`KindSettings`] (the detector's [`Policy`] and the kind's recovery), shared by the
+//! kinds that run on them ([`Compiled`]). Every error names the field and the bad value.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::keys::{Keys, pattern_problem};
+use super::surge::{self, Planned};
+use super::{Config, KindConfig, Recovery, TimescaleConfig};
+use crate::detect::{BUCKETS, Guards, Policy};
+use crate::error::Error;
+use crate::name::{self, OVERFLOW_KIND};
+
+/// The longest minute window a kind may have.
+const MAX_WINDOW_SECS: u64 = 3_600;
+/// The most standard deviations a limit may sit above what is expected.
+const MAX_SIGMAS: f64 = 50.0;
+/// The longest warm-up, cool-down, probe and idle time.
+const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
+const MAX_MAX_KINDS: usize = 1_000_000;
+
+impl Config {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.compile().map(drop)
+    }
+
+    /// Validates and compiles into the engine's internal form.
+    pub(crate) fn compile(&self) -> Result<Compiled, Error> {
+        if !(1..=MAX_MAX_KINDS).contains(&self.max_kinds) {
+            return Err(Error::invalid(
+                "max_kinds",
+                self.max_kinds,
+                "must be 1 to 1000000",
+            ));
+        }
+        let defaults = Arc::new(self.defaults.compile("defaults")?);
+        let mut overrides = Keys::default();
+        for (key, patch) in &self.kinds {
+            if let Some(reason) = name::problem(key).or_else(|| pattern_problem(key)) {
+                return Err(Error::invalid("kinds", name::shown(key), reason));
+            }
+            let settings = patch
+                .apply_to(&self.defaults)
+                .compile(&format!("kinds.{key:?}"))?;
+            overrides.insert(key.clone(), Arc::new(settings));
+        }
+        let mut surges: BTreeMap<&str, Vec<(Planned, String)>> = BTreeMap::new();
+        for (i, planned) in self.surges.iter().enumerate() {
+            let path = format!("surges[{i}]");
+            if planned.kind.contains('*') {
+                return Err(Error::invalid(
+                    format!("{path}.kind"),
+                    name::shown(&planned.kind),
+                    "a surge names one kind, not a pattern",
+                ));
+            }
+            let checked = planned.compile(&path)?;
+            surges.entry(&planned.kind).or_default().push((checked, path));
+        }
+        for (kind, planned) in surges {
+            // A surge gives its kind settings of its own: those it would run on, plus the surge.
+            let mut settings = (**overrides.get(kind).map_or(&defaults, |(_, found)| found)).clone();
+            settings.surges = surge::schedule(planned)?;
+            overrides.insert(kind.to_owned(), Arc::new(settings));
+        }
+        let longest_window_ms = overrides
+            .values()
+            .map(|settings| settings.policy.window_ms())
+            .chain([defaults.policy.window_ms()])
+            .max()
+            .unwrap_or(0);
+        let evict_idle_ms = self.evict_idle_secs.saturating_mul(1000);
+        if evict_idle_ms < longest_window_ms || self.evict_idle_secs > MAX_DURATION_SECS {
+            return Err(Error::invalid(
+                "evict_idle_secs",
+                self.evict_idle_secs,
+                "must be at least the longest `window_secs` and at most 30 days (2592000 seconds)",
+            ));
+        }
+        // The overflow kind's limit is fixed: traffic must not teach it a higher one. Only its
+        // own name sets it: a pattern never reaches it.
+        let overflow_base = overrides.exact.get(OVERFLOW_KIND).unwrap_or(&defaults);
+        let mut overflow = (**overflow_base).clone();
+        overflow.policy.learns = false;
+        let overflow = Arc::new(overflow);
+        Ok(Compiled {
+            defaults,
+            overflow,
+            overrides,
+            max_kinds: self.max_kinds,
+            evict_idle_ms,
+        })
+    }
+}
+
+/// A validated configuration: settings for each overridden kind or pattern plus the default
+/// ones, each shared by the kinds that run on them.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) defaults: Arc<KindSettings>,
+    /// The overflow kind's: its override's or the defaults, never learning.
+    pub(crate) overflow: Arc<KindSettings>,
+    /// By key: see [`Compiled::settings`].
+    overrides: Keys<String, Arc<KindSettings>>,
+    pub(crate) max_kinds: usize,
+    pub(crate) evict_idle_ms: u64,
+}
+
+impl Compiled {
+    /// The settings `kind` runs on: its own name's, else the longest pattern's that matches it,
+    /// else the defaults (the overflow kind: its own, never learning). Cold: a kind reads it when
+    /// it registers and at each reload.
+    pub(crate) fn settings(&self, kind: &str) -> &Arc<KindSettings> {
+        if kind == OVERFLOW_KIND {
+            return &self.overflow;
+        }
+        self.overrides
+            .get(kind)
+            .map_or(&self.defaults, |(_, settings)| settings)
+    }
+
+    /// Whether `kind` is named in the configuration (by its exact name: a pattern reserves
+    /// nothing), and so has a slot of its own.
+    pub(crate) fn names(&self, kind: &str) -> bool {
+        kind != OVERFLOW_KIND && self.overrides.exact.contains_key(kind)
+    }
+}
+
+/// One kind's [`KindConfig`], checked and compiled: what its detector runs on, and how its state
+/// machine recovers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct KindSettings {
+    pub(crate) policy: Policy,
+    pub(crate) recovery: Recovery,
+    pub(crate) cooldown_ms: u64,
+    pub(crate) probe_ms: u64,
+    pub(crate) open_alert_ms: u64,
+    pub(crate) dry_run: bool,
+    /// Surges planned in the configuration, in order, none overlapping.
+    pub(crate) surges: Vec<Planned>,
+}
+
+impl KindConfig {
+    /// Validates the settings and compiles them; `path` prefixes field names in errors
+    /// (`defaults`, `kinds."a"`).
+    pub(crate) fn compile(&self, path: &str) -> Result<KindSettings, Error> {
+        let field = |name: &str| format!("{path}.{name}");
+        if !(1..=MAX_WINDOW_SECS).contains(&self.window_secs) {
+            return Err(Error::invalid(
+                field("window_secs"),
+                self.window_secs,
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        let guards = [
+            self.minute.compile(&field("minute"))?,
+            self.hour.compile(&field("hour"))?,
+            self.day.compile(&field("day"))?,
+        ];
+        finite_at_least(
+            self.max_growth_per_hour,
+            1.0,
+            &field("max_growth_per_hour"),
+            "must be a finite number of at least 1",
+        )?;
+        if self.warmup_ceiling < self.minute.floor.max(1) {
+            return Err(Error::invalid(
+                field("warmup_ceiling"),
+                self.warmup_ceiling,
+                "must be at least 1 and at least `minute.floor` (at 0, a new kind could send nothing and so never learn)",
+            ));
+        }
+        for (name, secs) in [
+            ("warmup_secs", self.warmup_secs),
+            ("cooldown_secs", self.cooldown_secs),
+            ("probe_secs", self.probe_secs),
+        ] {
+            if secs > MAX_DURATION_SECS {
+                return Err(Error::invalid(
+                    field(name),
+                    secs,
+                    "must be at most 30 days (2592000 seconds)",
+                ));
+            }
+        }
+        if !(1..=MAX_DURATION_SECS).contains(&self.open_alert_secs) {
+            return Err(Error::invalid(
+                field("open_alert_secs"),
+                self.open_alert_secs,
+                "must be 1 second to 30 days (2592000 seconds)",
+            ));
+        }
+        let window_ms = self.window_secs * 1000;
+        Ok(KindSettings {
+            policy: Policy {
+                bucket_ms: window_ms / BUCKETS as u64,
+                guards,
+                warmup_ceiling: self.warmup_ceiling,
+                warmup_windows: u32::try_from(self.warmup_secs.div_ceil(self.window_secs))
+                    .unwrap_or(u32::MAX),
+                growth_per_hour: self.max_growth_per_hour,
+                learns: true,
+            },
+            recovery: self.recovery,
+            cooldown_ms: self.cooldown_secs * 1000,
+            probe_ms: self.probe_secs * 1000,
+            open_alert_ms: self.open_alert_secs * 1000,
+            dry_run: self.dry_run,
+            surges: Vec::new(),
+        })
+    }
+}
+
+impl TimescaleConfig {
+    fn compile(&self, path: &str) -> Result<Guards, Error> {
+        let field = |name: &str| format!("{path}.{name}");
+        finite_at_least(
+            self.factor,
+            1.0,
+            &field("factor"),
+            "must be a finite number of at least 1",
+        )?;
+        if !(self.sigmas.is_finite() && (1.0..=MAX_SIGMAS).contains(&self.sigmas)) {
+            return Err(Error::invalid(
+                field("sigmas"),
+                self.sigmas,
+                "must be a number from 1 to 50 (under one standard deviation, ordinary counts trip)",
+            ));
+        }
+        if let Some(ceiling) = self.ceiling {
+            if ceiling < self.floor.max(1) {
+                return Err(Error::invalid(
+                    field("ceiling"),
+                    ceiling,
+                    "must be at least 1 and at least `floor`",
+                ));
+            }
+        }
+        Ok(Guards {
+            factor: self.factor,
+            floor: self.floor,
+            ceiling: self.ceiling.unwrap_or(u64::MAX),
+            sigmas: self.sigmas,
+        })
+    }
+}
+
+fn finite_at_least(value: f64, min: f64, field: &str, reason: &'static str) -> Result<(), Error> {
+    if value.is_finite() && value >= min {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, value, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_compile_into_the_detector_policy() {
+        let p = KindConfig::default().compile("defaults").unwrap().policy;
+        assert_eq!(p.bucket_ms * BUCKETS as u64, 60_000);
+        assert_eq!(p.warmup_windows, 60);
+        assert_eq!(p.guards[1].floor, 120);
+        assert_eq!(p.guards[2].ceiling, u64::MAX);
+        // The warm-up is time: an hour of 5-second windows is 720 of them.
+        let short = KindConfig {
+            window_secs: 5,
+            ..KindConfig::default()
+        };
+        assert_eq!(short.compile("defaults").unwrap().policy.warmup_windows, 720);
+    }
+}

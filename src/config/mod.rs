@@ -1,0 +1,23 @@
+//! The configuration users write: serde data with defaults, per-kind overrides by name or pattern,
+//! and planned surges, by job (one file each):
+//!
+//! - `types`: [`Config`], [`KindConfig`], [`TimescaleConfig`], the overrides and [`Recovery`];
+//! - `load`: reading TOML, JSON or a file of either ([`Config::from_toml`], [`Config::from_json`],
+//!   [`Config::from_file`]);
+//! - `keys`: which `[kinds."…"]` key applies to a kind ([`Config::override_for`]);
+//! - `compile`: the checks, each error naming the field and the bad value
+//!   ([`Config::validate`]), and the compiled settings the engine runs on, so nothing is
+//!   re-checked on the send path;
+//! - `surge`: legitimate bursts announced in advance ([`SurgeConfig`]).
+
+mod compile;
+mod keys;
+mod load;
+mod surge;
+mod types;
+
+pub use crate::name::{MAX_KIND_NAME_BYTES, validate_kind_name};
+pub(crate) use compile::{Compiled, KindSettings};
+pub(crate) use surge::MAX_SURGE_MS;
+pub use surge::SurgeConfig;
+pub use types::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};

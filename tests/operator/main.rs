@@ -1,0 +1,17 @@
+//! What an operator sees and does: the state machine under the operator's controls (`operator`),
+//! the admin router over HTTP (`admin`, feature `admin`), the kind-name rule where names enter
+//! (`names`), the metrics as Prometheus scrapes them (`prometheus`), and the operator files that
+//! name those metrics (`operator_assets`).
+
+#[cfg(feature = "admin")]
+mod admin;
+mod names;
+mod operator;
+mod operator_assets;
+mod prometheus;
+
+// A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.
+#[cfg(not(feature = "admin"))]
+#[test]
+#[ignore = "needs --features admin"]
+fn admin() {}
