@@ -155,32 +155,47 @@ async fn check_route<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -> R
     verdict_response(&request.kind, &verdict)
 }
 
+/// `/v1/check`'s answer. Written straight from this struct: a check is answered per request, so
+/// it builds no JSON tree.
+#[derive(Serialize)]
+struct CheckAnswer<'a> {
+    decision: &'static str,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counted_as: Option<&'a str>,
+    count: u64,
+    allowed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<spikebreaker::status::Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_secs: Option<u64>,
+    limit: Option<LimitJson>,
+}
+
 /// A verdict as `/v1/check` answers it.
 fn verdict_response(kind: &str, verdict: &Verdict) -> Response {
-    let limit = verdict.limit().map(LimitJson::from);
-    let Some(refusal) = &verdict.refusal else {
-        return Json(json!({
-            "decision": "allowed",
-            "kind": kind,
-            "count": verdict.count,
-            "allowed": verdict.allowed,
-            "limit": limit,
-        }))
-        .into_response();
-    };
     let retry_after_secs = verdict.retry_after_ms().map(|ms| ms.div_ceil(1000));
-    let body = json!({
-        "decision": "blocked",
-        "kind": kind,
-        "counted_as": refusal.kind,
-        "count": verdict.count,
-        "allowed": verdict.allowed,
-        "reason": refusal.reason,
-        "explanation": verdict.explanation(),
-        "retry_after_secs": retry_after_secs,
-        "limit": limit,
-    });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    let answer = CheckAnswer {
+        decision: if verdict.is_allowed() {
+            "allowed"
+        } else {
+            "blocked"
+        },
+        kind,
+        counted_as: verdict.refusal.as_ref().map(|refusal| refusal.kind.as_str()),
+        count: verdict.count,
+        allowed: verdict.allowed,
+        reason: verdict.refusal.as_ref().map(|refusal| refusal.reason),
+        explanation: verdict.explanation(),
+        retry_after_secs,
+        limit: verdict.limit().map(LimitJson::from),
+    };
+    if verdict.is_allowed() {
+        return Json(answer).into_response();
+    }
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(answer)).into_response();
     if let Some(secs) = retry_after_secs {
         response
             .headers_mut()
