@@ -9,7 +9,10 @@
 //!   JSON; `serve_http/v1_check`: `POST /v1/check`.
 //!
 //! Criterion reports throughput (requests a second); the latency of every request measured is
-//! kept, and each group ends with a table of p50 and p99 and the ratios to the reference.
+//! kept, and each group ends with a table of p50 and p99 and the ratios to the reference. Then a
+//! paired comparison loads the reference and spikebreaker in turn, a second each for ten rounds,
+//! and prints both sides' figures and the ratios: on a machine whose other load comes and goes,
+//! the ratio to trust.
 //!
 //! Run with `cargo bench --features serve --bench serve -- --warm-up-time 1 --measurement-time 5`.
 
@@ -208,25 +211,31 @@ fn grpc(c: &mut Criterion) {
     let mut group = c.benchmark_group("serve_grpc");
     group.throughput(Throughput::Elements(1));
     let mut table = Vec::new();
-    for (name, process) in [("reference_noop_tonic", &noop), ("should_rate_limit", &ours)] {
-        let clients = channels(&runtime, process.address);
+    let call = |address| {
+        let clients = channels(&runtime, address);
+        move |n: usize| {
+            let mut client = clients[n % GRPC_CONNECTIONS].clone();
+            async move {
+                let answer = client.should_rate_limit(request(n)).await.unwrap().into_inner();
+                assert_eq!(answer.overall_code, Code::Ok as i32);
+            }
+        }
+    };
+    let calls = [call(noop.address), call(ours.address)];
+    for (name, call) in ["reference_noop_tonic", "should_rate_limit"]
+        .into_iter()
+        .zip(&calls)
+    {
         let latencies = Latencies::default();
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let clients = clients.clone();
-                load(&runtime, iters, &latencies, move |n| {
-                    let mut client = clients[n % GRPC_CONNECTIONS].clone();
-                    async move {
-                        let answer = client.should_rate_limit(request(n)).await.unwrap().into_inner();
-                        assert_eq!(answer.overall_code, Code::Ok as i32);
-                    }
-                })
-            })
+            b.iter_custom(|iters| load(&runtime, iters, &latencies, call.clone()))
         });
         table.push((name, latencies));
     }
     group.finish();
     report("serve_grpc", &table);
+    let [reference, our_call] = calls;
+    paired(&runtime, "serve_grpc", (&noop, reference), (&ours, our_call));
 }
 
 fn http(c: &mut Criterion) {
@@ -237,22 +246,25 @@ fn http(c: &mut Criterion) {
     let mut group = c.benchmark_group("serve_http");
     group.throughput(Throughput::Elements(1));
     let mut table = Vec::new();
-    for (name, process) in [("reference_noop_axum", &noop), ("v1_check", &ours)] {
-        let connections = runtime.block_on(http_connections(process.address));
+    let call = |address| {
+        let connections = runtime.block_on(http_connections(address));
+        move |n: usize| {
+            let connection = Arc::clone(&connections[n % CONCURRENCY]);
+            async move { http_check(&connection, n).await }
+        }
+    };
+    let calls = [call(noop.address), call(ours.address)];
+    for (name, call) in ["reference_noop_axum", "v1_check"].into_iter().zip(&calls) {
         let latencies = Latencies::default();
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let connections = connections.clone();
-                load(&runtime, iters, &latencies, move |n| {
-                    let connection = Arc::clone(&connections[n % CONCURRENCY]);
-                    async move { http_check(&connection, n).await }
-                })
-            })
+            b.iter_custom(|iters| load(&runtime, iters, &latencies, call.clone()))
         });
         table.push((name, latencies));
     }
     group.finish();
     report("serve_http", &table);
+    let [reference, our_call] = calls;
+    paired(&runtime, "serve_http", (&noop, reference), (&ours, our_call));
 }
 
 type Http1 = tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>;
@@ -287,8 +299,129 @@ async fn http_check(connection: &Http1, n: usize) {
     response.into_body().collect().await.unwrap();
 }
 
+/// Rounds of the paired comparison, and how long each side runs in a round.
+const ROUNDS: u32 = 10;
+const ROUND: Duration = Duration::from_millis(1_000);
+
+/// The reference and spikebreaker loaded in turn, a second each, for ten rounds (the order
+/// swapped each round), so that a machine whose other load comes and goes weighs on both alike:
+/// prints each side's requests a second, p50 and p99, the server's own CPU time per request, and
+/// the ratios.
+fn paired<R, RF, O, OF>(
+    runtime: &tokio::runtime::Runtime,
+    group: &str,
+    (reference_process, reference): (&Process, R),
+    (our_process, ours): (&Process, O),
+) where
+    R: Fn(usize) -> RF + Clone + Send + 'static,
+    RF: Future<Output = ()> + Send,
+    O: Fn(usize) -> OF + Clone + Send + 'static,
+    OF: Future<Output = ()> + Send,
+{
+    let (reference_latencies, our_latencies) = (Latencies::default(), Latencies::default());
+    let (mut reference_count, mut our_count) = (0, 0);
+    let cpu_before = (cpu_secs(reference_process), cpu_secs(our_process));
+    for round in 0..ROUNDS {
+        let mut reference_round =
+            || reference_count += load_for(runtime, &reference_latencies, reference.clone());
+        if round % 2 == 0 {
+            reference_round();
+            our_count += load_for(runtime, &our_latencies, ours.clone());
+        } else {
+            our_count += load_for(runtime, &our_latencies, ours.clone());
+            reference_round();
+        }
+    }
+    let cpu_per_request =
+        |before: f64, process: &Process, count: u64| (cpu_secs(process) - before) / count as f64 * 1e6;
+    let reference_cpu = cpu_per_request(cpu_before.0, reference_process, reference_count);
+    let our_cpu = cpu_per_request(cpu_before.1, our_process, our_count);
+    let seconds = (ROUND * ROUNDS).as_secs_f64();
+    let (reference_p50, reference_p99) = reference_latencies.percentiles();
+    let (our_p50, our_p99) = our_latencies.percentiles();
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("{group}: paired, {ROUNDS} rounds of {ROUND:?} each, alternating ({CONCURRENCY} in flight)");
+    println!(
+        "  reference   {:>9.0} requests/s   p50 {:>8.1} µs   p99 {:>8.1} µs   server CPU {reference_cpu:.1} µs a request",
+        reference_count as f64 / seconds,
+        micros(reference_p50),
+        micros(reference_p99)
+    );
+    println!(
+        "  spikebreaker {:>8.0} requests/s   p50 {:>8.1} µs   p99 {:>8.1} µs   server CPU {our_cpu:.1} µs a request",
+        our_count as f64 / seconds,
+        micros(our_p50),
+        micros(our_p99)
+    );
+    println!(
+        "  throughput {:.2}x the reference, p99 {:.2}x",
+        our_count as f64 / reference_count as f64,
+        our_p99.as_secs_f64() / reference_p99.as_secs_f64()
+    );
+}
+
+/// The CPU time a server process has used (user and system), in seconds; 0 where `/proc` is not.
+fn cpu_secs(process: &Process) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())) else {
+        return 0.0;
+    };
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Linux reports them in clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Requests made by `call`, `CONCURRENCY` at a time, for one [`ROUND`].
+fn load_for<F, Fut>(runtime: &tokio::runtime::Runtime, latencies: &Latencies, call: F) -> u64
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    runtime.block_on(async {
+        let deadline = Instant::now() + ROUND;
+        let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..CONCURRENCY {
+            let call = call.clone();
+            workers.spawn(async move {
+                let mut times = Vec::new();
+                let mut n = worker;
+                while Instant::now() < deadline {
+                    let at = Instant::now();
+                    call(n).await;
+                    times.push(at.elapsed());
+                    n += CONCURRENCY;
+                }
+                times
+            });
+        }
+        let mut count = 0;
+        while let Some(times) = workers.join_next().await {
+            let times = times.unwrap();
+            count += times.len() as u64;
+            latencies.add(times);
+        }
+        count
+    })
+}
+
 /// Prints each benchmark's p50 and p99 and their ratios to the first (the reference).
 fn report(group: &str, table: &[(&str, Latencies)]) {
+    if table
+        .iter()
+        .any(|(_, latencies)| latencies.0.lock().unwrap().is_empty())
+    {
+        return; // filtered out
+    }
     let (_, reference) = table[0].1.percentiles();
     println!("{group}: latency of every request measured ({CONCURRENCY} in flight)");
     for (name, latencies) in table {

@@ -105,7 +105,7 @@ fn one() -> u64 {
     1
 }
 
-/// The window a verdict reports, in JSON.
+/// The window a verdict reports, in JSON (a refusal's explanation reads it out).
 #[derive(Serialize)]
 struct LimitJson {
     timescale: Timescale,
@@ -115,7 +115,6 @@ struct LimitJson {
     expected: f64,
     bound: Bound,
     remaining: u64,
-    explanation: String,
 }
 
 impl From<Limit> for LimitJson {
@@ -128,7 +127,6 @@ impl From<Limit> for LimitJson {
             expected: limit.window.expected,
             bound: limit.window.bound,
             remaining: limit.remaining(),
-            explanation: limit.window.to_string(),
         }
     }
 }
