@@ -51,7 +51,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,6 @@ pub fn protect(routes: Router, options: Options) -> Router {
     routes
         .layer(DefaultBodyLimit::max(protect::MAX_BODY_BYTES))
         .layer(from_fn_with_state(Arc::new(options), protect::check))
-        .layer(map_response(protect::json_errors))
 }
 
 /// A refusal, answered as `{"error": "..."}`.

@@ -22,7 +22,8 @@ pub(super) const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The checks, in order: sizes (414, 431), `Host` (403), token (401), and for a request that
-/// changes state, its `Origin` (403) and content type (415).
+/// changes state, its `Origin` (403) and content type (415); then JSON for any error the route
+/// answers. One middleware for both: every request passes it.
 pub(super) async fn check(State(options): State<Arc<Options>>, request: Request, next: Next) -> Response {
     match refusal(
         &options,
@@ -31,7 +32,7 @@ pub(super) async fn check(State(options): State<Arc<Options>>, request: Request,
         request.headers(),
     ) {
         Some(refusal) => refusal,
-        None => next.run(request).await,
+        None => json_errors(next.run(request).await).await,
     }
 }
 
