@@ -13,7 +13,9 @@ use serde_json::Value;
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
 
 use crate::server::Server;
-use crate::support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge};
+use crate::support::{
+    DAY_MS, HOUR_MS, INCIDENT_RUNAWAY, MONDAY_MS, Profile, Traffic, burst, incident_profiles, merge,
+};
 
 /// The Python interpreter with the requirements installed, if there is one.
 pub fn python() -> Option<PathBuf> {
@@ -44,17 +46,10 @@ pub fn run_python(python: &PathBuf, script: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-const RUNAWAY: &str = "security.2fa_changed";
+const RUNAWAY: &str = INCIDENT_RUNAWAY;
 
 fn profiles() -> Vec<Profile> {
-    vec![
-        Profile::daily("email.welcome", 300.0, 10.0),
-        Profile::daily("sms.login_code", 200.0, 10.0),
-        Profile::daily("email.receipt", 120.0, 8.0),
-        Profile::daily("push.promo", 40.0, 5.0),
-        Profile::daily(RUNAWAY, 3.0, 6.0),
-        Profile::daily("security.password_reset", 1.0, 4.0),
-    ]
+    incident_profiles()
 }
 
 /// The incident example's traffic: a week learned (the snapshot a server starts from), then the
