@@ -17,7 +17,8 @@ impl<C: Clock> Breaker<C> {
     /// (an answer to each request of a server). `kind_status` for an operator's view.
     ///
     /// ```
-    /// use spikebreaker::{Breaker, Config, ManualClock, State};
+    /// use spikebreaker::status::State;
+    /// use spikebreaker::{Breaker, Config, ManualClock};
     /// use std::time::Duration;
     ///
     /// let clock = ManualClock::new();
