@@ -1,7 +1,7 @@
 //! The `spikebreaker backtest` command, run as a user runs it: a log on disk or on standard
 //! input, the JSON report on standard output, exit code 2 on bad input.
 
-use crate::binary::spikebreaker;
+use crate::binary::{spikebreaker, spikebreaker_into_a_closed_pipe};
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -452,4 +452,17 @@ fn the_html_report_loads_in_a_browser_with_a_chart_per_kind_and_no_console_messa
     // The kind that ran away leads the summary.
     let summary = &dom[dom.find("<tbody>").unwrap()..];
     assert!(summary.find("security.2fa_changed").unwrap() < summary.find("email.receipt").unwrap());
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `spikebreaker backtest … | head`: before, "cannot write the report: Broken pipe" and exit 1
+    // (and a panic, exit 101, from `quarantine`).
+    let log = day_with_a_runaway();
+    // (`tune` in tests/backtest/tune.rs, `quarantine` in tests/quarantine/cli.rs.)
+    for args in [&["backtest", "--trace", "-"][..], &["--help"]] {
+        let output = spikebreaker_into_a_closed_pipe(args, &log);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
 }

@@ -62,10 +62,11 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Failure> {
         write_html(&report, &timelines, out).map_err(failed)?;
         out.flush().map_err(failed)?;
     }
-    let mut stdout = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &report)
-        .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))?;
-    writeln!(stdout).map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
+    super::to_stdout(|stdout| {
+        serde_json::to_writer_pretty(&mut *stdout, &report)?;
+        writeln!(stdout)
+    })
+    .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
 }
 
 /// The log replayed line by line on one breaker, each decision written to `decisions`.
