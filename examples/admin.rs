@@ -51,7 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
     let address = listener.local_addr()?;
     println!("admin on http://{address}");
-    let server = tokio::spawn(axum::serve(listener, admin::router(breaker)).into_future());
+    // Served with bounds no client can push past (a plain `axum::serve` has none).
+    let server = tokio::spawn(admin::serve(listener, admin::router(breaker)));
     if serve {
         server.await??;
         return Ok(());

@@ -172,7 +172,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)))?;
     let address = listener.local_addr()?;
-    let server = runtime.spawn(axum::serve(listener, router).into_future());
+    let server = runtime.spawn(spikebreaker::admin::serve(listener, router));
     println!(
         "operators: http://{address} (/status, /quarantine, /metrics); files in {}",
         dir.path().display()

@@ -1,10 +1,13 @@
 //! What an operator sees and does: the state machine under the operator's controls (`operator`),
-//! the admin router over HTTP (`admin`, feature `admin`), the kind-name rule where names enter
+//! the admin router over HTTP (`admin`, feature `admin`) and served against clients that hold
+//! connections (`admin_server`, feature `admin`), the kind-name rule where names enter
 //! (`names`), the metrics as Prometheus scrapes them (`prometheus`), and the operator files that
 //! name those metrics (`operator_assets`).
 
 #[cfg(feature = "admin")]
 mod admin;
+#[cfg(feature = "admin")]
+mod admin_server;
 mod names;
 mod operator;
 mod operator_assets;
@@ -15,3 +18,8 @@ mod prometheus;
 #[test]
 #[ignore = "needs --features admin"]
 fn admin() {}
+
+#[cfg(not(feature = "admin"))]
+#[test]
+#[ignore = "needs --features admin"]
+fn admin_server() {}
