@@ -256,15 +256,19 @@ fn incident(mailer: &Mailer, address: SocketAddr, dir: &Path) -> Result<(), Box<
             .filter_map(|sent| Some(format!("{} ({})", sent.to, sent.key.as_ref()?)))
             .collect()
     };
+    // Counted once each send has returned and been recorded: after the outbox has it.
+    let counted = format!(r#"spikebreaker_quarantine_released_total{{breaker="mailer",kind="{KIND}"}} 3"#);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while released().len() < 3 && Instant::now() < deadline {
+    let mut metrics = call(address, "GET", "/metrics", "")?;
+    while !(released().len() == 3 && metrics.lines().any(|line| line == counted)) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
+        metrics = call(address, "GET", "/metrics", "")?;
     }
     println!("releaser: sent {:?}", released());
     assert_eq!(released().len(), 3, "the releaser sent what was released");
 
     // The metrics, as Prometheus scrapes them, and the snapshot file.
-    let metrics = call(address, "GET", "/metrics", "")?;
     for series in [
         format!(r#"spikebreaker_quarantine_held_total{{breaker="mailer",kind="{KIND}"}} 180"#),
         format!(r#"spikebreaker_quarantine_released_total{{breaker="mailer",kind="{KIND}"}} 3"#),
