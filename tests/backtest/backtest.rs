@@ -457,6 +457,88 @@ fn a_log_with_more_kinds_than_room_is_replayed_on_one_breaker_and_still_agrees()
     assert_eq!(trace.replay(&config).unwrap(), expected);
 }
 
+/// 200 kinds sent once each (a user id in the kind), then three jobs running away together.
+fn many_kinds_and_three_runaways() -> String {
+    let mut log = String::new();
+    for user in 0..200u64 {
+        log.push_str(&format!("{},user.{user}\n", user * 1_000));
+    }
+    for i in 0..600u64 {
+        for job in ["job.a", "job.b", "job.c"] {
+            log.push_str(&format!("{},{job}\n", 200_000 + i));
+        }
+    }
+    log
+}
+
+#[test]
+fn a_report_over_its_bound_shows_the_kinds_that_matter_and_folds_the_rest() {
+    let log = many_kinds_and_three_runaways();
+    let trace = Trace::read(log.as_bytes()).unwrap();
+    // Kind by kind (room for all), and on one breaker (room for 50 of the 203: the users fill
+    // it, overflow, and give their room to the jobs once idle for a minute).
+    let configs = [
+        Config::default(),
+        Config {
+            max_kinds: 50,
+            evict_idle_secs: 60,
+            ..Config::default()
+        },
+    ];
+    for config in configs {
+        let whole = trace.replay(&config).unwrap();
+        assert_eq!(whole.folded, None);
+        let replay = trace.replay_folded(&config, 5, true, &|_| {}).unwrap();
+        let report = &replay.report;
+        assert_eq!(report.kinds.len(), 5);
+        for job in ["job.a", "job.b", "job.c"] {
+            assert!(
+                report.kinds[job].trips >= 1,
+                "{job} shown: {:?}",
+                report.kinds.keys()
+            );
+        }
+        // Shown rows are the whole report's, and the folded row sums the others exactly.
+        for (kind, row) in &report.kinds {
+            assert_eq!(row, &whole.kinds[kind], "{kind}");
+        }
+        let folded = report.folded.as_ref().expect("the rest folded");
+        assert_eq!(folded.kinds as usize, whole.kinds.len() - 5);
+        let sum = |f: fn(&spikebreaker::backtest::KindReport) -> u64, kinds: &BTreeMap<String, _>| {
+            kinds.values().map(f).sum::<u64>()
+        };
+        assert_eq!(
+            sum(|k| k.attempted, &report.kinds) + folded.attempted,
+            report.sends
+        );
+        assert_eq!(
+            sum(|k| k.blocked, &report.kinds) + folded.blocked,
+            sum(|k| k.blocked, &whole.kinds)
+        );
+        assert_eq!(
+            sum(|k| k.trips, &report.kinds) + folded.trips,
+            sum(|k| k.trips, &whole.kinds)
+        );
+        // Timelines for the kinds shown only, as a full replay records them.
+        let full = trace.replay_with(&config, true, &|_| {}).unwrap();
+        assert!(replay.timelines.keys().eq(report.kinds.keys()));
+        for (kind, timeline) in &replay.timelines {
+            assert_eq!(timeline, &full.timelines[kind], "{kind}");
+        }
+        // Line by line, folded while reporting, and folded after: the same report.
+        let mut backtest = Backtest::new(config.clone()).unwrap();
+        let mut reader = LogReader::new(log.as_bytes());
+        while let Some(Ok(record)) = reader.next_record() {
+            let _ = backtest.check(record.t_ms, record.kind);
+        }
+        assert_eq!(&backtest.report_folded(5), report);
+        let mut folded_after = backtest.report();
+        folded_after.fold(5);
+        assert_eq!(&folded_after, report);
+        assert_eq!(backtest.kinds().len(), whole.kinds.len());
+    }
+}
+
 /// Each kind's sends as [`LogReader`] reads them (bad lines skipped), and the lines skipped.
 fn read_by_kind_line_by_line(log: &[u8]) -> (BTreeMap<String, Vec<u64>>, Vec<u64>) {
     let (sends, errors) = read_all(log);

@@ -466,3 +466,55 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         assert_eq!(stderr(&output), "", "{args:?}");
     }
 }
+
+#[test]
+fn a_log_of_many_kinds_gets_a_bounded_report_that_says_what_it_folded() {
+    // 300 kinds sent once each and one runaway: the report shows 10 kinds, the runaway first.
+    let mut log = String::new();
+    for user in 0..300u64 {
+        log.push_str(&format!("{},user.{user}\n", user * 1_000));
+    }
+    for i in 0..600u64 {
+        log.push_str(&format!("{},job.runaway\n", 300_000 + i));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let output = replay(
+        &["--max-report-kinds", "10", "--report", page.to_str().unwrap()],
+        &log,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["kinds"].as_object().unwrap().len(), 10);
+    assert_eq!(report["kinds"]["job.runaway"]["trips"], 1);
+    assert_eq!(report["folded"]["kinds"], 291);
+    assert_eq!(report["folded"]["attempted"], 291);
+    says(
+        &output,
+        "the report shows 10 of 301 kinds one by one (the most trips, then blocked, then sends); the other 291 are summed in `folded`",
+    );
+    let page = std::fs::read_to_string(page).unwrap();
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 10);
+    assert!(page.contains("291 other kinds, summed"), "the folded row");
+    assert!(
+        page.contains("900 sends of 301 kinds"),
+        "the kinds counted with the folded ones"
+    );
+
+    // Within the bound (the default, 1,000), nothing is folded or said.
+    let output = replay(&[], &log);
+    assert!(json(&output).get("folded").is_none());
+    assert!(!stderr(&output).contains("folded"), "{}", stderr(&output));
+    // Line by line (--decisions), the same report.
+    let decisions = dir.path().join("decisions.csv");
+    let line_by_line = replay(
+        &[
+            "--max-report-kinds",
+            "10",
+            "--decisions",
+            decisions.to_str().unwrap(),
+        ],
+        &log,
+    );
+    assert_eq!(json(&line_by_line), report);
+}
