@@ -24,6 +24,7 @@
 
 mod html;
 mod log;
+mod log_error;
 mod names;
 mod report;
 mod timeline;
@@ -47,7 +48,8 @@ use crate::state::State;
 use names::Names;
 
 pub use html::write_html;
-pub use log::{LogError, LogReader, SendRecord};
+pub use log::{LogReader, SendRecord};
+pub use log_error::LogError;
 pub use report::{BacktestReport, Folded, KindReport};
 pub use timeline::{Point, Timeline};
 pub use trace::{Replay, Trace};
