@@ -65,8 +65,9 @@ pub enum LogError {
         /// The part of the rule it breaks.
         reason: &'static str,
     },
-    /// The line is longer than the reader reads ([`LogReader::with_max_line_bytes`]); it is
-    /// skipped whole, without being held in memory.
+    /// The line is longer than the reader reads
+    /// ([`LogReader::with_max_line_bytes`](super::LogReader::with_max_line_bytes)); it is skipped
+    /// whole, without being held in memory.
     #[error("line {line}: longer than {max_bytes} bytes")]
     TooLong {
         /// The line (1-based).
