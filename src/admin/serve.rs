@@ -41,14 +41,17 @@ use super::Refusal;
 ///   open-file limit (`ulimit -n`) less what the rest of the service uses, so that accepting
 ///   never fails for want of a file descriptor.
 ///
-/// ```
+/// ```no_run
+/// # async fn serve_admin(router: axum::Router) -> std::io::Result<()> {
 /// use std::time::Duration;
-/// use spikebreaker::admin::ServeLimits;
+/// use spikebreaker::admin::{self, ServeLimits};
 ///
 /// let limits = ServeLimits::new()
 ///     .header_read_timeout(Duration::from_secs(5))
 ///     .max_connections(64);
-/// assert_eq!(limits, ServeLimits::default().header_read_timeout(Duration::from_secs(5)).max_connections(64));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9180").await?;
+/// admin::serve_with(listener, router, limits).await
+/// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServeLimits {

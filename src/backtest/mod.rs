@@ -226,7 +226,8 @@ impl Backtest {
         self.timelines = Timelines::All;
     }
 
-    /// Records the [`Timeline`]s of the kinds in `kinds` only, as [`record_timelines`](Self::record_timelines) does.
+    /// Records the [`Timeline`]s of the kinds in `kinds` only, as
+    /// [`record_timelines`](Self::record_timelines) records every kind's.
     pub(crate) fn record_timelines_of(&mut self, kinds: std::collections::HashSet<String>) {
         self.timelines = Timelines::Of(kinds);
     }
