@@ -393,9 +393,16 @@ async fn sixteen_thousand_busy_kinds_and_a_huge_name_do_not_stop_the_syncs() {
                 == KINDS
     })
     .await;
+    // And they go on. (Not "no sync ever failed": on two busy cores, in a debug build, a sync
+    // of every kind outlasted the 500 ms response timeout in the first of 30 runs of the whole
+    // suite, and the next sync recovered. A sync costing a round trip a kind would time out
+    // every time, and never get every kind synced above.)
     let syncs = all[0].fleet.status().syncs;
-    wait_until("the syncs go on", || all[0].fleet.status().syncs > syncs + 2).await;
-    assert_eq!(all[0].fleet.status().failures, 0);
+    wait_until("the syncs go on", || {
+        let status = all[0].fleet.status();
+        status.syncs > syncs + 2 && !status.degraded
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
