@@ -5,6 +5,7 @@ mod builder;
 #[cfg(feature = "redis")]
 mod fleet;
 mod operator;
+mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
