@@ -5,4 +5,5 @@
 mod snapshots;
 
 mod config;
+mod settings;
 mod snapshot;
