@@ -69,7 +69,8 @@ pub const WINDOW_SENDS: &str = "spikebreaker_window_sends";
 /// Gauge, per kind and timescale: the sends the window is expected to hold now.
 pub const EXPECTED_SENDS: &str = "spikebreaker_expected_sends";
 /// Gauge, per kind and timescale: the sends the window may hold; one more trips the kind
-/// (`+Inf` while the timescale is not judged yet).
+/// (`+Inf` while the timescale is not judged yet, which the Prometheus exporter writes as `inf`;
+/// JSON shows that threshold as `null`).
 pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
 /// Gauge, per kind: seconds the kind has been open (0 unless open).
 pub const OPEN_SECONDS: &str = "spikebreaker_open_seconds";

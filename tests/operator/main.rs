@@ -5,6 +5,7 @@
 
 #[cfg(feature = "admin")]
 mod admin;
+mod figures;
 mod names;
 mod operator;
 mod operator_assets;
