@@ -79,19 +79,20 @@ impl<C: Clock> BreakerBuilder<C> {
         }
     }
 
-    /// Keeps what the breaker learns in the file at `path`, across restarts: [`build`] restores
-    /// the snapshot in it (a missing file is a first start), the breaker saves it every
-    /// [`save_every`] (5 minutes by default) on a thread of its own, and once more when the last
-    /// clone of the breaker is dropped, or at once with [`Breaker::save_snapshot`]. Each save is
-    /// atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
+    /// Keeps what the breaker learns, and what was stopped (kinds open, forced, in dry-run,
+    /// planned surges), in the file at `path`, across restarts: [`build`] restores the snapshot
+    /// in it (a missing file is a first start), the breaker saves it every [`save_every`] (5
+    /// minutes by default) on a thread of its own, soon after a stop changes (a trip, a
+    /// recovery, an operator's control), and once more when the last clone of the breaker is
+    /// dropped (before that drop returns), or at once with [`Breaker::save_snapshot`]. Each save
+    /// is atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
     /// the last complete snapshot. A file that is not a readable snapshot (truncated, corrupt,
     /// another program's, a newer version's) is logged as a warning and set aside as
     /// `<file>.corrupt`, and the breaker starts with nothing learned: never an error; one that
     /// cannot be read at all (no permission) is logged and left in place. A directory that takes
     /// no new file is an error from [`build`]; a save that fails later is logged, and tried
-    /// again at the next. If the last clone is dropped while a periodic save runs, the final
-    /// save runs on the saving thread, which the process may end first: call
-    /// [`Breaker::save_snapshot`] at a graceful shutdown to know the file is written.
+    /// again at the next. Call [`Breaker::save_snapshot`] at a graceful shutdown to see the
+    /// error of the last save, if there is one.
     ///
     /// [`build`]: Self::build
     /// [`save_every`]: Self::save_every

@@ -56,6 +56,8 @@ impl<C: Clock> Breaker<C> {
     /// breaker does not know, as [`force_open`](Self::force_open) does.
     pub fn set_dry_run(&self, kind: &str, on: bool) -> Result<(), Error> {
         self.known(kind)?.set_dry_run(on);
+        // A change of no state sends no event: the snapshot file is told here.
+        self.inner.save_soon();
         Ok(())
     }
 

@@ -21,14 +21,17 @@ use crate::error::Error;
 #[derive(Debug)]
 pub(crate) struct SnapshotFile {
     path: PathBuf,
-    writing: Mutex<()>,
+    /// Held while writing; `true` once the breaker closed the file with its last save, after
+    /// which nothing more is written (a save the saving thread was about to make would put an
+    /// older breaker's state over a newer one's, on a breaker rebuilt in the same process).
+    writing: Mutex<bool>,
 }
 
 impl SnapshotFile {
     pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path,
-            writing: Mutex::new(()),
+            writing: Mutex::new(false),
         }
     }
 
@@ -177,8 +180,25 @@ impl SnapshotFile {
     /// power loss. `take` runs once the previous save is done, so a snapshot taken earlier
     /// never overwrites a later one; a failed write removes its temporary file.
     pub(crate) fn save(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
-        let _one_at_a_time = self.writing.lock();
-        let snapshot = take();
+        let closed = self.writing.lock();
+        if *closed {
+            return Ok(());
+        }
+        self.write(take())
+    }
+
+    /// The last save: writes the snapshot `take` returns, once any save in progress is done,
+    /// and closes the file to every later one.
+    pub(crate) fn close(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
+        let mut closed = self.writing.lock();
+        if std::mem::replace(&mut *closed, true) {
+            return Ok(());
+        }
+        self.write(take())
+    }
+
+    /// Writes `snapshot` (see [`save`](Self::save)); the caller holds the writing lock.
+    fn write(&self, snapshot: Snapshot) -> Result<(), Error> {
         let (mut file, temporary) = self.create_temporary()?;
         let written = file
             .write_all(snapshot.to_json().as_bytes())
@@ -237,6 +257,7 @@ mod tests {
         let snapshot = Snapshot {
             version: Snapshot::VERSION,
             kinds: Default::default(),
+            stops: Default::default(),
         };
         file.save(|| snapshot.clone()).unwrap();
         assert_eq!(file.load(), Some(snapshot));
@@ -298,6 +319,7 @@ mod tests {
             .save(|| Snapshot {
                 version: Snapshot::VERSION,
                 kinds: Default::default(),
+                stops: Default::default(),
             })
             .unwrap_err()
             .to_string();

@@ -5,5 +5,6 @@
 mod snapshots;
 
 mod config;
+mod restart;
 mod settings;
 mod snapshot;
