@@ -169,7 +169,8 @@ impl Snapshot {
                 learned.phi_moments[0] = [spread as f32, 1.0];
                 learned.phi_hours[0] = 1;
             }
-            kinds.insert(name, KindSnapshot::capture(&learned));
+            // As migrated, not fitted: a figure beyond the ranges is refused, not cut.
+            kinds.insert(name, KindSnapshot::capture_exact(&learned));
         }
         Ok(Self {
             version: Self::VERSION,
@@ -235,8 +236,41 @@ fn check(field: &str, value: f64, max: f64) -> Result<(), String> {
     }
 }
 
+/// `value` within `min..=max`, a NaN as 0.
+fn fit(value: f64, min: f64, max: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(min, max)
+    }
+}
+
 impl KindSnapshot {
+    /// What `learned` holds, each figure kept within what [`validate`](Self::validate) accepts:
+    /// learning from a snapshot at the edge of the ranges (a burst spread of 100, a week's hour
+    /// at a billion sends a second, which the week keeps in 8% steps) can carry a figure past
+    /// it, and the breaker's own next snapshot must read back.
     pub(crate) fn capture(learned: &Learned) -> Self {
+        let per_minute = MAX_SENDS_PER_SEC * 60.0;
+        let per_hour = per_minute * 60.0;
+        let mut kind = Self::capture_exact(learned);
+        for sends in kind.week.iter_mut().flatten() {
+            *sends = fit(*sends, 0.0, per_hour);
+        }
+        kind.average_per_minute = fit(kind.average_per_minute, 0.0, per_minute);
+        kind.recent_per_minute = fit(kind.recent_per_minute, 0.0, per_minute);
+        kind.longrun_per_hour = fit(kind.longrun_per_hour, 0.0, per_hour);
+        for [dev, mu2] in &mut kind.spread_moments {
+            *dev = fit(*dev, -per_hour * per_hour, per_hour * per_hour);
+            *mu2 = fit(*mu2, 0.0, per_hour * per_hour);
+        }
+        let [mean, var] = kind.burst;
+        kind.burst = [fit(mean, -100.0, 100.0), fit(var, 0.0, 100.0)];
+        kind
+    }
+
+    /// What `learned` holds, as it is.
+    fn capture_exact(learned: &Learned) -> Self {
         Self {
             week: learned.profile.hours().to_vec(),
             average_per_minute: learned.average.into(),

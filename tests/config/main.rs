@@ -6,5 +6,6 @@ mod snapshots;
 
 mod config;
 mod restart;
+mod roundtrip;
 mod settings;
 mod snapshot;
