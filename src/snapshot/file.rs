@@ -41,19 +41,17 @@ impl SnapshotFile {
     }
 
     /// A new temporary file beside the snapshot file, for one write to be renamed over it:
-    /// `<name>.tmp.<pid>.<n>`, created exclusively (`O_EXCL`), so that no two writes ever share
-    /// one: not two breakers of one process on one path, not a breaker rebuilt while the old
-    /// one's last save runs, not two containers that both run as process 1 on a shared volume.
+    /// `<name>.tmp.<16 hex digits>`, created exclusively (`O_EXCL`), so that no two writes ever
+    /// share one: not two breakers of one process on one path, not a breaker rebuilt while the
+    /// old one's last save runs, not two containers that both run as process 1 on a shared
+    /// volume. The digits are unpredictable (a hash of the process and a count under the
+    /// process's random hash keys), so that whoever else can write the directory
+    /// cannot take every name a save would try and so stop the breaker from being built.
     fn create_temporary(&self) -> Result<(File, PathBuf), Error> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut last = None;
         for _ in 0..TEMPORARY_ATTEMPTS {
             let mut name = self.temporary_prefix();
-            name.push(format!(
-                "{}.{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            name.push(format!("{:016x}", unpredictable()));
             let path = self.path.with_file_name(name);
             match File::options().write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((file, path)),
@@ -125,7 +123,7 @@ impl SnapshotFile {
     /// read at all (no permission, a directory) is warned about and left where it is.
     pub(crate) fn load(&self) -> Option<Snapshot> {
         self.remove_unfinished();
-        let text = match fs::read(&self.path) {
+        let text = match read_regular(&self.path) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
             Err(error) => {
@@ -197,8 +195,15 @@ impl SnapshotFile {
         self.write(take())
     }
 
-    /// Writes `snapshot` (see [`save`](Self::save)); the caller holds the writing lock.
+    /// Writes `snapshot` (see [`save`](Self::save)); the caller holds the writing lock. Never
+    /// over what is not a regular file (a FIFO, a socket, a device, a directory): that is left
+    /// in place, and the save fails naming it.
     fn write(&self, snapshot: Snapshot) -> Result<(), Error> {
+        if let Ok(found) = fs::metadata(&self.path) {
+            if !found.is_file() {
+                return Err(failed("replace", &self.path)(not_regular()));
+            }
+        }
         let (mut file, temporary) = self.create_temporary()?;
         let written = file
             .write_all(snapshot.to_json().as_bytes())
@@ -211,6 +216,38 @@ impl SnapshotFile {
         written?;
         sync_directory(&self.path).map_err(failed("flush the directory of", &self.path))
     }
+}
+
+/// The file at `path`, read whole if it is a regular file: a FIFO is opened without waiting
+/// for a writer (and refused, as a socket, a device or a directory is), so that nothing at the
+/// path can hold the breaker's start.
+fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn not_regular() -> io::Error {
+    io::Error::other("it is not a regular file (a FIFO, a socket, a device or a directory)")
+}
+
+/// 64 bits no other process can guess: the process and a count, hashed under the process's
+/// random hash keys (`RandomState`, seeded from the system's randomness).
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    NEXT.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// How old a temporary file must be for [`SnapshotFile::load`] to take it for a crash's leftover.

@@ -500,3 +500,52 @@ fn the_widest_bursts_a_snapshot_may_claim_leave_the_minute_window_a_limit() {
     let status = breaker.kind_status("a").unwrap();
     assert!(status.minute().threshold < 100_000, "{:?}", status.minute());
 }
+
+/// Before: `build()` opened the FIFO to read it and waited for a writer for ever.
+#[cfg(unix)]
+#[test]
+fn a_fifo_at_the_snapshot_path_does_not_hold_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+    assert!(made.success());
+    let (built, building) = std::sync::mpsc::channel();
+    let at = path.clone();
+    std::thread::spawn(move || built.send(keeping(&at, &ManualClock::new())).unwrap());
+    let breaker = building
+        .recv_timeout(Duration::from_secs(30))
+        .expect("build() returned");
+    // Fresh, the FIFO left in place (never renamed or replaced), and a save refused naming it.
+    assert!(breaker.status().kinds.is_empty());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+    let error = breaker.save_snapshot().unwrap_err().to_string();
+    assert!(
+        error.contains("spikebreaker.json") && error.contains("not a regular file"),
+        "{error}"
+    );
+    assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+}
+
+/// Before: a save's temporary file was `<file>.tmp.<pid>.<n>`, so whoever could write the
+/// directory could create the next names in advance: `build()` failed after 64 of them.
+#[test]
+fn temporary_names_taken_in_advance_do_not_stop_the_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    for n in 0..10_000 {
+        let taken = dir
+            .path()
+            .join(format!("spikebreaker.json.tmp.{}.{n}", std::process::id()));
+        std::fs::File::create(taken).unwrap();
+    }
+    let breaker = Breaker::builder()
+        .clock(ManualClock::new())
+        .snapshot_file(&path)
+        .build()
+        .expect("built");
+    assert!(breaker.check("email.welcome").is_allowed());
+    breaker.save_snapshot().unwrap();
+    let saved = Snapshot::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(kinds(&saved).contains_key("email.welcome"));
+}
