@@ -24,7 +24,7 @@ use crate::name::{self, OVERFLOW_KIND};
 #[cfg(feature = "tokio")]
 use crate::observe::Events;
 use crate::observe::metrics::{BreakerMetrics, NameInUse};
-use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription};
+use crate::observe::{BreakerStatus, Event, KindStatus, Problems, Subscribers, Subscription};
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::file::SnapshotFile;
 use crate::state::Reason;
@@ -63,6 +63,17 @@ struct Inner<C: Clock> {
     /// The clones of the breaker alive: the last to go saves the snapshot file, on its own
     /// thread, before it returns (the saving thread's hold on the breaker does not count).
     clones: AtomicUsize,
+    /// What is wrong with the breaker itself (see [`Problem`](crate::status::Problem)).
+    problems: Mutex<Problems>,
+}
+
+/// Where and how a breaker keeps its snapshot file ([`BreakerBuilder::snapshot_file`]).
+#[derive(Debug)]
+struct Keeping {
+    path: PathBuf,
+    save_every: Duration,
+    /// A file that cannot be read fails `build()` rather than being set aside.
+    strict: bool,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
@@ -113,55 +124,39 @@ impl Breaker<SystemClock> {
 impl<C: Clock> Breaker<C> {
     /// A breaker on the given clock ([`ManualClock`](crate::ManualClock) for tests and replays).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
-        Self::assemble(
-            config,
-            clock,
-            Breaker::DEFAULT_NAME.to_owned(),
-            None,
-            Duration::MAX,
-        )
+        Self::assemble(config, clock, Breaker::DEFAULT_NAME.to_owned(), None, true)
     }
 
     /// A breaker for a backtest's or the tuner's replay, on its own clock: many run at once, all
     /// named `"default"`, so they take no part in the check for two live breakers of one name.
     pub(crate) fn for_replay(config: Config, clock: C) -> Result<Self, Error> {
-        Self::assemble_as(
-            config,
-            clock,
-            Breaker::DEFAULT_NAME.to_owned(),
-            None,
-            Duration::MAX,
-            false,
-        )
+        Self::assemble(config, clock, Breaker::DEFAULT_NAME.to_owned(), None, false)
     }
 
     /// What [`BreakerBuilder::build`] builds: with a snapshot file, restored from it and saved
-    /// every `save_every` on a thread that holds the breaker weakly.
+    /// every `save_every` on a thread that holds the breaker weakly; its name claimed among the
+    /// live breakers or not (a replay's).
     fn assemble(
         config: Config,
         clock: C,
         name: String,
-        snapshot_file: Option<PathBuf>,
-        save_every: Duration,
-    ) -> Result<Self, Error> {
-        Self::assemble_as(config, clock, name, snapshot_file, save_every, true)
-    }
-
-    /// [`assemble`](Self::assemble), its name claimed among the live breakers or not (a replay's).
-    fn assemble_as(
-        config: Config,
-        clock: C,
-        name: String,
-        snapshot_file: Option<PathBuf>,
-        save_every: Duration,
+        keeping: Option<Keeping>,
         claim_name: bool,
     ) -> Result<Self, Error> {
         let compiled = Arc::new(config.compile()?);
         let name: Arc<str> = Arc::from(name);
-        let snapshot_file = snapshot_file.map(SnapshotFile::new);
-        if let Some(file) = &snapshot_file {
-            file.probe()?;
-        }
+        let snapshot_file = keeping
+            .as_ref()
+            .map(|keeping| SnapshotFile::new(keeping.path.clone()));
+        // Read before the breaker exists, so that a strict breaker refused leaves the file as
+        // it found it.
+        let loaded = match &snapshot_file {
+            Some(file) => {
+                file.probe()?;
+                Self::load(file, keeping.as_ref().is_some_and(|k| k.strict))?
+            }
+            None => Ok(None),
+        };
         let (saver, woken) = match snapshot_file {
             Some(_) => {
                 let (saver, woken) = mpsc::channel();
@@ -184,15 +179,15 @@ impl<C: Clock> Breaker<C> {
                 snapshot_file,
                 saver,
                 clones: AtomicUsize::new(1),
+                problems: Mutex::new(Problems::default()),
             }),
         };
-        if let (Some(file), Some(woken)) = (&breaker.inner.snapshot_file, woken) {
-            if let Some(snapshot) = file.load() {
-                if let Err(error) = breaker.restore(&snapshot) {
-                    file.set_aside(&error.to_string());
-                }
-            }
-            breaker.save_periodically(save_every, woken);
+        if let (Some(keeping), Some(woken)) = (keeping, woken) {
+            breaker.restore_loaded(loaded, keeping.strict)?;
+            breaker.save_periodically(keeping.save_every, woken);
+        }
+        if claim_name {
+            breaker.inner.export_problems();
         }
         Ok(breaker)
     }
@@ -352,6 +347,7 @@ impl<C: Clock> Breaker<C> {
             max_kinds: self.inner.config.read().1.max_kinds,
             overflowed: registry.overflowed(),
             evicted: registry.evicted(),
+            problems: self.inner.problems(),
         }
     }
 
@@ -368,10 +364,14 @@ impl<C: Clock> Breaker<C> {
     /// kind's, are registered again with it (see [`metrics`](crate::status::metrics)).
     pub fn refresh(&self) {
         let rebind = self.inner.metrics.lock().follow_the_recorder();
+        if rebind {
+            self.inner.problems.lock().recorder_late = true;
+        }
         for kind in self.inner.registry.all() {
             kind.refresh(rebind);
         }
         self.inner.export_registry_metrics();
+        self.inner.export_problems();
     }
 
     /// Forgets every kind that is closed, not forced, held by no [`KindHandle`], not named in the

@@ -11,10 +11,58 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::kind::Resolve;
 use crate::name::OVERFLOW_KIND;
+use crate::observe::Problem;
+use crate::observe::metrics::NameInUse;
+use crate::snapshot::file::SnapshotFile;
 use crate::snapshot::{KindSnapshot, Snapshot, StopSnapshot};
 use crate::state::Reason;
 
 impl<C: Clock> Breaker<C> {
+    /// The snapshot in `file`, if any, or the problem that stopped it being read; `strict`, an
+    /// unreadable file is left as it is and is the error `build()` returns.
+    pub(super) fn load(
+        file: &SnapshotFile,
+        strict: bool,
+    ) -> Result<Result<Option<Snapshot>, Problem>, Error> {
+        match file.load(!strict) {
+            Err(problem) if strict => Err(refused(file, &problem)),
+            loaded => Ok(loaded),
+        }
+    }
+
+    /// Restores what [`load`](Self::load) read, and notes the problem if it could not; a
+    /// snapshot refused by the breaker (never one the reader took, as it validates alike) is set
+    /// aside or, `strict`, the error.
+    pub(super) fn restore_loaded(
+        &self,
+        loaded: Result<Option<Snapshot>, Problem>,
+        strict: bool,
+    ) -> Result<(), Error> {
+        let Some(file) = &self.inner.snapshot_file else {
+            return Ok(());
+        };
+        let problem = match loaded {
+            Ok(None) => return Ok(()),
+            Ok(Some(snapshot)) => match self.restore(&snapshot) {
+                Ok(()) => return Ok(()),
+                Err(error) if strict => {
+                    file.abandon();
+                    return Err(refused(
+                        file,
+                        &Problem::SnapshotUnreadable {
+                            path: file.shown(),
+                            why: error.to_string(),
+                        },
+                    ));
+                }
+                Err(error) => file.set_aside(&error.to_string()),
+            },
+            Err(problem) => problem,
+        };
+        self.inner.problems.lock().loaded = Some(problem);
+        Ok(())
+    }
+
     /// Saves the snapshot file every `every`, and at once when woken (a stop changed), until
     /// `woken` hears the breaker go; holds the breaker only while saving, so that dropping the
     /// last clone stops it.
@@ -56,7 +104,11 @@ impl<C: Clock> Breaker<C> {
     /// graceful shutdown to see the error if there is one.
     pub fn save_snapshot(&self) -> Result<(), Error> {
         match &self.inner.snapshot_file {
-            Some(file) => file.save(|| self.snapshot()),
+            Some(file) => {
+                let saved = file.save(|| self.snapshot());
+                self.inner.saved(file, saved.as_ref().err());
+                saved
+            }
             None => Ok(()),
         }
     }
@@ -126,9 +178,44 @@ impl<C: Clock> Inner<C> {
     /// Saves the snapshot file, if any, logging a failure (the next save tries again).
     fn save_logged(&self) {
         if let Some(file) = &self.snapshot_file {
-            if let Err(error) = file.save(|| self.snapshot()) {
+            let saved = file.save(|| self.snapshot());
+            if let Err(error) = &saved {
                 tracing::warn!(%error, "cannot save the snapshot file");
             }
+            self.saved(file, saved.as_ref().err());
+        }
+    }
+
+    /// Notes how a save of the snapshot file went: a failure is a problem until a save succeeds.
+    fn saved(&self, file: &SnapshotFile, error: Option<&Error>) {
+        let problem = error.map(|error| Problem::SnapshotNotSaved {
+            path: file.shown(),
+            why: error.to_string(),
+        });
+        let changed = {
+            let mut problems = self.problems.lock();
+            std::mem::replace(&mut problems.saved, problem) != problems.saved
+        };
+        if changed {
+            self.export_problems();
+        }
+    }
+
+    /// What is wrong with the breaker now (see [`Problem`]).
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let breakers = if self._name.is_some() {
+            NameInUse::live(&self.shared.name)
+        } else {
+            1
+        };
+        self.problems.lock().list(breakers)
+    }
+
+    /// Sets the problem gauge of a breaker that claims its name (not a replay's).
+    pub(super) fn export_problems(&self) {
+        if self._name.is_some() {
+            let problems = self.problems();
+            self.metrics.lock().export_problems(&problems);
         }
     }
 
@@ -148,5 +235,18 @@ impl<C: Clock> Inner<C> {
                 tracing::warn!(%error, "cannot save the snapshot file");
             }
         }
+    }
+}
+
+/// The error of a strict breaker whose snapshot file cannot be read (see `strict_snapshot`).
+fn refused(file: &SnapshotFile, problem: &Problem) -> Error {
+    let why = match problem {
+        Problem::SnapshotSetAside { why, .. } | Problem::SnapshotUnreadable { why, .. } => why.clone(),
+        other => other.to_string(),
+    };
+    Error::File {
+        action: "read the snapshot file",
+        path: file.path().to_owned(),
+        message: why,
     }
 }

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::Snapshot;
 use crate::error::Error;
+use crate::observe::Problem;
 
 /// One snapshot file and its writes, one at a time.
 #[derive(Debug)]
@@ -35,7 +36,6 @@ impl SnapshotFile {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -116,37 +116,49 @@ impl SnapshotFile {
         }
     }
 
-    /// The snapshot in the file, if there is a readable one. Unfinished writes a crash left are
-    /// removed; a file that is not a snapshot this version reads (truncated, corrupt, another
-    /// program's, a newer version's) is warned about and set aside
-    /// ([`set_aside`](Self::set_aside)), and the breaker starts afresh. A file that cannot be
-    /// read at all (no permission, a directory) is warned about and left where it is.
-    pub(crate) fn load(&self) -> Option<Snapshot> {
+    /// The snapshot in the file, if there is one (`None`: no file, a first start). Unfinished
+    /// writes a crash left are removed. A file that is not a snapshot this version reads
+    /// (truncated, corrupt, another program's, a newer version's) is warned about and, with
+    /// `set_aside`, moved aside ([`set_aside`](Self::set_aside)); without, left in place. A file
+    /// that cannot be read at all (no permission, not a regular file) is warned about and left
+    /// in place. Either is the problem returned, and the breaker starts afresh (or, strict, is
+    /// not built).
+    pub(crate) fn load(&self, set_aside: bool) -> Result<Option<Snapshot>, Problem> {
         self.remove_unfinished();
         let text = match read_regular(&self.path) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => {
                 tracing::warn!(
                     path = %self.path.display(),
                     %error,
                     "the snapshot file cannot be read: left in place, starting with nothing learned"
                 );
-                return None;
+                return Err(Problem::SnapshotUnreadable {
+                    path: self.shown(),
+                    why: error.to_string(),
+                });
             }
         };
         match text.and_then(|text| Snapshot::from_json(&text).map_err(|error| error.to_string())) {
-            Ok(snapshot) => Some(snapshot),
-            Err(why) => {
-                self.set_aside(&why);
-                None
-            }
+            Ok(snapshot) => Ok(Some(snapshot)),
+            Err(why) if set_aside => Err(self.set_aside(&why)),
+            Err(why) => Err(Problem::SnapshotUnreadable {
+                path: self.shown(),
+                why,
+            }),
         }
     }
 
+    /// The file's path, as a problem shows it.
+    pub(crate) fn shown(&self) -> String {
+        self.path.display().to_string()
+    }
+
     /// Moves an unreadable file out of the way, beside it as `<name>.corrupt` (`.corrupt.1`, ...
-    /// if taken), so that nothing is lost and the next save starts a good one; warns with `why`.
-    pub(crate) fn set_aside(&self, why: &str) {
+    /// if taken), so that nothing is lost and the next save starts a good one; warns with `why`,
+    /// and returns the problem.
+    pub(crate) fn set_aside(&self, why: &str) -> Problem {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".corrupt");
         let mut aside = self.path.with_file_name(&name);
@@ -157,20 +169,36 @@ impl SnapshotFile {
                 .path
                 .with_file_name(format!("{}.{n}", name.to_string_lossy()));
         }
-        match fs::rename(&self.path, &aside) {
-            Ok(()) => tracing::warn!(
-                path = %self.path.display(),
-                set_aside = %aside.display(),
-                why,
-                "the snapshot file cannot be read: set aside, starting with nothing learned"
-            ),
-            Err(error) => tracing::warn!(
-                path = %self.path.display(),
-                why,
-                %error,
-                "the snapshot file cannot be read, nor set aside: starting with nothing learned"
-            ),
+        let set_aside_as = match fs::rename(&self.path, &aside) {
+            Ok(()) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    set_aside = %aside.display(),
+                    why,
+                    "the snapshot file cannot be read: set aside, starting with nothing learned"
+                );
+                Some(aside.display().to_string())
+            }
+            Err(error) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    why,
+                    %error,
+                    "the snapshot file cannot be read, nor set aside: starting with nothing learned"
+                );
+                None
+            }
+        };
+        Problem::SnapshotSetAside {
+            path: self.shown(),
+            set_aside_as,
+            why: why.to_owned(),
         }
+    }
+
+    /// Writes nothing more: a breaker that is not built leaves the file as it found it.
+    pub(crate) fn abandon(&self) {
+        *self.writing.lock() = true;
     }
 
     /// Writes the snapshot `take` returns, atomically: to the temporary file, flushed to disk,
@@ -290,14 +318,14 @@ mod tests {
     fn a_saved_snapshot_reads_back_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = SnapshotFile::new(dir.path().join("learned.json"));
-        assert_eq!(file.load(), None, "no file yet");
+        assert_eq!(file.load(true), Ok(None), "no file yet");
         let snapshot = Snapshot {
             version: Snapshot::VERSION,
             kinds: Default::default(),
             stops: Default::default(),
         };
         file.save(|| snapshot.clone()).unwrap();
-        assert_eq!(file.load(), Some(snapshot));
+        assert_eq!(file.load(true), Ok(Some(snapshot)));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -336,7 +364,8 @@ mod tests {
         let file = SnapshotFile::new(dir.path().join("learned.json"));
         for junk in ["first", "second"] {
             fs::write(file.path(), junk).unwrap();
-            assert_eq!(file.load(), None);
+            let problem = file.load(true).unwrap_err();
+            assert_eq!(problem.as_str(), "snapshot_set_aside", "{problem}");
         }
         assert!(!file.path().exists());
         assert_eq!(

@@ -9,6 +9,7 @@ mod figures;
 mod names;
 mod operator;
 mod operator_assets;
+mod problems;
 mod prometheus;
 
 // A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.

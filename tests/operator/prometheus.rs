@@ -281,7 +281,7 @@ fn a_hundred_thousand_evicted_kinds_leave_no_series_behind() {
         assert!(
             after_each_quarter
                 .iter()
-                .all(|&(count, bytes)| count == 18 && bytes < 4_096),
+                .all(|&(count, bytes)| count == 23 && bytes < 5_120),
             "{after_each_quarter:?}"
         );
     });
