@@ -47,6 +47,10 @@ use ::metrics::{
 use super::problem::Problem;
 use super::status::KindStatus;
 
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use super::prometheus::prometheus;
+
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
 /// The label that carries the breaker's name on every series of a breaker (`"default"` unless

@@ -6,6 +6,8 @@
 mod event;
 pub mod metrics;
 mod problem;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod status;
 mod subscription;
 mod window;
