@@ -3,7 +3,7 @@
 //! through the snapshot file. What a restart must not keep is left behind: a half-open probe, and
 //! an automatic trip whose cool-down ended while the process was down.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use spikebreaker::status::{Reason, State};
@@ -27,6 +27,13 @@ fn service(clock: &ManualClock, path: &Path) -> Breaker<ManualClock> {
         .unwrap()
 }
 
+/// A directory for the snapshot file (gone when dropped), its path, and a clock.
+fn fresh() -> (tempfile::TempDir, PathBuf, ManualClock) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spikebreaker.json");
+    (dir, path, ManualClock::starting_at(1_700_000_000_000))
+}
+
 /// Sends `sends` of `kind`, 100 a second; how many went through.
 fn runaway(breaker: &Breaker<ManualClock>, clock: &ManualClock, kind: &str, sends: u64) -> u64 {
     let handle = breaker.kind(kind);
@@ -43,9 +50,7 @@ fn runaway(breaker: &Breaker<ManualClock>, clock: &ManualClock, kind: &str, send
 /// blocked after 500 of 1,000, and the campaign, its surge forgotten, after 500 of its 3,000 left.
 #[test]
 fn a_restart_keeps_every_stop_and_a_second_runaway_gets_nothing_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spikebreaker.json");
-    let clock = ManualClock::starting_at(1_700_000_000_000);
+    let (_dir, path, clock) = fresh();
     let first = service(&clock, &path);
     // A runaway trips the manual kind at its ceiling; an operator forces one kind open and one
     // closed, puts one in dry-run, and announces a campaign of 5,000, of which 2,000 go out.
@@ -114,9 +119,7 @@ fn a_restart_keeps_every_stop_and_a_second_runaway_gets_nothing_through() {
 /// cool-down ended while the process was down comes back closed, and so does a half-open probe.
 #[test]
 fn a_restart_keeps_what_is_left_of_a_cool_down_and_no_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spikebreaker.json");
-    let clock = ManualClock::starting_at(1_700_000_000_000);
+    let (_dir, path, clock) = fresh();
     let first = service(&clock, &path);
     // Two new kinds run away past the warm-up ceiling; the first's cool-down (300 s) ends sooner.
     assert_eq!(runaway(&first, &clock, "email.welcome", 600), 500);
@@ -146,9 +149,7 @@ fn a_restart_keeps_what_is_left_of_a_cool_down_and_no_probe() {
 /// event.
 #[test]
 fn a_trip_and_a_control_reach_the_snapshot_file_without_waiting_for_the_periodic_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spikebreaker.json");
-    let clock = ManualClock::starting_at(1_700_000_000_000);
+    let (_dir, path, clock) = fresh();
     let breaker = service(&clock, &path);
     let saved = |kind: &str| {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
