@@ -4,7 +4,7 @@
 //! `/metrics`) on 127.0.0.1. `start` is the wiring (the README shows it); `main` plays an
 //! incident against it.
 //!
-//! `cargo run --example service --features admin,quarantine` plays it and exits (CI runs it): a
+//! `cargo run --example service --features admin,quarantine,prometheus` plays it and exits (CI runs it): a
 //! job loops over every customer with a security notice, the kind trips after 20 and the rest are
 //! held; an operator, over HTTP, finds the real customers' notices among those held, releases
 //! them, discards the runaway and resets the kind; the releaser sends what was released; the
@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use spikebreaker::guard::ByNotification;
 use spikebreaker::quarantine::{DEFAULT_POLL, Item, Quarantine, Releaser, SqliteStore, Step, Summary};
+use spikebreaker::status::metrics;
 use spikebreaker::{
     Breaker, Config, GuardError, Guarded, Notification, Sender, Snapshot, SystemClock, admin,
 };
@@ -107,7 +107,7 @@ type Mailer = Guarded<Smtp, ByNotification, SystemClock, Quarantine>;
 /// Builds the service from the files in `dir`: its guarded sender, and the operators' router.
 fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     // The recorder first: a breaker's metric handles bind to the recorder in place when it is built.
-    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let prometheus = metrics::prometheus(Duration::from_secs(60)).install_recorder()?; // scraped every minute
     let breaker = Breaker::builder()
         .config(Config::from_file(dir.join("spikebreaker.toml"))?)
         .name("mailer") // the `breaker` label of its metrics

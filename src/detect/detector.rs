@@ -77,6 +77,9 @@ pub(crate) struct Detector {
     /// not at every roll-over.
     day_rate: f32,
     day_rate_hour: u32,
+    /// Since when the kind is counted (made, or restored): a slot that began earlier is one it
+    /// was counted for only in part, and teaches a warming kind no rate.
+    counted_from: u64,
 }
 
 impl Detector {
@@ -95,6 +98,7 @@ impl Detector {
             shadow: 0.0,
             day_rate: 0.0,
             day_rate_hour: u32::MAX,
+            counted_from: now_ms,
         };
         detector.set_limits(policy, now_ms);
         detector
@@ -152,7 +156,12 @@ impl Detector {
             self.filling = HourStats::starting(hour);
             self.pending = None;
         }
-        if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
+        let counted_whole = |index: u64| index.saturating_mul(HOUR_SLOT_MS) >= self.counted_from;
+        if let Some(slot) = self
+            .hour
+            .add(t_ms, 0)
+            .filter(|slot| policy.learns && (counted_whole(slot.index) || self.learned.is_warm(policy)))
+        {
             self.learned.learn_slot(
                 policy,
                 HOUR_SLOT_MS,
@@ -400,6 +409,7 @@ impl Detector {
     /// Replaces what was learned (a restored snapshot).
     pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
         self.learned = learned;
+        self.counted_from = now_ms;
         // The hours in progress belong to what was replaced: not learned into the restored.
         self.filling = HourStats::starting(now_ms / HOUR_MS);
         self.pending = None;

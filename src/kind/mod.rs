@@ -14,6 +14,7 @@ mod gate;
 mod handle;
 mod machine;
 mod packed;
+mod stop;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use packed::Packed;
+pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]

@@ -89,6 +89,12 @@ async fn status_shows_a_tripped_kind_among_every_kind() {
         (kind["attempted"].as_u64(), kind["blocked"].as_u64()),
         (Some(1_200), Some(700))
     );
+    // Not judged yet: no threshold (`null`, not 18446744073709551615).
+    assert_eq!(
+        (&kind["windows"][1]["threshold"], &kind["windows"][2]["threshold"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert!(!status.to_string().contains("18446744073709551615"), "{status}");
 }
 
 #[tokio::test]

@@ -8,9 +8,11 @@
 mod admin;
 #[cfg(feature = "admin")]
 mod admin_server;
+mod figures;
 mod names;
 mod operator;
 mod operator_assets;
+mod problems;
 mod prometheus;
 
 // A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.

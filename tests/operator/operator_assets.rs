@@ -148,6 +148,7 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
         "SpikebreakerFleetDegraded",
         "SpikebreakerOverflowInUse",
         "SpikebreakerPlannedSurgeActive",
+        "SpikebreakerProblem",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
         assert!(
