@@ -12,6 +12,7 @@ mod cli;
 mod redis;
 mod release;
 mod senders;
+mod serving;
 #[cfg(feature = "quarantine")]
 mod sqlite;
 
