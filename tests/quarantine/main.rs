@@ -6,6 +6,8 @@
 
 #[cfg(feature = "admin")]
 mod admin;
+#[cfg(feature = "quarantine")]
+mod bulk;
 #[cfg(all(feature = "cli", feature = "quarantine"))]
 mod cli;
 #[cfg(feature = "redis")]

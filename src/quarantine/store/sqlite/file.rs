@@ -1,7 +1,9 @@
 //! Opening the file: the connection's settings, the schema, and the checks that refuse a file
 //! that is damaged or is not a quarantine store; how SQLite's errors map to [`StoreError`].
 
+use std::cell::Cell;
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
@@ -12,10 +14,47 @@ use crate::quarantine::store::{StoreError, new_store_id};
 const FORMAT: &str = "spikebreaker-quarantine";
 const VERSION: i64 = 1;
 
+thread_local! {
+    /// How long a write made on this thread waits for another connection's: set by the thread
+    /// that writes (a store's writer thread; the thread opening a store, while it opens it).
+    static BUSY_TIMEOUT: Cell<Duration> = const { Cell::new(Duration::from_secs(5)) };
+}
+
+/// Sets how long the writes made on this thread wait for another connection's.
+pub(super) fn set_busy_timeout(timeout: Duration) {
+    BUSY_TIMEOUT.with(|busy| busy.set(timeout));
+}
+
+/// Runs `f` with this thread's busy timeout set to `timeout`, then puts the old one back.
+pub(super) fn with_busy_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
+    let before = BUSY_TIMEOUT.with(|busy| busy.replace(timeout));
+    let value = f();
+    set_busy_timeout(before);
+    value
+}
+
+/// What a connection does while another holds the lock it needs: tries again after 1, 2, 3, 4,
+/// then every 5 ms, until the thread's busy timeout. SQLite's own handler sleeps up to 100 ms
+/// between tries, so a writer waiting for another process's run of short transactions (a bulk
+/// discard by the command line) kept missing the gaps between them.
+fn busy(tries: i32) -> bool {
+    let tries = u64::try_from(tries).unwrap_or(0);
+    let slept_ms = if tries <= 5 {
+        tries * (tries + 1) / 2
+    } else {
+        15 + 5 * (tries - 5)
+    };
+    if Duration::from_millis(slept_ms) >= BUSY_TIMEOUT.with(Cell::get) {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis((tries + 1).min(5)));
+    true
+}
+
 pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let error = |e| sql_error(path, e);
     let connection = Connection::open(path).map_err(error)?;
-    connection.busy_timeout(options.busy_timeout).map_err(error)?;
+    connection.busy_handler(Some(busy)).map_err(error)?;
     // The first statement reads the header: a file that is not a database fails here.
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))

@@ -12,13 +12,15 @@ use super::{Claim, Claimed, Outcome, Store, StoreError};
 use crate::clock::unix_ms;
 use crate::quarantine::item::{Filter, Item, ItemId, NewItem, Query, ReleaseOrder};
 
+mod bulk;
 mod file;
 mod rows;
 mod writer;
 
-use file::{connect, prepare, sql_error};
+use bulk::trim;
+use file::{connect, prepare, set_busy_timeout, sql_error, with_busy_timeout};
 use rows::{COLUMNS, conditions, item};
-use writer::{trim, write_loop};
+use writer::write_loop;
 
 /// The bounds and waits of a [`SqliteStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +78,13 @@ impl Default for SqliteOptions {
 /// assert_eq!(quarantine.summary(&Default::default())?.live(), 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// **Bulk actions.** A discard or a release of many items (a runaway's million) runs as short
+/// transactions of about 25 ms each, pausing between them as long (at most 20 ms), and covers
+/// the items held when it began: the service's holds, from this process or another one sharing
+/// the file, get the lock between them instead of waiting out their busy timeout and being
+/// handed back. A writer waiting for the lock tries again every 5 ms (SQLite's own wait grows to
+/// 100 ms between tries, and would keep missing the gaps).
 ///
 /// **When full** (`max_items` live items, or `max_bytes`): a hold is refused with
 /// [`StoreError::Full`] and the guarded send hands the notification back; nothing already held
@@ -147,13 +156,17 @@ impl SqliteStore {
     fn open_as(path: &Path, options: &SqliteOptions, max_items: Option<u64>) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let mut writer = connect(&path, options)?;
-        let id = prepare(&mut writer, &path, max_items)?;
+        let id = with_busy_timeout(options.busy_timeout, || prepare(&mut writer, &path, max_items))?;
         let reader = connect(&path, options)?;
         let (jobs, queue) = mpsc::channel();
         let thread_path = path.clone();
+        let busy_timeout = options.busy_timeout;
         let writer = std::thread::Builder::new()
             .name("spikebreaker-quarantine".into())
-            .spawn(move || write_loop(writer, &thread_path, &queue))
+            .spawn(move || {
+                set_busy_timeout(busy_timeout);
+                write_loop(writer, &thread_path, &queue)
+            })
             .map_err(|error| StoreError::Unavailable(format!("cannot start the writer thread: {error}")))?;
         Ok(Self {
             id,
@@ -280,44 +293,11 @@ impl Store for SqliteStore {
     }
 
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
-        let (filter, reason) = (filter.clone(), reason.to_owned());
-        self.write(move |tx| {
-            let (sql, mut values) = conditions(&filter, 3);
-            values.insert(0, reason.into());
-            values.insert(1, (unix_ms() as i64).into());
-            let discarded = tx.execute(
-                &format!(
-                    "UPDATE items SET state = 'discarded', note = ?1, finished_at = ?2, notification = NULL
-                         WHERE state = 'held'{sql}"
-                ),
-                rusqlite::params_from_iter(values),
-            )?;
-            trim(tx)?;
-            Ok(discarded as u64)
-        })
+        self.discard_in_batches(filter, reason)
     }
 
     fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
-        let (filter, order) = (filter.clone(), *order);
-        self.write(move |tx| {
-            let (sql, mut values) = conditions(&filter, 3);
-            values.insert(0, order.per_minute.into());
-            values.insert(1, order.delivery.as_str().to_owned().into());
-            let approved = tx
-                .execute(
-                    &format!(
-                        "UPDATE items SET state = 'approved', per_minute = ?1, delivery = ?2, in_doubt = 0
-                         WHERE state = 'held'{sql}"
-                    ),
-                    rusqlite::params_from_iter(values),
-                )?;
-            let (sql, values) = conditions(&filter, 1);
-            tx.execute(
-                &format!("INSERT OR IGNORE INTO releasing (kind) SELECT DISTINCT kind FROM items WHERE state = 'approved'{sql}"),
-                rusqlite::params_from_iter(values),
-            )?;
-            Ok(approved as u64)
-        })
+        self.approve_in_batches(filter, order)
     }
 
     fn releasing(&self) -> Result<Vec<String>, StoreError> {
@@ -403,7 +383,7 @@ impl Store for SqliteStore {
                          WHERE id = ?1 AND state NOT IN ('released', 'discarded')",
                         params![id, unix_ms() as i64],
                     )?;
-                    trim(tx)?;
+                    trim(tx, u64::MAX)?;
                 }
                 // Held again only while the claim is still this releaser's: once its lease ran
                 // out the item went back (approved, or held in doubt) and may be another's now.
