@@ -95,7 +95,7 @@ pub use store::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "quarantine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
 pub use store::sqlite::{SqliteOptions, SqliteStore};
-pub use store::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError};
+pub use store::{Claim, Claimed, DEFAULT_MAX_ITEM_BYTES, FINISHED_KEPT, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};
 
 /// The `breaker` label of a quarantine no guarded sender has taken yet.

@@ -18,6 +18,11 @@ pub(crate) const TOP_RECIPIENTS: usize = 5;
 pub struct Summary {
     /// One entry per kind and trip, oldest trip first within a kind.
     pub trips: Vec<TripSummary>,
+    /// Items the store holds but cannot read (a row or stream entry that does not parse: written
+    /// by another version, or edited by hand): left out of the trips above and of every listing,
+    /// and named in the store's log, rather than failing the whole answer.
+    #[serde(default)]
+    pub unreadable: u64,
 }
 
 /// One trip of one kind.
@@ -113,6 +118,7 @@ struct Tally {
 #[derive(Default)]
 pub(crate) struct Gather {
     tallies: BTreeMap<(String, u64), Tally>,
+    unreadable: u64,
 }
 
 impl Gather {
@@ -131,6 +137,11 @@ impl Gather {
         }
     }
 
+    /// Counts `n` items the store could not read.
+    pub(crate) fn unreadable(&mut self, n: u64) {
+        self.unreadable += n;
+    }
+
     /// The summary, each trip's sample read with `sample` (given the kind and the trip).
     pub(crate) fn finish<E>(
         self,
@@ -144,7 +155,10 @@ impl Gather {
             summary.sample = sample(&kind, trip)?;
             trips.push(summary);
         }
-        Ok(Summary { trips })
+        Ok(Summary {
+            trips,
+            unreadable: self.unreadable,
+        })
     }
 }
 

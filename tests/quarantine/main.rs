@@ -10,6 +10,8 @@ mod admin;
 mod bulk;
 #[cfg(all(feature = "cli", feature = "quarantine"))]
 mod cli;
+#[cfg(feature = "quarantine")]
+mod edges;
 #[cfg(feature = "redis")]
 mod redis;
 mod release;

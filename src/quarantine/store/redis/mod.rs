@@ -7,7 +7,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::{Connection, Script};
 
-use super::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError, new_store_id};
+use super::{
+    Claim, Claimed, DEFAULT_MAX_ITEM_BYTES, FINISHED_KEPT, Outcome, Store, StoreError, check_size,
+    new_store_id,
+};
 use crate::clock::unix_ms;
 use crate::quarantine::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 use crate::quarantine::summary::{Gather, Summary};
@@ -31,15 +34,19 @@ pub struct RedisOptions {
     pub max_items: u64,
     /// How long a connect or a reply may take before the call fails.
     pub timeout: Duration,
+    /// The largest item a hold takes (notification JSON, kind and recipient, in bytes); a larger
+    /// one is refused with [`StoreError::TooLarge`] and handed back, without a round trip.
+    pub max_item_bytes: u64,
 }
 
 impl Default for RedisOptions {
-    /// Prefix `spikebreaker`, a million live items, 1 s.
+    /// Prefix `spikebreaker`, a million live items, 1 s, items of 1 MiB.
     fn default() -> Self {
         Self {
             key_prefix: "spikebreaker".to_owned(),
             max_items: 1_000_000,
             timeout: Duration::from_secs(1),
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
         }
     }
 }
@@ -68,6 +75,7 @@ pub struct RedisStore {
     id: String,
     keys: Keys,
     max_items: u64,
+    max_item_bytes: u64,
     client: redis::Client,
     timeout: Duration,
     /// One connection, reopened after a failure.
@@ -146,6 +154,7 @@ impl RedisStore {
             id: String::new(),
             keys,
             max_items: options.max_items,
+            max_item_bytes: options.max_item_bytes,
             client,
             timeout: options.timeout,
             connection: Mutex::new(None),
@@ -263,6 +272,7 @@ impl Store for RedisStore {
     }
 
     fn hold(&self, item: NewItem) -> Result<ItemId, StoreError> {
+        check_size(&item, self.max_item_bytes)?;
         let kind = item.kind.clone();
         let json = encode(&Item::held(0, item))?;
         let (seq, live, kinds, held) = (

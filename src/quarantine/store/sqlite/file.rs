@@ -2,6 +2,7 @@
 //! that is damaged or is not a quarantine store; how SQLite's errors map to [`StoreError`].
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -120,6 +121,12 @@ CREATE TRIGGER IF NOT EXISTS finished_delete AFTER DELETE ON items
     BEGIN UPDATE meta SET value = value - 1 WHERE key = 'finished'; END;
 ";
 
+/// `max_items` as the file keeps it: SQLite's integers stop at `i64::MAX`, and a bound above it
+/// (`u64::MAX`, "no bound") must not wrap to a negative one that refuses every hold.
+fn stored_bound(max_items: u64) -> i64 {
+    i64::try_from(max_items).unwrap_or(i64::MAX)
+}
+
 /// Checks the file, lays out a new one, and sets its bound to `max_items` if given (a new one
 /// without it gets the default's); the store's id.
 pub(super) fn prepare(
@@ -166,7 +173,7 @@ pub(super) fn prepare(
                 FORMAT,
                 VERSION,
                 new_store_id(),
-                max_items.unwrap_or(SqliteOptions::default().max_items) as i64
+                stored_bound(max_items.unwrap_or(SqliteOptions::default().max_items))
             ],
         )
         .map_err(error)?;
@@ -194,15 +201,68 @@ pub(super) fn prepare(
         ));
     }
     let id = meta("id")?.ok_or_else(|| corrupt(path, "no store id".to_owned()))?;
+    let differences = schema_differences(&tx).map_err(error)?;
+    if !differences.is_empty() {
+        return Err(corrupt(
+            path,
+            format!(
+                "its schema is not a quarantine store's: {}",
+                differences.join("; ")
+            ),
+        ));
+    }
     if let Some(max_items) = max_items {
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'max_items'",
-            [max_items as i64],
+            [stored_bound(max_items)],
         )
         .map_err(error)?;
     }
     tx.commit().map_err(error)?;
     Ok(id)
+}
+
+/// A database's tables, indexes, triggers and views: per (type, name), its table and its SQL
+/// with the whitespace folded.
+type Schema = BTreeMap<(String, String), (String, Option<String>)>;
+
+fn schema(connection: &Connection) -> rusqlite::Result<Schema> {
+    let mut statement = connection.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema")?;
+    let rows = statement.query_map([], |row| {
+        let sql: Option<String> = row.get(3)?;
+        let folded = sql.map(|sql| sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        Ok(((row.get(0)?, row.get(1)?), (row.get(2)?, folded)))
+    })?;
+    rows.collect()
+}
+
+/// How the schema of the file differs from the one this version lays out, one phrase a
+/// difference: a trigger, index, table or view of another's (a trigger that deletes every new
+/// row would make holds vanish), or one of ours missing or changed. Empty when it is ours.
+fn schema_differences(file: &Connection) -> rusqlite::Result<Vec<String>> {
+    let ours = Connection::open_in_memory()?;
+    ours.execute_batch(SCHEMA)?;
+    let (ours, theirs) = (schema(&ours)?, schema(file)?);
+    let mut differences = Vec::new();
+    for ((kind, name), (table, sql)) in &theirs {
+        match ours.get(&(kind.clone(), name.clone())) {
+            None => differences.push(format!(
+                "a {kind} `{name}` on `{table}` that is not ours ({})",
+                sql.as_deref().unwrap_or("")
+            )),
+            Some(expected) if expected != &(table.clone(), sql.clone()) => differences.push(format!(
+                "its {kind} `{name}` differs from ours ({})",
+                sql.as_deref().unwrap_or("")
+            )),
+            Some(_) => {}
+        }
+    }
+    for (kind, name) in ours.keys() {
+        if !theirs.contains_key(&(kind.clone(), name.clone())) {
+            differences.push(format!("our {kind} `{name}` is missing"));
+        }
+    }
+    Ok(differences)
 }
 
 pub(super) fn corrupt(path: &Path, message: String) -> StoreError {
