@@ -20,7 +20,9 @@ pub struct Summary {
     pub trips: Vec<TripSummary>,
     /// Items the store holds but cannot read (a row or stream entry that does not parse: written
     /// by another version, or edited by hand): left out of the trips above and of every listing,
-    /// and named in the store's log, rather than failing the whole answer.
+    /// and named in the store's log, rather than failing the whole answer. The embedded store
+    /// counts every such row; the Redis store, whose summary reads each trip's figures rather
+    /// than its items, counts those its answer read.
     #[serde(default)]
     pub unreadable: u64,
 }
@@ -69,6 +71,26 @@ pub struct RecipientCount {
 }
 
 impl TripSummary {
+    /// A trip of `kind` with no items counted yet.
+    pub(crate) fn empty(kind: &str, trip: u64, reason: Reason) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            trip,
+            reason,
+            held: 0,
+            in_doubt: 0,
+            approved: 0,
+            sending: 0,
+            released: 0,
+            discarded: 0,
+            first_held_ms: 0,
+            last_held_ms: 0,
+            recipients: 0,
+            top_recipients: Vec::new(),
+            sample: Vec::new(),
+        }
+    }
+
     fn new(item: &Item) -> Self {
         Self {
             kind: item.kind.clone(),

@@ -14,6 +14,8 @@ mod cli;
 mod edges;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_edges;
 mod release;
 mod senders;
 mod serving;
