@@ -3,6 +3,8 @@
 #[cfg(feature = "redis")]
 mod fleet;
 #[cfg(feature = "redis")]
+mod keys;
+#[cfg(feature = "redis")]
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
