@@ -93,20 +93,9 @@ impl TripSummary {
 
     fn new(item: &Item) -> Self {
         Self {
-            kind: item.kind.clone(),
-            trip: item.trip,
-            reason: item.reason,
-            held: 0,
-            in_doubt: 0,
-            approved: 0,
-            sending: 0,
-            released: 0,
-            discarded: 0,
             first_held_ms: item.held_at_ms,
             last_held_ms: item.held_at_ms,
-            recipients: 0,
-            top_recipients: Vec::new(),
-            sample: Vec::new(),
+            ..Self::empty(&item.kind, item.trip, item.reason)
         }
     }
 

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spikebreaker::quarantine::{
-    Filter, ItemState, MemoryStore, Quarantine, Query, ReleaseOrder, Released, Releaser, Step,
+    Filter, ItemState, MemoryStore, Quarantine, Query, ReleaseOrder, Released, Releaser, Serving, Step,
 };
 use spikebreaker::{Breaker, Config, Guarded, Sender, sender_fn};
 
-use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held};
+use super::{Email, Outbox, RECEIPT, RUNAWAY, breaker, email, force_open, held, one_approved};
 
 /// Long enough that a test waiting on it has failed, not lost a race, when it runs out.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -37,9 +37,31 @@ impl Sender<Email> for Courier {
     }
 }
 
-fn courier() -> (Courier, mpsc::Receiver<(String, String)>) {
+/// A service on the system clock whose releaser serves on its own thread, polling every `poll`:
+/// its breaker, its quarantine (in memory), what the courier is handed, and the releaser.
+struct Service {
+    breaker: Breaker,
+    quarantine: Quarantine,
+    received: mpsc::Receiver<(String, String)>,
+    serving: Serving,
+}
+
+fn service(poll: Duration) -> Service {
+    let breaker = Breaker::new(Config::default()).unwrap();
+    let quarantine = Quarantine::new(MemoryStore::new(100));
     let (out, received) = mpsc::channel();
-    (Courier { out: Mutex::new(out) }, received)
+    let courier = Courier { out: Mutex::new(out) };
+    let guarded = Guarded::new(courier, breaker.clone()).with_quarantine(quarantine.clone());
+    let serving = Releaser::<Email>::new(quarantine.clone())
+        .poll(poll)
+        .spawn(guarded)
+        .unwrap();
+    Service {
+        breaker,
+        quarantine,
+        received,
+        serving,
+    }
 }
 
 fn fast() -> ReleaseOrder {
@@ -58,15 +80,13 @@ fn hold_one(breaker: &Breaker, quarantine: &Quarantine, kind: &str, to: &str) {
 
 #[test]
 fn a_serving_releaser_sends_what_is_approved_after_it_started_and_stops_when_told() {
-    let breaker = Breaker::new(Config::default()).unwrap();
-    let quarantine = Quarantine::new(MemoryStore::new(100));
-    let (courier, received) = courier();
-    let guarded = Guarded::new(courier, breaker.clone()).with_quarantine(quarantine.clone());
     // Polling once an hour: only the approval's wake-up can get these out in time.
-    let serving = Releaser::<Email>::new(quarantine.clone())
-        .poll(Duration::from_secs(3_600))
-        .spawn(guarded)
-        .unwrap();
+    let Service {
+        breaker,
+        quarantine,
+        received,
+        serving,
+    } = service(Duration::from_secs(3_600));
     for (i, to) in ["a@example.com", "b@example.com", "c@example.com"]
         .into_iter()
         .enumerate()
@@ -90,14 +110,12 @@ fn a_serving_releaser_sends_what_is_approved_after_it_started_and_stops_when_tol
 
 #[test]
 fn an_approval_made_by_another_process_is_found_within_the_poll_interval() {
-    let breaker = Breaker::new(Config::default()).unwrap();
-    let quarantine = Quarantine::new(MemoryStore::new(100));
-    let (courier, received) = courier();
-    let guarded = Guarded::new(courier, breaker.clone()).with_quarantine(quarantine.clone());
-    let serving = Releaser::<Email>::new(quarantine.clone())
-        .poll(Duration::from_millis(50))
-        .spawn(guarded)
-        .unwrap();
+    let Service {
+        breaker,
+        quarantine,
+        received,
+        serving,
+    } = service(Duration::from_millis(50));
     hold_one(&breaker, &quarantine, RECEIPT, "a@example.com");
     // Straight into the store, as the command line does on the service's file: no wake-up.
     quarantine
@@ -180,17 +198,10 @@ fn kinds_take_turns_whatever_their_names() {
 
 #[test]
 fn a_closure_sender_carries_the_key_or_is_refused_by_name() {
-    let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
-    force_open(&breaker, RECEIPT);
+    let (breaker, _) = one_approved(&quarantine);
     let keys = Arc::new(Mutex::new(Vec::<String>::new()));
-
-    let keyless = Guarded::new(sender_fn(|_: Email| Ok::<_, std::io::Error>(())), breaker.clone())
-        .with_quarantine(quarantine.clone());
-    held(&keyless, email(RECEIPT, "a@example.com"));
-    quarantine
-        .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
-        .unwrap();
+    let keyless = Guarded::new(sender_fn(|_: Email| Ok::<_, std::io::Error>(())), breaker.clone());
     let mut releaser = Releaser::<Email>::new(quarantine.clone());
     // Before: sent, and the key silently dropped.
     let error = releaser.step(&keyless).unwrap_err();
@@ -220,14 +231,8 @@ fn a_closure_sender_carries_the_key_or_is_refused_by_name() {
 
 #[tokio::test]
 async fn an_async_closure_sender_carries_the_key() {
-    let (breaker, _) = breaker();
     let quarantine = Quarantine::new(MemoryStore::new(100));
-    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
-    force_open(&breaker, RECEIPT);
-    held(&guarded, email(RECEIPT, "a@example.com"));
-    quarantine
-        .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
-        .unwrap();
+    let (breaker, _) = one_approved(&quarantine);
     let (out, mut keys) = tokio::sync::mpsc::unbounded_channel();
     let keyed = Guarded::new(
         sender_fn(|_: Email| async { Ok::<_, std::io::Error>(()) }).released(move |_: Email, key: &str| {
@@ -254,11 +259,12 @@ async fn an_async_closure_sender_carries_the_key() {
 
 #[test]
 fn a_sender_that_panics_fails_its_item_and_the_releaser_goes_on() {
-    let breaker = Breaker::new(Config::default()).unwrap();
-    let quarantine = Quarantine::new(MemoryStore::new(100));
-    let (courier, received) = courier();
-    let guarded = Guarded::new(courier, breaker.clone()).with_quarantine(quarantine.clone());
-    let serving = Releaser::<Email>::new(quarantine.clone()).spawn(guarded).unwrap();
+    let Service {
+        breaker,
+        quarantine,
+        received,
+        serving,
+    } = service(spikebreaker::quarantine::DEFAULT_POLL);
     hold_one(&breaker, &quarantine, RECEIPT, "panic@example.com");
     hold_one(&breaker, &quarantine, RECEIPT, "a@example.com");
     quarantine.release(&Filter::kind(RECEIPT), &fast()).unwrap();
