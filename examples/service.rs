@@ -29,7 +29,7 @@ use axum::Router;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use spikebreaker::guard::ByNotification;
-use spikebreaker::quarantine::{DEFAULT_POLL, Item, Quarantine, Releaser, SqliteStore, Step, Summary};
+use spikebreaker::quarantine::{Item, Quarantine, Releaser, Serving, SqliteStore, Summary};
 use spikebreaker::status::metrics;
 use spikebreaker::{
     Breaker, Config, GuardError, Guarded, Notification, Sender, Snapshot, SystemClock, admin,
@@ -104,8 +104,9 @@ impl Sender<Email> for Smtp {
 /// The guarded sender the service sends through.
 type Mailer = Guarded<Smtp, ByNotification, SystemClock, Quarantine>;
 
-/// Builds the service from the files in `dir`: its guarded sender, and the operators' router.
-fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
+/// Builds the service from the files in `dir`: its guarded sender, the operators' router, and its
+/// releaser (serving while kept).
+fn start(dir: &Path) -> Result<(Mailer, Router, Serving), Box<dyn Error>> {
     // The recorder first: a breaker's metric handles bind to the recorder in place when it is built.
     let prometheus = metrics::prometheus(Duration::from_secs(60)).install_recorder()?; // scraped every minute
     let breaker = Breaker::builder()
@@ -118,23 +119,9 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     let quarantine = Quarantine::new(SqliteStore::open(dir.join("quarantine.db"))?);
     let mailer = Guarded::new(Smtp::default(), breaker.clone()).with_quarantine(quarantine.clone());
 
-    // The releaser sends what operators release, at the kind's pace, for the service's life.
-    let releasing = mailer.clone();
-    let mut releaser = Releaser::<Email>::new(quarantine.clone());
-    std::thread::spawn(move || {
-        loop {
-            match releaser.step(&releasing) {
-                Ok(Step::Sent { .. }) => {}
-                Ok(Step::Failed { id, note, .. }) => eprintln!("releaser: item {id} held again: {note}"),
-                Ok(Step::Wait(wait)) => std::thread::sleep(wait),
-                Ok(Step::Idle) => std::thread::sleep(DEFAULT_POLL),
-                Err(error) => {
-                    eprintln!("releaser: {error}");
-                    std::thread::sleep(DEFAULT_POLL);
-                }
-            }
-        }
-    });
+    // The releaser sends what operators release, at the kind's pace, on a thread of its own
+    // until `releaser` is dropped: woken by each release, it waits for the next.
+    let releaser = Releaser::<Email>::new(quarantine.clone()).spawn(mailer.clone())?;
 
     // One router for operators: the breaker's controls, the quarantine's, and the metrics.
     let scraped = breaker.clone();
@@ -145,7 +132,7 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     let router = admin::router(breaker)
         .merge(spikebreaker::quarantine::admin::router(quarantine))
         .route("/metrics", get(metrics));
-    Ok((mailer, router))
+    Ok((mailer, router, releaser))
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -166,7 +153,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // The service's files: its configuration, and where its snapshot and quarantine go.
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("spikebreaker.toml"), CONFIG)?;
-    let (mailer, router) = start(dir.path())?;
+    let (mailer, router, releaser) = start(dir.path())?;
 
     // The operators' router on its own runtime, beside the (synchronous) sending code.
     let runtime = tokio::runtime::Runtime::new()?;
@@ -184,6 +171,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("serving http://{address} until Ctrl-C");
         runtime.block_on(server)??;
     }
+    // At shutdown the releaser finishes the send under way, if any, and stops.
+    let released = releaser.stop();
+    assert_eq!(released.sent, 3);
+    println!("releaser: stopped, {} sent", released.sent);
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 #[cfg(all(feature = "redis", not(spikebreaker_no_redis_server)))]
 mod fleet;
 #[cfg(all(feature = "redis", not(spikebreaker_no_redis_server)))]
+mod keys;
+#[cfg(all(feature = "redis", not(spikebreaker_no_redis_server)))]
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
