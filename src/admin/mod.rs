@@ -62,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use options::Options;
-pub use serve::{ServeLimits, serve, serve_with};
+pub use serve::{ServeLimits, serve, serve_until, serve_with};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::Refusal;
@@ -118,17 +118,35 @@ pub async fn serve(listener: TcpListener, router: Router) -> io::Result<()> {
 
 /// Serves `router` on `listener` (HTTP/1.1) within `limits`, until the returned future is dropped,
 /// which stops accepting and closes every connection it serves (put it in a `tokio::select!` with
-/// your shutdown signal). Returns only an error: limits that could serve nothing (`InvalidInput`,
-/// naming the setting).
+/// your shutdown signal, or use [`serve_until`] to let requests in flight finish). Returns only an
+/// error: limits that could serve nothing (`InvalidInput`, naming the setting).
 pub async fn serve_with(listener: TcpListener, router: Router, limits: ServeLimits) -> io::Result<()> {
+    serve_until(listener, router, limits, std::future::pending()).await
+}
+
+/// As [`serve_with`], until `shutdown` completes: then it stops accepting, closes the
+/// connections waiting for a request, lets each request in flight be answered (within the
+/// request timeout), and returns `Ok` once every connection has closed.
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     limits.check()?;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let open = Arc::new(Open::default());
+    let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     for id in 0u64.. {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             // The client gave up before it was accepted: nothing to serve.
             Err(error) if is_the_clients(&error) => continue,
@@ -153,14 +171,26 @@ pub async fn serve_with(listener: TcpListener, router: Router, limits: ServeLimi
             open: Arc::clone(&open),
             id,
         };
+        let mut draining = draining.clone();
         // Under the lock, so that a connection that ends at once finds its slot to remove.
         let mut slots = open.slots.lock();
         let abort = connections.spawn(async move {
             let _closed = closed;
-            let _ = connection.await;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = async { drop(draining.wait_for(|drain| *drain).await) } => {
+                    // Answers the request in flight, if any, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
         });
         slots.insert(id, Slot { in_flight, abort });
     }
+    drop(listener);
+    drain.send_replace(true);
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -200,3 +200,52 @@ async fn limits_that_could_serve_nothing_are_refused_by_name() {
         assert!(error.to_string().contains(name), "{error}");
     }
 }
+
+#[tokio::test]
+async fn at_shutdown_the_request_in_flight_is_answered_and_an_idle_connection_closed() {
+    use std::sync::Arc;
+    use tokio::sync::{Notify, oneshot};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = {
+        let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+        move || async move {
+            entered.notify_one();
+            release.notified().await;
+            "answered"
+        }
+    };
+    let router = axum::Router::new().route("/slow", axum::routing::get(slow));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(admin::serve_until(listener, router, ServeLimits::new(), async {
+        let _ = stopped.await;
+    }));
+    let mut idle = TcpStream::connect(address).await.unwrap();
+    let mut busy = TcpStream::connect(address).await.unwrap();
+    let request = format!("GET /slow HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    busy.write_all(request.as_bytes()).await.unwrap();
+    entered.notified().await;
+    stop.send(()).unwrap();
+    // A connection with no request is closed (or, not yet accepted, refused with the listener).
+    let read = timeout(Duration::from_secs(30), idle.read(&mut [0; 1]))
+        .await
+        .expect("the idle connection closed at shutdown");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // The request in flight holds the server open until it is answered, then gets its answer.
+    assert!(!served.is_finished(), "a request is still being answered");
+    release.notify_one();
+    let mut response = Vec::new();
+    timeout(Duration::from_secs(30), busy.read_to_end(&mut response))
+        .await
+        .expect("answered, then closed")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("answered"), "{response}");
+    timeout(Duration::from_secs(30), served)
+        .await
+        .expect("returns once every connection has closed")
+        .unwrap()
+        .unwrap();
+}
