@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// A program some tests need: the names it goes by, the cfg set when none is on the `PATH`,
 /// and the variable that, set to `require`, makes those tests fail without it.
-const PROGRAMS: [(&[&str], &str, &str); 2] = [
+const PROGRAMS: [(&[&str], &str, &str); 3] = [
     (
         &["chromium", "chromium-browser"],
         "spikebreaker_no_chromium",
@@ -20,7 +20,16 @@ const PROGRAMS: [(&[&str], &str, &str); 2] = [
         "spikebreaker_no_redis_server",
         "SPIKEBREAKER_REDIS_TESTS",
     ),
+    (&["curl"], "spikebreaker_no_curl", "SPIKEBREAKER_CURL_TESTS"),
 ];
+
+/// The serve tests' Python: not a program on the `PATH` but an interpreter with their
+/// requirements installed, named by `SPIKEBREAKER_PYTHON`.
+const PYTHON: (&str, &str, &str) = (
+    "SPIKEBREAKER_PYTHON",
+    "spikebreaker_no_python",
+    "SPIKEBREAKER_PYTHON_TESTS",
+);
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
@@ -32,6 +41,14 @@ fn main() {
         if !required && !names.iter().any(|name| on_path(name)) {
             println!("cargo::rustc-cfg={cfg}");
         }
+    }
+    let (named, cfg, variable) = PYTHON;
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
+    println!("cargo::rerun-if-env-changed={named}");
+    println!("cargo::rerun-if-env-changed={variable}");
+    let required = env::var(variable).is_ok_and(|value| value == "require");
+    if !required && env::var_os(named).is_none() {
+        println!("cargo::rustc-cfg={cfg}");
     }
 }
 
