@@ -46,7 +46,7 @@ pub(super) struct Cold {
     /// the kind has been idle, learned at roll-over at no cost to the send path.
     last_send_ms: u64,
     /// What the last trip was judged on.
-    pub(super) tripped_on: Option<Window>,
+    pub(super) tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
     pub(super) reported_open: bool,
     /// When the planned surge in force ends (`NEVER`: none); the detector counts down its
@@ -129,7 +129,7 @@ pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) 
 }
 
 /// A detector reading as the window an operator reads.
-fn window(reading: &Reading) -> Window {
+pub(super) fn window(reading: &Reading) -> Window {
     Window {
         timescale: reading.timescale,
         window_count: reading.count,
@@ -171,7 +171,7 @@ impl<C: Clock> Kind<C> {
         } else {
             Reason::from(over.limit.bound)
         };
-        cold.tripped_on = Some(window(&over));
+        cold.tripped_on = Some(over);
         if reason == Reason::Warmup && cold.newcomer_since == NEVER {
             cold.newcomer_since = now;
         }
@@ -378,7 +378,7 @@ impl<C: Clock> Kind<C> {
             },
             nearest: window(&cold.detector.nearest(current)),
             windows,
-            tripped_on: cold.tripped_on,
+            tripped_on: cold.tripped_on.as_ref().map(window),
             warmed_up: cold.detector.is_warm(&cold.settings.policy),
             attempted,
             allowed: attempted.saturating_sub(blocked),

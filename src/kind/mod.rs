@@ -108,3 +108,15 @@ impl<C: Clock> Kind<C> {
 
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
+/// What a kind costs is mostly this struct (the footprint example's 1 KiB a kind includes it):
+/// a field that pushes it past a cache line's multiple costs every kind 64 bytes more.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    #[test]
+    fn a_kind_fits_in_thirteen_cache_lines() {
+        assert_eq!(
+            std::mem::size_of::<super::Kind<crate::clock::SystemClock>>(),
+            13 * 64
+        );
+    }
+}

@@ -10,10 +10,11 @@
 //! the restart) and the events (a restored stop is not a new transition and sends none).
 
 use super::atomics::Ordering;
-use super::machine::{Cold, NEVER, next_planned};
+use super::machine::{Cold, NEVER, next_planned, window};
 use super::{Kind, Packed};
 use crate::clock::Clock;
 use crate::config::{MAX_SURGE_MS, Recovery};
+use crate::detect::{Limit, Reading};
 use crate::observe::{Surge, Window};
 use crate::state::{Reason, State};
 
@@ -68,14 +69,14 @@ impl<C: Clock> Kind<C> {
                 reason: cold.state.reason,
                 since_ms: cold.since_ms,
                 until_ms: (cold.until != u64::MAX).then_some(cold.until),
-                tripped_on: cold.tripped_on,
+                tripped_on: cold.tripped_on.as_ref().map(window),
             }),
             State::Closed if cold.forced => Some(Held {
                 state: State::Closed,
                 reason: Reason::ForcedClosed,
                 since_ms: cold.since_ms,
                 until_ms: None,
-                tripped_on: cold.tripped_on,
+                tripped_on: cold.tripped_on.as_ref().map(window),
             }),
             _ => None,
         };
@@ -145,7 +146,7 @@ impl<C: Clock> Kind<C> {
         cold.forced = forced;
         cold.since_ms = held.since_ms;
         cold.until = until;
-        cold.tripped_on = held.tripped_on;
+        cold.tripped_on = held.tripped_on.as_ref().map(reading);
         cold.clean = false;
         // Reported before the restart, if it was open that long: not again.
         cold.reported_open = now.saturating_sub(held.since_ms) >= cold.settings.open_alert_ms;
@@ -153,5 +154,23 @@ impl<C: Clock> Kind<C> {
             self.limits.0.tripped_at.store(held.since_ms, Ordering::Relaxed);
         }
         self.limits.0.status.store(cold.state.pack(), Ordering::Release);
+    }
+}
+
+/// A restored trip's window as the kind keeps it: the form its trip was judged in, a limit of
+/// `u32` sends and an `f32` expectation (a window a trip wrote reads back exactly).
+fn reading(window: &Window) -> Reading {
+    Reading {
+        timescale: window.timescale,
+        count: window.window_count,
+        limit: Limit {
+            count: match window.threshold {
+                u64::MAX => u32::MAX,
+                threshold => u32::try_from(threshold).unwrap_or(u32::MAX - 1).min(u32::MAX - 1),
+            },
+            // Beyond an f32, the largest one: a snapshot's next write must read back.
+            expected: (window.expected as f32).clamp(f32::MIN, f32::MAX),
+            bound: window.bound,
+        },
     }
 }

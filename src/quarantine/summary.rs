@@ -149,6 +149,7 @@ impl Gather {
     }
 
     /// Counts `n` items the store could not read.
+    #[cfg(any(feature = "quarantine", feature = "redis"))]
     pub(crate) fn unreadable(&mut self, n: u64) {
         self.unreadable += n;
     }

@@ -222,9 +222,11 @@ fn sends_export_counters_at_each_bucket_edge_and_refresh_exports_the_gauges() {
 
 /// How often the churn below refreshes (and so what the recorder built for it takes for idle:
 /// ten of these), shrunk for the test: in a service, seconds to a minute.
+#[cfg(feature = "prometheus")]
 const REFRESH: Duration = Duration::from_millis(10);
 
 /// Series sampled in the exposition (description lines left out).
+#[cfg(feature = "prometheus")]
 fn series(exposition: &str) -> usize {
     exposition
         .lines()
@@ -235,6 +237,7 @@ fn series(exposition: &str) -> usize {
 /// A bug's churn through `recorder`: `rounds` of a thousand user ids put into the kind, each sent
 /// once and then forgotten (evicted), beside one steady kind; scraped after a refresh every
 /// `every` rounds, each scrape's series and bytes returned.
+#[cfg(feature = "prometheus")]
 fn churn(
     recorder: &metrics_exporter_prometheus::PrometheusRecorder,
     rounds: u32,

@@ -166,6 +166,7 @@ pub const DEFAULT_MAX_ITEM_BYTES: u64 = 1 << 20;
 /// Refuses `item` if its notification, kind and recipient come to more than `max` bytes, naming
 /// the kind, the size and the bound: before it is written anywhere, so that a store never stalls
 /// on it (nor takes itself for unreachable when it times out).
+#[cfg(any(feature = "quarantine", feature = "redis"))]
 pub(crate) fn check_size(item: &NewItem, max: u64) -> Result<(), StoreError> {
     let bytes =
         item.notification.get().len() + item.kind.len() + item.recipient.as_ref().map_or(0, String::len);
