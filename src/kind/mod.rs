@@ -14,6 +14,7 @@ mod gate;
 mod handle;
 mod machine;
 mod packed;
+mod stop;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use packed::Packed;
+pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]
@@ -106,3 +108,15 @@ impl<C: Clock> Kind<C> {
 
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
+/// What a kind costs is mostly this struct (the footprint example's 1 KiB a kind includes it):
+/// a field that pushes it past a cache line's multiple costs every kind 64 bytes more.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    #[test]
+    fn a_kind_fits_in_thirteen_cache_lines() {
+        assert_eq!(
+            std::mem::size_of::<super::Kind<crate::clock::SystemClock>>(),
+            13 * 64
+        );
+    }
+}
