@@ -13,8 +13,8 @@ use crate::observe::metrics::KindMetrics;
 use crate::observe::{Event, KindStatus, Surge, Window};
 use crate::state::{Reason, State};
 
-/// A time that never comes: no surge.
-const NEVER: u64 = u64::MAX;
+/// A time that never comes: no surge, no newcomer.
+pub(super) const NEVER: u64 = u64::MAX;
 
 /// A closed, unforced kind as eviction sees it ([`Kind::standing`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

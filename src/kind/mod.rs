@@ -17,6 +17,7 @@ mod handle;
 mod machine;
 mod newcomers;
 mod packed;
+mod stop;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use newcomers::Newcomers;
 pub(crate) use packed::Packed;
+pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]
@@ -116,7 +118,7 @@ impl<C: Clock> Kind<C> {
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
 
-#[cfg(all(test, not(spikebreaker_loom)))]
+#[cfg(all(test, not(spikebreaker_loom), target_pointer_width = "64"))]
 mod footprint {
     /// A kind is 13 cache lines: the send path's two and the cold side's eleven. The footprint
     /// example measures what the registry adds (987 bytes a kind at 100,000 kinds, of a budget of

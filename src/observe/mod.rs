@@ -5,11 +5,16 @@
 
 mod event;
 pub mod metrics;
+mod problem;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod status;
 mod subscription;
 mod window;
 
 pub use event::Event;
+pub use problem::Problem;
+pub(crate) use problem::Problems;
 pub use status::{BreakerStatus, KindStatus, Surge};
 #[cfg(feature = "tokio")]
 pub use subscription::Events;

@@ -52,6 +52,16 @@ pub(crate) struct Detector {
     /// Halvings of the warm-up ceilings: a newcomer whose stem of name many newcomers shared
     /// lately (see `kind::newcomers`).
     warmup_halvings: u8,
+    /// The 5-minute slot filling now began before the kind was made or restored: it was counted
+    /// only in part, and teaches a warming kind no rate. A flag, not a slot number, to keep a
+    /// kind within its cache lines: only the slot a kind is made or restored in can be partial.
+    partial_slot: bool,
+}
+
+/// Whether the 5-minute slot holding `now_ms` began before it: a kind made or restored then counts
+/// only part of it.
+fn starts_partial(now_ms: u64) -> bool {
+    now_ms % HOUR_SLOT_MS != 0
 }
 
 impl Detector {
@@ -71,6 +81,7 @@ impl Detector {
             day_rate: 0.0,
             day_rate_hour: u32::MAX,
             warmup_halvings: 0,
+            partial_slot: starts_partial(now_ms),
         };
         detector.set_limits(policy, now_ms);
         detector
@@ -134,7 +145,9 @@ impl Detector {
             self.filling = HourStats::starting(hour);
             self.pending = None;
         }
-        if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
+        let closed = self.hour.add(t_ms, 0);
+        let partial = closed.is_some() && std::mem::take(&mut self.partial_slot);
+        if let Some(slot) = closed.filter(|_| policy.learns && (!partial || self.learned.is_warm(policy))) {
             let middle = slot.index * HOUR_SLOT_MS + HOUR_SLOT_MS / 2;
             let seasonal = self.learned.seasonal_rate(middle);
             self.learned.learn_slot(
@@ -257,6 +270,7 @@ impl Detector {
     /// Replaces what was learned (a restored snapshot).
     pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
         self.learned = learned;
+        self.partial_slot = starts_partial(now_ms);
         // The hours in progress belong to what was replaced: not learned into the restored.
         self.filling = HourStats::starting(now_ms / HOUR_MS);
         self.pending = None;
