@@ -5,6 +5,7 @@ mod builder;
 #[cfg(feature = "redis")]
 mod fleet;
 mod operator;
+mod sliced;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use crate::snapshot::{KindSnapshot, Snapshot};
 use crate::state::Reason;
 
 pub use builder::BreakerBuilder;
+pub(crate) use sliced::blocked;
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -384,6 +386,7 @@ impl<C: Clock> Breaker<C> {
         let rebind = self.inner.metrics.lock().follow_the_recorder();
         for kind in self.inner.registry.all() {
             kind.refresh(rebind);
+            kind.export_slices();
         }
         self.inner.export_registry_metrics();
     }
@@ -431,7 +434,9 @@ impl<C: Clock> Breaker<C> {
         // cannot miss it; `apply` makes no transition and so calls no subscriber meanwhile.
         let mut slot = self.inner.config.write();
         for kind in self.inner.registry.all() {
-            kind.apply(Arc::clone(compiled.settings(kind.name())));
+            let settings = compiled.settings(kind.name());
+            kind.apply(Arc::clone(settings));
+            kind.apply_slices(&settings.slices);
         }
         self.inner.registry.reclassify(|name| compiled.names(name));
         *slot = (config, compiled);
@@ -454,6 +459,7 @@ impl<C: Clock> Breaker<C> {
             match self.inner.resolve(name) {
                 Ok(kind) if kind.name().as_ref() != OVERFLOW_KIND => {
                     kind.restore(learned.to_learned());
+                    kind.restore_slices(learned.to_slices());
                 }
                 _ => {}
             }
@@ -485,7 +491,10 @@ impl<C: Clock> Inner<C> {
             .all()
             .iter()
             .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
-            .map(|kind| (kind.name().to_string(), KindSnapshot::capture(&kind.learned())))
+            .map(|kind| {
+                let learned = KindSnapshot::capture(&kind.learned()).with_slices(kind.learned_slices());
+                (kind.name().to_string(), learned)
+            })
             .collect();
         Snapshot {
             version: Snapshot::VERSION,

@@ -14,14 +14,16 @@ mod gate;
 mod handle;
 mod machine;
 mod packed;
+mod sliced;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::Clock;
 use crate::config::KindSettings;
 use crate::detect::Learned;
 use crate::observe::Subscribers;
 use crate::observe::metrics::KindMetrics;
+use crate::slice::Tracker;
 use atomics::Mutex;
 use gate::{Counters, Limits, Line};
 use machine::Cold;
@@ -31,6 +33,7 @@ pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use packed::Packed;
+pub(crate) use sliced::Sliced;
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]
@@ -48,6 +51,9 @@ pub(crate) struct Kind<C> {
     counters: Line<Counters<C>>,
     /// With the kind's metrics handles, exported by cold work only, never by the send path.
     cold: Mutex<Cold>,
+    /// Its slices and repeat check, made when a send first names any: only sends that name
+    /// slices read it.
+    slices: OnceLock<Box<Tracker>>,
 }
 
 impl<C: Clock> Kind<C> {
@@ -72,6 +78,7 @@ impl<C: Clock> Kind<C> {
                 name,
                 shared,
             }),
+            slices: OnceLock::new(),
         };
         kind.start();
         kind
@@ -91,6 +98,7 @@ impl<C: Clock> Kind<C> {
                 shared,
             }),
             cold: Mutex::new(Cold::new(settings, Learned::default(), 0, KindMetrics::none())),
+            slices: OnceLock::new(),
         }
     }
 

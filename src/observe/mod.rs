@@ -9,6 +9,7 @@ mod status;
 mod subscription;
 mod window;
 
+pub(crate) use event::Account;
 pub use event::Event;
 pub use status::{BreakerStatus, KindStatus, Surge};
 #[cfg(feature = "tokio")]
