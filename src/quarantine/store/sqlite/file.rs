@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS items (
     owner TEXT,
     lease_until INTEGER,
     finished_at INTEGER,
-    notification TEXT
+    notification TEXT,
+    slice TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS items_by_kind ON items (kind, state, id);
 CREATE INDEX IF NOT EXISTS items_by_state ON items (state, id);
@@ -155,6 +156,19 @@ pub(super) fn prepare(
         ));
     }
     let id = meta("id")?.ok_or_else(|| corrupt(path, "no store id".to_owned()))?;
+    // A store laid out before items carried the slice that refused them gains the column.
+    let has_slice: bool = tx
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('items') WHERE name = 'slice'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(error)?
+        > 0;
+    if !has_slice {
+        tx.execute_batch("ALTER TABLE items ADD COLUMN slice TEXT")
+            .map_err(error)?;
+    }
     if let Some(max_items) = max_items {
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'max_items'",
