@@ -1,9 +1,10 @@
 //! Replaying a send log against a configuration: what the breaker would have done to past
 //! traffic, decided by the same engine on a [`ManualClock`].
 //!
-//! [`LogReader`] streams a log of `t_ms,kind[,recipient]` lines; [`Backtest`] sets the clock to
-//! each send's time and checks it through a cached [`KindHandle`], tallying the decisions and
-//! recording every transition; [`Backtest::report`] gives the result as serde data.
+//! [`LogReader`] streams a log of `t_ms,kind[,recipient[,slices]]` lines; [`Backtest`] sets the
+//! clock to each send's time and checks it through a cached [`KindHandle`] (with its slices,
+//! [`Backtest::check_sliced`]), tallying the decisions and recording every transition;
+//! [`Backtest::report`] gives the result as serde data.
 //!
 //! ```
 //! use spikebreaker::Config;
@@ -23,6 +24,7 @@
 //! ```
 
 mod html;
+mod line;
 mod log;
 mod report;
 mod timeline;
@@ -42,7 +44,8 @@ use crate::error::Error;
 use crate::kind::{Decision, KindHandle};
 use crate::observe::Event;
 use crate::registry::SWEEP_EVERY_MS;
-use crate::state::State;
+use crate::slice::Slices;
+use crate::state::{Reason, State};
 
 pub use html::write_html;
 pub use log::{LogError, LogReader, SendRecord};
@@ -92,6 +95,8 @@ struct Tally {
     name: Arc<str>,
     allowed: u64,
     blocked: u64,
+    /// Of `blocked`, refused by one of the kind's slices or the repeat check.
+    slice_blocked: u64,
     /// The kind's state when it was last seen, for the report once no handle is held.
     state: State,
     timeline: Option<Timeline>,
@@ -128,6 +133,63 @@ impl Backtest {
             sends: 0,
             skipped_lines: 0,
         })
+    }
+
+    /// Decides one send of `kind` at `t_ms` that names `slices` below its kind (a send log's
+    /// fourth column, [`SendRecord::slices`]), as
+    /// [`Breaker::check_sliced`](crate::Breaker::check_sliced) would have: blocked with
+    /// [`Reason::Slice`] or [`Reason::Repeat`] when a slice or the repeat check refused it. A send
+    /// that names nothing is a [`check`](Self::check).
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// use spikebreaker::backtest::{Backtest, LogReader};
+    ///
+    /// let log = "t_ms,kind,recipient,slices\n0,sms.otp,+447700900123,prefix=+447\n";
+    /// let mut backtest = Backtest::new(Config::default())?;
+    /// let mut reader = LogReader::new(log.as_bytes());
+    /// while let Some(record) = reader.next_record() {
+    ///     let record = record?;
+    ///     let _decision = backtest.check_sliced(record.t_ms, record.kind, &record.slices);
+    /// }
+    /// assert_eq!(backtest.report().kinds["sms.otp"].allowed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_sliced(&mut self, t_ms: u64, kind: &str, slices: &Slices<'_>) -> Decision {
+        if slices.is_none() {
+            return self.check(t_ms, kind);
+        }
+        self.clock.set(t_ms);
+        self.sends += 1;
+        if !self.slots.contains_key(kind) {
+            self.sweep(t_ms);
+            let handle = self.breaker.kind(kind);
+            let tally = self.tally_for(handle.name());
+            if handle.name() == kind {
+                let slot = Slot {
+                    handle,
+                    tally,
+                    last_ms: t_ms,
+                };
+                self.slots.insert(kind.into(), slot);
+            } else {
+                let decision = sliced_decision(handle.check_sliced(slices));
+                count(&mut self.tallies[tally], decision);
+                self.tallies[tally].state = handle.state();
+                return decision;
+            }
+        }
+        let Some(slot) = self.slots.get_mut(kind) else {
+            return Decision::Allowed;
+        };
+        slot.last_ms = t_ms;
+        let tally = &mut self.tallies[slot.tally];
+        if let Some(timeline) = &mut tally.timeline {
+            timeline.before_send(t_ms, &slot.handle);
+        }
+        let decision = sliced_decision(slot.handle.check_sliced(slices));
+        count(tally, decision);
+        decision
     }
 
     /// Decides one send of `kind` at `t_ms` (milliseconds on the replay's clock), as the breaker
@@ -184,6 +246,7 @@ impl Backtest {
             name,
             allowed: 0,
             blocked: 0,
+            slice_blocked: 0,
             state: State::Closed,
             timeline: self.timelines.then(Timeline::default),
         });
@@ -261,6 +324,9 @@ impl Backtest {
                     trips: 0,
                     state: tally.state,
                     transitions: Vec::new(),
+                    slice_blocked: tally.slice_blocked,
+                    slice_trips: 0,
+                    slice_transitions: Vec::new(),
                 };
                 (tally.name.to_string(), report)
             })
@@ -272,8 +338,13 @@ impl Backtest {
         }
         for event in self.events.lock().iter() {
             let kind = kinds.entry(event.kind.to_string()).or_default();
-            kind.trips += u64::from(event.is_trip());
-            kind.transitions.push(event.clone());
+            if event.is_slice() {
+                kind.slice_trips += u64::from(event.is_trip());
+                kind.slice_transitions.push(event.clone());
+            } else {
+                kind.trips += u64::from(event.is_trip());
+                kind.transitions.push(event.clone());
+            }
         }
         BacktestReport {
             sends: self.sends,
@@ -286,10 +357,21 @@ impl Backtest {
 fn count(tally: &mut Tally, decision: Decision) {
     match decision {
         Decision::Allowed => tally.allowed += 1,
-        Decision::Blocked(_) => tally.blocked += 1,
+        Decision::Blocked(reason) => {
+            tally.blocked += 1;
+            tally.slice_blocked += u64::from(matches!(reason, Reason::Slice | Reason::Repeat));
+        }
     }
     if let Some(timeline) = &mut tally.timeline {
         timeline.count(decision);
+    }
+}
+
+/// A sliced check's outcome as a decision: blocked for the kind's reason, or a slice's.
+fn sliced_decision(checked: Result<(), crate::guard::Blocked<()>>) -> Decision {
+    match checked {
+        Ok(()) => Decision::Allowed,
+        Err(blocked) => Decision::Blocked(blocked.reason()),
     }
 }
 
