@@ -74,7 +74,7 @@ pub struct SliceConfig {
     /// Guards of a slice's day window: factor 3, sigmas 5, floor 300, no ceiling by default.
     pub day: TimescaleConfig,
     /// How long a dimension learns before any of its slices trips, and how long a value first
-    /// tracked later is judged as a newcomer (by the share of the least of the tracked values)
+    /// tracked later is judged as a newcomer (by a share of 1%)
     /// before a share of its own (3600 by default; 0 to 30 days).
     pub warmup_secs: u64,
     /// Per dimension, values that never trip (none by default): `safe = { country = ["GB"] }`.

@@ -100,12 +100,25 @@ impl Share {
     }
 }
 
-/// The most sends a slice's window on `timescale` may hold, and the rule that set it, when its
-/// expected share is `share` and the rest of its dimension sent `rest` in the window: the slice is
-/// expected to send `share / (1 - share)` for each send of the rest.
-pub(super) fn slice_limit(timescale: Timescale, share: f64, rest: u64, guards: &Guards) -> (u64, f64, Bound) {
-    let share = share.clamp(0.0, MAX_SHARE);
-    let mu = share / (1.0 - share) * rest as f64;
+/// The most sends a slice's window on `timescale` may hold, the sends it was expected to hold, and
+/// the rule that set the limit, when its expected share is `share`, it sent `own` and the rest of
+/// its dimension `rest` in the window: the slice is expected to send `share / (1 - share)` for each
+/// send of the rest (so its own runaway does not raise what is expected of it); a value that
+/// carries nearly all of it (`MAX_SHARE` or more), whose runaway is its kind's, is expected to hold
+/// its share of everything, and so is left to its kind.
+pub(super) fn slice_limit(
+    timescale: Timescale,
+    share: f64,
+    own: u64,
+    rest: u64,
+    guards: &Guards,
+) -> (u64, f64, Bound) {
+    let share = share.clamp(0.0, 1.0);
+    let mu = if share < MAX_SHARE {
+        share / (1.0 - share) * rest as f64
+    } else {
+        share * own.saturating_add(rest) as f64
+    };
     let spread = upper_quantile(mu, PHI[timescale.index()], guards.sigmas);
     let (count, bound) = limit(mu, spread, guards);
     (count, mu, bound)
@@ -167,16 +180,20 @@ mod tests {
     #[test]
     fn limits_follow_the_rest_and_keep_the_guards() {
         // 1.1% of a kind whose rest sent 12,000 in the hour: 133 expected, 400 allowed.
-        let (count, mu, bound) = slice_limit(Timescale::Hour, 0.011, 12_000, &guards());
+        let (count, mu, bound) = slice_limit(Timescale::Hour, 0.011, 150, 12_000, &guards());
         assert!((mu - 133.5).abs() < 0.5, "{mu}");
         assert_eq!((count, bound), (400, Bound::Factor));
         // A small share of a quiet minute: near the floor, the skew of small counts above it.
-        let (count, mu, _) = slice_limit(Timescale::Minute, 0.006, 500, &guards());
+        let (count, mu, _) = slice_limit(Timescale::Minute, 0.006, 3, 500, &guards());
         assert!((20..30).contains(&count) && mu < 4.0, "{count} {mu}");
         // No share: the floor alone.
-        assert_eq!(slice_limit(Timescale::Minute, 0.0, 500, &guards()).0, 20);
-        // A share near all of it is held to 90%.
-        let (count, _, _) = slice_limit(Timescale::Hour, 1.0, 100, &guards());
-        assert!(count <= 2_800, "{count}");
+        assert_eq!(slice_limit(Timescale::Minute, 0.0, 3, 500, &guards()).0, 20);
+        // A value that carries all of its dimension is left to its kind: however much it sends,
+        // it is within three times its share of everything.
+        let (count, _, _) = slice_limit(Timescale::Hour, 1.0, 100_000, 0, &guards());
+        assert!(count >= 300_000, "{count}");
+        // A big share's own runaway still trips: 50% of the dimension sending 5 for each other.
+        let (count, _, _) = slice_limit(Timescale::Hour, 0.5, 50_000, 10_000, &guards());
+        assert!(count < 50_000, "{count}");
     }
 }

@@ -151,7 +151,9 @@ fn each_bad_line_is_named_and_reading_goes_on() {
     assert!(matches!(results[4], Err(LogError::Malformed { line: 6, .. })));
     assert!(matches!(results[5], Ok(5)));
     // A fourth column that is not `name=value` pairs names what is wrong.
-    assert!(matches!(&results[6], Err(LogError::Slices { line: 8, problem }) if problem.contains("`name=value`")));
+    assert!(
+        matches!(&results[6], Err(LogError::Slices { line: 8, problem }) if problem.contains("`name=value`"))
+    );
     assert!(matches!(results[7], Ok(8)));
     assert!(matches!(results[8], Ok(10)));
     assert_eq!(results.len(), 9);

@@ -308,7 +308,7 @@ impl Table {
             if busy < PROMOTE_AFTER {
                 return None;
             }
-            let (weakest, weight) = self.weakest()?;
+            let (weakest, weight) = self.weakest(now)?;
             if u64::from(busy) <= 2 * weight {
                 return None;
             }
@@ -328,10 +328,11 @@ impl Table {
         Some(i)
     }
 
-    /// The slot that may give its place up and is least busy: not open, weighed by what it sent
-    /// lately or, once learned, by what its share makes it send, whichever is more (so a big
-    /// value's quiet hour does not cost it its place).
-    fn weakest(&mut self) -> Option<(usize, u64)> {
+    /// The slot that may give its place up and is least busy: not open (or open past its
+    /// cool-down, so that runaways which tripped and went quiet do not hold every place), weighed
+    /// by what it sent lately or, once learned, by what its share makes it send, whichever is more
+    /// (so a big value's quiet hour does not cost it its place).
+    fn weakest(&mut self, now: u64) -> Option<(usize, u64)> {
         if let Some(cached) = self.weakest {
             return cached;
         }
@@ -340,7 +341,7 @@ impl Table {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.state != State::Open)
+            .filter(|(_, slot)| slot.state != State::Open || now >= slot.open_until)
             .map(|(i, slot)| {
                 let learned = count_of(f64::from(slot.share.longrun) * total);
                 (i, u64::from(slot.recent).max(learned))
@@ -397,7 +398,7 @@ impl Table {
             };
             let rest = self.total.sum(timescale).saturating_sub(own);
             let guards = &self.settings.guards[timescale.index()];
-            let (threshold, expected, bound) = slice_limit(timescale, share, rest, guards);
+            let (threshold, expected, bound) = slice_limit(timescale, share, own, rest, guards);
             Window {
                 timescale,
                 window_count: own,

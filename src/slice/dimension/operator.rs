@@ -40,7 +40,7 @@ impl Table {
         }
         self.settings = settings;
         while self.slots.len() > self.settings.track {
-            let i = self.weakest().map_or(self.slots.len() - 1, |(i, _)| i);
+            let i = self.weakest(0).map_or(self.slots.len() - 1, |(i, _)| i);
             self.evict(i);
         }
         self.epoch += 1;
