@@ -12,22 +12,15 @@ use std::time::Instant;
 
 use spikebreaker::status::{Event, KindStatus};
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
-use support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge};
+use support::{DAY_MS, HOUR_MS, INCIDENT_RUNAWAY, MONDAY_MS, Traffic, burst, incident_profiles, merge};
 
-const RUNAWAY: &str = "security.2fa_changed";
+const RUNAWAY: &str = INCIDENT_RUNAWAY;
 const RUNAWAY_SENDS: u64 = 125_000;
 const RUNAWAY_PER_SECOND: f64 = 400.0;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let profiles = vec![
-        Profile::daily("email.welcome", 300.0, 10.0),
-        Profile::daily("sms.login_code", 200.0, 10.0),
-        Profile::daily("email.receipt", 120.0, 8.0),
-        Profile::daily("push.promo", 40.0, 5.0),
-        Profile::daily(RUNAWAY, 3.0, 6.0),
-        Profile::daily("security.password_reset", 1.0, 4.0),
-    ];
+    let profiles = incident_profiles();
     let names: Vec<&str> = profiles.iter().map(|p| p.kind).collect();
 
     let clock = ManualClock::starting_at(MONDAY_MS);

@@ -52,7 +52,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -89,16 +89,16 @@ pub fn router_with<C: Clock>(breaker: Breaker<C>, options: Options) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(breaker);
-    protected(routes, options)
+    protect(routes, options)
 }
 
-/// `routes` behind the checks `options` ask for: the body limit, the `Host`, `Origin`,
-/// content type and token checks, and JSON errors. The quarantine's routes pass them too.
-pub(crate) fn protected(routes: Router, options: Options) -> Router {
+/// `routes` behind the checks `options` ask for, as the admin routes are: the body, target and
+/// header limits, the `Host`, `Origin`, content type and token checks, and JSON errors. The
+/// quarantine's routes pass them too; so may a service's own routes (`spikebreaker serve`'s).
+pub fn protect(routes: Router, options: Options) -> Router {
     routes
         .layer(DefaultBodyLimit::max(protect::MAX_BODY_BYTES))
         .layer(from_fn_with_state(Arc::new(options), protect::check))
-        .layer(map_response(protect::json_errors))
 }
 
 /// A refusal, answered as `{"error": "..."}`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -22,17 +22,27 @@ pub(super) const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The checks, in order: sizes (414, 431), `Host` (403), token (401), and for a request that
-/// changes state, its `Origin` (403) and content type (415).
+/// changes state, its `Origin` (403) and content type (415); then JSON for any error the route
+/// answers. One middleware for both: every request passes it.
 pub(super) async fn check(State(options): State<Arc<Options>>, request: Request, next: Next) -> Response {
     match refusal(
         &options,
         request.method(),
-        request.uri().to_string().len(),
+        target_bytes(request.uri()),
         request.headers(),
     ) {
         Some(refusal) => refusal,
-        None => next.run(request).await,
+        None => json_errors(next.run(request).await).await,
     }
+}
+
+/// The request target's length as written (`uri.to_string().len()`), without writing it out:
+/// every request pays for this check.
+fn target_bytes(uri: &Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |scheme| scheme.len() + "://".len());
+    let authority = uri.authority().map_or(0, |authority| authority.as_str().len());
+    let path = uri.path_and_query().map_or(0, |path| path.as_str().len());
+    scheme + authority + path
 }
 
 fn refusal(options: &Options, method: &Method, uri_bytes: usize, headers: &HeaderMap) -> Option<Response> {
@@ -182,6 +192,20 @@ pub(super) async fn json_errors(response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_targets_length_is_its_length_as_written() {
+        for target in [
+            "/status",
+            "/kinds/a%20b/reset?on=true",
+            "http://localhost:9180/status",
+            "*",
+            "/",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(target_bytes(&uri), uri.to_string().len(), "{target}");
+        }
+    }
 
     #[test]
     fn loopback_ip_and_allowed_hosts_only() {

@@ -6,6 +6,7 @@ mod builder;
 mod fleet;
 mod operator;
 mod sliced;
+mod wire;
 
 use std::fmt;
 use std::path::PathBuf;

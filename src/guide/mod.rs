@@ -15,6 +15,7 @@
 //! | [`metrics`] | Every metric and its labels, what exporting costs, the recorder to install first; the operator's alerting rules and dashboard |
 //! | [`fleet`] | Fleet mode: one breaker across many sender instances, synced through Redis |
 //! | [`quarantine`] | Where blocked notifications wait: stores, the operator's tools, releasing, what a crash does, speed |
+//! | [`serve`] | `spikebreaker serve`: the breaker as a sidecar for senders in any language (Envoy's rate-limit protocol, HTTP JSON, the quarantine over the wire), its operation, tests and speed |
 //! | [`backtest`] | Replaying a send log against a configuration (the command, the report page, speed), and the tuner that suggests settings from a history |
 //! | [`performance`] | What a send costs, measured against an atomic add and governor, and what an allowed send does, instruction by instruction |
 //! | [`evidence`] | The guarantees, and for each its test, the kind of test, the figures and the command that reproduces them |
@@ -43,6 +44,9 @@ pub mod fleet {}
 
 #[doc = include_str!("quarantine.md")]
 pub mod quarantine {}
+
+#[doc = include_str!("serve.md")]
+pub mod serve {}
 
 #[doc = include_str!("backtest.md")]
 pub mod backtest {}

@@ -63,7 +63,7 @@ pub fn router_with(quarantine: Quarantine, options: Options) -> Router {
         .route("/quarantine/{kind}/release", post(release))
         .route("/quarantine/{kind}/discard", post(discard))
         .with_state(quarantine);
-    crate::admin::protected(routes, options)
+    crate::admin::protect(routes, options)
 }
 
 /// A refusal, answered as `{"error": "..."}`.

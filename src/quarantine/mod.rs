@@ -63,6 +63,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod item;
+mod lend;
 mod pace;
 mod release;
 mod store;
@@ -86,6 +87,7 @@ use crate::state::Reason;
 
 pub use crate::guard::park::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
+pub use lend::{Acked, HoldError, Lender, Lent, Loan};
 pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]

@@ -234,6 +234,22 @@ impl Iterator for Traffic {
     }
 }
 
+/// The incident's runaway kind: `examples/incident.rs` and its replay over the wire
+/// (`tests/serve/python.rs`) send the same traffic.
+pub const INCIDENT_RUNAWAY: &str = "security.2fa_changed";
+
+/// The incident's six kinds, the runaway's ordinary traffic among them.
+pub fn incident_profiles() -> Vec<Profile> {
+    vec![
+        Profile::daily("email.welcome", 300.0, 10.0),
+        Profile::daily("sms.login_code", 200.0, 10.0),
+        Profile::daily("email.receipt", 120.0, 8.0),
+        Profile::daily("push.promo", 40.0, 5.0),
+        Profile::daily(INCIDENT_RUNAWAY, 3.0, 6.0),
+        Profile::daily("security.password_reset", 1.0, 4.0),
+    ]
+}
+
 /// `count` sends spaced evenly at `per_second`, from `start_ms`.
 pub fn burst(start_ms: u64, count: u64, per_second: f64) -> impl Iterator<Item = u64> {
     (0..count).map(move |i| start_ms + (i as f64 * 1000.0 / per_second) as u64)

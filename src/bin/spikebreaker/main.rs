@@ -1,8 +1,9 @@
 //! `spikebreaker`: what the breaker would have done to a send log (`backtest`, in
 //! `spikebreaker/backtest.rs`), the settings each kind should have (`tune`, in
-//! `spikebreaker/tune.rs`), and, with a store's feature, what a quarantine holds (`quarantine`,
-//! in `spikebreaker/quarantine.rs`). What the first two share, reading the log and the
-//! configuration, is here.
+//! `spikebreaker/tune.rs`), with a store's feature, what a quarantine holds (`quarantine`, in
+//! `spikebreaker/quarantine.rs`), and with `serve`, the breaker as a sidecar for senders in any
+//! language (`serve`, in `spikebreaker/serve/`). What the first two share, reading the log and
+//! the configuration, is here.
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Read};
@@ -19,6 +20,9 @@ mod tune;
 
 #[cfg(any(feature = "quarantine", feature = "redis"))]
 mod quarantine;
+
+#[cfg(feature = "serve")]
+mod serve;
 
 /// Per-kind spike detection for notification senders.
 #[derive(Debug, Parser)]
@@ -39,6 +43,10 @@ enum Command {
     /// Looks at, releases and discards the notifications a quarantine holds.
     #[cfg(any(feature = "quarantine", feature = "redis"))]
     Quarantine(quarantine::QuarantineArgs),
+    /// Serves the breaker to senders in any language: Envoy's rate-limit protocol over gRPC,
+    /// HTTP JSON, the quarantine over the wire, the admin routes and `/metrics`.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 /// How the send log is read: shared by every command that reads one.
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Tune(args) => ("tune", in_pool(args.log.threads, || tune::run(&args))),
         #[cfg(any(feature = "quarantine", feature = "redis"))]
         Command::Quarantine(args) => return quarantine::run(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => return serve::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

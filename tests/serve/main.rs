@@ -1,0 +1,33 @@
+//! `spikebreaker serve` (feature `serve`) tested as its users use it: the binary started on
+//! loopback ports with a configuration file, driven over gRPC (Envoy's rate-limit protocol, with
+//! tonic here and grpcio from Python), over HTTP and with `curl`; signals sent to it, killed,
+//! restarted.
+
+#[cfg(feature = "serve")]
+mod faults;
+#[cfg(feature = "serve")]
+mod fleet;
+#[cfg(feature = "serve")]
+mod grpc;
+#[cfg(feature = "serve")]
+mod http;
+#[cfg(feature = "serve")]
+mod lifecycle;
+#[cfg(feature = "serve")]
+mod python;
+#[cfg(feature = "serve")]
+mod quarantine;
+#[cfg(feature = "serve")]
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+#[cfg(feature = "serve")]
+mod server;
+#[cfg(feature = "serve")]
+#[path = "../support/mod.rs"]
+mod support;
+
+// A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.
+#[cfg(not(feature = "serve"))]
+#[test]
+#[ignore = "needs --features serve"]
+fn serve() {}
