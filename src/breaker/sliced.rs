@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::guard::Blocked;
 use crate::kind::Sliced;
-use crate::slice::{SliceId, Slices, check_pair};
+use crate::slice::{SliceId, SliceStatus, Slices, check_pair};
 
 /// A sliced send refused by name: the refusal, and the slice that refused it (none when the kind
 /// itself did).
@@ -97,6 +97,31 @@ impl<C: Clock> Breaker<C> {
                 "the kind does not track this slice",
             ))
         }
+    }
+
+    /// One tracked slice of `kind` as [`kind_status`](Self::kind_status) shows it (its state, the
+    /// share it is judged by, its windows, what its last trip was judged on), if the kind tracks
+    /// it: what a server answering a refusal over the wire explains it with.
+    ///
+    /// ```
+    /// use spikebreaker::status::SliceId;
+    /// use spikebreaker::{Breaker, Config, ManualClock, guard::Slices};
+    ///
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::new())?;
+    /// breaker.check_sliced("sms.otp", &Slices::new().with("country", "GB")).unwrap();
+    /// let gb = SliceId { dimension: "country".into(), value: "GB".into() };
+    /// assert_eq!(breaker.slice_status("sms.otp", &gb).unwrap().attempted, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn slice_status(&self, kind: &str, slice: &SliceId) -> Option<SliceStatus> {
+        let found = self.inner.registry.get(kind)?;
+        let (dimensions, _) = found.slice_status(self.now_ms());
+        dimensions
+            .into_iter()
+            .find(|dimension| dimension.dimension == slice.dimension)?
+            .slices
+            .into_iter()
+            .find(|tracked| tracked.value == slice.value)
     }
 }
 

@@ -97,7 +97,10 @@ fn a_pumped_prefix_is_refused_with_its_slice_named_and_the_sms_handed_back() {
     let guarded = Guarded::new(gateway(), breaker.clone());
     let pumped = [("+447", 60), ("+336", 30), ("+491", 120)];
     let refused = traffic(&clock, 3, &pumped, |sms| {
-        guarded.send(sms.clone()).map(drop).map_err(|e| Box::new((sms, e)))
+        guarded
+            .send(sms.clone())
+            .map(drop)
+            .map_err(|e| Box::new((sms, e)))
     });
     assert!(!refused.is_empty());
     for refusal in &refused {
