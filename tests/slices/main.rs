@@ -15,5 +15,6 @@ mod support;
 
 mod api;
 mod log;
+mod memory;
 mod scenarios;
 mod traffic;
