@@ -46,7 +46,11 @@ fn distinct_tenants_and_recipients_are_held_within_the_settings() {
     let breaker = Breaker::with_clock(config(1_024), clock.clone()).unwrap();
     stream(&breaker, &clock, "email.invoice", 100_000);
     let status = breaker.kind_status("email.invoice").unwrap();
-    assert_eq!(status.slices[0].slices.len(), 64, "the 64 busiest tracked, no more");
+    assert_eq!(
+        status.slices[0].slices.len(),
+        64,
+        "the 64 busiest tracked, no more"
+    );
     assert_eq!(status.slices[0].attempted, 100_000);
     let repeats = status.repeats.unwrap();
     assert!(
