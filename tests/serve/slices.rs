@@ -134,3 +134,36 @@ fn the_same_notice_to_one_recipient_is_refused_past_the_repeat_limit_over_the_wi
             .contains("slice dimension")
     );
 }
+
+#[test]
+fn a_notification_a_slice_refused_is_held_over_the_wire_under_the_slice() {
+    let server = Server::start_manual(CONFIG, MONDAY_MS);
+    for minute in (0..180).step_by(5) {
+        server.set_clock(MONDAY_MS + minute * MINUTE_MS);
+        for (prefix, count) in [("+44", 20), ("+33", 10), ("+49", 1)] {
+            check(&server, prefix, count);
+        }
+    }
+    server.set_clock(MONDAY_MS + 3 * HOUR_MS + MINUTE_MS);
+    assert_eq!(check(&server, "+49", 50)["slice"], "prefix=+49");
+    let hold = |slice: &str| {
+        let body = json!({"kind": KIND, "key": "k1", "notification": {"to": "+4915"}, "slice": slice});
+        server.http("POST", "/v1/hold", &body.to_string())
+    };
+    let held = hold("prefix=+49");
+    assert_eq!(held.status, 201, "{}", held.body);
+    assert_eq!(held.json()["reason"], "slice");
+    let items = server
+        .http("GET", &format!("/admin/quarantine/{KIND}/items"), "")
+        .json();
+    assert_eq!(items[0]["slice"], "prefix=+49", "{items}");
+    // A slice that lets sends through holds nothing; a slice that breaks the rule is named.
+    let open = hold("prefix=+44");
+    assert_eq!(open.status, 409, "{}", open.body);
+    assert!(
+        open.body.contains("prefix=+44 of sms.login_code"),
+        "{}",
+        open.body
+    );
+    assert_eq!(hold("prefix").status, 400);
+}
