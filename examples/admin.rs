@@ -42,16 +42,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })
         .detach();
-    // A runaway job on a kind with no baseline yet: the warm-up ceiling stops it at 1,000.
+    // A runaway job on a kind with no baseline yet: the warm-up ceiling stops it at 500.
     let runaway = breaker.kind("security.2fa_changed");
     let blocked = (0..1_500).filter(|_| !runaway.check().is_allowed()).count();
     let _ = breaker.check("email.welcome");
     println!("runaway job: 1500 attempted, {blocked} blocked");
+    assert_eq!(blocked, 1_000, "500 through: the warm-up ceiling");
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
     let address = listener.local_addr()?;
     println!("admin on http://{address}");
-    let server = tokio::spawn(axum::serve(listener, admin::router(breaker)).into_future());
+    // Served with bounds no client can push past (a plain `axum::serve` has none).
+    let server = tokio::spawn(admin::serve(listener, admin::router(breaker)));
     if serve {
         server.await??;
         return Ok(());

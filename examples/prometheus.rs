@@ -2,17 +2,17 @@
 //! listener on 127.0.0.1, runs two hours of simulated traffic and a runaway job on a manual clock
 //! (in well under a second), then scrapes its own `/metrics` and prints the tripped kind's series.
 //!
-//! Run with `cargo run --example prometheus [PORT] [--serve]` (a free port if none is given).
-//! With `--serve` it keeps serving (and refreshing every 5 seconds) until Ctrl-C, for a real
-//! Prometheus, or `curl`, to scrape: `cargo run --example prometheus -- 9000 --serve`, then
-//! `curl -s localhost:9000/metrics | grep spikebreaker_`.
+//! Run with `cargo run --example prometheus --features prometheus [PORT] [--serve]` (a free port
+//! if none is given). With `--serve` it keeps serving (and refreshing every 5 seconds) until
+//! Ctrl-C, for a real Prometheus, or `curl`, to scrape: `cargo run --example prometheus
+//! --features prometheus -- 9000 --serve`, then `curl -s localhost:9000/metrics | grep
+//! spikebreaker_`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
-use metrics_util::MetricKindMask;
+use spikebreaker::status::metrics;
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
 
 const RUNAWAY: &str = "security.2fa_changed";
@@ -31,12 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     // Install the recorder before the breaker: handles bind to the recorder in place when the
-    // breaker and each kind are created. The idle timeout lets the exporter drop the series of
-    // kinds the breaker has forgotten (evicted); `refresh` runs far more often than that, so no
-    // kind the breaker still has goes idle.
-    PrometheusBuilder::new()
+    // breaker and each kind are created. Built for a breaker refreshed every 5 seconds, it drops
+    // the series of kinds the breaker has forgotten (evicted) and keeps every other.
+    metrics::prometheus(Duration::from_secs(5))
         .with_http_listener(address)
-        .idle_timeout(MetricKindMask::ALL, Some(Duration::from_secs(600)))
         .install()?;
     println!("serving http://{address}/metrics");
 

@@ -4,7 +4,7 @@
 //! `/metrics`) on 127.0.0.1. `start` is the wiring (the README shows it); `main` plays an
 //! incident against it.
 //!
-//! `cargo run --example service --features admin,quarantine` plays it and exits (CI runs it): a
+//! `cargo run --example service --features admin,quarantine,prometheus` plays it and exits (CI runs it): a
 //! job loops over every customer with a security notice, the kind trips after 20 and the rest are
 //! held; an operator, over HTTP, finds the real customers' notices among those held, releases
 //! them, discards the runaway and resets the kind; the releaser sends what was released; the
@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use spikebreaker::guard::ByNotification;
-use spikebreaker::quarantine::{DEFAULT_POLL, Item, Quarantine, Releaser, SqliteStore, Step, Summary};
+use spikebreaker::quarantine::{Item, Quarantine, Releaser, Serving, SqliteStore, Summary};
+use spikebreaker::status::metrics;
 use spikebreaker::{
     Breaker, Config, GuardError, Guarded, Notification, Sender, Snapshot, SystemClock, admin,
 };
@@ -104,10 +104,11 @@ impl Sender<Email> for Smtp {
 /// The guarded sender the service sends through.
 type Mailer = Guarded<Smtp, ByNotification, SystemClock, Quarantine>;
 
-/// Builds the service from the files in `dir`: its guarded sender, and the operators' router.
-fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
+/// Builds the service from the files in `dir`: its guarded sender, the operators' router, and its
+/// releaser (serving while kept).
+fn start(dir: &Path) -> Result<(Mailer, Router, Serving), Box<dyn Error>> {
     // The recorder first: a breaker's metric handles bind to the recorder in place when it is built.
-    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let prometheus = metrics::prometheus(Duration::from_secs(60)).install_recorder()?; // scraped every minute
     let breaker = Breaker::builder()
         .config(Config::from_file(dir.join("spikebreaker.toml"))?)
         .name("mailer") // the `breaker` label of its metrics
@@ -118,23 +119,9 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     let quarantine = Quarantine::new(SqliteStore::open(dir.join("quarantine.db"))?);
     let mailer = Guarded::new(Smtp::default(), breaker.clone()).with_quarantine(quarantine.clone());
 
-    // The releaser sends what operators release, at the kind's pace, for the service's life.
-    let releasing = mailer.clone();
-    let mut releaser = Releaser::<Email>::new(quarantine.clone());
-    std::thread::spawn(move || {
-        loop {
-            match releaser.step(&releasing) {
-                Ok(Step::Sent { .. }) => {}
-                Ok(Step::Failed { id, note, .. }) => eprintln!("releaser: item {id} held again: {note}"),
-                Ok(Step::Wait(wait)) => std::thread::sleep(wait),
-                Ok(Step::Idle) => std::thread::sleep(DEFAULT_POLL),
-                Err(error) => {
-                    eprintln!("releaser: {error}");
-                    std::thread::sleep(DEFAULT_POLL);
-                }
-            }
-        }
-    });
+    // The releaser sends what operators release, at the kind's pace, on a thread of its own
+    // until `releaser` is dropped: woken by each release, it waits for the next.
+    let releaser = Releaser::<Email>::new(quarantine.clone()).spawn(mailer.clone())?;
 
     // One router for operators: the breaker's controls, the quarantine's, and the metrics.
     let scraped = breaker.clone();
@@ -145,7 +132,7 @@ fn start(dir: &Path) -> Result<(Mailer, Router), Box<dyn Error>> {
     let router = admin::router(breaker)
         .merge(spikebreaker::quarantine::admin::router(quarantine))
         .route("/metrics", get(metrics));
-    Ok((mailer, router))
+    Ok((mailer, router, releaser))
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -166,13 +153,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     // The service's files: its configuration, and where its snapshot and quarantine go.
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("spikebreaker.toml"), CONFIG)?;
-    let (mailer, router) = start(dir.path())?;
+    let (mailer, router, releaser) = start(dir.path())?;
 
     // The operators' router on its own runtime, beside the (synchronous) sending code.
     let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)))?;
     let address = listener.local_addr()?;
-    let server = runtime.spawn(axum::serve(listener, router).into_future());
+    let server = runtime.spawn(spikebreaker::admin::serve(listener, router));
     println!(
         "operators: http://{address} (/status, /quarantine, /metrics); files in {}",
         dir.path().display()
@@ -184,6 +171,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("serving http://{address} until Ctrl-C");
         runtime.block_on(server)??;
     }
+    // At shutdown the releaser finishes the send under way, if any, and stops.
+    let released = releaser.stop();
+    assert_eq!(released.sent, 3);
+    println!("releaser: stopped, {} sent", released.sent);
     Ok(())
 }
 
@@ -256,15 +247,19 @@ fn incident(mailer: &Mailer, address: SocketAddr, dir: &Path) -> Result<(), Box<
             .filter_map(|sent| Some(format!("{} ({})", sent.to, sent.key.as_ref()?)))
             .collect()
     };
+    // Counted once each send has returned and been recorded: after the outbox has it.
+    let counted = format!(r#"spikebreaker_quarantine_released_total{{breaker="mailer",kind="{KIND}"}} 3"#);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while released().len() < 3 && Instant::now() < deadline {
+    let mut metrics = call(address, "GET", "/metrics", "")?;
+    while !(released().len() == 3 && metrics.lines().any(|line| line == counted)) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
+        metrics = call(address, "GET", "/metrics", "")?;
     }
     println!("releaser: sent {:?}", released());
     assert_eq!(released().len(), 3, "the releaser sent what was released");
 
     // The metrics, as Prometheus scrapes them, and the snapshot file.
-    let metrics = call(address, "GET", "/metrics", "")?;
     for series in [
         format!(r#"spikebreaker_quarantine_held_total{{breaker="mailer",kind="{KIND}"}} 180"#),
         format!(r#"spikebreaker_quarantine_released_total{{breaker="mailer",kind="{KIND}"}} 3"#),

@@ -93,8 +93,9 @@
 //! |---|---|---|
 //! | `tower` | `guard::tower::GuardLayer`: guards any tower `Service` | `tower`, `pin-project-lite` |
 //! | `tokio` | `Breaker::events`: a breaker's events on a tokio channel | `tokio` |
-//! | `admin` | `admin::router`: status and operator controls as JSON over HTTP; `quarantine::admin`, the quarantine's routes | `axum`, `tokio`, `subtle` |
+//! | `admin` | `admin::router`: status and operator controls as JSON over HTTP; `quarantine::admin`, the quarantine's routes; `admin::serve`, which serves them with a header-read timeout, a request timeout and a connection bound | `axum`, `tokio`, `subtle`, `hyper`, `hyper-util` (both already axum's) |
 //! | `quarantine` | `quarantine::SqliteStore`: the embedded, durable quarantine store | `rusqlite` (SQLite compiled in) |
+//! | `prometheus` | `status::metrics::prometheus()`: the Prometheus exporter set up to drop the series of kinds the breaker forgot | `metrics-exporter-prometheus` |
 //! | `redis` | `fleet`: one breaker across many instances, synced through Redis; `quarantine::RedisStore` | `redis`, `tokio`, `getrandom` |
 //! | `parallel` | a backtest's log parsed, and its kinds replayed, on every core | `rayon` |
 //! | `cli` | the `spikebreaker` tool: `backtest`, `tune`, and `quarantine` (with `quarantine` or `redis`) | `clap`, `indicatif`; turns on `parallel` |

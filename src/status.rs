@@ -1,5 +1,6 @@
 //! What a breaker shows of its kinds: where each stands ([`State`], [`Reason`]), its figures
-//! ([`KindStatus`], and [`BreakerStatus`] around them), the [`Window`] every trip is judged on,
+//! ([`KindStatus`], and [`BreakerStatus`] around them, with the breaker's own [`Problem`]s), the
+//! [`Window`] every trip is judged on,
 //! the transitions it reports ([`Event`], to a [`Subscription`], or with the `tokio` feature on an
 //! [`Events`] channel), and the [`metrics`] it exports.
 //!
@@ -20,6 +21,6 @@ pub use crate::detect::{Bound, Timescale};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use crate::observe::Events;
 pub use crate::observe::metrics;
-pub use crate::observe::{BreakerStatus, Event, KindStatus, Subscription, Surge, Window};
+pub use crate::observe::{BreakerStatus, Event, KindStatus, Problem, Subscription, Surge, Window};
 pub use crate::slice::{DimensionStatus, RepeatStatus, SliceId, SliceStatus};
 pub use crate::state::{Reason, State};

@@ -22,7 +22,10 @@
 //! Every request passes [`Options`] first: by default the router answers only a `Host` of
 //! `localhost` or an IP address (no DNS rebinding), and takes a `POST` only with
 //! `Content-Type: application/json` and no foreign `Origin` (no cross-site form can force or
-//! reset a kind); a bearer token is optional. Serve it on a private interface.
+//! reset a kind); a bearer token is optional. Serve it on a private interface, with [`serve`]:
+//! it bounds how long a client may take to send a request and to be answered, and how many
+//! connections it holds, so that no client can make the router unreachable by opening
+//! connections it never finishes ([`ServeLimits`]; a plain `axum::serve` has no such bounds).
 //!
 //! ```no_run
 //! #[cfg(feature = "admin")]
@@ -32,7 +35,7 @@
 //!     let token = std::env::var("SPIKEBREAKER_ADMIN_TOKEN")?; // from your secret store
 //!     let options = Options::new().bearer_token(token).allow_host("admin.internal");
 //!     let router = admin::router_with(breaker, options);
-//!     axum::serve(tokio::net::TcpListener::bind("10.0.0.5:9180").await?, router).await?;
+//!     admin::serve(tokio::net::TcpListener::bind("10.0.0.5:9180").await?, router).await?;
 //!     Ok(())
 //! }
 //! ```
@@ -43,6 +46,7 @@
 
 mod options;
 mod protect;
+mod serve;
 
 use std::sync::Arc;
 
@@ -59,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use options::Options;
+pub use serve::{ServeLimits, serve, serve_until, serve_with};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;

@@ -30,7 +30,8 @@ vertical-align:middle;margin-right:5px;border-top:2px solid}svg{display:block;ma
 #filter{padding:4px 8px;width:300px;margin:8px 0}.quiet{color:#777}";
 
 /// Writes `report` as an HTML page, with a chart per kind from `timelines` (a kind without one
-/// gets a line saying so). The page is self-contained: inline SVG, inline style, a small inline
+/// gets a line saying so), and the kinds of a folded report ([`BacktestReport::fold`]) summed in
+/// the summary's last row. The page is self-contained: inline SVG, inline style, a small inline
 /// script that filters kinds by name; nothing is loaded from anywhere.
 ///
 /// ```
@@ -62,9 +63,12 @@ pub fn write_html(
             *name,
         )
     });
+    let folded = report.folded.clone().unwrap_or_default();
     let (trips, blocked): (u64, u64) = kinds
         .iter()
-        .fold((0, 0), |(t, b), (_, k)| (t + k.trips, b + k.blocked));
+        .fold((folded.trips, folded.blocked), |(t, b), (_, k)| {
+            (t + k.trips, b + k.blocked)
+        });
 
     let mut page = String::with_capacity(64 * 1024);
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -76,7 +80,7 @@ pub fn write_html(
         page,
         "<h1>What the breaker would have done</h1>\n<p>{} sends of {} kinds{}: <b>{trips}</b> trips, <b>{}</b> sends blocked{}.</p>",
         thousands(report.sends),
-        kinds.len(),
+        thousands(kinds.len() as u64 + folded.kinds),
         span.map_or(String::new(), |(from, to)| format!(
             ", {} to {} UTC",
             date_time(from),
@@ -89,10 +93,30 @@ pub fn write_html(
             String::new()
         }
     );
+    if folded.kinds > 0 {
+        let _ = writeln!(
+            page,
+            "<p class=\"folded\">Shown one by one: the {} kinds with the most trips, then sends blocked, then sends. \
+             The other {} are summed in the last row of the summary, without charts.</p>",
+            thousands(kinds.len() as u64),
+            thousands(folded.kinds)
+        );
+    }
     page.push_str("<input id=\"filter\" type=\"search\" placeholder=\"Filter kinds by name\" aria-label=\"Filter kinds by name\">\n");
     page.push_str("<table id=\"summary\"><thead><tr><th>kind</th><th>state at the end</th><th class=\"n\">sends</th><th class=\"n\">blocked</th><th class=\"n\">trips</th><th class=\"n\">time open</th><th>trips, and the window each was judged on</th></tr></thead><tbody>\n");
     for (index, (name, kind)) in kinds.iter().enumerate() {
         summary_row(&mut page, index, name, kind, span);
+    }
+    if folded.kinds > 0 {
+        let _ = writeln!(
+            page,
+            "<tr class=\"folded\" data-kind=\"\"><td>{} other kinds, summed</td><td></td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td></td><td></td></tr>",
+            thousands(folded.kinds),
+            thousands(folded.attempted),
+            thousands(folded.blocked),
+            folded.trips
+        );
     }
     page.push_str("</tbody></table>\n");
     page.push_str(LEGEND);

@@ -1,9 +1,10 @@
 //! Reading a send log: [`LogReader`] streams `t_ms,kind[,recipient[,slices]]` lines as
-//! [`SendRecord`]s, and names the line of each [`LogError`].
+//! [`SendRecord`]s, and names the line of each [`LogError`](super::LogError).
 
-use std::io::{self, BufRead, Read};
+use std::io::{BufRead, Read};
 use std::ops::Range;
 
+use super::LogError;
 use super::line::{Columns, Fields, parse_line};
 use crate::slice::Slices;
 
@@ -28,141 +29,30 @@ pub struct SendRecord<'a> {
     pub(super) slices_text: Option<&'a str>,
 }
 
-/// A line of a send log that cannot be replayed (or the log could not be read). Log content in
-/// a message is quoted, with control characters escaped, and shortened if long.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LogError {
-    /// The line does not have the shape `t_ms,kind[,recipient[,slices]]`.
-    #[error("line {line}: malformed, expected `t_ms,kind[,recipient[,slices]]`: {what}")]
-    Malformed {
-        /// The line (1-based).
-        line: u64,
-        /// What is wrong with it.
-        what: &'static str,
-    },
-    /// The time is not a whole number of milliseconds.
-    #[error("line {line}: time {value} is not a whole number of milliseconds")]
-    Time {
-        /// The line (1-based).
-        line: u64,
-        /// The time as written (quoted, escaped, shortened if long).
-        value: String,
-    },
-    /// The time is earlier than a line before it: the log must be sorted by time.
-    #[error(
-        "line {line}: time {t_ms} goes backwards (a line before is at {previous_ms}); sort the log by time"
-    )]
-    Backwards {
-        /// The line (1-based).
-        line: u64,
-        /// Its time.
-        t_ms: u64,
-        /// The later time before it.
-        previous_ms: u64,
-    },
-    /// The time is later than the two lines after it, which agree with the lines before: a
-    /// stray time (a typo), skipped so that it does not throw every later line out of order.
-    #[error(
-        "line {line}: time {t_ms} is later than the lines after it (the next in order is at {next_ms}): a stray time"
-    )]
-    Ahead {
-        /// The line (1-based).
-        line: u64,
-        /// Its time.
-        t_ms: u64,
-        /// The time of the line after it that showed it stray.
-        next_ms: u64,
-    },
-    /// The kind column is empty.
-    #[error("line {line}: the kind is empty")]
-    EmptyKind {
-        /// The line (1-based).
-        line: u64,
-    },
-    /// The kind breaks the kind-name rule ([`validate_kind_name`](crate::config::validate_kind_name)).
-    #[error("line {line}: invalid kind {kind}: {reason}")]
-    InvalidKind {
-        /// The line (1-based).
-        line: u64,
-        /// The kind as written (quoted, escaped, shortened if long).
-        kind: String,
-        /// The part of the rule it breaks.
-        reason: &'static str,
-    },
-    /// The line is longer than the reader reads ([`LogReader::with_max_line_bytes`]); it is
-    /// skipped whole, without being held in memory.
-    #[error("line {line}: longer than {max_bytes} bytes")]
-    TooLong {
-        /// The line (1-based).
-        line: u64,
-        /// The longest line the reader reads.
-        max_bytes: usize,
-    },
-    /// The fourth column is not `name=value` pairs separated by `;` that keep the slice rule
-    /// ([`check_pair`](crate::guard::check_pair)).
-    #[error("line {line}: slices: {problem}")]
-    Slices {
-        /// The line (1-based).
-        line: u64,
-        /// What is wrong with them.
-        problem: String,
-    },
-    /// The log could not be read.
-    #[error("line {line}: cannot read the log: {source}")]
-    Io {
-        /// The line being read (1-based).
-        line: u64,
-        /// The reader's error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl LogError {
-    /// The line the error is about (1-based).
-    pub fn line(&self) -> u64 {
-        match self {
-            Self::Malformed { line, .. }
-            | Self::Time { line, .. }
-            | Self::Backwards { line, .. }
-            | Self::Ahead { line, .. }
-            | Self::EmptyKind { line }
-            | Self::InvalidKind { line, .. }
-            | Self::TooLong { line, .. }
-            | Self::Slices { line, .. }
-            | Self::Io { line, .. } => *line,
-        }
-    }
-
-    /// Whether the error is about the log's content (a bad line), rather than reading it.
-    pub fn is_bad_line(&self) -> bool {
-        !matches!(self, Self::Io { .. })
-    }
-}
-
 /// Streams [`SendRecord`]s from a send log: one send a line, `t_ms,kind[,recipient[,slices]]`,
 /// sorted by time; the slices are `name=value` pairs separated by `;`
 /// (`1700000000000,sms.login_code,+447700900123,prefix=+447;tenant=acme`), the name `content`
-/// giving the content key of the repeat check. A first line whose time column is a name (`t_ms,kind`) is a header, after a UTF-8
-/// byte-order mark if there is one; blank lines are ignored; a field may be quoted as in CSV
-/// (`"a, b"`, `""` for a quote), within its line. Lines are read up to 64 KiB
-/// ([`with_max_line_bytes`](Self::with_max_line_bytes)), into two buffers reused for the whole
+/// giving the content key of the repeat check. The first line that is not blank is a header if its time column is a name
+/// (`t_ms,kind`); a UTF-8 byte-order mark may open the log; blank lines are ignored; a field may
+/// be quoted as in CSV (`"a, b"`, `""` for a quote), within its line. Lines are read up to 64 KiB
+/// ([`with_max_line_bytes`](Self::with_max_line_bytes)), into three buffers reused for the whole
 /// log, so memory stays flat however long the log or any line is.
 ///
 /// A bad line is returned as an error naming it, and reading may go on past it. A skipped line
 /// never moves the log's clock: each send is held until the line after it confirms its time, so
 /// that one stray time far ahead (a typo) is what is refused, rather than every line after it as
-/// "backwards". A send is returned when the next send is read (the last at the end of the log).
+/// "backwards". A line earlier than the send held is held too, until the next line tells which
+/// of the two is wrong: only the wrong one is skipped. A send is returned when a later line
+/// confirms it (the last at the end of the log).
 ///
 /// ```
 /// use spikebreaker::backtest::LogReader;
 /// let log = "t_ms,kind,recipient\n5,a,\"Doe, Jo\" <jo@example.com>\n3,b\n9,\"c\"\n";
 /// let mut reader = LogReader::new(log.as_bytes());
-/// let error = reader.next_record().unwrap().unwrap_err();
-/// assert_eq!(error.line(), 3); // time goes backwards
-/// let first = reader.next_record().unwrap()?;
+/// let first = reader.next_record().unwrap()?; // once the 9 confirms it
 /// assert_eq!((first.line, first.t_ms, first.kind), (2, 5, "a"));
+/// let error = reader.next_record().unwrap().unwrap_err();
+/// assert_eq!(error.line(), 3); // so the 3 went backwards
 /// let second = reader.next_record().unwrap()?;
 /// assert_eq!((second.line, second.t_ms, second.kind), (4, 9, "c"));
 /// assert!(reader.next_record().is_none());
@@ -171,15 +61,19 @@ impl LogError {
 #[derive(Debug)]
 pub struct LogReader<R> {
     input: R,
-    /// The held send's line, and the line being read.
-    bufs: [Vec<u8>; 2],
+    /// The held send's line, the doubted one's, and the line being read.
+    bufs: [Vec<u8>; 3],
     /// A send read but not yet returned: its time awaits the next line's.
     held: Option<Held>,
-    /// A line that fell between the last send returned and the held one: dropped as backwards,
-    /// but a second such line after it shows the held send is the stray one.
-    doubt: Option<u64>,
+    /// A send between the last one returned and the held one: either it is early, or the held
+    /// one is a stray time; the next line tells.
+    doubt: Option<Held>,
+    /// What the line that settled a doubt decided besides what it returned: given next.
+    settled: Option<Result<Held, LogError>>,
     /// The last send's time returned: no later send may be earlier.
     latest_ms: u64,
+    /// Whether a line that is not blank was read: a header may come only before.
+    started: bool,
     line: u64,
     bytes: u64,
     max_line_bytes: usize,
@@ -205,10 +99,12 @@ impl<R: BufRead> LogReader<R> {
     pub fn new(input: R) -> Self {
         Self {
             input,
-            bufs: [Vec::with_capacity(128), Vec::with_capacity(128)],
+            bufs: [0; 3].map(|_| Vec::with_capacity(128)),
             held: None,
             doubt: None,
+            settled: None,
             latest_ms: 0,
+            started: false,
             line: 0,
             bytes: 0,
             max_line_bytes: MAX_LINE_BYTES,
@@ -218,16 +114,16 @@ impl<R: BufRead> LogReader<R> {
 
     /// A reader of `input` that takes over from one that read the lines before it (a faster
     /// reader that met a line it leaves to this one): as if it had read `line` lines, `bytes`
-    /// bytes, returned sends up to `latest_ms` and holds `held` (its line, time and kind).
+    /// bytes, `started` (a line that is not blank among them), returned sends up to `latest_ms`
+    /// and holds `held` (its line, time and kind).
     pub(crate) fn resuming(
         input: R,
-        line: u64,
-        bytes: u64,
+        (line, bytes, started): (u64, u64, bool),
         latest_ms: u64,
         held: Option<(u64, u64, &[u8])>,
     ) -> Self {
         let mut reader = Self::new(input);
-        (reader.line, reader.bytes, reader.latest_ms) = (line, bytes, latest_ms);
+        (reader.line, reader.bytes, reader.started, reader.latest_ms) = (line, bytes, started, latest_ms);
         if let Some((line, t_ms, kind)) = held {
             reader.bufs[0].extend_from_slice(kind);
             reader.held = Some(Held {
@@ -260,11 +156,18 @@ impl<R: BufRead> LogReader<R> {
     #[allow(clippy::should_implement_trait)]
     pub fn next_record(&mut self) -> Option<Result<SendRecord<'_>, LogError>> {
         loop {
+            if let Some(settled) = self.settled.take() {
+                return Some(settled.map(|held| self.record(held)));
+            }
             if self.at_end {
                 let held = self.held.take()?;
+                // Nothing after a doubted line tells otherwise: it is the early one.
+                if let Some(doubt) = self.doubt.take() {
+                    self.settled = Some(Err(backwards(&doubt, held.t_ms)));
+                }
                 return Some(Ok(self.record(held)));
             }
-            let slot = self.held.as_ref().map_or(0, |held| 1 - held.buf);
+            let slot = self.free_buf();
             let read = match self.read_line(slot) {
                 Ok(Some(read)) => read,
                 Ok(None) => {
@@ -279,45 +182,61 @@ impl<R: BufRead> LogReader<R> {
         }
     }
 
-    /// Decides the send just read into `read.buf` against the held one: `None` to read on,
-    /// a held send confirmed (returned, and the new one held), or the error of a bad line.
+    /// The buffer neither the held nor the doubted send is in.
+    fn free_buf(&self) -> usize {
+        let taken = |held: &Option<Held>, buf| held.as_ref().is_some_and(|held| held.buf == buf);
+        (0..2)
+            .find(|&buf| !taken(&self.held, buf) && !taken(&self.doubt, buf))
+            .unwrap_or(2)
+    }
+
+    /// Decides the send just read against the held one (and the doubted one, if any): `None` to
+    /// read on, a held send confirmed (returned, and the new one held), or the error of a bad
+    /// line. A line that settles a doubt decides two lines: the second is kept in `settled`.
     fn take(&mut self, read: Held) -> Option<Result<Held, LogError>> {
         let Some(held) = self.held.as_ref() else {
             self.held = Some(read);
             return None;
         };
         if read.t_ms >= held.t_ms {
-            self.doubt = None;
+            // The held send is confirmed; a doubted line before this one was the early one.
+            if let Some(doubt) = self.doubt.take() {
+                self.settled = Some(Err(backwards(&doubt, held.t_ms)));
+            }
             let confirmed = self.held.replace(read)?;
             self.latest_ms = confirmed.t_ms;
             return Some(Ok(confirmed));
         }
-        if read.t_ms < self.latest_ms || self.doubt.is_none_or(|doubt| read.t_ms < doubt) {
-            // Earlier than a send already returned, or the first line to doubt the held one.
-            if read.t_ms >= self.latest_ms {
-                self.doubt = Some(read.t_ms);
-            }
-            let previous_ms = if read.t_ms < self.latest_ms {
-                self.latest_ms
-            } else {
-                held.t_ms
-            };
-            return Some(Err(LogError::Backwards {
-                line: read.line,
-                t_ms: read.t_ms,
-                previous_ms,
-            }));
+        if read.t_ms < self.latest_ms {
+            // Earlier than a send already returned: this line is wrong, whatever else is.
+            return Some(Err(backwards(&read, self.latest_ms)));
         }
-        // A second line in order after the first doubt, both before the held one: the held
-        // send is the stray one.
-        self.doubt = None;
-        let stray = self.held.replace(read)?;
-        let next_ms = self.held.as_ref().map_or(0, |held| held.t_ms);
-        Some(Err(LogError::Ahead {
-            line: stray.line,
-            t_ms: stray.t_ms,
-            next_ms,
-        }))
+        let held_ms = held.t_ms;
+        match self.doubt.as_ref() {
+            None => {
+                self.doubt = Some(read);
+                None
+            }
+            Some(doubt) if read.t_ms < doubt.t_ms => {
+                // Earlier than the doubted line too: that one goes, this one is doubted instead.
+                let early = self.doubt.replace(read)?;
+                Some(Err(backwards(&early, held_ms)))
+            }
+            Some(_) => {
+                // A second line in order after the doubted one, both before the held one: the
+                // held send is the stray one, and the doubted one is confirmed.
+                let doubt = self.doubt.take()?;
+                let stray = self.held.replace(read)?;
+                self.latest_ms = doubt.t_ms;
+                let next_ms = doubt.t_ms;
+                self.settled = Some(Ok(doubt));
+                Some(Err(LogError::Ahead {
+                    line: stray.line,
+                    t_ms: stray.t_ms,
+                    next_ms,
+                }))
+            }
+        }
     }
 
     fn record(&self, held: Held) -> SendRecord<'_> {
@@ -339,8 +258,8 @@ impl<R: BufRead> LogReader<R> {
         }
     }
 
-    /// Reads the next send's line into `bufs[slot]`, skipping blank lines and the header:
-    /// `None` at the end of the log.
+    /// Reads the next send's line into `bufs[slot]`, skipping blank lines and the header (the
+    /// first line that is not blank, if it looks like one): `None` at the end of the log.
     fn read_line(&mut self, slot: usize) -> Result<Option<Held>, LogError> {
         loop {
             self.line += 1;
@@ -365,7 +284,10 @@ impl<R: BufRead> LogReader<R> {
             if line == 1 {
                 text = text.strip_prefix(BOM).unwrap_or(text);
             }
-            if text.iter().all(u8::is_ascii_whitespace) || (line == 1 && is_header(text)) {
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if !std::mem::replace(&mut self.started, true) && is_header(text) {
                 continue;
             }
             let start = text.as_ptr() as usize - buf.as_ptr() as usize;
@@ -428,6 +350,15 @@ pub(super) fn is_header(line: &[u8]) -> bool {
     let first = line.split(|&b| b == b',').next().unwrap_or_default().trim_ascii();
     first.first().is_some_and(u8::is_ascii_alphabetic)
         && first.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+/// `send` refused as earlier than a send at `previous_ms` before it.
+fn backwards(send: &Held, previous_ms: u64) -> LogError {
+    LogError::Backwards {
+        line: send.line,
+        t_ms: send.t_ms,
+        previous_ms,
+    }
 }
 
 #[inline]

@@ -26,6 +26,8 @@
 mod html;
 mod line;
 mod log;
+mod log_error;
+mod names;
 mod report;
 mod timeline;
 mod trace;
@@ -46,10 +48,12 @@ use crate::observe::Event;
 use crate::registry::SWEEP_EVERY_MS;
 use crate::slice::Slices;
 use crate::state::{Reason, State};
+use names::Names;
 
 pub use html::write_html;
-pub use log::{LogError, LogReader, SendRecord};
-pub use report::{BacktestReport, KindReport};
+pub use log::{LogReader, SendRecord};
+pub use log_error::LogError;
+pub use report::{BacktestReport, Folded, KindReport};
 pub use timeline::{Point, Timeline};
 pub use trace::{Replay, Trace};
 pub use trace_reader::TraceReader;
@@ -69,14 +73,15 @@ pub struct Backtest {
     clock: ManualClock,
     /// Input kind names with a handle held: kinds of their own, sent recently.
     slots: FastMap<Box<str>, Slot>,
-    /// One tally per engine kind name (kinds past `max_kinds` share the overflow kind's).
+    /// One tally per engine kind name (kinds past `max_kinds` share the overflow kind's),
+    /// numbered as in `names`.
     tallies: Vec<Tally>,
-    /// Engine kind name to its place in `tallies`.
-    tally_of: FastMap<Arc<str>, usize>,
+    /// The engine kind names, numbered as their tallies.
+    names: Names,
     /// When `slots` was last swept of idle kinds (`None`: never).
     last_sweep_ms: Option<u64>,
-    /// Whether each kind's [`Timeline`] is recorded.
-    timelines: bool,
+    /// Whose [`Timeline`] is recorded.
+    timelines: Timelines,
     events: Arc<Mutex<Vec<Event>>>,
     sends: u64,
     skipped_lines: u64,
@@ -92,14 +97,14 @@ struct Slot {
 
 #[derive(Debug)]
 struct Tally {
-    name: Arc<str>,
     allowed: u64,
     blocked: u64,
     /// Of `blocked`, refused by one of the kind's slices or the repeat check.
     slice_blocked: u64,
     /// The kind's state when it was last seen, for the report once no handle is held.
     state: State,
-    timeline: Option<Timeline>,
+    /// Boxed: a replay of millions of kinds records none, and keeps its tallies small.
+    timeline: Option<Box<Timeline>>,
 }
 
 impl std::fmt::Debug for Backtest {
@@ -126,9 +131,9 @@ impl Backtest {
             clock,
             slots: FastMap::default(),
             tallies: Vec::new(),
-            tally_of: FastMap::default(),
+            names: Names::default(),
             last_sweep_ms: None,
-            timelines: false,
+            timelines: Timelines::None,
             events,
             sends: 0,
             skipped_lines: 0,
@@ -173,6 +178,9 @@ impl Backtest {
                 };
                 self.slots.insert(kind.into(), slot);
             } else {
+                if let Some(timeline) = &mut self.tallies[tally].timeline {
+                    timeline.before_send(t_ms, &handle);
+                }
                 let decision = sliced_decision(handle.check_sliced(slices));
                 count(&mut self.tallies[tally], decision);
                 self.tallies[tally].state = handle.state();
@@ -236,21 +244,19 @@ impl Backtest {
         decision
     }
 
+    /// The tally of the engine's kind `name`, made if new.
     fn tally_for(&mut self, name: &str) -> usize {
-        if let Some(&tally) = self.tally_of.get(name) {
-            return tally;
+        let tally = self.names.get_or_insert(name);
+        if tally == self.tallies.len() {
+            self.tallies.push(Tally {
+                allowed: 0,
+                blocked: 0,
+                slice_blocked: 0,
+                state: State::Closed,
+                timeline: self.timelines.of(name).then(Box::default),
+            });
         }
-        let name: Arc<str> = Arc::from(name);
-        self.tally_of.insert(Arc::clone(&name), self.tallies.len());
-        self.tallies.push(Tally {
-            name,
-            allowed: 0,
-            blocked: 0,
-            slice_blocked: 0,
-            state: State::Closed,
-            timeline: self.timelines.then(Timeline::default),
-        });
-        self.tallies.len() - 1
+        tally
     }
 
     /// Lets go of the handles of kinds not sent for half of `evict_idle_secs`, at most once a
@@ -283,7 +289,13 @@ impl Backtest {
     /// before the first send. The windows are read after the last send of each slot, without
     /// rolling anything, so the decisions are the same as without.
     pub fn record_timelines(&mut self) {
-        self.timelines = true;
+        self.timelines = Timelines::All;
+    }
+
+    /// Records the [`Timeline`]s of the kinds in `kinds` only, as
+    /// [`record_timelines`](Self::record_timelines) records every kind's.
+    pub(crate) fn record_timelines_of(&mut self, kinds: std::collections::HashSet<String>) {
+        self.timelines = Timelines::Of(kinds);
     }
 
     /// Each kind's [`Timeline`] so far, by name (empty unless
@@ -291,12 +303,13 @@ impl Backtest {
     pub fn timelines(&self) -> BTreeMap<String, Timeline> {
         self.tallies
             .iter()
-            .filter_map(|tally| {
-                let mut timeline = tally.timeline.clone()?;
-                if let Some(handle) = self.breaker.registered(&tally.name) {
+            .zip(self.names.iter())
+            .filter_map(|(tally, name)| {
+                let mut timeline = Timeline::clone(tally.timeline.as_ref()?);
+                if let Some(handle) = self.breaker.registered(name) {
                     timeline.close(&handle);
                 }
-                Some((tally.name.to_string(), timeline))
+                Some((name.to_owned(), timeline))
             })
             .collect()
     }
@@ -313,43 +326,110 @@ impl Backtest {
 
     /// What happened so far: sends per kind, decisions and transitions.
     pub fn report(&self) -> BacktestReport {
-        let mut kinds: BTreeMap<String, KindReport> = self
-            .tallies
+        self.report_folded(usize::MAX)
+    }
+
+    /// [`report`](Self::report), showing at most `max_kinds` kinds one by one and folding the
+    /// others ([`BacktestReport::fold`]), without building the rows it folds.
+    pub fn report_folded(&self, max_kinds: usize) -> BacktestReport {
+        let events = self.events.lock();
+        // A slice's trips are counted apart from its kind's.
+        let (mut trips, mut slice_trips): (FastMap<&str, u64>, FastMap<&str, u64>) = Default::default();
+        for event in events.iter() {
+            let counted = if event.is_slice() {
+                &mut slice_trips
+            } else {
+                &mut trips
+            };
+            *counted.entry(&event.kind).or_default() += u64::from(event.is_trip());
+        }
+        // Every kind: those sent, and those only an operator's control moved.
+        let mut kinds: Vec<(&str, u64, u64, u64)> = self
+            .names
             .iter()
-            .map(|tally| {
-                let report = KindReport {
-                    attempted: tally.allowed + tally.blocked,
-                    allowed: tally.allowed,
-                    blocked: tally.blocked,
-                    trips: 0,
-                    state: tally.state,
-                    transitions: Vec::new(),
-                    slice_blocked: tally.slice_blocked,
-                    slice_trips: 0,
-                    slice_transitions: Vec::new(),
+            .zip(&self.tallies)
+            .map(|(name, tally)| (name, tally.allowed, tally.blocked, tally.slice_blocked))
+            .collect();
+        kinds.extend(
+            trips
+                .keys()
+                .chain(slice_trips.keys().filter(|name| !trips.contains_key(*name)))
+                .filter(|name| self.names.get(name).is_none())
+                .map(|&name| (name, 0, 0, 0)),
+        );
+        let row = |&(name, allowed, blocked, slice_blocked): &(&str, u64, u64, u64)| KindReport {
+            attempted: allowed + blocked,
+            allowed,
+            blocked,
+            trips: trips.get(name).copied().unwrap_or(0),
+            slice_blocked,
+            slice_trips: slice_trips.get(name).copied().unwrap_or(0),
+            ..KindReport::default()
+        };
+        let mut folded = None;
+        if kinds.len() > max_kinds {
+            kinds.select_nth_unstable_by(max_kinds, |a, b| {
+                report::rank(&row(a))
+                    .cmp(&report::rank(&row(b)))
+                    .then_with(|| a.0.cmp(b.0))
+            });
+            let mut sum = Folded::default();
+            for kind in &kinds[max_kinds..] {
+                sum.add(&row(kind));
+            }
+            kinds.truncate(max_kinds);
+            folded = Some(sum);
+        }
+        let mut shown: BTreeMap<String, KindReport> = kinds
+            .iter()
+            .map(|kind| {
+                let name = kind.0;
+                let state = match (self.slots.get(name), self.names.get(name)) {
+                    (Some(slot), _) => slot.handle.state(),
+                    (None, Some(tally)) => self.tallies[tally].state,
+                    (None, None) => State::Closed,
                 };
-                (tally.name.to_string(), report)
+                (name.to_owned(), KindReport { state, ..row(kind) })
             })
             .collect();
-        for slot in self.slots.values() {
-            if let Some(kind) = kinds.get_mut(slot.handle.name()) {
-                kind.state = slot.handle.state();
-            }
-        }
-        for event in self.events.lock().iter() {
-            let kind = kinds.entry(event.kind.to_string()).or_default();
-            if event.is_slice() {
-                kind.slice_trips += u64::from(event.is_trip());
-                kind.slice_transitions.push(event.clone());
-            } else {
-                kind.trips += u64::from(event.is_trip());
-                kind.transitions.push(event.clone());
+        for event in events.iter() {
+            if let Some(kind) = shown.get_mut(&*event.kind) {
+                if event.is_slice() {
+                    kind.slice_transitions.push(event.clone());
+                } else {
+                    kind.transitions.push(event.clone());
+                }
             }
         }
         BacktestReport {
             sends: self.sends,
             skipped_lines: self.skipped_lines,
-            kinds,
+            kinds: shown,
+            folded,
+        }
+    }
+
+    /// Every kind replayed so far, as the engine named it (a send that went to the overflow kind
+    /// counts as [`Breaker::OVERFLOW_KIND`]'s), shown or folded in a report.
+    pub fn kinds(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.names.iter()
+    }
+}
+
+/// Whose [`Timeline`] a [`Backtest`] records.
+#[derive(Debug)]
+enum Timelines {
+    None,
+    All,
+    Of(std::collections::HashSet<String>),
+}
+
+impl Timelines {
+    fn of(&self, kind: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::All => true,
+            Self::Of(kinds) => kinds.contains(kind),
         }
     }
 }

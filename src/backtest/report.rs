@@ -18,8 +18,90 @@ pub struct BacktestReport {
     pub sends: u64,
     /// Input lines skipped as bad.
     pub skipped_lines: u64,
-    /// Per kind, by name.
+    /// Per kind, by name: every kind, or in a report folded to a bound
+    /// ([`fold`](Self::fold)), the kinds that matter most.
     pub kinds: BTreeMap<String, KindReport>,
+    /// The kinds a folded report does not show one by one, summed; `None` (and left out of the
+    /// JSON) when it shows every kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
+}
+
+/// The kinds a folded [`BacktestReport`] does not show one by one: how many, and their sends and
+/// trips summed (in JSON, `folded`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Folded {
+    /// Kinds folded.
+    pub kinds: u64,
+    /// Their sends.
+    pub attempted: u64,
+    /// Of those, sends let through.
+    pub allowed: u64,
+    /// Of those, sends blocked.
+    pub blocked: u64,
+    /// Their moves into the open state.
+    pub trips: u64,
+}
+
+impl Folded {
+    pub(super) fn add(&mut self, kind: &KindReport) {
+        self.kinds += 1;
+        self.attempted += kind.attempted;
+        self.allowed += kind.allowed;
+        self.blocked += kind.blocked;
+        self.trips += kind.trips;
+    }
+}
+
+impl BacktestReport {
+    /// Keeps at most `max_kinds` kinds one by one, the ones that matter most (the most trips,
+    /// then the most sends blocked, then the most sends, then by name), and folds the others
+    /// into [`folded`](Self::folded), their transitions dropped: a report of a log with millions
+    /// of kinds stays readable and small.
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// use spikebreaker::backtest::Backtest;
+    ///
+    /// let mut backtest = Backtest::new(Config::default())?;
+    /// for t in 0..1_000u64 {
+    ///     let _ = backtest.check(t, "job.runaway"); // trips at 500
+    /// }
+    /// for user in 0..100u64 {
+    ///     let _ = backtest.check(1_000 + user, &format!("user.{user}"));
+    /// }
+    /// let mut report = backtest.report();
+    /// report.fold(10);
+    /// assert_eq!(report.kinds.len(), 10);
+    /// assert!(report.kinds.contains_key("job.runaway"));
+    /// let folded = report.folded.as_ref().unwrap();
+    /// assert_eq!((folded.kinds, folded.attempted), (91, 91));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fold(&mut self, max_kinds: usize) {
+        if self.kinds.len() <= max_kinds {
+            return;
+        }
+        let mut ranked: Vec<(&String, &KindReport)> = self.kinds.iter().collect();
+        ranked.sort_unstable_by(|a, b| rank(a.1).cmp(&rank(b.1)).then_with(|| a.0.cmp(b.0)));
+        let folded: Vec<String> = ranked[max_kinds..]
+            .iter()
+            .map(|(name, _)| (*name).clone())
+            .collect();
+        let mut sum = self.folded.take().unwrap_or_default();
+        for name in folded {
+            if let Some(kind) = self.kinds.remove(&name) {
+                sum.add(&kind);
+            }
+        }
+        self.folded = Some(sum);
+    }
+}
+
+/// The order kinds are kept in when a report is folded: the most trips, then blocked, then sends.
+pub(super) fn rank(kind: &KindReport) -> std::cmp::Reverse<(u64, u64, u64)> {
+    std::cmp::Reverse((kind.trips, kind.blocked, kind.attempted))
 }
 
 /// One kind's sends and transitions in a replay.

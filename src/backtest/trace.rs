@@ -131,6 +131,35 @@ impl Trace {
         timelines: bool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Replay, Error> {
+        self.replay_folded(config, usize::MAX, timelines, progress)
+    }
+
+    /// [`replay_with`](Self::replay_with), the report showing at most `max_kinds` kinds one by one
+    /// and folding the others ([`BacktestReport::fold`]); only the kinds shown get a timeline.
+    /// Memory then grows with the log, not with its kinds times what a report holds of each: a
+    /// log of millions of kinds, each sent once, replays in a few hundred bytes a kind.
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// use spikebreaker::backtest::Trace;
+    ///
+    /// let mut log = String::new();
+    /// for user in 0..100u64 {
+    ///     log.push_str(&format!("{user},user.{user}\n"));
+    /// }
+    /// let trace = Trace::read(log.as_bytes())?;
+    /// let replay = trace.replay_folded(&Config::default(), 10, false, &|_| {})?;
+    /// assert_eq!(replay.report.kinds.len(), 10);
+    /// assert_eq!(replay.report.folded.unwrap().kinds, 90);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replay_folded(
+        &self,
+        config: &Config,
+        max_kinds: usize,
+        timelines: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Replay, Error> {
         config.validate()?;
         let unnamed = self
             .kinds
@@ -138,7 +167,7 @@ impl Trace {
             .filter(|kind| !config.kinds.contains_key(&*kind.name))
             .count();
         if unnamed > config.max_kinds {
-            return self.replay_in_one(config, timelines, progress);
+            return self.replay_in_one(config, max_kinds, timelines, progress);
         }
         // The busiest kinds first, so that no core is left with a big one at the end.
         let mut order: Vec<&TraceKind> = self.kinds.iter().collect();
@@ -163,20 +192,48 @@ impl Trace {
             replay.timelines.extend(timelines);
         }
         replay.report.skipped_lines = self.skipped_lines;
+        // Here kinds are within `max_kinds` of the configuration (or named in it): their rows
+        // fit in memory, and are folded once merged.
+        replay.report.fold(max_kinds);
+        let shown = &replay.report.kinds;
+        replay.timelines.retain(|kind, _| shown.contains_key(kind));
         Ok(replay)
     }
 
-    /// The whole log on one breaker, in time order.
+    /// The whole log on one breaker, in time order, the report folded to `max_kinds`. With
+    /// timelines and more kinds than that, the log is replayed twice: first to learn which kinds
+    /// the report shows, then to record theirs alone.
     fn replay_in_one(
         &self,
         config: &Config,
+        max_kinds: usize,
         timelines: bool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Replay, Error> {
+        if timelines && self.kinds.len() > max_kinds {
+            let report = self.replay_in_one(config, max_kinds, false, progress)?.report;
+            let mut backtest = Backtest::new(config.clone())?;
+            backtest.record_timelines_of(report.kinds.keys().cloned().collect());
+            self.replay_sends(&mut backtest, &|_| {});
+            return Ok(Replay {
+                report,
+                timelines: backtest.timelines(),
+            });
+        }
         let mut backtest = Backtest::new(config.clone())?;
         if timelines {
             backtest.record_timelines();
         }
+        self.replay_sends(&mut backtest, progress);
+        Ok(Replay {
+            report: backtest.report_folded(max_kinds),
+            timelines: backtest.timelines(),
+        })
+    }
+
+    /// Every send of the log through `backtest`, in time order (sends of different kinds at the
+    /// same millisecond in the order the kinds first appear), and the lines skipped.
+    fn replay_sends(&self, backtest: &mut Backtest, progress: &(dyn Fn(u64) + Sync)) {
         let mut next: Vec<usize> = vec![0; self.kinds.len()];
         let mut heap: BinaryHeap<Reverse<(u64, usize)>> = self
             .kinds
@@ -200,10 +257,6 @@ impl Trace {
         for _ in 0..self.skipped_lines {
             backtest.skip_line();
         }
-        Ok(Replay {
-            report: backtest.report(),
-            timelines: backtest.timelines(),
-        })
     }
 
     /// The number of `kind` (as bytes known to be a valid name), added if new.

@@ -61,6 +61,8 @@ struct Chunk<'a> {
     names: Vec<&'a [u8]>,
     times: Vec<Vec<u64>>,
     lines: u64,
+    /// Whether a line is not blank (a header may no longer come after it).
+    started: bool,
     /// The last send's line (counted from the chunk's start), time and kind.
     last: Option<(u64, u64, u32)>,
     /// The time of the send before it, if the chunk holds one.
@@ -112,7 +114,7 @@ impl<'a, R: Read> TraceReader<'a, R> {
     pub fn read(mut self) -> Result<Trace, LogError> {
         let mut trace = Trace::default();
         let (mut block, mut carry) = (Vec::with_capacity(BLOCK_BYTES), Vec::new());
-        let (mut lines, mut bytes) = (0u64, 0u64);
+        let (mut lines, mut bytes, mut started) = (0u64, 0u64, false);
         let mut last: Option<Last> = None;
         loop {
             block.clear();
@@ -130,7 +132,7 @@ impl<'a, R: Read> TraceReader<'a, R> {
                 match block.iter().rposition(|&b| b == b'\n') {
                     Some(end) => carry.extend_from_slice(&block[end + 1..]),
                     // A block without a line end: an over-long line, for the log reader.
-                    None => return self.hand_over(trace, block, carry, lines, bytes, last),
+                    None => return self.hand_over(trace, block, carry, (lines, bytes, started), last),
                 }
                 block.truncate(block.len() - carry.len());
             }
@@ -140,6 +142,8 @@ impl<'a, R: Read> TraceReader<'a, R> {
             let parsed = each(&chunks, |&(start, end)| {
                 parse(&block[start..end], first && start == 0, max_line_bytes)
             });
+            // A header after blank lines that reach past the first chunk is left to the log
+            // reader, as any line this reader does not take.
             for (&(start, end), chunk) in chunks.iter().zip(parsed) {
                 let in_order = chunk.as_ref().is_some_and(|chunk| {
                     let first_ms = chunk.times.iter().filter_map(|times| times.first()).min();
@@ -149,7 +153,7 @@ impl<'a, R: Read> TraceReader<'a, R> {
                     Some(chunk) if in_order => chunk,
                     _ => {
                         let rest = block.split_off(start);
-                        return self.hand_over(trace, rest, carry, lines, bytes, last);
+                        return self.hand_over(trace, rest, carry, (lines, bytes, started), last);
                     }
                 };
                 let mut ids = Vec::with_capacity(chunk.names.len());
@@ -168,6 +172,7 @@ impl<'a, R: Read> TraceReader<'a, R> {
                 }
                 lines += chunk.lines;
                 bytes += (end - start) as u64;
+                started |= chunk.started;
             }
             if let Some(progress) = &mut self.progress {
                 progress(bytes);
@@ -180,14 +185,14 @@ impl<'a, R: Read> TraceReader<'a, R> {
 
     /// Reads the rest of the log with a [`LogReader`], from `rest` (the lines not taken yet),
     /// `carry` and what is left of the input: the reader starts where a [`LogReader`] reading
-    /// from the first line would stand, holding the last send taken.
+    /// from the first line would stand (`read`: the lines and bytes taken, and whether a line
+    /// among them was not blank), holding the last send taken.
     fn hand_over(
         mut self,
         mut trace: Trace,
         rest: Vec<u8>,
         carry: Vec<u8>,
-        lines: u64,
-        bytes: u64,
+        read: (u64, u64, bool),
         last: Option<Last>,
     ) -> Result<Trace, LogError> {
         let held_kind: Vec<u8>;
@@ -203,8 +208,8 @@ impl<'a, R: Read> TraceReader<'a, R> {
             1 << 16,
             Cursor::new(rest).chain(Cursor::new(carry)).chain(self.input),
         );
-        let mut reader = LogReader::resuming(input, lines, bytes, latest_ms, held)
-            .with_max_line_bytes(self.max_line_bytes);
+        let mut reader =
+            LogReader::resuming(input, read, latest_ms, held).with_max_line_bytes(self.max_line_bytes);
         let mut sends = 0u64;
         while let Some(record) = reader.next_record() {
             match record {
@@ -258,7 +263,8 @@ fn cut(block: &[u8], parts: usize) -> Vec<(usize, usize)> {
 
 /// The sends of a chunk of whole lines, or `None` if it holds a line the fast path does not
 /// take: a quote, a bad line, a line longer than `max_line_bytes`, a time earlier than the line
-/// before. `first` marks the log's first line, which may carry a byte-order mark and a header.
+/// before. `first` marks the chunk that starts the log, which may open with a byte-order mark
+/// and whose first line that is not blank may be a header.
 fn parse(chunk: &[u8], first: bool, max_line_bytes: usize) -> Option<Chunk<'_>> {
     if memchr(b'"', chunk).is_some() {
         return None;
@@ -267,6 +273,7 @@ fn parse(chunk: &[u8], first: bool, max_line_bytes: usize) -> Option<Chunk<'_>> 
         names: Vec::new(),
         times: Vec::new(),
         lines: 0,
+        started: false,
         last: None,
         before_last_ms: None,
     };
@@ -286,15 +293,20 @@ fn parse(chunk: &[u8], first: bool, max_line_bytes: usize) -> Option<Chunk<'_>> 
         if line.len() > max_line_bytes {
             return None;
         }
-        let very_first = first && parsed.lines == 1;
-        if very_first {
+        if first && parsed.lines == 1 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
+        let may_be_header = first && !parsed.started;
         let (t_ms, kind) = match plain_fields(line) {
             Some(send) => send,
-            None if line.iter().all(u8::is_ascii_whitespace) || (very_first && is_header(line)) => continue,
+            None if line.iter().all(u8::is_ascii_whitespace) => continue,
+            None if may_be_header && is_header(line) => {
+                parsed.started = true;
+                continue;
+            }
             None => fields(line)?,
         };
+        parsed.started = true;
         if t_ms < previous_ms {
             return None;
         }
@@ -405,7 +417,14 @@ mod tests {
         }
         assert!(
             parse(b"t_ms,kind\n", false, 100).is_none(),
-            "a header only on the first line"
+            "a header only where the log starts"
+        );
+        let after_blank_lines = parse(b"\n \nt_ms,kind\n1,a\n", true, 100).unwrap();
+        assert_eq!((after_blank_lines.lines, after_blank_lines.started), (4, true));
+        assert_eq!(after_blank_lines.times, [vec![1]]);
+        assert!(
+            parse(b"1,a\nt_ms,kind\n", true, 100).is_none(),
+            "a header after a send"
         );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Breaker;
+use super::{Breaker, Keeping};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::Error;
@@ -35,6 +35,7 @@ pub struct BreakerBuilder<C: Clock = SystemClock> {
     name: String,
     snapshot_file: Option<PathBuf>,
     save_every: Duration,
+    strict_snapshot: bool,
 }
 
 impl Breaker<SystemClock> {
@@ -47,6 +48,7 @@ impl Breaker<SystemClock> {
             name: Breaker::DEFAULT_NAME.to_owned(),
             snapshot_file: None,
             save_every: SAVE_EVERY,
+            strict_snapshot: false,
         }
     }
 }
@@ -66,6 +68,7 @@ impl<C: Clock> BreakerBuilder<C> {
             name: self.name,
             snapshot_file: self.snapshot_file,
             save_every: self.save_every,
+            strict_snapshot: self.strict_snapshot,
         }
     }
 
@@ -79,19 +82,20 @@ impl<C: Clock> BreakerBuilder<C> {
         }
     }
 
-    /// Keeps what the breaker learns in the file at `path`, across restarts: [`build`] restores
-    /// the snapshot in it (a missing file is a first start), the breaker saves it every
-    /// [`save_every`] (5 minutes by default) on a thread of its own, and once more when the last
-    /// clone of the breaker is dropped, or at once with [`Breaker::save_snapshot`]. Each save is
-    /// atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
+    /// Keeps what the breaker learns, and what was stopped (kinds open, forced, in dry-run,
+    /// planned surges), in the file at `path`, across restarts: [`build`] restores the snapshot
+    /// in it (a missing file is a first start), the breaker saves it every [`save_every`] (5
+    /// minutes by default) on a thread of its own, soon after a stop changes (a trip, a
+    /// recovery, an operator's control), and once more when the last clone of the breaker is
+    /// dropped (before that drop returns), or at once with [`Breaker::save_snapshot`]. Each save
+    /// is atomic: written beside the file, flushed to disk and renamed over it, so a crash leaves
     /// the last complete snapshot. A file that is not a readable snapshot (truncated, corrupt,
     /// another program's, a newer version's) is logged as a warning and set aside as
     /// `<file>.corrupt`, and the breaker starts with nothing learned: never an error; one that
     /// cannot be read at all (no permission) is logged and left in place. A directory that takes
     /// no new file is an error from [`build`]; a save that fails later is logged, and tried
-    /// again at the next. If the last clone is dropped while a periodic save runs, the final
-    /// save runs on the saving thread, which the process may end first: call
-    /// [`Breaker::save_snapshot`] at a graceful shutdown to know the file is written.
+    /// again at the next. Call [`Breaker::save_snapshot`] at a graceful shutdown to see the
+    /// error of the last save, if there is one.
     ///
     /// [`build`]: Self::build
     /// [`save_every`]: Self::save_every
@@ -111,16 +115,31 @@ impl<C: Clock> BreakerBuilder<C> {
         }
     }
 
-    /// The breaker. Fails on an invalid configuration, naming the field and value, and on a
-    /// snapshot file that cannot be saved (its directory is missing or takes no new file),
-    /// naming the path.
+    /// With `true`, a snapshot file that exists but cannot be read as a snapshot (truncated,
+    /// corrupt, another program's, a newer version's, not a regular file, no permission) fails
+    /// [`build`](Self::build) with an [`Error::File`] naming the path and why, and is left as it
+    /// is, for an operator to look at before the service runs with nothing learned and nothing
+    /// stopped. By default (`false`) such a file is set aside (or, unreadable, left in place) and
+    /// the breaker starts afresh, the problem shown in [`Breaker::status`]'s `problems` and the
+    /// `spikebreaker_problem` gauge. A missing file is a first start either way.
+    ///
+    /// [`Error::File`]: crate::Error::File
+    pub fn strict_snapshot(self, strict: bool) -> Self {
+        Self {
+            strict_snapshot: strict,
+            ..self
+        }
+    }
+
+    /// The breaker. Fails on an invalid configuration, naming the field and value; on a snapshot
+    /// file that cannot be saved (its directory is missing or takes no new file), naming the
+    /// path; and, with [`strict_snapshot`](Self::strict_snapshot), on one that cannot be read.
     pub fn build(self) -> Result<Breaker<C>, Error> {
-        Breaker::assemble(
-            self.config,
-            self.clock,
-            self.name,
-            self.snapshot_file,
-            self.save_every,
-        )
+        let keeping = self.snapshot_file.map(|path| Keeping {
+            path,
+            save_every: self.save_every,
+            strict: self.strict_snapshot,
+        });
+        Breaker::assemble(self.config, self.clock, self.name, keeping, true)
     }
 }

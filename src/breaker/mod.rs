@@ -5,12 +5,14 @@ mod builder;
 #[cfg(feature = "redis")]
 mod fleet;
 mod operator;
+mod persistence;
 mod sliced;
 mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -24,10 +26,9 @@ use crate::name::{self, OVERFLOW_KIND};
 #[cfg(feature = "tokio")]
 use crate::observe::Events;
 use crate::observe::metrics::{BreakerMetrics, NameInUse};
-use crate::observe::{BreakerStatus, Event, KindStatus, Subscribers, Subscription};
+use crate::observe::{BreakerStatus, Event, KindStatus, Problems, Subscribers, Subscription};
 use crate::registry::{Bounds, Registry};
 use crate::snapshot::file::SnapshotFile;
-use crate::snapshot::{KindSnapshot, Snapshot};
 use crate::state::Reason;
 
 pub use builder::BreakerBuilder;
@@ -56,17 +57,42 @@ struct Inner<C: Clock> {
     parked: OnceLock<Arc<Kind<C>>>,
     /// Where what was learned is kept across restarts, if anywhere.
     snapshot_file: Option<SnapshotFile>,
-    /// Dropped with the breaker, which stops the thread that saves the snapshot file.
-    _stop_saving: Option<mpsc::Sender<()>>,
+    /// Wakes the thread that saves the snapshot file to save now (a stop changed); dropped with
+    /// the breaker, which stops the thread.
+    saver: Option<mpsc::Sender<()>>,
     /// Its name among the process's live breakers (a second of the same name warns); none for a
     /// replay's breaker.
     _name: Option<NameInUse>,
+    /// The clones of the breaker alive: the last to go saves the snapshot file, on its own
+    /// thread, before it returns (the saving thread's hold on the breaker does not count).
+    clones: AtomicUsize,
+    /// What is wrong with the breaker itself (see [`Problem`](crate::status::Problem)).
+    problems: Mutex<Problems>,
+}
+
+/// Where and how a breaker keeps its snapshot file ([`BreakerBuilder::snapshot_file`]).
+#[derive(Debug)]
+struct Keeping {
+    path: PathBuf,
+    save_every: Duration,
+    /// A file that cannot be read fails `build()` rather than being set aside.
+    strict: bool,
 }
 
 impl<C: Clock> Clone for Breaker<C> {
     fn clone(&self) -> Self {
+        self.inner.clones.fetch_add(1, Ordering::Relaxed);
         Self {
             inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: Clock> Drop for Breaker<C> {
+    /// The last clone of the breaker is gone: save what it learned and stopped one last time.
+    fn drop(&mut self) {
+        if self.inner.clones.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.close();
         }
     }
 }
@@ -101,59 +127,43 @@ impl Breaker<SystemClock> {
 impl<C: Clock> Breaker<C> {
     /// A breaker on the given clock ([`ManualClock`](crate::ManualClock) for tests and replays).
     pub fn with_clock(config: Config, clock: C) -> Result<Self, Error> {
-        Self::assemble(
-            config,
-            clock,
-            Breaker::DEFAULT_NAME.to_owned(),
-            None,
-            Duration::MAX,
-        )
+        Self::assemble(config, clock, Breaker::DEFAULT_NAME.to_owned(), None, true)
     }
 
     /// A breaker for a backtest's or the tuner's replay, on its own clock: many run at once, all
     /// named `"default"`, so they take no part in the check for two live breakers of one name.
     pub(crate) fn for_replay(config: Config, clock: C) -> Result<Self, Error> {
-        Self::assemble_as(
-            config,
-            clock,
-            Breaker::DEFAULT_NAME.to_owned(),
-            None,
-            Duration::MAX,
-            false,
-        )
+        Self::assemble(config, clock, Breaker::DEFAULT_NAME.to_owned(), None, false)
     }
 
     /// What [`BreakerBuilder::build`] builds: with a snapshot file, restored from it and saved
-    /// every `save_every` on a thread that holds the breaker weakly.
+    /// every `save_every` on a thread that holds the breaker weakly; its name claimed among the
+    /// live breakers or not (a replay's).
     fn assemble(
         config: Config,
         clock: C,
         name: String,
-        snapshot_file: Option<PathBuf>,
-        save_every: Duration,
-    ) -> Result<Self, Error> {
-        Self::assemble_as(config, clock, name, snapshot_file, save_every, true)
-    }
-
-    /// [`assemble`](Self::assemble), its name claimed among the live breakers or not (a replay's).
-    fn assemble_as(
-        config: Config,
-        clock: C,
-        name: String,
-        snapshot_file: Option<PathBuf>,
-        save_every: Duration,
+        keeping: Option<Keeping>,
         claim_name: bool,
     ) -> Result<Self, Error> {
         let compiled = Arc::new(config.compile()?);
         let name: Arc<str> = Arc::from(name);
-        let snapshot_file = snapshot_file.map(SnapshotFile::new);
-        if let Some(file) = &snapshot_file {
-            file.probe()?;
-        }
-        let (stop_saving, stopped) = match snapshot_file {
+        let snapshot_file = keeping
+            .as_ref()
+            .map(|keeping| SnapshotFile::new(keeping.path.clone()));
+        // Read before the breaker exists, so that a strict breaker refused leaves the file as
+        // it found it.
+        let loaded = match &snapshot_file {
+            Some(file) => {
+                file.probe()?;
+                Self::load(file, keeping.as_ref().is_some_and(|k| k.strict))?
+            }
+            None => Ok(None),
+        };
+        let (saver, woken) = match snapshot_file {
             Some(_) => {
-                let (stop, stopped) = mpsc::channel();
-                (Some(stop), Some(stopped))
+                let (saver, woken) = mpsc::channel();
+                (Some(saver), Some(woken))
             }
             None => (None, None),
         };
@@ -170,37 +180,19 @@ impl<C: Clock> Breaker<C> {
                 config: RwLock::new((config, compiled)),
                 parked: OnceLock::new(),
                 snapshot_file,
-                _stop_saving: stop_saving,
+                saver,
+                clones: AtomicUsize::new(1),
+                problems: Mutex::new(Problems::default()),
             }),
         };
-        if let (Some(file), Some(stopped)) = (&breaker.inner.snapshot_file, stopped) {
-            if let Some(snapshot) = file.load() {
-                if let Err(error) = breaker.restore(&snapshot) {
-                    file.set_aside(&error.to_string());
-                }
-            }
-            breaker.save_periodically(save_every, stopped);
+        if let (Some(keeping), Some(woken)) = (keeping, woken) {
+            breaker.restore_loaded(loaded, keeping.strict)?;
+            breaker.save_periodically(keeping.save_every, woken);
+        }
+        if claim_name {
+            breaker.inner.export_problems();
         }
         Ok(breaker)
-    }
-
-    /// Saves the snapshot file every `every` until `stopped` hears the breaker go; holds the
-    /// breaker only while saving, so that dropping the last clone stops it.
-    fn save_periodically(&self, every: Duration, stopped: mpsc::Receiver<()>) {
-        let inner = Arc::downgrade(&self.inner);
-        let spawned = std::thread::Builder::new()
-            .name("spikebreaker-snapshot".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    match inner.upgrade() {
-                        Some(inner) => inner.save_logged(),
-                        None => break,
-                    }
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start the thread that saves the snapshot file: it is saved at shutdown only");
-        }
     }
 
     /// Whether the breaker takes no part in the check for two live breakers of one name.
@@ -212,17 +204,6 @@ impl<C: Clock> Breaker<C> {
     /// The breaker's name: the `breaker` label of its metrics ([`BreakerBuilder::name`]).
     pub fn name(&self) -> &str {
         &self.inner.shared.name
-    }
-
-    /// Saves the snapshot file now ([`BreakerBuilder::snapshot_file`]), atomically; does nothing
-    /// for a breaker without one. A breaker saves it on its own every
-    /// [`save_every`](BreakerBuilder::save_every) and when its last clone is dropped; call this
-    /// at a graceful shutdown to see the error if there is one.
-    pub fn save_snapshot(&self) -> Result<(), Error> {
-        match &self.inner.snapshot_file {
-            Some(file) => file.save(|| self.snapshot()),
-            None => Ok(()),
-        }
     }
 
     /// The handle for `kind`: resolve it once and call [`KindHandle::check`] on every send for
@@ -369,6 +350,7 @@ impl<C: Clock> Breaker<C> {
             max_kinds: self.inner.config.read().1.max_kinds,
             overflowed: registry.overflowed(),
             evicted: registry.evicted(),
+            problems: self.inner.problems(),
         }
     }
 
@@ -385,11 +367,15 @@ impl<C: Clock> Breaker<C> {
     /// kind's, are registered again with it (see [`metrics`](crate::status::metrics)).
     pub fn refresh(&self) {
         let rebind = self.inner.metrics.lock().follow_the_recorder();
+        if rebind {
+            self.inner.problems.lock().recorder_late = true;
+        }
         for kind in self.inner.registry.all() {
             kind.refresh(rebind);
             kind.export_slices();
         }
         self.inner.export_registry_metrics();
+        self.inner.export_problems();
     }
 
     /// Forgets every kind that is closed, not forced, held by no [`KindHandle`], not named in the
@@ -443,30 +429,6 @@ impl<C: Clock> Breaker<C> {
         *slot = (config, compiled);
         Ok(())
     }
-
-    /// What every kind has learned, to restore after a restart ([`restore`](Self::restore)); not
-    /// the overflow kind's, which learns nothing.
-    pub fn snapshot(&self) -> Snapshot {
-        self.inner.snapshot()
-    }
-
-    /// Replaces what kinds have learned with a snapshot's, registering its kinds. A snapshot
-    /// that fails [`Snapshot::validate`] is refused whole and the breaker keeps what it had. A
-    /// kind that finds no room of its own is not restored (nothing is restored into the overflow
-    /// kind, whose limit is fixed).
-    pub fn restore(&self, snapshot: &Snapshot) -> Result<(), Error> {
-        snapshot.validate()?;
-        for (name, learned) in &snapshot.kinds {
-            match self.inner.resolve(name) {
-                Ok(kind) if kind.name().as_ref() != OVERFLOW_KIND => {
-                    kind.restore(learned.to_learned());
-                    kind.restore_slices(learned.to_slices());
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A send refused by name: why, by which kind, when that kind's trip began and until when it
@@ -484,39 +446,6 @@ impl<C: Clock> Inner<C> {
     fn export_registry_metrics(&self) {
         let registry = &self.registry;
         self.metrics.lock().export(registry.len(), registry.overflowed());
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let kinds = self
-            .registry
-            .all()
-            .iter()
-            .filter(|kind| kind.name().as_ref() != OVERFLOW_KIND)
-            .map(|kind| {
-                let learned = KindSnapshot::capture(&kind.learned()).with_slices(kind.learned_slices());
-                (kind.name().to_string(), learned)
-            })
-            .collect();
-        Snapshot {
-            version: Snapshot::VERSION,
-            kinds,
-        }
-    }
-
-    /// Saves the snapshot file, if any, logging a failure (the next save tries again).
-    fn save_logged(&self) {
-        if let Some(file) = &self.snapshot_file {
-            if let Err(error) = file.save(|| self.snapshot()) {
-                tracing::warn!(%error, "cannot save the snapshot file");
-            }
-        }
-    }
-}
-
-impl<C: Clock> Drop for Inner<C> {
-    /// The last clone of the breaker is gone: save what it learned one last time.
-    fn drop(&mut self) {
-        self.save_logged();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Breaker;
 use crate::clock::Clock;
-use crate::config::MAX_SURGE_MS;
+use crate::config::{MAX_SURGE_MS, MAX_SURGE_SENDS, OVERFLOW_SURGE_REASON, SURGE_SENDS_REASON};
 use crate::error::Error;
 use crate::kind::{Kind, Resolve};
 use crate::name::{self, OVERFLOW_KIND};
@@ -56,6 +56,8 @@ impl<C: Clock> Breaker<C> {
     /// breaker does not know, as [`force_open`](Self::force_open) does.
     pub fn set_dry_run(&self, kind: &str, on: bool) -> Result<(), Error> {
         self.known(kind)?.set_dry_run(on);
+        // A change of no state sends no event: the snapshot file is told here.
+        self.inner.save_soon();
         Ok(())
     }
 
@@ -97,13 +99,18 @@ impl<C: Clock> Breaker<C> {
     ///
     /// A surge may announce a kind not seen yet (a new campaign), registering it; it is refused
     /// with [`Error::InvalidKindName`] for a name that breaks the kind-name rule, with
-    /// [`Error::Invalid`] for no sends or a duration of nothing or over 30 days, and with
+    /// [`Error::Invalid`] for the overflow kind (which carries every kind without a slot: a surge
+    /// would let all of them through), for no sends or over 1,000,000,000, or a duration of
+    /// nothing or over 30 days, and with
     /// [`Error::NoRoom`] when the registry is full (a surge never lands on the overflow kind:
     /// name the kind in the configuration to keep it a slot).
     pub fn plan_surge(&self, kind: &str, sends: u64, duration: Duration) -> Result<(), Error> {
         name::validate_kind_name(kind)?;
-        if sends == 0 {
-            return Err(Error::invalid("sends", sends, "must be at least 1"));
+        if kind == OVERFLOW_KIND {
+            return Err(Error::invalid("kind", name::shown(kind), OVERFLOW_SURGE_REASON));
+        }
+        if !(1..=MAX_SURGE_SENDS).contains(&sends) {
+            return Err(Error::invalid("sends", sends, SURGE_SENDS_REASON));
         }
         let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         if !(1..=MAX_SURGE_MS).contains(&for_ms) {

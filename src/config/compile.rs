@@ -21,6 +21,13 @@ const MAX_SIGMAS: f64 = 50.0;
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
 /// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
 const MAX_MAX_KINDS: usize = 1_000_000;
+/// The largest count a limit may be set to (`floor`, `ceiling`, `warmup_ceiling`): a billion
+/// sends in one window. The detector keeps limits under 2^32 and takes a larger one for no
+/// limit at all, so a larger setting would switch detection off without saying so.
+pub(crate) const MAX_COUNT: u64 = 1_000_000_000;
+/// The largest `factor`: a kind may run at a thousand times its normal before it trips. Beyond
+/// it, every limit is no limit at all (`factor = 1e300`), which is detection switched off.
+const MAX_FACTOR: f64 = 1_000.0;
 
 impl Config {
     /// Checks every field, naming the first bad one.
@@ -56,6 +63,13 @@ impl Config {
                     format!("{path}.kind"),
                     name::shown(&planned.kind),
                     "a surge names one kind, not a pattern",
+                ));
+            }
+            if planned.kind == OVERFLOW_KIND {
+                return Err(Error::invalid(
+                    format!("{path}.kind"),
+                    name::shown(&planned.kind),
+                    surge::OVERFLOW_REASON,
                 ));
             }
             let checked = planned.compile(&path)?;
@@ -177,6 +191,21 @@ impl KindConfig {
                 "must be at least 1 and at least `minute.floor` (at 0, a new kind could send nothing and so never learn)",
             ));
         }
+        if self.warmup_ceiling > MAX_COUNT {
+            return Err(Error::invalid(
+                field("warmup_ceiling"),
+                self.warmup_ceiling,
+                "must be at most 1000000000 (a larger warm-up ceiling is no limit: a new kind could run away unchecked)",
+            ));
+        }
+        if self.warmup_secs == 0 {
+            return Err(Error::invalid(
+                field("warmup_secs"),
+                0,
+                "must be at least 1 second (with no warm-up a new kind is judged before it has learned a rate: \
+                 expecting nothing, it trips at its floor on its own traffic and cannot recover)",
+            ));
+        }
         for (name, secs) in [
             ("warmup_secs", self.warmup_secs),
             ("cooldown_secs", self.cooldown_secs),
@@ -226,12 +255,20 @@ impl KindConfig {
 impl TimescaleConfig {
     pub(super) fn compile(&self, path: &str) -> Result<Guards, Error> {
         let field = |name: &str| format!("{path}.{name}");
-        finite_at_least(
-            self.factor,
-            1.0,
-            &field("factor"),
-            "must be a finite number of at least 1",
-        )?;
+        if !(self.factor.is_finite() && (1.0..=MAX_FACTOR).contains(&self.factor)) {
+            return Err(Error::invalid(
+                field("factor"),
+                shown_f64(self.factor),
+                "must be a number from 1 to 1000 (a larger factor is no limit: detection switched off)",
+            ));
+        }
+        if self.floor > MAX_COUNT {
+            return Err(Error::invalid(
+                field("floor"),
+                self.floor,
+                "must be at most 1000000000 (a larger floor is no limit: detection switched off)",
+            ));
+        }
         if !(self.sigmas.is_finite() && (1.0..=MAX_SIGMAS).contains(&self.sigmas)) {
             return Err(Error::invalid(
                 field("sigmas"),
@@ -240,11 +277,11 @@ impl TimescaleConfig {
             ));
         }
         if let Some(ceiling) = self.ceiling {
-            if ceiling < self.floor.max(1) {
+            if ceiling < self.floor.max(1) || ceiling > MAX_COUNT {
                 return Err(Error::invalid(
                     field("ceiling"),
                     ceiling,
-                    "must be at least 1 and at least `floor`",
+                    "must be at least 1, at least `floor` and at most 1000000000 (leave it out for no ceiling)",
                 ));
             }
         }
@@ -261,7 +298,16 @@ fn finite_at_least(value: f64, min: f64, field: &str, reason: &'static str) -> R
     if value.is_finite() && value >= min {
         Ok(())
     } else {
-        Err(Error::invalid(field, value, reason))
+        Err(Error::invalid(field, shown_f64(value), reason))
+    }
+}
+
+/// A number as an error shows it: `1e300`, not three hundred digits.
+fn shown_f64(value: f64) -> String {
+    if value.is_finite() && value.abs() >= 1e15 {
+        format!("{value:e}")
+    } else {
+        value.to_string()
     }
 }
 

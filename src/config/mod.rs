@@ -21,6 +21,9 @@ mod types;
 pub use crate::name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 pub(crate) use compile::{Compiled, KindSettings};
 pub use slices::{RepeatConfig, RepeatOverride, SliceConfig, SliceOverride};
-pub(crate) use surge::MAX_SURGE_MS;
 pub use surge::SurgeConfig;
+pub(crate) use surge::{
+    MAX_SURGE_MS, MAX_SURGE_SENDS, OVERFLOW_REASON as OVERFLOW_SURGE_REASON,
+    SENDS_REASON as SURGE_SENDS_REASON,
+};
 pub use types::{Config, KindConfig, KindOverride, Recovery, TimescaleConfig, TimescaleOverride};

@@ -20,6 +20,18 @@ use crate::name;
 /// The longest a surge may last.
 pub(crate) const MAX_SURGE_MS: u64 = 30 * 86_400_000;
 
+/// The most sends a surge may announce: a billion, more than any campaign sends in 30 days, so
+/// that a surge always ends in its sends being spent or its time running out, never in the
+/// kind's protection switched off for good (`u64::MAX` sends).
+pub(crate) const MAX_SURGE_SENDS: u64 = 1_000_000_000;
+
+/// Why a surge on the overflow kind is refused.
+pub(crate) const OVERFLOW_REASON: &str = "the overflow kind takes no surge: it carries every kind without a slot of its own, \
+     and a surge would let all of them through";
+
+/// Why a surge of no sends or too many is refused.
+pub(crate) const SENDS_REASON: &str = "must be 1 to 1000000000";
+
 /// A surge announced in the configuration (`[[surges]]`), between two RFC 3339 times.
 ///
 /// ```
@@ -41,9 +53,10 @@ pub(crate) const MAX_SURGE_MS: u64 = 30 * 86_400_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SurgeConfig {
-    /// The kind that surges.
+    /// The kind that surges (one kind by its name: not a pattern, not the overflow kind).
     pub kind: String,
-    /// How many sends the kind may make while it lasts, whatever its limits say (at least 1).
+    /// How many sends the kind may make while it lasts, whatever its limits say (1 to
+    /// 1,000,000,000).
     pub sends: u64,
     /// When it begins, as an RFC 3339 time in UTC (`2026-11-27T07:55:00Z`).
     pub from: String,
@@ -66,8 +79,8 @@ impl SurgeConfig {
         if let Some(reason) = name::problem(&self.kind) {
             return Err(Error::invalid(field("kind"), name::shown(&self.kind), reason));
         }
-        if self.sends == 0 {
-            return Err(Error::invalid(field("sends"), 0, "must be at least 1"));
+        if !(1..=MAX_SURGE_SENDS).contains(&self.sends) {
+            return Err(Error::invalid(field("sends"), self.sends, SENDS_REASON));
         }
         let from_ms = epoch_ms(&self.from).ok_or_else(|| {
             Error::invalid(

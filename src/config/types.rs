@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::compile::MAX_COUNT;
 use super::slices::{RepeatConfig, RepeatOverride, SliceConfig, SliceOverride};
 use super::surge::SurgeConfig;
 use crate::name;
@@ -97,8 +98,8 @@ pub enum Recovery {
 /// | `minute` | factor 3, sigmas 5, floor 50, no ceiling | see [`TimescaleConfig`] |
 /// | `hour` | factor 2, sigmas 4.5, floor 120, no ceiling | |
 /// | `day` | factor 2, sigmas 4.5, floor 600, no ceiling | |
-/// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor` |
-/// | `warmup_secs` | 3600 | at most 30 days |
+/// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor`; at most 1,000,000,000 |
+/// | `warmup_secs` | 3600 | 1 second to 30 days |
 /// | `max_growth_per_hour` | 1.5 | at least 1 |
 /// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
 /// | `cooldown_secs` | 300 | at most 30 days |
@@ -128,7 +129,7 @@ pub struct KindConfig {
     pub day: TimescaleConfig,
     /// Until the kind is warm (a new kind, or a restart without a snapshot), the minute window
     /// may hold at most this many sends, or the minute `ceiling` if that is lower (500 by
-    /// default; at least 1 and at least `minute.floor`).
+    /// default; at least 1 and at least `minute.floor`, at most 1,000,000,000).
     ///
     /// **The warm-up follows the kind's own settings.** An override (`[kinds."…"]`) that sets
     /// `minute.floor` but not `warmup_ceiling` scales the defaults' `warmup_ceiling` as it scales
@@ -154,7 +155,9 @@ pub struct KindConfig {
     pub warmup_ceiling: u64,
     /// How long, in minute windows with sends, the kind learns before it is warm: this many
     /// seconds of them (3600 by default: an hour's worth of minutes with traffic; with
-    /// `window_secs = 5`, 720 windows of 5 s; 0 to 30 days).
+    /// `window_secs = 5`, 720 windows of 5 s; 1 second to 30 days). However short, the warm-up
+    /// lasts until the kind has learned its rate from a whole 5-minute slot of its traffic, so
+    /// that it is never judged as expecting nothing.
     pub warmup_secs: u64,
     /// Once a day is learned, the recent rate the kind is judged against may grow by at most
     /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
@@ -187,10 +190,10 @@ pub struct KindConfig {
 ///
 /// | field | minute default | hour default | day default | range |
 /// |---|---|---|---|---|
-/// | `factor` | 3 | 2 | 2 | a finite number, at least 1 |
+/// | `factor` | 3 | 2 | 2 | 1 to 1,000 |
 /// | `sigmas` | 5 | 4.5 | 4.5 | 1 to 50 |
-/// | `floor` | 50 | 120 | 600 | 0 or more |
-/// | `ceiling` | none | none | none | at least 1 and at least `floor` |
+/// | `floor` | 50 | 120 | 600 | 0 to 1,000,000,000 |
+/// | `ceiling` | none | none | none | at least 1 and at least `floor`; at most 1,000,000,000 |
 ///
 /// A table left out of the TOML gets that timescale's defaults; one given in part keeps that
 /// timescale's defaults (in `[defaults]`) or the kind's (in an override) for the rest.
@@ -198,16 +201,16 @@ pub struct KindConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TimescaleConfig {
     /// Never trip at or below this many times what is expected (3 minute, 2 hour, 2 day by
-    /// default; a finite number, at least 1).
+    /// default; 1 to 1,000).
     pub factor: f64,
     /// How many standard deviations above what is expected a window may go (5 minute, 4.5 hour,
     /// 4.5 day by default; 1 to 50).
     pub sigmas: f64,
     /// Never trip at or below this many sends in the window (50 minute, 120 hour, 600 day by
-    /// default; 0 or more).
+    /// default; 0 to 1,000,000,000).
     pub floor: u64,
     /// Always trip above this many sends in the window, whatever was learned (none by default;
-    /// at least 1 and at least `floor`). `None`: no ceiling.
+    /// at least 1 and at least `floor`, at most 1,000,000,000). `None`: no ceiling.
     pub ceiling: Option<u64>,
 }
 
@@ -376,7 +379,11 @@ fn warmup_for(base: &KindConfig, floor: u64) -> u64 {
     let floor = floor.max(1);
     let scaled =
         (u128::from(base.warmup_ceiling) * u128::from(floor)).div_ceil(u128::from(base.minute.floor));
-    u64::try_from(scaled).unwrap_or(u64::MAX).max(floor)
+    // Scaled, it stays within what a limit may be, unless the floor itself is beyond it.
+    u64::try_from(scaled)
+        .unwrap_or(u64::MAX)
+        .min(MAX_COUNT)
+        .max(floor)
 }
 
 #[cfg(test)]

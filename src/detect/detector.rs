@@ -77,6 +77,17 @@ pub(crate) struct Detector {
     /// not at every roll-over.
     day_rate: f32,
     day_rate_hour: u32,
+    /// The first 5-minute slot the kind is counted for whole (made, or restored, within the slot
+    /// before it): an earlier slot was counted only in part, and teaches a warming kind no rate.
+    /// A slot number, not a time, to keep a kind within its cache lines; 0 (every slot whole)
+    /// past the year 40,000, where a slot number no longer fits.
+    counted_from_slot: u32,
+}
+
+/// The first 5-minute slot that begins at or after `now_ms`: the first one a kind made or restored
+/// at `now_ms` is counted for whole.
+fn first_whole_slot(now_ms: u64) -> u32 {
+    u32::try_from(now_ms.div_ceil(HOUR_SLOT_MS)).unwrap_or(0)
 }
 
 impl Detector {
@@ -95,6 +106,7 @@ impl Detector {
             shadow: 0.0,
             day_rate: 0.0,
             day_rate_hour: u32::MAX,
+            counted_from_slot: first_whole_slot(now_ms),
         };
         detector.set_limits(policy, now_ms);
         detector
@@ -152,7 +164,12 @@ impl Detector {
             self.filling = HourStats::starting(hour);
             self.pending = None;
         }
-        if let Some(slot) = self.hour.add(t_ms, 0).filter(|_| policy.learns) {
+        let counted_whole = |index: u64| index >= u64::from(self.counted_from_slot);
+        if let Some(slot) = self
+            .hour
+            .add(t_ms, 0)
+            .filter(|slot| policy.learns && (counted_whole(slot.index) || self.learned.is_warm(policy)))
+        {
             self.learned.learn_slot(
                 policy,
                 HOUR_SLOT_MS,
@@ -400,6 +417,7 @@ impl Detector {
     /// Replaces what was learned (a restored snapshot).
     pub(crate) fn restore(&mut self, policy: &Policy, learned: Learned, now_ms: u64) {
         self.learned = learned;
+        self.counted_from_slot = first_whole_slot(now_ms);
         // The hours in progress belong to what was replaced: not learned into the restored.
         self.filling = HourStats::starting(now_ms / HOUR_MS);
         self.pending = None;

@@ -149,7 +149,14 @@ impl Learned {
         mu: f64,
     ) {
         if !self.is_warm(policy) {
-            self.minutes += u32::from(count > 0);
+            // The minute that would end the warm-up waits for the recent rate, learned from
+            // whole 5-minute slots: a kind warm before one has taught it its rate would be judged
+            // as expecting nothing (its floor), trip on its own traffic and, open, never learn
+            // the rate that would calm it.
+            let last = self.minutes.saturating_add(1) >= policy.warmup_windows;
+            if count > 0 && (!last || self.average > 0.0) {
+                self.minutes += 1;
+            }
             return;
         }
         self.minutes = self.minutes.saturating_add(1);

@@ -17,7 +17,7 @@ mod profile;
 mod ring;
 mod tally;
 
-pub(crate) use detector::{Detector, Reading};
+pub(crate) use detector::{Detector, Limit, Reading};
 pub(crate) use learned::Learned;
 pub use limit::{Bound, Timescale};
 pub(crate) use limit::{Guards, as_count, limit, upper_quantile};

@@ -43,7 +43,12 @@ pub(super) struct Task<C: Clock> {
     backoff: Duration,
     retry_at: Instant,
     status: Arc<Mutex<Shared>>,
+    /// When a kind that could not sync was last logged.
+    unsynced_said: Option<Instant>,
 }
+
+/// How often a kind that cannot sync is logged, at most.
+const UNSYNCED_SAID_EVERY: Duration = Duration::from_secs(60);
 
 /// A kind's fleet state, with the kind object it belongs to: a kind evicted from the breaker and
 /// registered again is a new object and starts afresh, and an evicted kind's state goes with it.
@@ -117,6 +122,7 @@ impl<C: Clock> Task<C> {
             queued: VecDeque::new(),
             link: None,
             status,
+            unsynced_said: None,
             breaker,
             client,
             config,
@@ -227,10 +233,14 @@ impl<C: Clock> Task<C> {
             let Some(link) = self.link.as_mut() else {
                 return;
             };
+            // One kind's error (a key tampered with) is that kind's alone: the replies come back
+            // one a command, errors among them, rather than one error for the round trip.
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             let commands = if round == 0 { self.queued.len() } else { 0 };
+            let mut command_replies = 0;
             for command in self.queued.iter().take(commands) {
-                queue_command(
+                command_replies += queue_command(
                     &mut pipe,
                     command,
                     &self.kinds,
@@ -254,7 +264,7 @@ impl<C: Clock> Task<C> {
                 // Nothing to say, but a link that has died silently must still be noticed.
                 pipe.cmd("PING").ignore();
             }
-            let replies = match timeout(
+            let mut replies = match timeout(
                 self.config.response_timeout(),
                 pipe.query_async::<Vec<redis::Value>>(&mut link.conn),
             )
@@ -264,7 +274,25 @@ impl<C: Clock> Task<C> {
                 Ok(Err(err)) => return self.degrade(&err.to_string()),
                 Err(_) => return self.degrade("no reply within the response timeout"),
             };
-            self.queued.drain(..commands);
+            // A server that forgot the script (restarted, flushed) answers every kind so: load it
+            // again on a new link.
+            if replies
+                .iter()
+                .any(|reply| matches!(reply, redis::Value::ServerError(error) if error.code() == "NOSCRIPT"))
+            {
+                return self.degrade("Redis no longer has the sync script");
+            }
+            let for_commands: Vec<redis::Value> =
+                replies.drain(..command_replies.min(replies.len())).collect();
+            if let Some(redis::Value::ServerError(error)) = for_commands
+                .iter()
+                .find(|reply| matches!(reply, redis::Value::ServerError(_)))
+            {
+                // Told again at the next sync.
+                tracing::warn!(%error, "spikebreaker fleet mode could not tell the fleet an operator's command");
+            } else {
+                self.queued.drain(..commands);
+            }
             self.apply(chunk, replies);
         }
         self.publish_status(Some(started.elapsed()));
@@ -314,11 +342,19 @@ impl<C: Clock> Task<C> {
                 Ok(reply) => reply,
                 Err(error) => {
                     self.status.lock().status.unsynced += 1;
-                    tracing::warn!(
-                        kind = %entry.status.kind,
-                        error,
-                        "spikebreaker fleet mode could not sync a kind; its counts are kept for the next sync"
-                    );
+                    // A kind whose keys stay broken fails at every sync: said once a minute.
+                    let now = Instant::now();
+                    if self
+                        .unsynced_said
+                        .is_none_or(|said| now.duration_since(said) >= UNSYNCED_SAID_EVERY)
+                    {
+                        self.unsynced_said = Some(now);
+                        tracing::warn!(
+                            kind = %entry.status.kind,
+                            error,
+                            "spikebreaker fleet mode could not sync a kind; its counts are kept for the next sync"
+                        );
+                    }
                     continue;
                 }
             };
@@ -422,7 +458,7 @@ async fn next_push(link: &mut Option<Link>) -> Option<redis::PushInfo> {
     }
 }
 
-/// An operator command, as told to the fleet.
+/// An operator command, as told to the fleet; how many replies it gets.
 fn queue_command(
     pipe: &mut redis::Pipeline,
     command: &Command,
@@ -430,15 +466,12 @@ fn queue_command(
     prefix: &str,
     channel: &str,
     id: &str,
-) {
+) -> usize {
     match command {
         Command::ForceOpen(kind) => {
             let keys = Keys::new(prefix, kind);
-            pipe.cmd("SET").arg(&keys.force).arg(1).ignore();
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(format!("force:{id}:{kind}"))
-                .ignore();
+            pipe.cmd("SET").arg(&keys.force).arg(1);
+            pipe.cmd("PUBLISH").arg(channel).arg(format!("force:{id}:{kind}"));
         }
         Command::Reset(kind) => {
             let keys = Keys::new(prefix, kind);
@@ -447,13 +480,11 @@ fn queue_command(
             if let Some(tracked) = kinds.get(kind.as_str()) {
                 del.arg(tracked.sync.recent_bucket_keys());
             }
-            pipe.add_command(del).ignore();
-            pipe.cmd("PUBLISH")
-                .arg(channel)
-                .arg(format!("reset:{id}:{kind}"))
-                .ignore();
+            pipe.add_command(del);
+            pipe.cmd("PUBLISH").arg(channel).arg(format!("reset:{id}:{kind}"));
         }
     }
+    2
 }
 
 #[cfg(test)]

@@ -25,6 +25,14 @@ pub trait Sender<N> {
         let _ = key;
         self.send(notification)
     }
+
+    /// Whether [`send_released`](Self::send_released) hands `key` on. A
+    /// [`Releaser`](crate::quarantine::Releaser) refuses a sender that says it does not (a
+    /// [`sender_fn`] closure given no [`released`](SenderFn::released) one), rather than drop the
+    /// key unseen. True by default: a sender type that implements only `send` chose to.
+    fn carries_release_key(&self) -> bool {
+        true
+    }
 }
 
 /// Something that sends notifications, asynchronously. Implement it with `async fn send`.
@@ -45,6 +53,12 @@ pub trait AsyncSender<N> {
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
         let _ = key;
         self.send(notification)
+    }
+
+    /// Whether [`send_released`](Self::send_released) hands `key` on (see
+    /// [`Sender::carries_release_key`]).
+    fn carries_release_key(&self) -> bool {
+        true
     }
 }
 
@@ -97,6 +111,10 @@ macro_rules! shared_sender {
             fn send_released(&self, notification: N, key: &str) -> Result<Self::Output, Self::Error> {
                 (**self).send_released(notification, key)
             }
+
+            fn carries_release_key(&self) -> bool {
+                (**self).carries_release_key()
+            }
         }
 
         impl<N, S: AsyncSender<N> + ?Sized> AsyncSender<N> for $shared {
@@ -114,6 +132,10 @@ macro_rules! shared_sender {
             ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send {
                 (**self).send_released(notification, key)
             }
+
+            fn carries_release_key(&self) -> bool {
+                (**self).carries_release_key()
+            }
         }
     )*};
 }
@@ -121,13 +143,16 @@ macro_rules! shared_sender {
 shared_sender!(Arc<S>, &S);
 
 /// A closure as a sender: `Fn(N) -> Result<T, E>` is a [`Sender`], `Fn(N) -> impl Future<Output =
-/// Result<T, E>>` an [`AsyncSender`]. Made by [`sender_fn`].
+/// Result<T, E>>` an [`AsyncSender`]. Made by [`sender_fn`]; `R` is the closure that sends
+/// released items with their idempotency key, given with [`released`](Self::released) (`()`
+/// until then).
 #[derive(Clone, Copy)]
-pub struct SenderFn<F> {
+pub struct SenderFn<F, R = ()> {
     send: F,
+    released: R,
 }
 
-impl<F> fmt::Debug for SenderFn<F> {
+impl<F, R> fmt::Debug for SenderFn<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SenderFn").finish_non_exhaustive()
     }
@@ -168,8 +193,35 @@ impl<F> fmt::Debug for SenderFn<F> {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// A closure cannot take a release's idempotency key, so a sender made of one alone is refused
+/// by a [`Releaser`](crate::quarantine::Releaser); give it a second closure for released items
+/// with [`SenderFn::released`].
 pub fn sender_fn<F>(send: F) -> SenderFn<F> {
-    SenderFn { send }
+    SenderFn { send, released: () }
+}
+
+impl<F> SenderFn<F> {
+    /// Sends the items a [`Releaser`](crate::quarantine::Releaser) releases with `released`,
+    /// given the notification and its idempotency key (the same on every attempt: hand it to the
+    /// provider). For an asynchronous sender, `released` returns a future that owns what it
+    /// needs of the key.
+    ///
+    /// ```
+    /// use spikebreaker::sender_fn;
+    /// # struct Sms { to: String }
+    /// let gateway = sender_fn(|sms: Sms| -> Result<(), std::io::Error> { Ok(()) })
+    ///     .released(|sms: Sms, key: &str| -> Result<(), std::io::Error> {
+    ///         println!("to {} with Idempotency-Key: {key}", sms.to);
+    ///         Ok(())
+    ///     });
+    /// ```
+    pub fn released<R>(self, released: R) -> SenderFn<F, R> {
+        SenderFn {
+            send: self.send,
+            released,
+        }
+    }
 }
 
 impl<N, F, T, E> Sender<N> for SenderFn<F>
@@ -181,6 +233,27 @@ where
 
     fn send(&self, notification: N) -> Result<T, E> {
         (self.send)(notification)
+    }
+
+    fn carries_release_key(&self) -> bool {
+        false
+    }
+}
+
+impl<N, F, R, T, E> Sender<N> for SenderFn<F, R>
+where
+    F: Fn(N) -> Result<T, E>,
+    R: Fn(N, &str) -> Result<T, E>,
+{
+    type Output = T;
+    type Error = E;
+
+    fn send(&self, notification: N) -> Result<T, E> {
+        (self.send)(notification)
+    }
+
+    fn send_released(&self, notification: N, key: &str) -> Result<T, E> {
+        (self.released)(notification, key)
     }
 }
 
@@ -194,5 +267,28 @@ where
 
     fn send(&self, notification: N) -> impl Future<Output = Result<T, E>> + Send {
         (self.send)(notification)
+    }
+
+    fn carries_release_key(&self) -> bool {
+        false
+    }
+}
+
+impl<N, F, R, Fut, ReleasedFut, T, E> AsyncSender<N> for SenderFn<F, R>
+where
+    F: Fn(N) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send,
+    R: Fn(N, &str) -> ReleasedFut,
+    ReleasedFut: Future<Output = Result<T, E>> + Send,
+{
+    type Output = T;
+    type Error = E;
+
+    fn send(&self, notification: N) -> impl Future<Output = Result<T, E>> + Send {
+        (self.send)(notification)
+    }
+
+    fn send_released(&self, notification: N, key: &str) -> impl Future<Output = Result<T, E>> + Send {
+        (self.released)(notification, key)
     }
 }

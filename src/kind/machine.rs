@@ -14,7 +14,7 @@ use crate::observe::{Event, KindStatus, Surge, Window};
 use crate::state::{Reason, State};
 
 /// A time that never comes: no surge, no newcomer.
-const NEVER: u64 = u64::MAX;
+pub(super) const NEVER: u64 = u64::MAX;
 
 /// A closed, unforced kind as eviction sees it ([`Kind::standing`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +30,15 @@ pub(crate) struct Standing {
 pub(super) struct Cold {
     /// Shared with every kind on the same settings (most kinds run on the defaults).
     pub(super) settings: Arc<KindSettings>,
-    detector: Detector,
-    state: Packed,
-    since_ms: u64,
+    pub(super) detector: Detector,
+    pub(super) state: Packed,
+    pub(super) since_ms: u64,
     /// An operator forced the state: no automatic transition until reset.
-    forced: bool,
+    pub(super) forced: bool,
     /// Open: when the cool-down ends (`u64::MAX`: held open); half-open: when the probe ends.
-    until: u64,
+    pub(super) until: u64,
     /// The bucket in progress has seen only closed, unforced traffic.
-    clean: bool,
+    pub(super) clean: bool,
     /// Attempts in buckets already rolled into the detector.
     attempted_rolled: u64,
     trips: u64,
@@ -46,14 +46,14 @@ pub(super) struct Cold {
     /// the kind has been idle, learned at roll-over at no cost to the send path.
     last_send_ms: u64,
     /// What the last trip was judged on.
-    tripped_on: Option<Reading>,
+    pub(super) tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
-    reported_open: bool,
+    pub(super) reported_open: bool,
     /// When the planned surge in force ends (`NEVER`: none); the detector counts down its
     /// sends.
-    surge_until: u64,
+    pub(super) surge_until: u64,
     /// The next of the settings' planned surges to begin.
-    next_planned: u32,
+    pub(super) next_planned: u32,
     /// A surge began where no event could be sent (the kind's creation): report it next.
     surge_news: bool,
     /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
@@ -113,7 +113,7 @@ fn begin_planned(cold: &mut Cold, now: u64) -> bool {
 
 /// The first of `settings`' planned surges still to begin at `now`, for a kind whose surge in
 /// force (if any) ends at `surge_until`: one in progress begins now unless it is that one.
-fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
+pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
     let surges = &settings.surges;
     let mut next = surges
         .iter()
@@ -126,6 +126,17 @@ fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) -> u32 {
         next += 1;
     }
     u32::try_from(next).unwrap_or(u32::MAX)
+}
+
+/// A detector reading as the window an operator reads.
+pub(super) fn window(reading: &Reading) -> Window {
+    Window {
+        timescale: reading.timescale,
+        window_count: reading.count,
+        threshold: reading.threshold(),
+        expected: f64::from(reading.limit.expected),
+        bound: reading.limit.bound,
+    }
 }
 
 impl<C: Clock> Kind<C> {
@@ -326,7 +337,7 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Stores what the send path reads.
-    fn publish(&self, cold: &Cold) {
+    pub(super) fn publish(&self, cold: &Cold) {
         let limits = &self.limits.0;
         let headroom = match cold.state.state {
             State::Open => 0,
@@ -418,7 +429,7 @@ impl<C: Clock> Kind<C> {
     /// Runs `f` under the lock without advancing the window or making transitions, so that it
     /// calls no subscriber: safe to call while holding the breaker's configuration lock. The
     /// next send or refresh brings the kind up to now.
-    fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
+    pub(super) fn locked<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64) -> R) -> R {
         let now = self.shared().clock.now_ms();
         let mut cold = self.cold.lock();
         let result = f(self, &mut cold, now);

@@ -15,6 +15,7 @@ mod handle;
 mod machine;
 mod packed;
 mod sliced;
+mod stop;
 
 use std::sync::{Arc, OnceLock};
 
@@ -23,7 +24,6 @@ use crate::config::KindSettings;
 use crate::detect::Learned;
 use crate::observe::Subscribers;
 use crate::observe::metrics::KindMetrics;
-use crate::slice::Tracker;
 use atomics::Mutex;
 use gate::{Counters, Limits, Line};
 use machine::Cold;
@@ -34,6 +34,7 @@ pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use packed::Packed;
 pub(crate) use sliced::Sliced;
+pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
 #[derive(Debug)]
@@ -51,9 +52,6 @@ pub(crate) struct Kind<C> {
     counters: Line<Counters<C>>,
     /// With the kind's metrics handles, exported by cold work only, never by the send path.
     cold: Mutex<Cold>,
-    /// Its slices and repeat check, made when a send first names any: only sends that name
-    /// slices read it.
-    slices: OnceLock<Box<Tracker>>,
 }
 
 impl<C: Clock> Kind<C> {
@@ -77,8 +75,8 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name,
                 shared,
+                slices: OnceLock::new(),
             }),
-            slices: OnceLock::new(),
         };
         kind.start();
         kind
@@ -96,9 +94,9 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name: Arc::from(""),
                 shared,
+                slices: OnceLock::new(),
             }),
             cold: Mutex::new(Cold::new(settings, Learned::default(), 0, KindMetrics::none())),
-            slices: OnceLock::new(),
         }
     }
 
@@ -114,3 +112,15 @@ impl<C: Clock> Kind<C> {
 
 #[cfg(all(test, spikebreaker_loom))]
 mod loom_models;
+/// What a kind costs is mostly this struct (the footprint example's 1 KiB a kind includes it):
+/// a field that pushes it past a cache line's multiple costs every kind 64 bytes more.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    #[test]
+    fn a_kind_fits_in_thirteen_cache_lines() {
+        assert_eq!(
+            std::mem::size_of::<super::Kind<crate::clock::SystemClock>>(),
+            13 * 64
+        );
+    }
+}

@@ -55,7 +55,7 @@ impl<C: Clock> Kind<C> {
 
     /// The kind's slice tracker, made on first use with the kind's settings.
     fn tracker(&self) -> &Tracker {
-        self.slices.get_or_init(|| {
+        self.counters.0.slices.get_or_init(|| {
             let settings = Arc::clone(&self.cold.lock().settings.slices);
             Box::new(Tracker::new(settings))
         })
@@ -63,14 +63,16 @@ impl<C: Clock> Kind<C> {
 
     /// Runs the slices on new settings (a reload).
     pub(crate) fn apply_slices(&self, settings: &Arc<SliceSettings>) {
-        if let Some(tracker) = self.slices.get() {
+        if let Some(tracker) = self.counters.0.slices.get() {
             tracker.apply(Arc::clone(settings));
         }
     }
 
     /// Every tracked dimension's status and the repeat check's, at `now`.
     pub(crate) fn slice_status(&self, now: u64) -> (Vec<DimensionStatus>, Option<RepeatStatus>) {
-        self.slices
+        self.counters
+            .0
+            .slices
             .get()
             .map(|tracker| tracker.status(now))
             .unwrap_or_default()
@@ -79,7 +81,7 @@ impl<C: Clock> Kind<C> {
     /// Operator: closes `value`'s slice of `dimension`, forgetting its windows' counts. Whether
     /// the kind tracks that slice.
     pub(crate) fn reset_slice(&self, dimension: &str, value: &str) -> bool {
-        let Some(tracker) = self.slices.get() else {
+        let Some(tracker) = self.counters.0.slices.get() else {
             return false;
         };
         let cx = Context {
@@ -96,7 +98,7 @@ impl<C: Clock> Kind<C> {
     /// Exports the slices' metrics: per dimension its sends, refusals and trips, the open state
     /// of each value that has tripped, and the repeat check's refusals.
     pub(crate) fn export_slices(&self) {
-        if let Some(tracker) = self.slices.get() {
+        if let Some(tracker) = self.counters.0.slices.get() {
             crate::slice::metrics::export_slices(
                 &self.shared().name,
                 self.name(),
@@ -108,7 +110,9 @@ impl<C: Clock> Kind<C> {
 
     /// What the slices learned, per dimension (for a snapshot).
     pub(crate) fn learned_slices(&self) -> Learned {
-        self.slices
+        self.counters
+            .0
+            .slices
             .get()
             .map(|tracker| tracker.learned())
             .unwrap_or_default()

@@ -14,7 +14,8 @@
 //! **A recorder installed after the breaker** is found by the next
 //! [`Breaker::refresh`](crate::Breaker::refresh): handles registered with another recorder (the
 //! no-op one, when none was installed) are registered again with the one in force, once, and a
-//! warning is logged (`tracing`), so the series appear, from the kinds' own totals. Installing
+//! warning is logged (`tracing`), so the series appear, from the kinds' own totals; the breaker
+//! shows it as a problem (`recorder_late`, in its status and the [`PROBLEM`] gauge). Installing
 //! the recorder first is still best: until that refresh, the counters are missing. Without any
 //! recorder, everything is a no-op.
 //!
@@ -43,7 +44,12 @@ use ::metrics::{
     Counter, Gauge, Recorder, SharedString, Unit, counter, describe_counter, describe_gauge, gauge,
 };
 
+use super::problem::Problem;
 use super::status::KindStatus;
+
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use super::prometheus::prometheus;
 
 /// The label that carries the kind's name on every per-kind series.
 pub const KIND_LABEL: &str = "kind";
@@ -69,7 +75,8 @@ pub const WINDOW_SENDS: &str = "spikebreaker_window_sends";
 /// Gauge, per kind and timescale: the sends the window is expected to hold now.
 pub const EXPECTED_SENDS: &str = "spikebreaker_expected_sends";
 /// Gauge, per kind and timescale: the sends the window may hold; one more trips the kind
-/// (`+Inf` while the timescale is not judged yet).
+/// (`+Inf` while the timescale is not judged yet, which the Prometheus exporter writes as `inf`;
+/// JSON shows that threshold as `null`).
 pub const THRESHOLD_SENDS: &str = "spikebreaker_threshold_sends";
 /// Gauge, per kind: seconds the kind has been open (0 unless open).
 pub const OPEN_SECONDS: &str = "spikebreaker_open_seconds";
@@ -95,6 +102,12 @@ pub const SLICE_TRIPS: &str = "spikebreaker_slice_trips_total";
 pub const SLICE_OPEN: &str = "spikebreaker_slice_open";
 /// Counter, per kind: sends refused as repeats (the same notification to one recipient).
 pub const REPEAT_BLOCKED: &str = "spikebreaker_repeat_blocked_total";
+/// The label that carries a [`Problem`]'s name on [`PROBLEM`] (one of [`Problem::NAMES`]).
+pub const PROBLEM_LABEL: &str = "problem";
+/// Gauge, breaker-wide, per problem: 1 while the [`Problem`] stands, 0 otherwise (every problem
+/// is exported, so an alert can tell a cleared one from a missing series). Set when the breaker
+/// is made, at each save of the snapshot file and on [`Breaker::refresh`](crate::Breaker::refresh).
+pub const PROBLEM: &str = "spikebreaker_problem";
 /// Gauge, per [`Fleet`](crate::fleet::Fleet): 1 while the instance has no working link to Redis and
 /// detects on its own counts only, 0 while it syncs.
 #[cfg(feature = "redis")]
@@ -158,6 +171,10 @@ pub fn describe() {
         OVERFLOWED,
         Unit::Count,
         "Look-ups of new kinds sent to the _overflow kind because max_kinds were registered."
+    );
+    describe_gauge!(
+        PROBLEM,
+        "1 while the breaker has the problem: snapshot_set_aside, snapshot_unreadable, snapshot_not_saved, name_shared, recorder_late."
     );
     describe_counter!(
         QUARANTINE_HELD,
@@ -344,8 +361,7 @@ impl NameInUse {
     }
 
     /// Live breakers named `name`.
-    #[cfg(test)]
-    fn live(name: &str) -> usize {
+    pub(crate) fn live(name: &str) -> usize {
         NAMES_IN_USE.lock().get(name).map_or(0, |(live, _)| *live)
     }
 }
@@ -390,6 +406,15 @@ impl BreakerMetrics {
     pub(crate) fn export(&self, kinds: usize, overflowed: u64) {
         self.kinds.set(kinds as f64);
         self.overflowed.absolute(overflowed);
+    }
+
+    /// Sets [`PROBLEM`] for every problem: 1 for those in `standing`, 0 for the rest.
+    pub(crate) fn export_problems(&self, standing: &[Problem]) {
+        for name in Problem::NAMES {
+            let on = standing.iter().any(|problem| problem.as_str() == name);
+            gauge!(PROBLEM, BREAKER_LABEL => SharedString::from(Arc::clone(&self.name)), PROBLEM_LABEL => name)
+                .set(if on { 1.0 } else { 0.0 });
+        }
     }
 }
 

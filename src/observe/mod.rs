@@ -5,12 +5,17 @@
 
 mod event;
 pub mod metrics;
+mod problem;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod status;
 mod subscription;
 mod window;
 
 pub(crate) use event::Account;
 pub use event::Event;
+pub use problem::Problem;
+pub(crate) use problem::Problems;
 pub use status::{BreakerStatus, KindStatus, Surge};
 #[cfg(feature = "tokio")]
 pub use subscription::Events;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::problem::Problem;
 use super::window::Window;
 use crate::slice::{DimensionStatus, RepeatStatus};
 use crate::state::{Reason, State};
@@ -168,4 +169,9 @@ pub struct BreakerStatus {
     /// ([`Breaker::evict_idle`](crate::Breaker::evict_idle)).
     #[serde(default)]
     pub evicted: u64,
+    /// What is wrong with the breaker itself, for an operator to act on (empty when nothing
+    /// is): a snapshot file set aside or not saved, two live breakers sharing a name, a metrics
+    /// recorder installed late. Also in the `spikebreaker_problem` gauge.
+    #[serde(default)]
+    pub problems: Vec<Problem>,
 }

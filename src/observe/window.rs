@@ -17,7 +17,9 @@ pub struct Window {
     /// Sends attempted in the window.
     pub window_count: u64,
     /// The count the window may reach; one more trips the kind. `u64::MAX` while the timescale
-    /// is not judged (`bound` is `none`).
+    /// is not judged (`bound` is `none`), which JSON shows as `null`: a JavaScript reader would
+    /// read the number `18446744073709551615` as another one, and it is no count.
+    #[serde(with = "unjudged_as_null")]
     pub threshold: u64,
     /// Sends the window was expected to hold: what the kind's learned week and recent rate
     /// make normal for the time.
@@ -79,6 +81,23 @@ impl fmt::Display for Window {
     }
 }
 
+/// A threshold in JSON: `null` for a timescale not judged (`u64::MAX`), read back as `u64::MAX`;
+/// a number as written otherwise (`u64::MAX` written by an older version reads as well).
+mod unjudged_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(threshold: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *threshold {
+            u64::MAX => serializer.serialize_none(),
+            threshold => serializer.serialize_some(&threshold),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        Ok(Option::<u64>::deserialize(deserializer)?.unwrap_or(u64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +133,35 @@ mod tests {
         for (window, text) in cases {
             assert_eq!(window.to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_window_not_judged_has_no_threshold_in_json() {
+        let window = |threshold| Window {
+            timescale: Timescale::Day,
+            window_count: 3,
+            threshold,
+            expected: 0.0,
+            bound: if threshold == u64::MAX {
+                Bound::None
+            } else {
+                Bound::Floor
+            },
+        };
+        for (window, json) in [
+            (
+                window(u64::MAX),
+                r#"{"timescale":"day","window_count":3,"threshold":null,"expected":0.0,"bound":"none"}"#,
+            ),
+            (
+                window(600),
+                r#"{"timescale":"day","window_count":3,"threshold":600,"expected":0.0,"bound":"floor"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&window).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Window>(json).unwrap(), window);
+        }
+        let old = r#"{"timescale":"day","window_count":3,"threshold":18446744073709551615,"expected":0.0,"bound":"none"}"#;
+        assert_eq!(serde_json::from_str::<Window>(old).unwrap(), window(u64::MAX));
     }
 }

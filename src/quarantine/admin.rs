@@ -23,7 +23,7 @@
 //! let quarantine = Quarantine::new(MemoryStore::new(100_000));
 //! let routes = admin::router(breaker).merge(spikebreaker::quarantine::admin::router(quarantine));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9180").await?;
-//! axum::serve(listener, routes).await?;
+//! admin::serve(listener, routes).await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -131,11 +131,14 @@ pub struct ReleaseOrder {
 }
 
 impl ReleaseOrder {
-    /// Checks the pace: a rate must be a finite number above zero.
+    /// Checks the pace: a finite number of sends a minute, at least one an hour (1/60).
     pub fn validate(&self) -> Result<(), String> {
         match self.per_minute {
             Some(rate) if !(rate.is_finite() && rate > 0.0) => Err(format!(
                 "invalid `per_minute` = {rate}: must be a finite number above 0"
+            )),
+            Some(rate) if rate < super::pace::SLOWEST_PER_MINUTE => Err(format!(
+                "invalid `per_minute` = {rate}: the slowest pace is one an hour (0.0167 a minute)"
             )),
             _ => Ok(()),
         }
@@ -365,7 +368,8 @@ mod tests {
         };
         assert!(order(0.5).validate().is_ok());
         assert!(ReleaseOrder::default().validate().is_ok());
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(order(1.0 / 60.0).validate().is_ok());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-6, 0.01] {
             assert!(order(bad).validate().unwrap_err().contains("per_minute"), "{bad}");
         }
     }

@@ -88,7 +88,8 @@ use crate::state::Reason;
 pub use crate::guard::park::NoQuarantine;
 pub use item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
 pub use lend::{Acked, HoldError, Lender, Lent, Loan};
-pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Step};
+use release::Wake;
+pub use release::{DEFAULT_LEASE, DEFAULT_POLL, Released, Releaser, Serving, Step, Stop};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -96,7 +97,7 @@ pub use store::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "quarantine")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quarantine")))]
 pub use store::sqlite::{SqliteOptions, SqliteStore};
-pub use store::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError};
+pub use store::{Claim, Claimed, DEFAULT_MAX_ITEM_BYTES, FINISHED_KEPT, Outcome, Store, StoreError};
 pub use summary::{RecipientCount, Summary, TripSummary};
 
 /// The `breaker` label of a quarantine no guarded sender has taken yet.
@@ -118,6 +119,8 @@ struct Inner {
     /// The name of the breaker whose refusals it holds (the `breaker` label of its metrics):
     /// `"default"` until a guarded sender takes it.
     breaker: RwLock<Arc<str>>,
+    /// Wakes the releasers serving this quarantine when an operator approves items here.
+    wake: Arc<Wake>,
 }
 
 /// The trips a quarantine has named.
@@ -149,6 +152,7 @@ impl Quarantine {
                 trips: Mutex::new(Trips::default()),
                 last_warning_ms: AtomicU64::new(0),
                 breaker: RwLock::new(Arc::from(DEFAULT_NAME)),
+                wake: Arc::new(Wake::default()),
             }),
         }
     }
@@ -186,11 +190,16 @@ impl Quarantine {
     }
 
     /// Approves the held items of a kind (or of one of its trips, or those named) for release
-    /// under `order`; how many. A [`Releaser`] running with the sender sends them.
+    /// under `order`; how many. A [`Releaser`] running with the sender sends them (one serving in
+    /// this process is woken at once).
     pub fn release(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
         filter.for_action().map_err(StoreError::Invalid)?;
         order.validate().map_err(StoreError::Invalid)?;
-        self.inner.store.approve(filter, order)
+        let approved = self.inner.store.approve(filter, order)?;
+        if approved > 0 {
+            self.inner.wake.notify();
+        }
+        Ok(approved)
     }
 
     /// The idempotency key of item `id`: stable across attempts, unique across stores.

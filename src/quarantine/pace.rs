@@ -22,9 +22,13 @@ pub(crate) fn normal_per_minute<C: Clock>(breaker: &Breaker<C>, kind: &str) -> f
     (per_window * 60.0 / config.window_secs as f64).max(MIN_PER_MINUTE)
 }
 
-/// Milliseconds between two sends at `per_minute`.
+/// The slowest pace an order may set, in sends a minute: one an hour. A slower one (an order
+/// stored by an older version) is released at this pace.
+pub(crate) const SLOWEST_PER_MINUTE: f64 = 1.0 / 60.0;
+
+/// Milliseconds between two sends at `per_minute`: never more than an hour.
 pub(crate) fn interval_ms(per_minute: f64) -> u64 {
-    (60_000.0 / per_minute).ceil() as u64
+    (60_000.0 / per_minute.max(SLOWEST_PER_MINUTE)).ceil() as u64
 }
 
 #[cfg(test)]
@@ -44,8 +48,12 @@ mod tests {
     }
 
     #[test]
-    fn intervals_round_up() {
+    fn intervals_round_up_and_never_pass_an_hour() {
         assert_eq!(interval_ms(60.0), 1_000);
         assert_eq!(interval_ms(7.0), 8_572);
+        assert_eq!(interval_ms(SLOWEST_PER_MINUTE), 3_600_000);
+        // An order stored before the slowest pace was enforced.
+        assert_eq!(interval_ms(1e-6), 3_600_000);
+        assert_eq!(interval_ms(f64::MAX), 1);
     }
 }

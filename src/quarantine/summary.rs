@@ -18,6 +18,13 @@ pub(crate) const TOP_RECIPIENTS: usize = 5;
 pub struct Summary {
     /// One entry per kind and trip, oldest trip first within a kind.
     pub trips: Vec<TripSummary>,
+    /// Items the store holds but cannot read (a row or stream entry that does not parse: written
+    /// by another version, or edited by hand): left out of the trips above and of every listing,
+    /// and named in the store's log, rather than failing the whole answer. The embedded store
+    /// counts every such row; the Redis store, whose summary reads each trip's figures rather
+    /// than its items, counts those its answer read.
+    #[serde(default)]
+    pub unreadable: u64,
 }
 
 /// One trip of one kind.
@@ -64,22 +71,31 @@ pub struct RecipientCount {
 }
 
 impl TripSummary {
-    fn new(item: &Item) -> Self {
+    /// A trip of `kind` with no items counted yet.
+    pub(crate) fn empty(kind: &str, trip: u64, reason: Reason) -> Self {
         Self {
-            kind: item.kind.clone(),
-            trip: item.trip,
-            reason: item.reason,
+            kind: kind.to_owned(),
+            trip,
+            reason,
             held: 0,
             in_doubt: 0,
             approved: 0,
             sending: 0,
             released: 0,
             discarded: 0,
-            first_held_ms: item.held_at_ms,
-            last_held_ms: item.held_at_ms,
+            first_held_ms: 0,
+            last_held_ms: 0,
             recipients: 0,
             top_recipients: Vec::new(),
             sample: Vec::new(),
+        }
+    }
+
+    fn new(item: &Item) -> Self {
+        Self {
+            first_held_ms: item.held_at_ms,
+            last_held_ms: item.held_at_ms,
+            ..Self::empty(&item.kind, item.trip, item.reason)
         }
     }
 
@@ -113,6 +129,7 @@ struct Tally {
 #[derive(Default)]
 pub(crate) struct Gather {
     tallies: BTreeMap<(String, u64), Tally>,
+    unreadable: u64,
 }
 
 impl Gather {
@@ -131,6 +148,12 @@ impl Gather {
         }
     }
 
+    /// Counts `n` items the store could not read.
+    #[cfg(any(feature = "quarantine", feature = "redis"))]
+    pub(crate) fn unreadable(&mut self, n: u64) {
+        self.unreadable += n;
+    }
+
     /// The summary, each trip's sample read with `sample` (given the kind and the trip).
     pub(crate) fn finish<E>(
         self,
@@ -144,7 +167,10 @@ impl Gather {
             summary.sample = sample(&kind, trip)?;
             trips.push(summary);
         }
-        Ok(Summary { trips })
+        Ok(Summary {
+            trips,
+            unreadable: self.unreadable,
+        })
     }
 }
 

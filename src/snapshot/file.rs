@@ -16,41 +16,42 @@ use parking_lot::Mutex;
 
 use super::Snapshot;
 use crate::error::Error;
+use crate::observe::Problem;
 
 /// One snapshot file and its writes, one at a time.
 #[derive(Debug)]
 pub(crate) struct SnapshotFile {
     path: PathBuf,
-    writing: Mutex<()>,
+    /// Held while writing; `true` once the breaker closed the file with its last save, after
+    /// which nothing more is written (a save the saving thread was about to make would put an
+    /// older breaker's state over a newer one's, on a breaker rebuilt in the same process).
+    writing: Mutex<bool>,
 }
 
 impl SnapshotFile {
     pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path,
-            writing: Mutex::new(()),
+            writing: Mutex::new(false),
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// A new temporary file beside the snapshot file, for one write to be renamed over it:
-    /// `<name>.tmp.<pid>.<n>`, created exclusively (`O_EXCL`), so that no two writes ever share
-    /// one: not two breakers of one process on one path, not a breaker rebuilt while the old
-    /// one's last save runs, not two containers that both run as process 1 on a shared volume.
+    /// `<name>.tmp.<16 hex digits>`, created exclusively (`O_EXCL`), so that no two writes ever
+    /// share one: not two breakers of one process on one path, not a breaker rebuilt while the
+    /// old one's last save runs, not two containers that both run as process 1 on a shared
+    /// volume. The digits are unpredictable (a hash of the process and a count under the
+    /// process's random hash keys), so that whoever else can write the directory
+    /// cannot take every name a save would try and so stop the breaker from being built.
     fn create_temporary(&self) -> Result<(File, PathBuf), Error> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut last = None;
         for _ in 0..TEMPORARY_ATTEMPTS {
             let mut name = self.temporary_prefix();
-            name.push(format!(
-                "{}.{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            name.push(format!("{:016x}", unpredictable()));
             let path = self.path.with_file_name(name);
             match File::options().write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((file, path)),
@@ -115,37 +116,49 @@ impl SnapshotFile {
         }
     }
 
-    /// The snapshot in the file, if there is a readable one. Unfinished writes a crash left are
-    /// removed; a file that is not a snapshot this version reads (truncated, corrupt, another
-    /// program's, a newer version's) is warned about and set aside
-    /// ([`set_aside`](Self::set_aside)), and the breaker starts afresh. A file that cannot be
-    /// read at all (no permission, a directory) is warned about and left where it is.
-    pub(crate) fn load(&self) -> Option<Snapshot> {
+    /// The snapshot in the file, if there is one (`None`: no file, a first start). Unfinished
+    /// writes a crash left are removed. A file that is not a snapshot this version reads
+    /// (truncated, corrupt, another program's, a newer version's) is warned about and, with
+    /// `set_aside`, moved aside ([`set_aside`](Self::set_aside)); without, left in place. A file
+    /// that cannot be read at all (no permission, not a regular file) is warned about and left
+    /// in place. Either is the problem returned, and the breaker starts afresh (or, strict, is
+    /// not built).
+    pub(crate) fn load(&self, set_aside: bool) -> Result<Option<Snapshot>, Problem> {
         self.remove_unfinished();
-        let text = match fs::read(&self.path) {
+        let text = match read_regular(&self.path) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => {
                 tracing::warn!(
                     path = %self.path.display(),
                     %error,
                     "the snapshot file cannot be read: left in place, starting with nothing learned"
                 );
-                return None;
+                return Err(Problem::SnapshotUnreadable {
+                    path: self.shown(),
+                    why: error.to_string(),
+                });
             }
         };
         match text.and_then(|text| Snapshot::from_json(&text).map_err(|error| error.to_string())) {
-            Ok(snapshot) => Some(snapshot),
-            Err(why) => {
-                self.set_aside(&why);
-                None
-            }
+            Ok(snapshot) => Ok(Some(snapshot)),
+            Err(why) if set_aside => Err(self.set_aside(&why)),
+            Err(why) => Err(Problem::SnapshotUnreadable {
+                path: self.shown(),
+                why,
+            }),
         }
     }
 
+    /// The file's path, as a problem shows it.
+    pub(crate) fn shown(&self) -> String {
+        self.path.display().to_string()
+    }
+
     /// Moves an unreadable file out of the way, beside it as `<name>.corrupt` (`.corrupt.1`, ...
-    /// if taken), so that nothing is lost and the next save starts a good one; warns with `why`.
-    pub(crate) fn set_aside(&self, why: &str) {
+    /// if taken), so that nothing is lost and the next save starts a good one; warns with `why`,
+    /// and returns the problem.
+    pub(crate) fn set_aside(&self, why: &str) -> Problem {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".corrupt");
         let mut aside = self.path.with_file_name(&name);
@@ -156,20 +169,36 @@ impl SnapshotFile {
                 .path
                 .with_file_name(format!("{}.{n}", name.to_string_lossy()));
         }
-        match fs::rename(&self.path, &aside) {
-            Ok(()) => tracing::warn!(
-                path = %self.path.display(),
-                set_aside = %aside.display(),
-                why,
-                "the snapshot file cannot be read: set aside, starting with nothing learned"
-            ),
-            Err(error) => tracing::warn!(
-                path = %self.path.display(),
-                why,
-                %error,
-                "the snapshot file cannot be read, nor set aside: starting with nothing learned"
-            ),
+        let set_aside_as = match fs::rename(&self.path, &aside) {
+            Ok(()) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    set_aside = %aside.display(),
+                    why,
+                    "the snapshot file cannot be read: set aside, starting with nothing learned"
+                );
+                Some(aside.display().to_string())
+            }
+            Err(error) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    why,
+                    %error,
+                    "the snapshot file cannot be read, nor set aside: starting with nothing learned"
+                );
+                None
+            }
+        };
+        Problem::SnapshotSetAside {
+            path: self.shown(),
+            set_aside_as,
+            why: why.to_owned(),
         }
+    }
+
+    /// Writes nothing more: a breaker that is not built leaves the file as it found it.
+    pub(crate) fn abandon(&self) {
+        *self.writing.lock() = true;
     }
 
     /// Writes the snapshot `take` returns, atomically: to the temporary file, flushed to disk,
@@ -177,8 +206,32 @@ impl SnapshotFile {
     /// power loss. `take` runs once the previous save is done, so a snapshot taken earlier
     /// never overwrites a later one; a failed write removes its temporary file.
     pub(crate) fn save(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
-        let _one_at_a_time = self.writing.lock();
-        let snapshot = take();
+        let closed = self.writing.lock();
+        if *closed {
+            return Ok(());
+        }
+        self.write(take())
+    }
+
+    /// The last save: writes the snapshot `take` returns, once any save in progress is done,
+    /// and closes the file to every later one.
+    pub(crate) fn close(&self, take: impl FnOnce() -> Snapshot) -> Result<(), Error> {
+        let mut closed = self.writing.lock();
+        if std::mem::replace(&mut *closed, true) {
+            return Ok(());
+        }
+        self.write(take())
+    }
+
+    /// Writes `snapshot` (see [`save`](Self::save)); the caller holds the writing lock. Never
+    /// over what is not a regular file (a FIFO, a socket, a device, a directory): that is left
+    /// in place, and the save fails naming it.
+    fn write(&self, snapshot: Snapshot) -> Result<(), Error> {
+        if let Ok(found) = fs::metadata(&self.path) {
+            if !found.is_file() {
+                return Err(failed("replace", &self.path)(not_regular()));
+            }
+        }
         let (mut file, temporary) = self.create_temporary()?;
         let written = file
             .write_all(snapshot.to_json().as_bytes())
@@ -191,6 +244,38 @@ impl SnapshotFile {
         written?;
         sync_directory(&self.path).map_err(failed("flush the directory of", &self.path))
     }
+}
+
+/// The file at `path`, read whole if it is a regular file: a FIFO is opened without waiting
+/// for a writer (and refused, as a socket, a device or a directory is), so that nothing at the
+/// path can hold the breaker's start.
+fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn not_regular() -> io::Error {
+    io::Error::other("it is not a regular file (a FIFO, a socket, a device or a directory)")
+}
+
+/// 64 bits no other process can guess: the process and a count, hashed under the process's
+/// random hash keys (`RandomState`, seeded from the system's randomness).
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    NEXT.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// How old a temporary file must be for [`SnapshotFile::load`] to take it for a crash's leftover.
@@ -233,13 +318,14 @@ mod tests {
     fn a_saved_snapshot_reads_back_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = SnapshotFile::new(dir.path().join("learned.json"));
-        assert_eq!(file.load(), None, "no file yet");
+        assert_eq!(file.load(true), Ok(None), "no file yet");
         let snapshot = Snapshot {
             version: Snapshot::VERSION,
             kinds: Default::default(),
+            stops: Default::default(),
         };
         file.save(|| snapshot.clone()).unwrap();
-        assert_eq!(file.load(), Some(snapshot));
+        assert_eq!(file.load(true), Ok(Some(snapshot)));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -278,7 +364,8 @@ mod tests {
         let file = SnapshotFile::new(dir.path().join("learned.json"));
         for junk in ["first", "second"] {
             fs::write(file.path(), junk).unwrap();
-            assert_eq!(file.load(), None);
+            let problem = file.load(true).unwrap_err();
+            assert_eq!(problem.as_str(), "snapshot_set_aside", "{problem}");
         }
         assert!(!file.path().exists());
         assert_eq!(
@@ -298,6 +385,7 @@ mod tests {
             .save(|| Snapshot {
                 version: Snapshot::VERSION,
                 kinds: Default::default(),
+                stops: Default::default(),
             })
             .unwrap_err()
             .to_string();

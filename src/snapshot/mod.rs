@@ -1,12 +1,17 @@
 //! Saving and restoring what the breaker has learned, so that a restart does not forget what
-//! normal looks like (and does not hold every kind to the warm-up ceiling again).
+//! normal looks like (and does not hold every kind to the warm-up ceiling again), and what was
+//! stopped (a kind open on a trip or forced, forced closed, in dry-run, given a planned surge), so
+//! that a restart does not re-arm a runaway an operator stopped ([`stop`]).
 //!
-//! The format is versioned; a version-1 snapshot (spikebreaker 0.1's single-window baseline) is
-//! read and migrated: its normal becomes the kind's recent and long-run rates, its spread the
-//! minute spread, and its week is learned afresh. [`file`] keeps one in a file for a breaker.
+//! The format is versioned; older versions are read and migrated. A version-2 snapshot (0.2)
+//! has no stops: it restores what was learned, every kind closed. A version-1 snapshot
+//! (spikebreaker 0.1's single-window baseline): its normal becomes the kind's recent and long-run
+//! rates, its spread the minute spread, and its week is learned afresh. [`file`] keeps one in a
+//! file for a breaker.
 
 pub(crate) mod file;
 pub(crate) mod slices;
+mod stop;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +21,7 @@ use crate::detect::{HOURS, Learned, Profile};
 use crate::error::Error;
 use crate::json;
 use crate::name;
+pub(crate) use stop::StopSnapshot;
 
 /// The highest rate, in sends a second, a restored figure may claim: far beyond any sender, and
 /// small enough that learning on from it stays finite.
@@ -48,6 +54,9 @@ pub struct Snapshot {
     /// By kind name (each name once, by the kind-name rule).
     #[serde(deserialize_with = "name::unique_kinds")]
     pub(crate) kinds: BTreeMap<String, KindSnapshot>,
+    /// What was stopped, by kind name (the overflow kind's too); none in a version-2 snapshot.
+    #[serde(default, deserialize_with = "name::unique_kinds")]
+    pub(crate) stops: BTreeMap<String, StopSnapshot>,
 }
 
 /// What one kind has learned: its week, its recent and long-run rates, and how widely its counts
@@ -112,7 +121,7 @@ struct Version {
 
 impl Snapshot {
     /// The snapshot format this version writes.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// The snapshot as JSON.
     pub fn to_json(&self) -> String {
@@ -127,6 +136,11 @@ impl Snapshot {
                 let old: SnapshotV1 = json::object_naming_the_field(text).map_err(Error::Snapshot)?;
                 Self::migrate(old)?
             }
+            // Version 3 is version 2 with the stops, which a version 2 has none of.
+            2 => Self {
+                version: Self::VERSION,
+                ..json::object_naming_the_field(text).map_err(Error::Snapshot)?
+            },
             _ => json::object_naming_the_field(text).map_err(Error::Snapshot)?,
         };
         snapshot.validate()?;
@@ -160,17 +174,21 @@ impl Snapshot {
                 learned.phi_moments[0] = [spread as f32, 1.0];
                 learned.phi_hours[0] = 1;
             }
-            kinds.insert(name, KindSnapshot::capture(&learned));
+            // As migrated, not fitted: a figure beyond the ranges is refused, not cut.
+            kinds.insert(name, KindSnapshot::capture_exact(&learned));
         }
         Ok(Self {
             version: Self::VERSION,
             kinds,
+            stops: BTreeMap::new(),
         })
     }
 
     /// Refuses a snapshot of another version, with a kind name that breaks the kind-name rule
     /// ([`validate_kind_name`](crate::config::validate_kind_name)), a window the configuration could not
-    /// have, or a figure that is negative, not a number, or beyond a billion sends a second.
+    /// have, a figure that is negative, not a number, or beyond a billion sends a second, or a
+    /// stop no kind can be in (half-open, open for no trip, a surge of no sends or more than a
+    /// billion).
     pub fn validate(&self) -> Result<(), Error> {
         if self.version != Self::VERSION {
             return Err(Error::Snapshot(format!(
@@ -186,6 +204,16 @@ impl Snapshot {
             learned
                 .validate()
                 .map_err(|what| Error::Snapshot(format!("kind {kind:?}: {what}")))?;
+        }
+        for (kind, stop) in &self.stops {
+            if let Some(reason) = name::problem(kind) {
+                return Err(Error::Snapshot(format!(
+                    "stop of kind {}: {reason}",
+                    name::shown(kind)
+                )));
+            }
+            stop.validate()
+                .map_err(|what| Error::Snapshot(format!("stop of kind {kind:?}: {what}")))?;
         }
         Ok(())
     }
@@ -213,8 +241,41 @@ fn check(field: &str, value: f64, max: f64) -> Result<(), String> {
     }
 }
 
+/// `value` within `min..=max`, a NaN as 0.
+fn fit(value: f64, min: f64, max: f64) -> f64 {
+    if value.is_nan() {
+        0.0
+    } else {
+        value.clamp(min, max)
+    }
+}
+
 impl KindSnapshot {
+    /// What `learned` holds, each figure kept within what [`validate`](Self::validate) accepts:
+    /// learning from a snapshot at the edge of the ranges (a burst spread of 100, a week's hour
+    /// at a billion sends a second, which the week keeps in 8% steps) can carry a figure past
+    /// it, and the breaker's own next snapshot must read back.
     pub(crate) fn capture(learned: &Learned) -> Self {
+        let per_minute = MAX_SENDS_PER_SEC * 60.0;
+        let per_hour = per_minute * 60.0;
+        let mut kind = Self::capture_exact(learned);
+        for sends in kind.week.iter_mut().flatten() {
+            *sends = fit(*sends, 0.0, per_hour);
+        }
+        kind.average_per_minute = fit(kind.average_per_minute, 0.0, per_minute);
+        kind.recent_per_minute = fit(kind.recent_per_minute, 0.0, per_minute);
+        kind.longrun_per_hour = fit(kind.longrun_per_hour, 0.0, per_hour);
+        for [dev, mu2] in &mut kind.spread_moments {
+            *dev = fit(*dev, -per_hour * per_hour, per_hour * per_hour);
+            *mu2 = fit(*mu2, 0.0, per_hour * per_hour);
+        }
+        let [mean, var] = kind.burst;
+        kind.burst = [fit(mean, -100.0, 100.0), fit(var, 0.0, 100.0)];
+        kind
+    }
+
+    /// What `learned` holds, as it is.
+    fn capture_exact(learned: &Learned) -> Self {
         Self {
             week: learned.profile.hours().to_vec(),
             average_per_minute: learned.average.into(),
@@ -302,11 +363,12 @@ mod tests {
         let good = Snapshot {
             version: Snapshot::VERSION,
             kinds: BTreeMap::from([("a".to_owned(), KindSnapshot::capture(&Learned::default()))]),
+            stops: BTreeMap::new(),
         }
         .to_json();
         assert!(Snapshot::from_json(&good).is_ok());
         let cases = [
-            (good.replace("\"version\":2", "\"version\":3"), "version 3"),
+            (good.replace("\"version\":3", "\"version\":4"), "version 4"),
             (
                 good.replace("\"recent_per_minute\":0.0", "\"recent_per_minute\":-1.0"),
                 "recent_per_minute",

@@ -120,12 +120,43 @@ fn the_reader_skips_a_header_and_blank_lines_and_ignores_the_recipient() {
 }
 
 #[test]
-fn a_header_is_only_a_header_on_the_first_line() {
+fn a_header_is_only_a_header_as_the_first_line_that_is_not_blank() {
     let (sends, errors) = read_all(b"1,a\nt_ms,kind\n");
     assert_eq!(sends.len(), 1);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].0, 2);
     assert!(errors[0].1.contains("\"t_ms\""), "{}", errors[0].1);
+    // After blank lines, as an export with a leading empty line has it (before: refused as a
+    // bad time, "line 3: time \"t_ms\"").
+    let (sends, errors) = read_all(b"\n \r\nt_ms,kind\n1,a\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(sends, [(4, 1, "a".into())]);
+    // Only once: a second header is a bad line, after blank lines or not.
+    let (_, errors) = read_all(b"\nt_ms,kind\n\nt_ms,kind\n1,a\n");
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [4]);
+}
+
+#[test]
+fn a_stray_time_is_the_only_line_skipped() {
+    // 2000 is a typo among times a millisecond apart: it alone is wrong (before: the 3 after it
+    // was skipped too, as "backwards", 2 lines skipped where 1 is wrong).
+    let (sends, errors) = read_all(b"1,a\n2,a\n2000,a\n3,a\n4,a\n5,a\n");
+    let times: Vec<u64> = sends.iter().map(|s| s.1).collect();
+    assert_eq!(times, [1, 2, 3, 4, 5]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 3);
+    assert!(errors[0].1.contains("a stray time"), "{}", errors[0].1);
+    // A line that is early rather than the one before it late: only it is skipped.
+    let (sends, errors) = read_all(b"1,a\n5,a\n3,a\n6,a\n7,a\n");
+    assert_eq!(sends.iter().map(|s| s.1).collect::<Vec<_>>(), [1, 5, 6, 7]);
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [3]);
+    // The stray time is named before the line it had put in doubt is returned.
+    let mut reader = LogReader::new(&b"1,a\n9,a\n2,a\n3,a\n"[..]);
+    let mut lines = Vec::new();
+    while let Some(record) = reader.next_record() {
+        lines.push(record.map_or_else(|e| e.line(), |r| r.line));
+    }
+    assert_eq!(lines, [1, 2, 3, 4]);
 }
 
 #[test]
@@ -136,20 +167,21 @@ fn each_bad_line_is_named_and_reading_goes_on() {
     while let Some(record) = reader.next_record() {
         results.push(record.map(|r| r.t_ms));
     }
-    // A send is returned once the next send confirms its time: the 5 after the bad lines.
+    // A send is returned once a later send confirms its time, and a line earlier than it waits
+    // for that too (either could be the wrong one): the 8 confirms the 5, so the 4 was early.
+    assert!(matches!(results[0], Err(LogError::EmptyKind { line: 3 })));
+    assert!(matches!(results[1], Err(LogError::Malformed { line: 4, .. })));
+    assert!(matches!(results[2], Err(LogError::Time { line: 5, .. })));
+    assert!(matches!(results[3], Err(LogError::Malformed { line: 6, .. })));
+    assert!(matches!(results[4], Ok(5)));
     assert!(matches!(
-        results[0],
+        results[5],
         Err(LogError::Backwards {
             line: 2,
             t_ms: 4,
             previous_ms: 5
         })
     ));
-    assert!(matches!(results[1], Err(LogError::EmptyKind { line: 3 })));
-    assert!(matches!(results[2], Err(LogError::Malformed { line: 4, .. })));
-    assert!(matches!(results[3], Err(LogError::Time { line: 5, .. })));
-    assert!(matches!(results[4], Err(LogError::Malformed { line: 6, .. })));
-    assert!(matches!(results[5], Ok(5)));
     // A fourth column that is not `name=value` pairs names what is wrong.
     assert!(
         matches!(&results[6], Err(LogError::Slices { line: 8, problem }) if problem.contains("`name=value`"))
@@ -157,7 +189,7 @@ fn each_bad_line_is_named_and_reading_goes_on() {
     assert!(matches!(results[7], Ok(8)));
     assert!(matches!(results[8], Ok(10)));
     assert_eq!(results.len(), 9);
-    let message = results[0].as_ref().unwrap_err().to_string();
+    let message = results[5].as_ref().unwrap_err().to_string();
     assert!(
         message.starts_with("line 2:") && message.contains("backwards"),
         "{message}"
@@ -430,6 +462,88 @@ fn a_log_with_more_kinds_than_room_is_replayed_on_one_breaker_and_still_agrees()
     assert_eq!(trace.replay(&config).unwrap(), expected);
 }
 
+/// 200 kinds sent once each (a user id in the kind), then three jobs running away together.
+fn many_kinds_and_three_runaways() -> String {
+    let mut log = String::new();
+    for user in 0..200u64 {
+        log.push_str(&format!("{},user.{user}\n", user * 1_000));
+    }
+    for i in 0..600u64 {
+        for job in ["job.a", "job.b", "job.c"] {
+            log.push_str(&format!("{},{job}\n", 200_000 + i));
+        }
+    }
+    log
+}
+
+#[test]
+fn a_report_over_its_bound_shows_the_kinds_that_matter_and_folds_the_rest() {
+    let log = many_kinds_and_three_runaways();
+    let trace = Trace::read(log.as_bytes()).unwrap();
+    // Kind by kind (room for all), and on one breaker (room for 50 of the 203: the users fill
+    // it, overflow, and give their room to the jobs once idle for a minute).
+    let configs = [
+        Config::default(),
+        Config {
+            max_kinds: 50,
+            evict_idle_secs: 60,
+            ..Config::default()
+        },
+    ];
+    for config in configs {
+        let whole = trace.replay(&config).unwrap();
+        assert_eq!(whole.folded, None);
+        let replay = trace.replay_folded(&config, 5, true, &|_| {}).unwrap();
+        let report = &replay.report;
+        assert_eq!(report.kinds.len(), 5);
+        for job in ["job.a", "job.b", "job.c"] {
+            assert!(
+                report.kinds[job].trips >= 1,
+                "{job} shown: {:?}",
+                report.kinds.keys()
+            );
+        }
+        // Shown rows are the whole report's, and the folded row sums the others exactly.
+        for (kind, row) in &report.kinds {
+            assert_eq!(row, &whole.kinds[kind], "{kind}");
+        }
+        let folded = report.folded.as_ref().expect("the rest folded");
+        assert_eq!(folded.kinds as usize, whole.kinds.len() - 5);
+        let sum = |f: fn(&spikebreaker::backtest::KindReport) -> u64, kinds: &BTreeMap<String, _>| {
+            kinds.values().map(f).sum::<u64>()
+        };
+        assert_eq!(
+            sum(|k| k.attempted, &report.kinds) + folded.attempted,
+            report.sends
+        );
+        assert_eq!(
+            sum(|k| k.blocked, &report.kinds) + folded.blocked,
+            sum(|k| k.blocked, &whole.kinds)
+        );
+        assert_eq!(
+            sum(|k| k.trips, &report.kinds) + folded.trips,
+            sum(|k| k.trips, &whole.kinds)
+        );
+        // Timelines for the kinds shown only, as a full replay records them.
+        let full = trace.replay_with(&config, true, &|_| {}).unwrap();
+        assert!(replay.timelines.keys().eq(report.kinds.keys()));
+        for (kind, timeline) in &replay.timelines {
+            assert_eq!(timeline, &full.timelines[kind], "{kind}");
+        }
+        // Line by line, folded while reporting, and folded after: the same report.
+        let mut backtest = Backtest::new(config.clone()).unwrap();
+        let mut reader = LogReader::new(log.as_bytes());
+        while let Some(Ok(record)) = reader.next_record() {
+            let _ = backtest.check(record.t_ms, record.kind);
+        }
+        assert_eq!(&backtest.report_folded(5), report);
+        let mut folded_after = backtest.report();
+        folded_after.fold(5);
+        assert_eq!(&folded_after, report);
+        assert_eq!(backtest.kinds().len(), whole.kinds.len());
+    }
+}
+
 /// Each kind's sends as [`LogReader`] reads them (bad lines skipped), and the lines skipped.
 fn read_by_kind_line_by_line(log: &[u8]) -> (BTreeMap<String, Vec<u64>>, Vec<u64>) {
     let (sends, errors) = read_all(log);
@@ -456,13 +570,16 @@ fn read_by_kind_whole(log: &[u8]) -> (BTreeMap<String, Vec<u64>>, Vec<u64>) {
 
 #[test]
 fn the_whole_log_reads_as_the_line_reader_reads_it() {
-    let logs: [&[u8]; 8] = [
+    let logs: [&[u8]; 11] = [
         b"\xEF\xBB\xBFt_ms,kind\n1,a\n2,b\n",
         b"1,a\n5,b\n4,a\n6,a\n",
         b"1,a\n2,a\n2000,a\n3,a\n4,a\n5,b\n",
         b"1,a\n\"2\",\"b, c\"\n3,a\n",
         b"1,a\n2,\n3,\xff\n4,a\x1b\n5,a,b,c\n6, a \r\n7,\xc3\xa9t\xc3\xa9\n",
         b"t_ms,kind\nt_ms,kind\n1,a",
+        b"\n\nt_ms,kind\n1,a\nt_ms,kind\n",
+        b"1,a\n9,a\n2,a\n3,a\n",
+        b"1,a\n9,a\n5,a\n2,a\n3,a\n",
         b"",
         b"\n\n   \n",
     ];
@@ -492,8 +609,8 @@ fn a_bad_line_past_the_first_block_is_named_with_its_line() {
         }
     }
     let (whole, skipped) = read_by_kind_whole(log.as_bytes());
-    // The line after the stray time is doubted first, then the stray time named.
-    assert_eq!(skipped, [600_000, 700_001, 700_000, 900_000]);
+    // The stray time alone is skipped, not the line after it too.
+    assert_eq!(skipped, [600_000, 700_000, 900_000]);
     assert_eq!((whole, skipped), read_by_kind_line_by_line(log.as_bytes()));
     let error = Trace::read(log.as_bytes()).unwrap_err();
     assert_eq!(error.line(), 600_000);

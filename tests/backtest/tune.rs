@@ -2,7 +2,7 @@
 //! history and catch injected runaways sooner, excluded spans, the suggested configuration, and
 //! bad input.
 
-use crate::binary::spikebreaker;
+use crate::binary::{spikebreaker, spikebreaker_into_a_closed_pipe};
 use crate::support::{DAY_MS, HOUR_MS, MONDAY_MS, Profile, Traffic, burst, merge, tagged};
 use spikebreaker::Config;
 use spikebreaker::backtest::{Runaway, Trace, Tuner};
@@ -160,4 +160,13 @@ fn bad_input_exits_2_naming_what_is_wrong() {
         "an RFC 3339 time is read: {}",
         said(&output)
     );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_table_quietly() {
+    // `spikebreaker tune … | head` (before: "cannot write the table: Broken pipe", exit 1).
+    let output = spikebreaker_into_a_closed_pipe(&["tune", "--trace", "-"], &history(false));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
 }

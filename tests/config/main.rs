@@ -5,4 +5,7 @@
 mod snapshots;
 
 mod config;
+mod restart;
+mod roundtrip;
+mod settings;
 mod snapshot;

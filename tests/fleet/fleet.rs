@@ -9,12 +9,12 @@ use spikebreaker::fleet::{Fleet, FleetConfig};
 use spikebreaker::status::{Reason, State};
 use spikebreaker::{Breaker, Config, Decision, KindHandle, ManualClock, SystemClock};
 
-const KIND: &str = "security.2fa_changed";
+pub(crate) const KIND: &str = "security.2fa_changed";
 const SYNC_MS: u64 = 50;
 /// The warm-up ceiling: what one instance lets through before it trips on its own.
 const SINGLE_INSTANCE_LEAK: u64 = 500;
 
-fn fleet_config(server: &Server) -> FleetConfig {
+pub(crate) fn fleet_config(server: &Server) -> FleetConfig {
     FleetConfig {
         sync_interval_ms: SYNC_MS,
         connect_timeout_ms: 500,
@@ -24,13 +24,13 @@ fn fleet_config(server: &Server) -> FleetConfig {
     }
 }
 
-struct Instance {
-    breaker: Breaker<ManualClock>,
-    fleet: Fleet,
-    kind: KindHandle<ManualClock>,
+pub(crate) struct Instance {
+    pub(crate) breaker: Breaker<ManualClock>,
+    pub(crate) fleet: Fleet,
+    pub(crate) kind: KindHandle<ManualClock>,
 }
 
-fn instances(server: &Server, configs: Vec<Config>) -> Vec<Instance> {
+pub(crate) fn instances(server: &Server, configs: Vec<Config>) -> Vec<Instance> {
     let clock = ManualClock::new();
     configs
         .into_iter()
@@ -44,7 +44,7 @@ fn instances(server: &Server, configs: Vec<Config>) -> Vec<Instance> {
 }
 
 /// Polls `done` until it holds, failing the test after a generous bound.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -52,7 +52,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn linked(all: &[Instance]) {
+pub(crate) async fn linked(all: &[Instance]) {
     wait_until("every instance syncs", || {
         all.iter().all(|i| {
             let status = i.fleet.status();
@@ -62,13 +62,13 @@ async fn linked(all: &[Instance]) {
     .await;
 }
 
-fn fleet_window(instance: &Instance) -> Option<(u64, u64)> {
+pub(crate) fn fleet_window(instance: &Instance) -> Option<(u64, u64)> {
     let status = instance.fleet.status();
     let kind = status.kinds.into_iter().find(|k| k.kind == KIND)?;
     Some((kind.window_count, kind.unsent))
 }
 
-fn send(instance: &Instance, n: u64) -> u64 {
+pub(crate) fn send(instance: &Instance, n: u64) -> u64 {
     (0..n).filter(|_| instance.kind.check().is_allowed()).count() as u64
 }
 
@@ -393,9 +393,16 @@ async fn sixteen_thousand_busy_kinds_and_a_huge_name_do_not_stop_the_syncs() {
                 == KINDS
     })
     .await;
+    // And they go on. (Not "no sync ever failed": on two busy cores, in a debug build, a sync
+    // of every kind outlasted the 500 ms response timeout in the first of 30 runs of the whole
+    // suite, and the next sync recovered. A sync costing a round trip a kind would time out
+    // every time, and never get every kind synced above.)
     let syncs = all[0].fleet.status().syncs;
-    wait_until("the syncs go on", || all[0].fleet.status().syncs > syncs + 2).await;
-    assert_eq!(all[0].fleet.status().failures, 0);
+    wait_until("the syncs go on", || {
+        let status = all[0].fleet.status();
+        status.syncs > syncs + 2 && !status.degraded
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

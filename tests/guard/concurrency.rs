@@ -1,16 +1,22 @@
 //! Many threads sending at once, with trips and recoveries happening mid-run: nothing is lost or
 //! counted twice. Each sender tallies its own decisions; the breaker's figures must match them
-//! exactly, and every trip must be reported by exactly one event. Time is a [`ManualClock`] moved
-//! by a coordinating thread as the senders progress, so the run crosses bucket edges, cooldowns
-//! and probes while sends race, without sleeping.
+//! exactly, and every trip must be reported by exactly one event.
+//!
+//! Time is a [`ManualClock`] moved in lockstep with the senders: each makes a step's sends, all
+//! meet at a barrier, one moves the clock, and all go on only once it has moved. The sends of a
+//! step race each other (and cross bucket edges, cooldowns and probes as they do), but where the
+//! clock stands at each send does not depend on how threads are scheduled, so the outcome is
+//! fixed: each kind's trips are those of the same sends made one after the other on one thread,
+//! exactly. (Before, a thread moved the clock as it saw the senders progress; on a busy machine it
+//! starved, the senders ran ahead of time, and quiet kinds tripped as floods in 24 runs of 30.)
 //!
 //! And the bounded registry: a bug that puts a user id into the kind fills it, the overflow kind
 //! takes the rest (counted), and once the flood's kinds have been idle for `evict_idle_secs` they
 //! give their room back, while kinds in use are never evicted, by a sweep racing sends too.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -22,8 +28,10 @@ const OVERFLOW_KIND: &str = Breaker::OVERFLOW_KIND;
 
 const THREADS: u64 = 8;
 const SENDS: u64 = 25_000;
+/// Sends each thread makes between two moves of the clock: 2,000 a step in all.
+const STEP_SENDS: u64 = 250;
 
-/// One-second buckets, a warm-up ceiling of 1000 a window, a 30-second cooldown and a 5-second
+/// One-second buckets, a warm-up ceiling of 500 a window, a 30-second cooldown and a 5-second
 /// probe: a flood trips, recovers after a long pause, and trips again on its probe.
 fn config() -> Config {
     Config {
@@ -57,56 +65,43 @@ fn count_trips(breaker: &Breaker<ManualClock>) -> Arc<Mutex<HashMap<String, u64>
     trips
 }
 
-/// Calls `step` each time the senders have made `every` more sends, until `done`.
-fn every_sends(progress: &AtomicU64, done: &AtomicBool, every: u64, mut step: impl FnMut(u64)) {
-    let mut mark = 0;
-    while !done.load(Ordering::Acquire) {
-        if progress.load(Ordering::Relaxed) < mark + every {
-            thread::yield_now();
-            continue;
-        }
-        mark += every;
-        step(mark);
+/// The clock's move after step `step` (from 1): a second, and a minute every tenth step (past
+/// the cooldown, so tripped kinds probe and trip again).
+fn advance(clock: &ManualClock, step: u64) {
+    let secs = if step % 10 == 0 { 60 } else { 1 };
+    clock.advance(Duration::from_secs(secs));
+}
+
+/// Waits until every sender has made its sends of the step, has one of them run `between`, and
+/// lets them all go on only once it has.
+fn lockstep(barrier: &Barrier, between: impl FnOnce()) {
+    if barrier.wait().is_leader() {
+        between();
     }
+    barrier.wait();
 }
 
-/// Moves the clock as the senders progress: a second every 2,000 sends, a minute every 20,000
-/// (past the cooldown, so tripped kinds probe and trip again).
-fn coordinate(clock: &ManualClock, progress: &AtomicU64, done: &AtomicBool) {
-    every_sends(progress, done, 2_000, |mark| {
-        let secs = if mark % 20_000 == 0 { 60 } else { 1 };
-        clock.advance(Duration::from_secs(secs));
-    });
-}
-
-/// Runs `THREADS` senders, each making `SENDS` sends through `send(thread, i)`, alongside the
-/// clock's coordinator; returns each thread's tally per kind.
+/// Runs `THREADS` senders at once, each making `SENDS` sends through `send(thread, i)`, the
+/// clock moved between steps; returns the tallies per kind.
 fn run(clock: &ManualClock, send: impl Fn(u64, u64) -> (String, Decision) + Sync) -> HashMap<String, Tally> {
-    let progress = AtomicU64::new(0);
-    let done = AtomicBool::new(false);
+    let barrier = Barrier::new(THREADS as usize);
     let tallies: Vec<HashMap<String, Tally>> = thread::scope(|s| {
-        s.spawn(|| coordinate(clock, &progress, &done));
         let senders: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (send, progress) = (&send, &progress);
+                let (send, barrier) = (&send, &barrier);
                 s.spawn(move || {
-                    let mut tally: HashMap<String, Tally> = HashMap::new();
+                    let mut tally = HashMap::new();
                     for i in 0..SENDS {
-                        let (kind, decision) = send(t, i);
-                        let entry = tally.entry(kind).or_default();
-                        match decision {
-                            Decision::Allowed => entry.allowed += 1,
-                            Decision::Blocked(_) => entry.blocked += 1,
+                        count(&mut tally, send(t, i));
+                        if (i + 1) % STEP_SENDS == 0 {
+                            lockstep(barrier, || advance(clock, (i + 1) / STEP_SENDS));
                         }
-                        progress.fetch_add(1, Ordering::Relaxed);
                     }
                     tally
                 })
             })
             .collect();
-        let tallies = senders.into_iter().map(|h| h.join().unwrap()).collect();
-        done.store(true, Ordering::Release);
-        tallies
+        senders.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut total: HashMap<String, Tally> = HashMap::new();
     for tally in tallies {
@@ -117,6 +112,32 @@ fn run(clock: &ManualClock, send: impl Fn(u64, u64) -> (String, Decision) + Sync
         }
     }
     total
+}
+
+/// The same sends as [`run`], at the same clock readings, made one after the other on this
+/// thread: what the concurrent run must come to.
+fn run_in_order(
+    clock: &ManualClock,
+    send: impl Fn(u64, u64) -> (String, Decision),
+) -> HashMap<String, Tally> {
+    let mut tally = HashMap::new();
+    for step in 1..=SENDS / STEP_SENDS {
+        for t in 0..THREADS {
+            for i in (step - 1) * STEP_SENDS..step * STEP_SENDS {
+                count(&mut tally, send(t, i));
+            }
+        }
+        advance(clock, step);
+    }
+    tally
+}
+
+fn count(tally: &mut HashMap<String, Tally>, (kind, decision): (String, Decision)) {
+    let entry = tally.entry(kind).or_default();
+    match decision {
+        Decision::Allowed => entry.allowed += 1,
+        Decision::Blocked(_) => entry.blocked += 1,
+    }
 }
 
 /// The breaker's figures for every kind match what the senders saw, exactly.
@@ -142,44 +163,65 @@ fn assert_exact(
     }
 }
 
+/// Each kind tripped as often as in the run in order.
+fn assert_trips_as_in_order(
+    breaker: &Breaker<ManualClock>,
+    in_order: &Breaker<ManualClock>,
+    kinds: &[String],
+) {
+    for kind in kinds {
+        let (concurrent, alone) = (
+            breaker.kind_status(kind).unwrap(),
+            in_order.kind_status(kind).unwrap(),
+        );
+        assert_eq!(concurrent.trips, alone.trips, "{kind}: trips");
+    }
+}
+
+fn breaker_on_a_manual_clock(config: Config) -> (Breaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    (Breaker::with_clock(config, clock.clone()).unwrap(), clock)
+}
+
 #[test]
 fn one_kind_hammered_by_every_thread_counts_every_send_once() {
-    let clock = ManualClock::new();
-    let breaker = Breaker::with_clock(config(), clock.clone()).unwrap();
+    const KIND: &str = "security.2fa_changed";
+    let (breaker, clock) = breaker_on_a_manual_clock(config());
     let trips = count_trips(&breaker);
-    let handle = breaker.kind("security.2fa_changed");
-    let tallies = run(&clock, |_, _| {
-        ("security.2fa_changed".to_string(), handle.check())
-    });
+    let handle = breaker.kind(KIND);
+    let tallies = run(&clock, |_, _| (KIND.to_string(), handle.check()));
 
-    let tally = &tallies["security.2fa_changed"];
+    let tally = &tallies[KIND];
     assert_eq!(tally.allowed + tally.blocked, THREADS * SENDS);
-    assert!(
-        tally.blocked > 0 && tally.allowed >= 1_000,
-        "the flood tripped after the ceiling"
-    );
-    let status = handle.status();
-    assert!(
-        status.trips >= 2,
-        "tripped, probed and tripped again mid-run: {status:?}"
-    );
     assert_exact(&breaker, &tallies, &trips.lock());
+
+    let (in_order, in_order_clock) = breaker_on_a_manual_clock(config());
+    let alone = in_order.kind(KIND);
+    run_in_order(&in_order_clock, |_, _| (KIND.to_string(), alone.check()));
+    assert_trips_as_in_order(&breaker, &in_order, &[KIND.to_string()]);
+    assert!(
+        handle.status().trips >= 2,
+        "tripped, probed and tripped again mid-run: {:?}",
+        handle.status()
+    );
 }
 
 #[test]
 fn many_kinds_some_running_away_count_every_send_once() {
-    let clock = ManualClock::new();
-    let breaker = Breaker::with_clock(config(), clock.clone()).unwrap();
-    let trips = count_trips(&breaker);
-    // Kinds 0..4 take most of the traffic and trip; kinds 4..64 share the rest and stay under
-    // the ceiling.
-    let tallies = run(&clock, |t, i| {
+    // Kinds 0..4 take most of the traffic and trip; kinds 4..64 share the rest, about 8 sends a
+    // second each, far under the ceiling.
+    let kind_of = |t: u64, i: u64| {
         let k = if i % 4 != 0 {
             (t + i) % 4
         } else {
             4 + (t * SENDS + i / 4) % 60
         };
-        let kind = format!("kind.{k}");
+        format!("kind.{k}")
+    };
+    let (breaker, clock) = breaker_on_a_manual_clock(config());
+    let trips = count_trips(&breaker);
+    let tallies = run(&clock, |t, i| {
+        let kind = kind_of(t, i);
         let decision = breaker.check(&kind);
         (kind, decision)
     });
@@ -188,24 +230,31 @@ fn many_kinds_some_running_away_count_every_send_once() {
     let sent: u64 = tallies.values().map(|t| t.allowed + t.blocked).sum();
     assert_eq!(sent, THREADS * SENDS);
     assert_exact(&breaker, &tallies, &trips.lock());
-    for k in 0..4 {
-        assert!(breaker.kind_status(&format!("kind.{k}")).unwrap().trips >= 1);
+
+    let (in_order, in_order_clock) = breaker_on_a_manual_clock(config());
+    run_in_order(&in_order_clock, |t, i| {
+        let kind = kind_of(t, i);
+        let decision = in_order.check(&kind);
+        (kind, decision)
+    });
+    let kinds: Vec<String> = (0..64).map(|k| format!("kind.{k}")).collect();
+    assert_trips_as_in_order(&breaker, &in_order, &kinds);
+    for kind in &kinds[..4] {
+        assert!(breaker.kind_status(kind).unwrap().trips >= 1, "{kind} ran away");
     }
-    for k in 4..64 {
-        let status = breaker.kind_status(&format!("kind.{k}")).unwrap();
-        assert_eq!((status.trips, status.blocked), (0, 0), "kind.{k} never ran away");
+    for kind in &kinds[4..] {
+        let status = breaker.kind_status(kind).unwrap();
+        assert_eq!((status.trips, status.blocked), (0, 0), "{kind} never ran away");
     }
 }
 
 #[test]
 fn a_flood_of_distinct_kinds_stays_bounded_and_loses_no_send() {
     const MAX_KINDS: usize = 500;
-    let clock = ManualClock::new();
-    let config = Config {
+    let (breaker, clock) = breaker_on_a_manual_clock(Config {
         max_kinds: MAX_KINDS,
         ..config()
-    };
-    let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
+    });
     // A bug puts the user id into the kind: every send is a new kind.
     let tallies = run(&clock, |t, i| {
         let kind = format!("user.{}", t * SENDS + i);
@@ -216,12 +265,13 @@ fn a_flood_of_distinct_kinds_stays_bounded_and_loses_no_send() {
     let status = breaker.status();
     let statuses = &status.kinds;
     let registered = statuses.iter().filter(|s| &*s.kind != OVERFLOW_KIND).count();
-    assert!(registered <= MAX_KINDS, "{registered} kinds registered");
+    assert_eq!(registered, MAX_KINDS, "the first {MAX_KINDS} kinds, no more");
     let overflow = breaker.kind_status(OVERFLOW_KIND).unwrap();
     assert_eq!(
         overflow.attempted, status.overflowed,
         "every overflowed look-up was one send"
     );
+    assert_eq!(overflow.attempted, THREADS * SENDS - MAX_KINDS as u64);
     let attempted: u64 = statuses.iter().map(|s| s.attempted).sum();
     assert_eq!(
         attempted,
@@ -257,31 +307,31 @@ fn on_the_system_clock_every_send_is_counted_once_too() {
 #[test]
 fn eviction_racing_sends_never_takes_a_kind_in_use() {
     const MAX_KINDS: usize = 200;
-    let clock = ManualClock::new();
-    let config = Config {
+    /// Sends each thread makes between two moves of the clock: 1,000 a step in all.
+    const EVICTION_STEP: u64 = 125;
+    let (breaker, clock) = breaker_on_a_manual_clock(Config {
         max_kinds: MAX_KINDS,
         evict_idle_secs: 60,
         ..config()
-    };
-    let breaker = Breaker::with_clock(config, clock.clone()).unwrap();
+    });
     // Half the threads hold a handle on their own kind, resolved before the flood; the others
     // flood new names.
     let handles: Vec<_> = (0..THREADS)
         .map(|t| (t % 2 == 0).then(|| breaker.kind(&format!("held.{t}"))))
         .collect();
-    let progress = AtomicU64::new(0);
+    let barrier = Barrier::new(THREADS as usize);
     let done = AtomicBool::new(false);
     thread::scope(|s| {
-        // Time runs ten minutes every 1,000 sends, and every step evicts what is idle.
+        // A sweep racing the sends all along, besides the one between steps.
         s.spawn(|| {
-            every_sends(&progress, &done, 1_000, |_| {
-                clock.advance(Duration::from_secs(600));
+            while !done.load(Ordering::Acquire) {
                 breaker.evict_idle();
-            })
+                thread::yield_now();
+            }
         });
         let senders: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (breaker, progress, handle) = (&breaker, &progress, &handles[t as usize]);
+                let (breaker, barrier, handle, clock) = (&breaker, &barrier, &handles[t as usize], &clock);
                 s.spawn(move || {
                     for i in 0..SENDS {
                         match handle {
@@ -292,7 +342,13 @@ fn eviction_racing_sends_never_takes_a_kind_in_use() {
                                 let _ = breaker.check(&format!("user.{}", t * SENDS + i));
                             }
                         }
-                        progress.fetch_add(1, Ordering::Relaxed);
+                        // Time runs ten minutes a step, and every step evicts what is idle.
+                        if (i + 1) % EVICTION_STEP == 0 {
+                            lockstep(barrier, || {
+                                clock.advance(Duration::from_secs(600));
+                                breaker.evict_idle();
+                            });
+                        }
                     }
                     handle.as_ref().map(|h| h.status())
                 })

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn serve(breaker: Breaker<ManualClock>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, admin::router(breaker)).await.unwrap() });
+    tokio::spawn(async move { admin::serve(listener, admin::router(breaker)).await.unwrap() });
     address
 }
 
@@ -89,6 +89,12 @@ async fn status_shows_a_tripped_kind_among_every_kind() {
         (kind["attempted"].as_u64(), kind["blocked"].as_u64()),
         (Some(1_200), Some(700))
     );
+    // Not judged yet: no threshold (`null`, not 18446744073709551615).
+    assert_eq!(
+        (&kind["windows"][1]["threshold"], &kind["windows"][2]["threshold"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert!(!status.to_string().contains("18446744073709551615"), "{status}");
 }
 
 #[tokio::test]
@@ -329,7 +335,7 @@ async fn a_rebound_host_name_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let allowed_at = listener.local_addr().unwrap();
     let options = admin::Options::new().allow_host("breaker-admin.internal");
-    tokio::spawn(async move { axum::serve(listener, admin::router_with(breaker, options)).await });
+    tokio::spawn(admin::serve(listener, admin::router_with(breaker, options)));
     let request = "GET /status HTTP/1.1\r\nHost: breaker-admin.internal\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(allowed_at, request).await.0, 200);
 }
@@ -340,7 +346,7 @@ async fn with_a_token_every_request_must_carry_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let options = admin::Options::new().bearer_token("s3cret-t0ken");
-    tokio::spawn(async move { axum::serve(listener, admin::router_with(breaker, options)).await });
+    tokio::spawn(admin::serve(listener, admin::router_with(breaker, options)));
     let get = |authorization: &str| {
         format!("GET /status HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n")
     };

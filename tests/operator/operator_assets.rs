@@ -58,7 +58,8 @@ fn exported() -> BTreeSet<String> {
         breaker
             .plan_surge("email.receipt", 10, Duration::from_secs(60))
             .unwrap();
-        let sender = sender_fn(|_: Email| Ok::<_, std::io::Error>(()));
+        let sender = sender_fn(|_: Email| Ok::<_, std::io::Error>(()))
+            .released(|_: Email, _key: &str| Ok::<_, std::io::Error>(()));
         let held = Quarantine::new(MemoryStore::new(10));
         let guarded = Guarded::new(sender, breaker.clone()).with_quarantine(held.clone());
         let full =
@@ -148,6 +149,7 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
         "SpikebreakerFleetDegraded",
         "SpikebreakerOverflowInUse",
         "SpikebreakerPlannedSurgeActive",
+        "SpikebreakerProblem",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
         assert!(

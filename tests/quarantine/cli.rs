@@ -3,6 +3,9 @@
 
 use std::process::{Command, Output};
 
+#[path = "../support/cli.rs"]
+mod binary;
+
 use serde_json::Value;
 use spikebreaker::Guarded;
 use spikebreaker::quarantine::{Filter, ItemState, Quarantine, Query, SqliteStore};
@@ -166,4 +169,31 @@ fn the_operators_tools_keep_the_bound_the_service_set() {
     held(&guarded, email(RUNAWAY, "b@example.com"));
     let refused = spikebreaker::Sender::send(&guarded, email(RUNAWAY, "c@example.com")).unwrap_err();
     assert!(refused.is_blocked(), "full at 2: handed back, {refused:?}");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `spikebreaker quarantine … | head` (before: a panic on the broken pipe, exit code 101).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.db");
+    let (breaker, _) = breaker();
+    let service = Quarantine::new(SqliteStore::open(&path).unwrap());
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(service);
+    force_open(&breaker, RUNAWAY);
+    for i in 0..3 {
+        held(&guarded, email(RUNAWAY, &format!("u{i}@example.com")));
+    }
+    let store = path.to_str().unwrap();
+    for args in [
+        &["list"][..],
+        &["show", "--kind", RUNAWAY],
+        &["release", "--kind", RUNAWAY, "--ids", "1"],
+        &["discard", "--kind", RUNAWAY, "--reason", "a loop"],
+    ] {
+        let args = [&["quarantine", "--store", store][..], args].concat();
+        let output = binary::spikebreaker_into_a_closed_pipe(&args, "");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
 }

@@ -6,16 +6,24 @@
 
 #[cfg(feature = "admin")]
 mod admin;
+#[cfg(feature = "quarantine")]
+mod bulk;
 #[cfg(all(feature = "cli", feature = "quarantine"))]
 mod cli;
-#[cfg(feature = "redis")]
+#[cfg(feature = "quarantine")]
+mod edges;
+#[cfg(all(feature = "redis", not(spikebreaker_no_redis_server)))]
 mod redis;
+#[cfg(all(feature = "redis", not(spikebreaker_no_redis_server)))]
+mod redis_edges;
 mod release;
 mod senders;
+mod serving;
 #[cfg(feature = "quarantine")]
 mod sqlite;
 
-// A suite whose feature is off shows as ignored, naming the feature, rather than as nothing.
+// A suite whose feature is off, or whose server is missing, shows as ignored, naming what it
+// needs, rather than as nothing.
 #[cfg(not(feature = "admin"))]
 #[test]
 #[ignore = "needs --features admin"]
@@ -29,6 +37,12 @@ fn cli() {}
 #[cfg(not(feature = "redis"))]
 #[test]
 #[ignore = "needs --features redis"]
+fn redis() {}
+
+#[cfg(all(feature = "redis", spikebreaker_no_redis_server))]
+#[test]
+#[ignore = "no redis-server on the PATH when the tests were built (apt-get install redis-server; \
+            SPIKEBREAKER_REDIS_TESTS=require makes it fail instead)"]
 fn redis() {}
 
 #[cfg(not(feature = "quarantine"))]
@@ -162,11 +176,15 @@ where
     assert!(refused.is_quarantined(), "{refused:?}");
 }
 
-/// A releaser whose lease ran out reports a failure after the next releaser took its item over:
-/// the item stays with the next claim (before: held again under the next releaser's feet), and
-/// the next one's send is recorded. Every store must pass it.
-pub fn a_late_failure_leaves_the_next_claim(quarantine: Quarantine) {
-    use spikebreaker::quarantine::{Claim, Filter, ItemState, Outcome, Query, ReleaseOrder};
+/// A breaker with `RECEIPT` forced open on the manual clock, and a guarded sender that held one
+/// receipt in `quarantine`, approved for release.
+pub fn one_approved(
+    quarantine: &Quarantine,
+) -> (
+    Breaker<ManualClock>,
+    Guarded<Outbox, spikebreaker::guard::ByNotification, ManualClock, Quarantine>,
+) {
+    use spikebreaker::quarantine::{Filter, ReleaseOrder};
     let (breaker, _) = breaker();
     let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
     force_open(&breaker, RECEIPT);
@@ -174,6 +192,15 @@ pub fn a_late_failure_leaves_the_next_claim(quarantine: Quarantine) {
     quarantine
         .release(&Filter::kind(RECEIPT), &ReleaseOrder::default())
         .unwrap();
+    (breaker, guarded)
+}
+
+/// A releaser whose lease ran out reports a failure after the next releaser took its item over:
+/// the item stays with the next claim (before: held again under the next releaser's feet), and
+/// the next one's send is recorded. Every store must pass it.
+pub fn a_late_failure_leaves_the_next_claim(quarantine: Quarantine) {
+    use spikebreaker::quarantine::{Claim, Filter, ItemState, Outcome, Query};
+    let _approved = one_approved(&quarantine);
     let store = quarantine.store();
     let claim = |owner| match store.claim(RECEIPT, owner, std::time::Duration::ZERO).unwrap() {
         Claim::Item(claimed) => claimed,

@@ -2,7 +2,7 @@
 //! instances releasing it at once send each item once.
 
 #[path = "../support/redis_server.rs"]
-mod redis_server;
+pub mod redis_server;
 
 use std::sync::Barrier;
 use std::time::Duration;

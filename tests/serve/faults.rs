@@ -8,10 +8,13 @@ use crate::python::{python, run_python};
 use crate::server::{Server, request};
 
 #[test]
+#[cfg_attr(
+    spikebreaker_no_python,
+    ignore = "no SPIKEBREAKER_PYTHON when the tests were built (a Python with tests/serve/python/requirements.txt; \
+              SPIKEBREAKER_PYTHON_TESTS=require makes it fail instead)"
+)]
 fn malformed_and_oversized_protobuf_get_a_grpc_status_and_the_server_stays_up() {
-    let Some(python) = python() else {
-        return;
-    };
+    let python = python();
     let server = Server::start("");
     let out = run_python(
         &python,
@@ -75,4 +78,46 @@ fn an_oversized_http_body_is_refused_with_413_before_it_is_read() {
         assert_eq!(reply.status, 413, "{path}: {}", reply.body);
     }
     assert_eq!(server.http("GET", "/admin/status", "").json()["registered"], 0);
+}
+
+/// The connections `spikebreaker serve` keeps on its HTTP port (`admin::ServeLimits`' default).
+const HTTP_CONNECTIONS: usize = 256;
+
+#[test]
+fn half_sent_connections_past_the_bound_leave_room_for_a_sender() {
+    use std::io::{Read, Write};
+    let server = Server::start("");
+    // Connections that send half a request head and then nothing, past the bound. Served with
+    // a plain axum::serve, each stayed open as long as its client liked (until the process ran
+    // out of file descriptors and accepted nothing more).
+    let mut half_sent: Vec<std::net::TcpStream> = (0..HTTP_CONNECTIONS + 44)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+            // The server may have closed it already, to make room for newer ones.
+            let _ = stream.write_all(b"POST /v1/check HTTP/1.1\r\nHost: localhost\r\nX-Wait: ");
+            stream
+        })
+        .collect();
+    let reply = server.http("POST", "/v1/check", r#"{"kind": "email.receipt"}"#);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Accepted in order, the sender's connection last: by the time it was answered, the oldest
+    // half-sent ones had been closed to make room (a closed one reads as its end, or as reset).
+    let oldest = half_sent.len() - HTTP_CONNECTIONS;
+    for (i, stream) in half_sent[..oldest].iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let read = stream.read(&mut [0; 1]);
+        assert!(
+            match &read {
+                Ok(0) => true,
+                Err(error) => !matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                Ok(_) => false,
+            },
+            "half-sent connection {i} still open: {read:?}"
+        );
+    }
 }

@@ -31,11 +31,17 @@ fn sighup_and_the_admin_route_reload_the_file_and_a_bad_file_leaves_the_running_
     );
     assert_eq!(minute_threshold(&server, "email.receipt"), 100);
 
-    for bad in [
+    // Each SIGHUP's refusal is logged once; the next file is written only after it, so that no
+    // reload reads a file half written (an empty one is a valid configuration).
+    let mut logged = String::new();
+    for (refusals, bad) in [
         "[defaults]\nwarmup_ceiling = \"many\"\n",
         "[defaults\n",
         "[server]\nlease_secs = 0\n",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         std::fs::write(&file, bad).unwrap();
         let refused = server.http("POST", "/admin/reload", "");
         assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
@@ -46,6 +52,15 @@ fn sighup_and_the_admin_route_reload_the_file_and_a_bad_file_leaves_the_running_
                 .contains("the running configuration stays")
         );
         server.signal("HUP");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while logged.matches("reload refused").count() <= refusals {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SIGHUP did not reload:\n{logged}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            logged.push_str(&server.stderr_text());
+        }
         assert_eq!(minute_threshold(&server, "email.receipt"), 100, "{bad}");
     }
 }
@@ -130,4 +145,59 @@ fn the_envoy_snippet_points_at_the_example_servers_domain_port_and_descriptor_ke
     assert!(config.contains("grpc = \"127.0.0.1:8081\"") && envoy.contains("port_value: 8081"));
     assert!(envoy.contains("descriptor_key: kind "));
     assert!(envoy.contains("transport_api_version: V3"));
+}
+
+#[test]
+fn a_server_whose_standard_output_is_closed_serves_and_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spikebreaker.toml");
+    std::fs::write(&file, "").unwrap();
+    // A pipe whose reader has exited, as when the server's output goes to `| head` or a
+    // supervisor that stopped reading it: every write to it fails.
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let closed = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spikebreaker"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path())
+        .stdout(closed)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // The HTTP listener's log line comes after the line on standard output: before, the
+    // server panicked writing that one (exit 101) and never logged this.
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!(
+                "the server ended before serving ({:?}):\n{seen}",
+                child.wait().unwrap()
+            );
+        }
+        seen.push_str(&line);
+        if line.contains("HTTP: /v1") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{status:?}\n{seen}{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    assert!(
+        dir.path().join("snapshot.json").exists(),
+        "the snapshot saved at the stop"
+    );
 }

@@ -28,6 +28,10 @@ pub(crate) struct BacktestArgs {
     /// Writes an HTML page (one file, viewable offline) with a chart per kind and a summary.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// The most kinds the report shows one by one (the most trips, then blocked, then sends);
+    /// the others are summed in its `folded` row.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_report_kinds: u32,
 }
 
 /// How many sends between progress updates of the line-by-line replay.
@@ -37,6 +41,7 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Failure> {
     let config = super::load_config(args.config.as_deref())?;
     config.validate().map_err(|e| Failure::BadInput(e.to_string()))?;
     let mut report_file = args.report.as_deref().map(super::create).transpose()?;
+    let max_kinds = args.max_report_kinds as usize;
     let (report, timelines) = match &args.decisions {
         Some(path) => line_by_line(args, config.clone(), path, report_file.is_some())?,
         None => {
@@ -48,24 +53,37 @@ pub(crate) fn run(args: &BacktestArgs) -> Result<(), Failure> {
                 }
             };
             let replay = trace
-                .replay_with(&config, report_file.is_some(), &progress)
+                .replay_folded(&config, max_kinds, report_file.is_some(), &progress)
                 .map_err(|e| Failure::BadInput(e.to_string()))?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
+            super::warn_unmatched("backtest", &config, trace.kinds().map(|(kind, _)| kind));
             (replay.report, replay.timelines)
         }
     };
-    super::warn_unmatched("backtest", &config, report.kinds.keys().map(String::as_str));
+    if let Some(folded) = &report.folded {
+        eprintln!(
+            "spikebreaker backtest: the report shows {} of {} kinds one by one (the most trips, then blocked, then \
+             sends); the other {} are summed in `folded` ({} sends, {} blocked, {} trips); --max-report-kinds shows more",
+            report.kinds.len(),
+            report.kinds.len() as u64 + folded.kinds,
+            folded.kinds,
+            folded.attempted,
+            folded.blocked,
+            folded.trips,
+        );
+    }
     if let (Some(out), Some(path)) = (&mut report_file, &args.report) {
         let failed = |e: io::Error| Failure::Io(format!("cannot write {}: {e}", path.display()));
         write_html(&report, &timelines, out).map_err(failed)?;
         out.flush().map_err(failed)?;
     }
-    let mut stdout = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &report)
-        .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))?;
-    writeln!(stdout).map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
+    super::to_stdout(|stdout| {
+        serde_json::to_writer_pretty(&mut *stdout, &report)?;
+        writeln!(stdout)
+    })
+    .map_err(|e| Failure::Io(format!("cannot write the report: {e}")))
 }
 
 /// The log replayed line by line on one breaker, each decision written to `decisions`.
@@ -120,7 +138,11 @@ fn line_by_line(
     if sends == 0 {
         eprintln!("spikebreaker backtest: warning: the trace holds no sends");
     }
-    Ok((backtest.report(), backtest.timelines()))
+    super::warn_unmatched("backtest", &backtest.breaker().config(), backtest.kinds());
+    let report = backtest.report_folded(args.max_report_kinds as usize);
+    let mut timelines = backtest.timelines();
+    timelines.retain(|kind, _| report.kinds.contains_key(kind));
+    Ok((report, timelines))
 }
 
 /// A kind as a CSV field: quoted when it holds a comma or a quote.

@@ -6,7 +6,7 @@
 //! the configuration, is here.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read};
+use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -248,6 +248,17 @@ fn create(path: &Path) -> Result<io::BufWriter<File>, Failure> {
     File::create(path)
         .map(|file| io::BufWriter::with_capacity(1 << 16, file))
         .map_err(|e| Failure::BadInput(format!("cannot create {}: {e}", path.display())))
+}
+
+/// Writes to standard output through `write`. A reader that went away (`spikebreaker … | head`,
+/// once `head` has what it wants) ends the output quietly, as it ends any Unix tool's: no
+/// message, and success, since nothing failed that the reader still wanted.
+fn to_stdout(write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    match write(&mut stdout).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
+    }
 }
 
 /// A buffered standard input or file for the line-by-line replay.

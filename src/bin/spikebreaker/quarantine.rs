@@ -5,6 +5,7 @@
 //! `release` approves: the items go out from the service's releaser, through its sender, at the
 //! kind's pace.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -259,8 +260,9 @@ fn open(args: &QuarantineArgs) -> Result<Quarantine, Failure> {
 }
 
 fn print(value: &impl Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::Store(format!("cannot write the answer: {e}")))?;
-    println!("{text}");
-    Ok(())
+    super::to_stdout(|stdout| {
+        serde_json::to_writer_pretty(&mut *stdout, value)?;
+        writeln!(stdout)
+    })
+    .map_err(|e| Failure::Store(format!("cannot write the answer: {e}")))
 }

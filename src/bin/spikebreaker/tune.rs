@@ -86,15 +86,15 @@ pub(crate) fn run(args: &TuneArgs) -> Result<(), Failure> {
             .map_err(failed)?;
         file.flush().map_err(failed)?;
     }
-    let mut stdout = io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &tuning)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        stdout.write_all(table(&tuning).as_bytes())
-    };
-    written.map_err(|e| Failure::Io(format!("cannot write the table: {e}")))
+    super::to_stdout(|stdout| {
+        if args.json {
+            serde_json::to_writer_pretty(&mut *stdout, &tuning)?;
+            writeln!(stdout)
+        } else {
+            stdout.write_all(table(&tuning).as_bytes())
+        }
+    })
+    .map_err(|e| Failure::Io(format!("cannot write the table: {e}")))
 }
 
 /// The table: per kind, the base settings' false trips and runaway sends let through, and the

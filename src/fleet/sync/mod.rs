@@ -14,6 +14,13 @@ use crate::state::{Reason, State};
 use normal::FleetNormal;
 pub(crate) use script::{Keys, Outgoing, Probe, Reply, SCRIPT};
 
+/// How long a fleet trip key lives under manual recovery, from the last sync of an instance that
+/// holds the kind open: a week. Such a trip lasts until an operator resets it, and every instance
+/// holding it open starts the key's week again at each sync; the week only runs out once none
+/// does (their kinds evicted, or the instances gone), so that a key no instance can reset any
+/// more does not stay in Redis, and open the kind on every instance that joins, for ever.
+pub(crate) const MANUAL_TRIP_TTL_MS: u64 = 7 * 24 * 3_600_000;
+
 /// What a reply asks of the local kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -151,7 +158,12 @@ impl KindSync {
             } else {
                 self.threshold
             },
-            trip_ttl_ms: if auto { settings.cooldown_ms.max(1) } else { 0 },
+            trip_ttl_ms: if auto {
+                settings.cooldown_ms.max(1)
+            } else {
+                MANUAL_TRIP_TTL_MS
+            },
+            keep_trip: !auto && status.state == State::Open && !status.forced && !status.dry_run,
             trip_reason,
             probe,
             probe_ttl_ms: settings.probe_ms.max(4 * interval_ms),

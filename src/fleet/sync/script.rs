@@ -88,7 +88,11 @@ pub(crate) struct Outgoing {
     /// The kind's keys: the script call is built from this alone.
     pub(crate) keys: Arc<Keys>,
     pub(crate) threshold: u64,
+    /// How long the trip key lives: the cooldown, or, under manual recovery,
+    /// [`MANUAL_TRIP_TTL_MS`](super::MANUAL_TRIP_TTL_MS).
     pub(crate) trip_ttl_ms: u64,
+    /// The kind is held open here until an operator resets it: the trip key's life starts again.
+    pub(crate) keep_trip: bool,
     pub(crate) trip_reason: &'static str,
     pub(crate) probe: u8,
     pub(crate) probe_ttl_ms: u64,
@@ -121,7 +125,8 @@ impl Outgoing {
             .arg(id)
             .arg(channel)
             .arg(kind)
-            .arg(self.aligned);
+            .arg(self.aligned)
+            .arg(u8::from(self.keep_trip));
         for &(age, count, upto) in &self.deltas {
             call.arg(age).arg(count).arg(upto);
         }

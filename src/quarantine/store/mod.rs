@@ -19,7 +19,7 @@ pub(crate) mod redis;
 pub(crate) mod sqlite;
 
 /// Items read a page when a summary pages through a store.
-const PAGE: usize = 1_000;
+pub(crate) const PAGE: usize = 1_000;
 
 /// Finished items (released, discarded) a store keeps for audit, the newest; older ones are
 /// forgotten (the embedded store lets up to a thousand more gather before it forgets, so that it
@@ -134,6 +134,11 @@ pub enum StoreError {
     /// The call asked for something the store cannot do (a bad pace, no kind named).
     #[error("invalid quarantine request: {0}")]
     Invalid(String),
+    /// The item is larger than the store takes (its `max_item_bytes`): refused whole, and the
+    /// store is none the worse for it (a hold's notification goes back to its caller). The text
+    /// names the kind, the size and the bound.
+    #[error("quarantine item too large: {0}")]
+    TooLarge(String),
 }
 
 impl StoreError {
@@ -146,6 +151,32 @@ impl StoreError {
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Self::Corrupt { .. })
     }
+
+    /// Whether the item was larger than the store takes.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Self::TooLarge(_))
+    }
+}
+
+/// The largest item a store takes by default (`max_item_bytes`): 1 MiB of notification JSON,
+/// kind and recipient. A notification larger is not one to hold (a runaway's attachment, say),
+/// and writing it would stall the store for every other hold.
+pub const DEFAULT_MAX_ITEM_BYTES: u64 = 1 << 20;
+
+/// Refuses `item` if its notification, kind and recipient come to more than `max` bytes, naming
+/// the kind, the size and the bound: before it is written anywhere, so that a store never stalls
+/// on it (nor takes itself for unreachable when it times out).
+#[cfg(any(feature = "quarantine", feature = "redis"))]
+pub(crate) fn check_size(item: &NewItem, max: u64) -> Result<(), StoreError> {
+    let bytes =
+        item.notification.get().len() + item.kind.len() + item.recipient.as_ref().map_or(0, String::len);
+    if bytes as u64 > max {
+        return Err(StoreError::TooLarge(format!(
+            "a notification of kind {:?} comes to {bytes} bytes, over the store's bound of {max} (`max_item_bytes`)",
+            item.kind
+        )));
+    }
+    Ok(())
 }
 
 // Defined beside the trait it pages through, so that the figures (`summary`) need nothing of a

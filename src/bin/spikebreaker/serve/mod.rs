@@ -18,6 +18,7 @@ mod quarantine;
 mod rls;
 mod settings;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::R
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use parking_lot::RwLock;
+use spikebreaker::admin::{self, ServeLimits};
 use spikebreaker::fleet::Fleet;
 use spikebreaker::guard::ByNotification;
 use spikebreaker::quarantine::{
@@ -246,11 +248,17 @@ async fn serve<C: Clock>(
     let http = listen(&app.server.http).await?;
     // One line on standard output once both are bound, for whoever started the server (a
     // test on port 0 learns its ports from it).
-    println!(
+    let listening_to = Signals::listen()?;
+    let listening = format!(
         "listening grpc={} http={}",
         grpc.as_ref().map_or_else(|| "-".into(), local),
         http.as_ref().map_or_else(|| "-".into(), local)
     );
+    // Whoever started the server may not read its output (`| head`, a closed descriptor): it
+    // serves all the same.
+    if let Err(error) = crate::to_stdout(|out| writeln!(out, "{listening}")) {
+        tracing::warn!(%error, "cannot write the listening line on standard output");
+    }
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = grpc {
         tracing::info!(address = %local(&listener), "gRPC: envoy.service.ratelimit.v3 and grpc.health.v1");
@@ -261,8 +269,9 @@ async fn serve<C: Clock>(
         let router = http::router(Arc::clone(&app));
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
+            // Bounded as the admin router is served: a client that opens connections and never
+            // finishes its requests cannot take the port from every other sender.
+            admin::serve_until(listener, router, ServeLimits::new(), stop)
                 .await
                 .map_err(|error| format!("HTTP server: {error}"))
         });
@@ -278,7 +287,7 @@ async fn serve<C: Clock>(
         })
     };
 
-    let stopping = signals(&app, &mut tasks).await;
+    let stopping = signals(&app, &mut tasks, listening_to).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(DRAIN, async {
         while let Some(done) = tasks.join_next().await {
@@ -307,14 +316,12 @@ async fn serve<C: Clock>(
 async fn signals<C: Clock>(
     app: &Arc<App<C>>,
     tasks: &mut tokio::task::JoinSet<Result<(), String>>,
+    Signals {
+        mut hangup,
+        mut terminate,
+        mut interrupt,
+    }: Signals,
 ) -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind| signal(kind).map_err(|error| format!("cannot listen for signals: {error}"));
-    let (mut hangup, mut terminate, mut interrupt) = (
-        listen(SignalKind::hangup())?,
-        listen(SignalKind::terminate())?,
-        listen(SignalKind::interrupt())?,
-    );
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -331,6 +338,26 @@ async fn signals<C: Clock>(
                 });
             }
         }
+    }
+}
+
+/// The signals the server answers, listened for from before it says it is listening: a
+/// `SIGTERM` sent once the listening line is out stops it cleanly, never kills it.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| signal(kind).map_err(|error| format!("cannot listen for signals: {error}"));
+        Ok(Self {
+            hangup: listen(SignalKind::hangup())?,
+            terminate: listen(SignalKind::terminate())?,
+            interrupt: listen(SignalKind::interrupt())?,
+        })
     }
 }
 

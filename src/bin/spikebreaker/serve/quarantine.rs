@@ -66,6 +66,8 @@ fn error(status: StatusCode, error: impl Into<String>) -> Response {
 fn store_error(refused: &StoreError) -> Response {
     let status = match refused {
         StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        // Over the store's item bound: sent again, it would be refused again.
+        StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         StoreError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -285,5 +287,20 @@ pub(crate) async fn ack<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -
         Ok(Ok(_)) => Json(json!({ "acked": "unknown" })).into_response(),
         Ok(Err(error)) => store_error(&error),
         Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_the_store_refuses_for_good_is_no_unavailable_store() {
+        let status = |refused: StoreError| store_error(&refused).status();
+        assert_eq!(
+            status(StoreError::TooLarge("a notification of 2 MiB".into())),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(status(StoreError::Invalid("bad".into())), StatusCode::BAD_REQUEST);
     }
 }

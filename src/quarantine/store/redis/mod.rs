@@ -7,11 +7,15 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::{Connection, Script};
 
-use super::{Claim, Claimed, FINISHED_KEPT, Outcome, Store, StoreError, new_store_id};
+use super::{
+    Claim, Claimed, DEFAULT_MAX_ITEM_BYTES, FINISHED_KEPT, Outcome, Store, StoreError, check_size,
+    new_store_id,
+};
 use crate::clock::unix_ms;
 use crate::quarantine::item::{Delivery, Filter, Item, ItemId, ItemState, NewItem, Query, ReleaseOrder};
-use crate::quarantine::summary::{Gather, Summary};
+use crate::quarantine::summary::Summary;
 
+mod figures;
 mod streams;
 
 use streams::{Entry, receipt};
@@ -19,8 +23,6 @@ use streams::{Entry, receipt};
 const GROUP: &str = "releasers";
 /// Entries read a round trip when scanning a stream.
 const PAGE: usize = 1_000;
-/// Items one script moves at most.
-const BATCH: usize = 500;
 
 /// Where a [`RedisStore`] keeps its keys and how much it may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,15 +33,19 @@ pub struct RedisOptions {
     pub max_items: u64,
     /// How long a connect or a reply may take before the call fails.
     pub timeout: Duration,
+    /// The largest item a hold takes (notification JSON, kind and recipient, in bytes); a larger
+    /// one is refused with [`StoreError::TooLarge`] and handed back, without a round trip.
+    pub max_item_bytes: u64,
 }
 
 impl Default for RedisOptions {
-    /// Prefix `spikebreaker`, a million live items, 1 s.
+    /// Prefix `spikebreaker`, a million live items, 1 s, items of 1 MiB.
     fn default() -> Self {
         Self {
             key_prefix: "spikebreaker".to_owned(),
             max_items: 1_000_000,
             timeout: Duration::from_secs(1),
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
         }
     }
 }
@@ -55,7 +61,24 @@ impl Default for RedisOptions {
 /// - `…:finished`, a stream of released and discarded items without their notifications, capped
 ///   at about [`FINISHED_KEPT`] entries;
 /// - `…:seq` (item numbers), `…:live` (live items, against the bound), `…:id` (the store's
-///   name), `…:kinds` and `…:releasing` (sets of kinds).
+///   name), `…:kinds` and `…:releasing` (sets of kinds);
+/// - per kind and trip, its figures (`…:trip:<kind>:<trip>`, a hash: held, approved, released,
+///   discarded, in doubt, first and last hold) and its recipients (`…:rcpt:<kind>:<trip>`, a
+///   sorted set), kept by the same scripts as the items move, with `…:trips:<kind>` naming the
+///   trips: a summary reads these, not the items, whatever the store holds. A trip with nothing
+///   live left is forgotten a week later (its items' audit stays in the finished stream). A
+///   store written by an earlier version has its figures rebuilt once, by the first instance
+///   that opens it (`…:layout` says they are there).
+///
+/// **Item numbers never repeat**, even when Redis loses its data (a restart without an
+/// append-only file, a failover to an empty replica): a store with no `…:seq` numbers its items
+/// from Redis's clock in microseconds, so a new item's idempotency key never repeats one given
+/// before the loss, and the first hold after it puts the store's name back as the instances
+/// running it know it.
+///
+/// **Listings** (`items`) read a kind's streams a page at a time and keep only the page asked
+/// for: their memory is bounded, their time grows with the kind's items. An entry that does not
+/// parse (another version's, or written by hand) is skipped and logged.
 ///
 /// Every change that moves an item between streams or counts it is one Lua script, so two
 /// instances acting at once never send an item twice, except as the release's
@@ -68,6 +91,7 @@ pub struct RedisStore {
     id: String,
     keys: Keys,
     max_items: u64,
+    max_item_bytes: u64,
     client: redis::Client,
     timeout: Duration,
     /// One connection, reopened after a failure.
@@ -103,6 +127,21 @@ impl Keys {
     fn release(&self, kind: &str) -> String {
         format!("{}:release:{kind}", self.base)
     }
+
+    /// The set of a kind's trips that have figures.
+    fn trips(&self, kind: &str) -> String {
+        format!("{}:trips:{kind}", self.base)
+    }
+
+    /// The prefix of a kind's trips' figures (a hash a trip), followed by the trip.
+    fn trip_prefix(&self, kind: &str) -> String {
+        format!("{}:trip:{kind}:", self.base)
+    }
+
+    /// The prefix of a kind's trips' recipients (a sorted set a trip: recipient, items).
+    fn recipients_prefix(&self, kind: &str) -> String {
+        format!("{}:rcpt:{kind}:", self.base)
+    }
 }
 
 struct Scripts {
@@ -127,6 +166,11 @@ fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {error}"))
 }
 
+/// A flag as the scripts read it.
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_owned()
+}
+
 fn encode(item: &Item) -> Result<String, StoreError> {
     serde_json::to_string(item)
         .map_err(|error| StoreError::Invalid(format!("cannot encode item {}: {error}", item.id)))
@@ -146,6 +190,7 @@ impl RedisStore {
             id: String::new(),
             keys,
             max_items: options.max_items,
+            max_item_bytes: options.max_item_bytes,
             client,
             timeout: options.timeout,
             connection: Mutex::new(None),
@@ -166,6 +211,7 @@ impl RedisStore {
             redis::cmd("GET").arg(&id_key).query(c)
         })?;
         store.warn_if_not_durable();
+        store.rebuild_figures()?;
         Ok(store)
     }
 
@@ -263,14 +309,26 @@ impl Store for RedisStore {
     }
 
     fn hold(&self, item: NewItem) -> Result<ItemId, StoreError> {
+        check_size(&item, self.max_item_bytes)?;
         let kind = item.kind.clone();
+        let (trip, reason, held_at, recipient) = (
+            item.trip,
+            item.reason.as_str(),
+            item.held_at_ms,
+            item.recipient.clone(),
+        );
         let json = encode(&Item::held(0, item))?;
-        let (seq, live, kinds, held) = (
+        let (seq, live, kinds, held, id, layout, trips) = (
             self.keys.of("seq"),
             self.keys.of("live"),
             self.keys.of("kinds"),
             self.keys.held(&kind),
+            self.keys.of("id"),
+            self.keys.of("layout"),
+            self.keys.trips(&kind),
         );
+        let figures = format!("{}{trip}", self.keys.trip_prefix(&kind));
+        let recipients = format!("{}{trip}", self.keys.recipients_prefix(&kind));
         let (written, value): (i64, u64) = self.run(|c| {
             self.scripts
                 .hold
@@ -278,9 +336,20 @@ impl Store for RedisStore {
                 .key(&live)
                 .key(&kinds)
                 .key(&held)
+                .key(&id)
+                .key(&layout)
+                .key(&trips)
+                .key(&figures)
+                .key(&recipients)
                 .arg(self.max_items)
                 .arg(&kind)
                 .arg(&json)
+                .arg(&self.id)
+                .arg(trip)
+                .arg(reason)
+                .arg(held_at)
+                .arg(recipient.as_deref().unwrap_or(""))
+                .arg(flag(recipient.is_some()))
                 .invoke(c)
         })?;
         if written == 1 {
@@ -294,76 +363,79 @@ impl Store for RedisStore {
     }
 
     fn items(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        let (live, finished) = match query.state {
-            Some(state) => (!state.is_finished(), state.is_finished()),
-            None => (true, true),
-        };
-        let mut items = Vec::new();
-        self.scan(&query.filter, live, finished, |mut item| {
-            if query.matches(&item) {
-                if !query.notifications {
-                    item.notification = None;
-                }
-                items.push(item);
-            }
-        })?;
-        items.sort_by_key(|item| item.id);
-        items.truncate(query.limit);
-        Ok(items)
+        self.page(query)
     }
 
     fn summary(&self, filter: &Filter) -> Result<Summary, StoreError> {
-        let mut gather = Gather::default();
-        self.scan(filter, true, true, |item| gather.add(&item))?;
-        gather.finish(|kind, trip| super::sample(self, kind, trip))
+        self.figures(filter)
     }
 
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
         let now = unix_ms();
         let mut discarded = 0;
-        for (kind, held) in self.held_matching(filter)? {
-            let mut pairs: Vec<String> = Vec::new();
-            for (entry, mut item) in held {
-                item.state = ItemState::Discarded;
-                item.note = Some(reason.to_owned());
-                item.finished_at_ms = Some(now);
-                item.notification = None;
-                pairs.extend([entry, encode(&item)?]);
-            }
-            for batch in pairs.chunks(2 * BATCH) {
-                discarded += self.finish_held(&kind, batch)?;
-            }
+        for kind in self.kinds(filter)? {
+            discarded += self.move_held(&kind, filter, |batch| {
+                let mut tuples: Vec<String> = Vec::with_capacity(4 * batch.len());
+                for (entry, item) in batch {
+                    let was_in_doubt = item.in_doubt;
+                    let mut item = item.clone();
+                    item.state = ItemState::Discarded;
+                    item.note = Some(reason.to_owned());
+                    item.finished_at_ms = Some(now);
+                    item.notification = None;
+                    item.in_doubt = false;
+                    tuples.extend([
+                        entry.clone(),
+                        encode(&item)?,
+                        item.trip.to_string(),
+                        flag(was_in_doubt),
+                    ]);
+                }
+                self.finish_held(&kind, "discarded", &tuples)
+            })?;
         }
         Ok(discarded)
     }
 
     fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
         let mut approved = 0;
-        for (kind, held) in self.held_matching(filter)? {
-            let mut triples: Vec<String> = Vec::new();
-            for (entry, mut item) in held {
-                item.state = ItemState::Approved;
-                item.order = Some(*order);
-                item.in_doubt = false;
-                triples.extend([entry, item.id.to_string(), encode(&item)?]);
-            }
-            let (held, release, releasing) = (
+        for kind in self.kinds(filter)? {
+            let (held, release, releasing, layout, trips) = (
                 self.keys.held(&kind),
                 self.keys.release(&kind),
                 self.keys.of("releasing"),
+                self.keys.of("layout"),
+                self.keys.trip_prefix(&kind),
             );
-            for batch in triples.chunks(3 * BATCH) {
-                approved += self.run(|c| {
+            approved += self.move_held(&kind, filter, |batch| {
+                let mut tuples: Vec<String> = Vec::with_capacity(5 * batch.len());
+                for (entry, item) in batch {
+                    let was_in_doubt = item.in_doubt;
+                    let mut item = item.clone();
+                    item.state = ItemState::Approved;
+                    item.order = Some(*order);
+                    item.in_doubt = false;
+                    tuples.extend([
+                        entry.clone(),
+                        item.id.to_string(),
+                        encode(&item)?,
+                        item.trip.to_string(),
+                        flag(was_in_doubt),
+                    ]);
+                }
+                self.run(|c| {
                     self.scripts
                         .approve
                         .key(&held)
                         .key(&release)
                         .key(&releasing)
+                        .key(&layout)
                         .arg(&kind)
-                        .arg(batch)
+                        .arg(&trips)
+                        .arg(&tuples)
                         .invoke::<u64>(c)
-                })?;
-            }
+                })
+            })?;
         }
         Ok(approved)
     }
@@ -461,12 +533,15 @@ impl Store for RedisStore {
                 ("failed", encode(&item)?)
             }
         };
-        let (release, live, finished, held) = (
+        let (release, live, finished, held, layout) = (
             self.keys.release(kind),
             self.keys.of("live"),
             self.keys.of("finished"),
             self.keys.held(kind),
+            self.keys.of("layout"),
         );
+        let trip = format!("{}{}", self.keys.trip_prefix(kind), item.trip);
+        let recipients = format!("{}{}", self.keys.recipients_prefix(kind), item.trip);
         let (entry, owner) = claimed.receipt.split_once(' ').unwrap_or((&claimed.receipt, ""));
         let settled: i64 = self.run(|c| {
             self.scripts
@@ -475,6 +550,9 @@ impl Store for RedisStore {
                 .key(&live)
                 .key(&finished)
                 .key(&held)
+                .key(&layout)
+                .key(&trip)
+                .key(&recipients)
                 .arg(entry)
                 .arg(tag)
                 .arg(item.id)
@@ -485,7 +563,7 @@ impl Store for RedisStore {
         })?;
         if settled == 0 && *outcome == Outcome::Sent {
             // Another releaser found the lease run out and held the item in doubt; it was sent.
-            self.settle_in_doubt(kind, item.id, &json)?;
+            self.settle_in_doubt(kind, &item, &json)?;
         }
         Ok(())
     }

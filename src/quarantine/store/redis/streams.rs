@@ -1,14 +1,23 @@
 //! How items sit in Redis Streams: a stream of held items per kind, a release stream per kind
-//! read by the releasers' consumer group, and the finished stream; reading and moving entries.
+//! read by the releasers' consumer group, and the finished stream; reading them a page at a
+//! time, and moving entries.
 
-use super::{GROUP, PAGE, RedisStore, encode};
-use crate::quarantine::item::{Filter, Item, ItemId, ItemState};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use super::{GROUP, PAGE, RedisStore, encode, flag};
+use crate::quarantine::item::{Filter, Item, ItemId, ItemState, Query};
 use crate::quarantine::store::{FINISHED_KEPT, StoreError};
 
 /// A stream entry: its id and fields.
 pub(super) type Entry = (String, Vec<String>);
 /// A held entry's id and the item it holds.
 pub(super) type Held = (String, Item);
+
+/// Items one script moves at most.
+const BATCH: usize = 500;
+/// Pending entries of a kind looked at, at most (each releaser holds one at a time).
+const PENDING_READ: u32 = 10_000;
 
 pub(super) fn field<'e>(entry: &'e Entry, name: &str) -> Option<&'e str> {
     entry
@@ -24,17 +33,50 @@ pub(super) fn receipt(entry: &str, owner: &str) -> String {
     format!("{entry} {owner}")
 }
 
+/// Entries a reading skipped because they do not parse: how many, and the first one's id and why.
+#[derive(Debug, Default)]
+pub(super) struct Unreadable {
+    pub(super) count: u64,
+    first: Option<(String, String)>,
+}
+
+impl Unreadable {
+    pub(super) fn add(&mut self, entry: &Entry, why: String) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| (entry.0.clone(), why));
+    }
+
+    /// Names the first entry skipped, and how many, in the log.
+    pub(super) fn warn(&self, store: &RedisStore) {
+        if let Some((entry, why)) = &self.first {
+            tracing::warn!(
+                prefix = %store.keys.base,
+                entry,
+                entries = self.count,
+                "the quarantine skipped entries it cannot read: {why}"
+            );
+        }
+    }
+}
+
 impl RedisStore {
-    /// Every entry of `stream`, page by page.
-    pub(super) fn entries(&self, stream: &str) -> Result<Vec<Entry>, StoreError> {
-        let mut all: Vec<Entry> = Vec::new();
-        let mut from = "-".to_owned();
+    /// Calls `each` with the entries of `stream` after `after` (`-`: from the start), a page at
+    /// a time, until it breaks or the stream ends; stops at `until`, if given (inclusive).
+    pub(super) fn each_entry(
+        &self,
+        stream: &str,
+        after: &str,
+        until: Option<&str>,
+        mut each: impl FnMut(Entry) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut from = after.to_owned();
+        let until = until.unwrap_or("+");
         loop {
             let page: Vec<Entry> = self.run(|c| {
                 redis::cmd("XRANGE")
                     .arg(stream)
                     .arg(&from)
-                    .arg("+")
+                    .arg(until)
                     .arg("COUNT")
                     .arg(PAGE)
                     .query(c)
@@ -43,24 +85,47 @@ impl RedisStore {
             if let Some((last, _)) = page.last() {
                 from = format!("({last}");
             }
-            all.extend(page);
+            for entry in page {
+                if each(entry)?.is_break() {
+                    return Ok(());
+                }
+            }
             if done {
-                return Ok(all);
+                return Ok(());
             }
         }
     }
 
-    /// The item an entry holds, numbered from its `id` field if it has one.
-    pub(super) fn item(&self, entry: &Entry) -> Result<Item, StoreError> {
-        let bad = |message: String| {
-            StoreError::Unavailable(format!("redis: entry {} of the quarantine: {message}", entry.0))
-        };
-        let json = field(entry, "item").ok_or_else(|| bad("no item".into()))?;
-        let mut item: Item = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    /// The id of `stream`'s last entry, if any.
+    pub(super) fn last_entry(&self, stream: &str) -> Result<Option<String>, StoreError> {
+        let last: Vec<Entry> = self.run(|c| {
+            redis::cmd("XREVRANGE")
+                .arg(stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query(c)
+        })?;
+        Ok(last.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// The item an entry holds, numbered from its `id` field if it has one; why not, if it does
+    /// not parse.
+    pub(super) fn parse(entry: &Entry) -> Result<Item, String> {
+        let json = field(entry, "item").ok_or_else(|| "no item".to_owned())?;
+        let mut item: Item = serde_json::from_str(json).map_err(|e| e.to_string())?;
         if let Some(id) = field(entry, "id") {
-            item.id = id.parse().map_err(|_| bad(format!("bad id {id:?}")))?;
+            item.id = id.parse().map_err(|_| format!("bad id {id:?}"))?;
         }
         Ok(item)
+    }
+
+    /// The item an entry holds: one that does not parse is an error naming the entry.
+    pub(super) fn item(&self, entry: &Entry) -> Result<Item, StoreError> {
+        Self::parse(entry).map_err(|message| {
+            StoreError::Unavailable(format!("redis: entry {} of the quarantine: {message}", entry.0))
+        })
     }
 
     /// The kinds `filter` names, or every kind the store has held.
@@ -76,7 +141,7 @@ impl RedisStore {
         }
     }
 
-    /// The entry ids of `kind`'s release stream that a releaser holds.
+    /// The entry ids of `kind`'s release stream that a releaser holds (at most 10,000).
     pub(super) fn pending(&self, kind: &str) -> Result<Vec<String>, StoreError> {
         let stream = self.keys.release(kind);
         let pending: Vec<(String, String, u64, u64)> = self
@@ -86,7 +151,7 @@ impl RedisStore {
                     .arg(GROUP)
                     .arg("-")
                     .arg("+")
-                    .arg(u32::MAX)
+                    .arg(PENDING_READ)
                     .query(c)
             })
             .or_else(|error| match error {
@@ -97,44 +162,61 @@ impl RedisStore {
         Ok(pending.into_iter().map(|(id, ..)| id).collect())
     }
 
-    /// Calls `each` with every item `filter` names, live ones (held and release streams) and
-    /// finished ones as asked, stream by stream.
+    /// Calls `each` with every readable item `filter` names, live ones (held and release
+    /// streams) and finished ones as asked, stream by stream, a page at a time; entries that do
+    /// not parse are skipped and counted.
     pub(super) fn scan(
         &self,
         filter: &Filter,
         live: bool,
         finished: bool,
         mut each: impl FnMut(Item),
-    ) -> Result<(), StoreError> {
+    ) -> Result<Unreadable, StoreError> {
+        let mut unreadable = Unreadable::default();
         if live {
             for kind in self.kinds(filter)? {
-                for entry in self.entries(&self.keys.held(&kind))? {
-                    let item = self.item(&entry)?;
-                    if filter.matches(&item) {
-                        each(item);
-                    }
-                }
+                self.each_entry(&self.keys.held(&kind), "-", None, |entry| {
+                    read(entry, filter, &[], &mut unreadable, &mut each)
+                })?;
                 let pending = self.pending(&kind)?;
-                for entry in self.entries(&self.keys.release(&kind))? {
-                    let mut item = self.item(&entry)?;
-                    if pending.contains(&entry.0) {
-                        item.state = ItemState::Sending;
-                    }
-                    if filter.matches(&item) {
-                        each(item);
-                    }
-                }
+                self.each_entry(&self.keys.release(&kind), "-", None, |entry| {
+                    read(entry, filter, &pending, &mut unreadable, &mut each)
+                })?;
             }
         }
         if finished {
-            for entry in self.entries(&self.keys.of("finished"))? {
-                let item = self.item(&entry)?;
-                if filter.matches(&item) {
-                    each(item);
-                }
-            }
+            self.each_entry(&self.keys.of("finished"), "-", None, |entry| {
+                read(entry, filter, &[], &mut unreadable, &mut each)
+            })?;
         }
-        Ok(())
+        Ok(unreadable)
+    }
+
+    /// [`Store::items`](crate::quarantine::Store::items): the streams read a page at a time,
+    /// only the `limit` lowest ids above `after` kept.
+    pub(super) fn page(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        let (live, finished) = match query.state {
+            Some(state) => (!state.is_finished(), state.is_finished()),
+            None => (true, true),
+        };
+        let mut kept: BTreeMap<ItemId, Item> = BTreeMap::new();
+        let unreadable = self.scan(&query.filter, live, finished, |mut item| {
+            if !query.matches(&item) || query.limit == 0 {
+                return;
+            }
+            if kept.len() == query.limit && kept.last_key_value().is_some_and(|(&last, _)| last < item.id) {
+                return;
+            }
+            if !query.notifications {
+                item.notification = None;
+            }
+            kept.insert(item.id, item);
+            if kept.len() > query.limit {
+                kept.pop_last();
+            }
+        })?;
+        unreadable.warn(self);
+        Ok(kept.into_values().collect())
     }
 
     /// Moves an at-most-once item whose lease ran out back to held, in doubt.
@@ -144,12 +226,19 @@ impl RedisStore {
         item.in_doubt = true;
         item.order = None;
         let json = encode(&item)?;
-        let (release, held) = (self.keys.release(kind), self.keys.held(kind));
+        let (release, held, layout) = (
+            self.keys.release(kind),
+            self.keys.held(kind),
+            self.keys.of("layout"),
+        );
+        let figures = format!("{}{}", self.keys.trip_prefix(kind), item.trip);
         self.run(|c| {
             self.scripts
                 .in_doubt
                 .key(&release)
                 .key(&held)
+                .key(&layout)
+                .key(&figures)
                 .arg(&entry.0)
                 .arg(item.id)
                 .arg(&json)
@@ -158,49 +247,107 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Per kind `filter` names, the held entries it names: entry id and item.
-    pub(super) fn held_matching(&self, filter: &Filter) -> Result<Vec<(String, Vec<Held>)>, StoreError> {
-        let mut matching = Vec::new();
-        for kind in self.kinds(filter)? {
-            let mut held = Vec::new();
-            for entry in self.entries(&self.keys.held(&kind))? {
-                let item = self.item(&entry)?;
-                if filter.matches(&item) {
-                    held.push((entry.0, item));
-                }
+    /// Calls `batch` with the held entries of `kind` that `filter` names, up to 500 at a time,
+    /// reading the stream a page at a time up to its last entry when this began (items held
+    /// since are not this call's); what the calls returned, summed. Entries that do not parse
+    /// are left where they are (and logged).
+    pub(super) fn move_held(
+        &self,
+        kind: &str,
+        filter: &Filter,
+        mut batch: impl FnMut(&[Held]) -> Result<u64, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let stream = self.keys.held(kind);
+        let Some(last) = self.last_entry(&stream)? else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        let mut matching: Vec<Held> = Vec::new();
+        let mut unreadable = Unreadable::default();
+        self.each_entry(&stream, "-", Some(&last), |entry| {
+            match Self::parse(&entry) {
+                Ok(item) if filter.matches(&item) => matching.push((entry.0, item)),
+                Ok(_) => {}
+                Err(why) => unreadable.add(&entry, why),
             }
-            matching.push((kind, held));
+            if matching.len() == BATCH {
+                moved += batch(&matching)?;
+                matching.clear();
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if !matching.is_empty() {
+            moved += batch(&matching)?;
         }
-        Ok(matching)
+        unreadable.warn(self);
+        Ok(moved)
     }
 
-    /// Moves held entries to the finished stream: pairs of (entry id, finished item as JSON).
-    pub(super) fn finish_held(&self, kind: &str, pairs: &[String]) -> Result<u64, StoreError> {
-        let (held, live, finished) = (
+    /// Moves held entries to the finished stream, as `state` (`discarded` or `released`):
+    /// 4-tuples of (entry id, finished item as JSON, trip, was in doubt).
+    pub(super) fn finish_held(&self, kind: &str, state: &str, tuples: &[String]) -> Result<u64, StoreError> {
+        let (held, live, finished, layout) = (
             self.keys.held(kind),
             self.keys.of("live"),
             self.keys.of("finished"),
+            self.keys.of("layout"),
         );
+        let (trips, recipients) = (self.keys.trip_prefix(kind), self.keys.recipients_prefix(kind));
         self.run(|c| {
             self.scripts
                 .discard
                 .key(&held)
                 .key(&live)
                 .key(&finished)
+                .key(&layout)
                 .arg(FINISHED_KEPT)
-                .arg(pairs)
+                .arg(state)
+                .arg(&trips)
+                .arg(&recipients)
+                .arg(tuples)
                 .invoke::<u64>(c)
         })
     }
 
-    /// Finds `id` held in doubt (another releaser took over its lease) and records it released.
-    pub(super) fn settle_in_doubt(&self, kind: &str, id: ItemId, finished: &str) -> Result<(), StoreError> {
-        for entry in self.entries(&self.keys.held(kind))? {
-            let item = self.item(&entry)?;
-            if item.id == id && item.in_doubt {
-                self.finish_held(kind, &[entry.0.clone(), finished.to_owned()])?;
-            }
+    /// Finds `item` held in doubt (another releaser took over its lease) and records it released.
+    pub(super) fn settle_in_doubt(&self, kind: &str, item: &Item, finished: &str) -> Result<(), StoreError> {
+        let mut found = None;
+        self.each_entry(&self.keys.held(kind), "-", None, |entry| {
+            Ok(match Self::parse(&entry) {
+                Ok(held) if held.id == item.id && held.in_doubt => {
+                    found = Some(entry.0);
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            })
+        })?;
+        if let Some(entry) = found {
+            let tuple = [entry, finished.to_owned(), item.trip.to_string(), flag(true)];
+            self.finish_held(kind, "released", &tuple)?;
         }
         Ok(())
     }
+}
+
+/// Reads one entry of a scan: its item to `each` if `filter` names it (`Sending` if a releaser
+/// holds it), or counted as unreadable.
+fn read(
+    entry: Entry,
+    filter: &Filter,
+    sending: &[String],
+    unreadable: &mut Unreadable,
+    each: &mut impl FnMut(Item),
+) -> Result<ControlFlow<()>, StoreError> {
+    match RedisStore::parse(&entry) {
+        Ok(mut item) => {
+            if sending.contains(&entry.0) {
+                item.state = ItemState::Sending;
+            }
+            if filter.matches(&item) {
+                each(item);
+            }
+        }
+        Err(why) => unreadable.add(&entry, why),
+    }
+    Ok(ControlFlow::Continue(()))
 }

@@ -1,7 +1,10 @@
 //! Opening the file: the connection's settings, the schema, and the checks that refuse a file
 //! that is damaged or is not a quarantine store; how SQLite's errors map to [`StoreError`].
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
@@ -12,10 +15,47 @@ use crate::quarantine::store::{StoreError, new_store_id};
 const FORMAT: &str = "spikebreaker-quarantine";
 const VERSION: i64 = 1;
 
+thread_local! {
+    /// How long a write made on this thread waits for another connection's: set by the thread
+    /// that writes (a store's writer thread; the thread opening a store, while it opens it).
+    static BUSY_TIMEOUT: Cell<Duration> = const { Cell::new(Duration::from_secs(5)) };
+}
+
+/// Sets how long the writes made on this thread wait for another connection's.
+pub(super) fn set_busy_timeout(timeout: Duration) {
+    BUSY_TIMEOUT.with(|busy| busy.set(timeout));
+}
+
+/// Runs `f` with this thread's busy timeout set to `timeout`, then puts the old one back.
+pub(super) fn with_busy_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
+    let before = BUSY_TIMEOUT.with(|busy| busy.replace(timeout));
+    let value = f();
+    set_busy_timeout(before);
+    value
+}
+
+/// What a connection does while another holds the lock it needs: tries again after 1, 2, 3, 4,
+/// then every 5 ms, until the thread's busy timeout. SQLite's own handler sleeps up to 100 ms
+/// between tries, so a writer waiting for another process's run of short transactions (a bulk
+/// discard by the command line) kept missing the gaps between them.
+fn busy(tries: i32) -> bool {
+    let tries = u64::try_from(tries).unwrap_or(0);
+    let slept_ms = if tries <= 5 {
+        tries * (tries + 1) / 2
+    } else {
+        15 + 5 * (tries - 5)
+    };
+    if Duration::from_millis(slept_ms) >= BUSY_TIMEOUT.with(Cell::get) {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis((tries + 1).min(5)));
+    true
+}
+
 pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let error = |e| sql_error(path, e);
     let connection = Connection::open(path).map_err(error)?;
-    connection.busy_timeout(options.busy_timeout).map_err(error)?;
+    connection.busy_handler(Some(busy)).map_err(error)?;
     // The first statement reads the header: a file that is not a database fails here.
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -82,6 +122,12 @@ CREATE TRIGGER IF NOT EXISTS finished_delete AFTER DELETE ON items
     BEGIN UPDATE meta SET value = value - 1 WHERE key = 'finished'; END;
 ";
 
+/// `max_items` as the file keeps it: SQLite's integers stop at `i64::MAX`, and a bound above it
+/// (`u64::MAX`, "no bound") must not wrap to a negative one that refuses every hold.
+fn stored_bound(max_items: u64) -> i64 {
+    i64::try_from(max_items).unwrap_or(i64::MAX)
+}
+
 /// Checks the file, lays out a new one, and sets its bound to `max_items` if given (a new one
 /// without it gets the default's); the store's id.
 pub(super) fn prepare(
@@ -128,7 +174,7 @@ pub(super) fn prepare(
                 FORMAT,
                 VERSION,
                 new_store_id(),
-                max_items.unwrap_or(SqliteOptions::default().max_items) as i64
+                stored_bound(max_items.unwrap_or(SqliteOptions::default().max_items))
             ],
         )
         .map_err(error)?;
@@ -156,28 +202,68 @@ pub(super) fn prepare(
         ));
     }
     let id = meta("id")?.ok_or_else(|| corrupt(path, "no store id".to_owned()))?;
-    // A store laid out before items carried the slice that refused them gains the column.
-    let has_slice: bool = tx
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('items') WHERE name = 'slice'",
-            [],
-            |row| row.get::<_, i64>(0),
-        )
-        .map_err(error)?
-        > 0;
-    if !has_slice {
-        tx.execute_batch("ALTER TABLE items ADD COLUMN slice TEXT")
-            .map_err(error)?;
+    let differences = schema_differences(&tx).map_err(error)?;
+    if !differences.is_empty() {
+        return Err(corrupt(
+            path,
+            format!(
+                "its schema is not a quarantine store's: {}",
+                differences.join("; ")
+            ),
+        ));
     }
     if let Some(max_items) = max_items {
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'max_items'",
-            [max_items as i64],
+            [stored_bound(max_items)],
         )
         .map_err(error)?;
     }
     tx.commit().map_err(error)?;
     Ok(id)
+}
+
+/// A database's tables, indexes, triggers and views: per (type, name), its table and its SQL
+/// with the whitespace folded.
+type Schema = BTreeMap<(String, String), (String, Option<String>)>;
+
+fn schema(connection: &Connection) -> rusqlite::Result<Schema> {
+    let mut statement = connection.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema")?;
+    let rows = statement.query_map([], |row| {
+        let sql: Option<String> = row.get(3)?;
+        let folded = sql.map(|sql| sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        Ok(((row.get(0)?, row.get(1)?), (row.get(2)?, folded)))
+    })?;
+    rows.collect()
+}
+
+/// How the schema of the file differs from the one this version lays out, one phrase a
+/// difference: a trigger, index, table or view of another's (a trigger that deletes every new
+/// row would make holds vanish), or one of ours missing or changed. Empty when it is ours.
+fn schema_differences(file: &Connection) -> rusqlite::Result<Vec<String>> {
+    let ours = Connection::open_in_memory()?;
+    ours.execute_batch(SCHEMA)?;
+    let (ours, theirs) = (schema(&ours)?, schema(file)?);
+    let mut differences = Vec::new();
+    for ((kind, name), (table, sql)) in &theirs {
+        match ours.get(&(kind.clone(), name.clone())) {
+            None => differences.push(format!(
+                "a {kind} `{name}` on `{table}` that is not ours ({})",
+                sql.as_deref().unwrap_or("")
+            )),
+            Some(expected) if expected != &(table.clone(), sql.clone()) => differences.push(format!(
+                "its {kind} `{name}` differs from ours ({})",
+                sql.as_deref().unwrap_or("")
+            )),
+            Some(_) => {}
+        }
+    }
+    for (kind, name) in ours.keys() {
+        if !theirs.contains_key(&(kind.clone(), name.clone())) {
+            differences.push(format!("our {kind} `{name}` is missing"));
+        }
+    }
+    Ok(differences)
 }
 
 pub(super) fn corrupt(path: &Path, message: String) -> StoreError {

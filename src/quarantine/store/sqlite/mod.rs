@@ -8,17 +8,21 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Claim, Claimed, Outcome, Store, StoreError};
+use super::{Claim, Claimed, DEFAULT_MAX_ITEM_BYTES, Outcome, Store, StoreError, check_size};
 use crate::clock::unix_ms;
 use crate::quarantine::item::{Filter, Item, ItemId, NewItem, Query, ReleaseOrder};
+use crate::quarantine::summary::Summary;
 
+mod bulk;
 mod file;
+mod read;
 mod rows;
 mod writer;
 
-use file::{connect, prepare, sql_error};
-use rows::{COLUMNS, conditions, item};
-use writer::{trim, write_loop};
+use bulk::trim;
+use file::{connect, prepare, set_busy_timeout, sql_error, with_busy_timeout};
+use rows::{COLUMNS, item};
+use writer::write_loop;
 
 /// The bounds and waits of a [`SqliteStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,15 +33,19 @@ pub struct SqliteOptions {
     pub max_bytes: u64,
     /// How long a write waits for another process's write (the operator's tools) to finish.
     pub busy_timeout: Duration,
+    /// The largest item a hold takes (notification JSON, kind and recipient, in bytes); a larger
+    /// one is refused with [`StoreError::TooLarge`] and handed back.
+    pub max_item_bytes: u64,
 }
 
 impl Default for SqliteOptions {
-    /// A million live items, 1 GiB, 5 s.
+    /// A million live items, 1 GiB, 5 s, items of 1 MiB.
     fn default() -> Self {
         Self {
             max_items: 1_000_000,
             max_bytes: 1 << 30,
             busy_timeout: Duration::from_secs(5),
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
         }
     }
 }
@@ -57,8 +65,13 @@ impl Default for SqliteOptions {
 /// - **Bounded, with the bound enforced by the engine.** Live items are counted in the file
 ///   (kept by triggers, so every process's writes count) and the file's pages are capped with
 ///   `max_page_count`.
-/// - **Damage is reported, not hidden.** A file that is not a database, fails `quick_check` or is
-///   another program's database is refused on open with [`StoreError::Corrupt`], unchanged.
+/// - **Damage is reported, not hidden.** A file that is not a database, fails `quick_check`, is
+///   another program's database, or whose schema is not the one this version lays out (a
+///   trigger, index, table or view added, changed or dropped: a foreign trigger could make every
+///   hold vanish) is refused on open with [`StoreError::Corrupt`] naming what differs,
+///   unchanged. A row that does not parse (another version's, or edited by hand) is skipped by
+///   listings, counted in [`Summary::unreadable`](crate::quarantine::Summary::unreadable) and
+///   logged, rather than failing the listing.
 /// - **Cost.** One crate pair (`rusqlite`, `libsqlite3-sys`) and a C compiler, which the build
 ///   machine has anyway; compiling SQLite takes about 10 s of one core in a debug build, next to
 ///   about 6 s for redb (measured on a 2-core machine), once per clean build, and only with the
@@ -77,9 +90,17 @@ impl Default for SqliteOptions {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// **Bulk actions.** A discard or a release of many items (a runaway's million) runs as short
+/// transactions of about 25 ms each, pausing between them as long (at most 20 ms), and covers
+/// the items held when it began: the service's holds, from this process or another one sharing
+/// the file, get the lock between them instead of waiting out their busy timeout and being
+/// handed back. A writer waiting for the lock tries again every 5 ms (SQLite's own wait grows to
+/// 100 ms between tries, and would keep missing the gaps).
+///
 /// **When full** (`max_items` live items, or `max_bytes`): a hold is refused with
 /// [`StoreError::Full`] and the guarded send hands the notification back; nothing already held
-/// is dropped to make room. Releasing or discarding makes room.
+/// is dropped to make room. An item over `max_item_bytes` (1 MiB by default) is refused the same
+/// way, with [`StoreError::TooLarge`], before anything is written. Releasing or discarding makes room.
 ///
 /// **A damaged file** is refused on open with [`StoreError::Corrupt`] and left as it is: call
 /// [`SqliteStore::set_aside`] to move it (and its `-wal` and `-shm` files) out of the way, keep
@@ -88,6 +109,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     id: String,
     path: PathBuf,
+    max_item_bytes: u64,
     /// Reads: WAL mode lets them run beside the writer.
     reader: Mutex<Connection>,
     /// Every write goes through the writer thread, holds batched into shared commits.
@@ -147,17 +169,22 @@ impl SqliteStore {
     fn open_as(path: &Path, options: &SqliteOptions, max_items: Option<u64>) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let mut writer = connect(&path, options)?;
-        let id = prepare(&mut writer, &path, max_items)?;
+        let id = with_busy_timeout(options.busy_timeout, || prepare(&mut writer, &path, max_items))?;
         let reader = connect(&path, options)?;
         let (jobs, queue) = mpsc::channel();
         let thread_path = path.clone();
+        let busy_timeout = options.busy_timeout;
         let writer = std::thread::Builder::new()
             .name("spikebreaker-quarantine".into())
-            .spawn(move || write_loop(writer, &thread_path, &queue))
+            .spawn(move || {
+                set_busy_timeout(busy_timeout);
+                write_loop(writer, &thread_path, &queue)
+            })
             .map_err(|error| StoreError::Unavailable(format!("cannot start the writer thread: {error}")))?;
         Ok(Self {
             id,
             path,
+            max_item_bytes: options.max_item_bytes,
             reader: Mutex::new(reader),
             jobs: Some(jobs),
             writer: Some(writer),
@@ -246,78 +273,26 @@ impl Store for SqliteStore {
     }
 
     fn hold(&self, item: NewItem) -> Result<ItemId, StoreError> {
+        check_size(&item, self.max_item_bytes)?;
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Job::Hold(item, reply))?;
         answer.recv().map_err(|_| stopped())?
     }
 
     fn items(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        let (mut sql, mut values) = conditions(&query.filter, 1);
-        if let Some(state) = query.state {
-            values.push(state.as_str().to_owned().into());
-            sql.push_str(&format!(" AND state = ?{}", values.len()));
-        }
-        values.push((query.after.unwrap_or(0) as i64).into());
-        let after = values.len();
-        values.push((query.limit.min(i64::MAX as usize) as i64).into());
-        let limit = values.len();
-        let notification = if query.notifications {
-            ", notification"
-        } else {
-            ", NULL"
-        };
-        let sql = format!(
-            "SELECT {COLUMNS}{notification} FROM items WHERE id > ?{after}{sql} ORDER BY id LIMIT ?{limit}"
-        );
-        let reader = self.reader.lock();
-        let mut statement = reader.prepare_cached(&sql).map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(values), |row| {
-                item(row, query.notifications)
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.read_items(query)
+    }
+
+    fn summary(&self, filter: &Filter) -> Result<Summary, StoreError> {
+        self.read_summary(filter)
     }
 
     fn discard(&self, filter: &Filter, reason: &str) -> Result<u64, StoreError> {
-        let (filter, reason) = (filter.clone(), reason.to_owned());
-        self.write(move |tx| {
-            let (sql, mut values) = conditions(&filter, 3);
-            values.insert(0, reason.into());
-            values.insert(1, (unix_ms() as i64).into());
-            let discarded = tx.execute(
-                &format!(
-                    "UPDATE items SET state = 'discarded', note = ?1, finished_at = ?2, notification = NULL
-                         WHERE state = 'held'{sql}"
-                ),
-                rusqlite::params_from_iter(values),
-            )?;
-            trim(tx)?;
-            Ok(discarded as u64)
-        })
+        self.discard_in_batches(filter, reason)
     }
 
     fn approve(&self, filter: &Filter, order: &ReleaseOrder) -> Result<u64, StoreError> {
-        let (filter, order) = (filter.clone(), *order);
-        self.write(move |tx| {
-            let (sql, mut values) = conditions(&filter, 3);
-            values.insert(0, order.per_minute.into());
-            values.insert(1, order.delivery.as_str().to_owned().into());
-            let approved = tx
-                .execute(
-                    &format!(
-                        "UPDATE items SET state = 'approved', per_minute = ?1, delivery = ?2, in_doubt = 0
-                         WHERE state = 'held'{sql}"
-                    ),
-                    rusqlite::params_from_iter(values),
-                )?;
-            let (sql, values) = conditions(&filter, 1);
-            tx.execute(
-                &format!("INSERT OR IGNORE INTO releasing (kind) SELECT DISTINCT kind FROM items WHERE state = 'approved'{sql}"),
-                rusqlite::params_from_iter(values),
-            )?;
-            Ok(approved as u64)
-        })
+        self.approve_in_batches(filter, order)
     }
 
     fn releasing(&self) -> Result<Vec<String>, StoreError> {
@@ -403,7 +378,7 @@ impl Store for SqliteStore {
                          WHERE id = ?1 AND state NOT IN ('released', 'discarded')",
                         params![id, unix_ms() as i64],
                     )?;
-                    trim(tx)?;
+                    trim(tx, u64::MAX)?;
                 }
                 // Held again only while the claim is still this releaser's: once its lease ran
                 // out the item went back (approved, or held in doubt) and may be another's now.

@@ -1,5 +1,5 @@
 //! The writer thread: every write goes through it, holds that wait together batched into one
-//! commit, and finished items past what is kept forgotten in bulk.
+//! commit.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -9,12 +9,10 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::file::sql_error;
 use super::{Job, Reply};
 use crate::quarantine::item::{ItemId, NewItem};
-use crate::quarantine::store::{FINISHED_KEPT, StoreError};
+use crate::quarantine::store::StoreError;
 
 /// Holds one transaction takes at most.
 const BATCH: usize = 1_024;
-/// Finished items past [`FINISHED_KEPT`] that make a store forget the oldest.
-const TRIM_EVERY: i64 = 1_000;
 
 /// The writer thread: holds that wait together share one commit; other writes run alone.
 pub(super) fn write_loop(mut connection: Connection, path: &Path, queue: &mpsc::Receiver<Job>) {
@@ -94,27 +92,11 @@ pub(super) fn commit_holds(connection: &mut Connection, path: &Path, holds: Vec<
     }
 }
 
-/// Forgets the oldest finished items once there are [`TRIM_EVERY`] more than [`FINISHED_KEPT`]:
-/// a look at the count (kept by triggers) each time, a delete now and then.
-pub(super) fn trim(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let finished: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'finished'", [], |row| {
-        row.get(0)
-    })?;
-    let excess = finished - FINISHED_KEPT as i64;
-    if excess >= TRIM_EVERY {
-        tx.execute(
-            "DELETE FROM items WHERE id IN (
-                SELECT id FROM items WHERE state IN ('released', 'discarded') ORDER BY id LIMIT ?1)",
-            [excess],
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::bulk::{TRIM_EVERY, trim};
     use crate::quarantine::SqliteStore;
+    use crate::quarantine::store::FINISHED_KEPT;
 
     #[test]
     fn the_oldest_finished_items_are_forgotten_in_bulk_past_the_kept_number() {
@@ -143,7 +125,7 @@ mod tests {
         assert_eq!(before, (over, over, 1));
         let after = store
             .write(move |tx| {
-                trim(tx)?;
+                trim(tx, u64::MAX)?;
                 count(tx)
             })
             .unwrap();
