@@ -11,6 +11,7 @@ use super::{Config, KindConfig, Recovery, TimescaleConfig};
 use crate::detect::{BUCKETS, Guards, Policy};
 use crate::error::Error;
 use crate::name::{self, OVERFLOW_KIND};
+use crate::slice::SliceSettings;
 
 /// The longest minute window a kind may have.
 const MAX_WINDOW_SECS: u64 = 3_600;
@@ -99,6 +100,7 @@ impl Config {
         let overflow_base = overrides.exact.get(OVERFLOW_KIND).unwrap_or(&defaults);
         let mut overflow = (**overflow_base).clone();
         overflow.policy.learns = false;
+        overflow.slices = Arc::new((*overflow.slices).clone().off());
         let overflow = Arc::new(overflow);
         Ok(Compiled {
             defaults,
@@ -155,6 +157,8 @@ pub(crate) struct KindSettings {
     pub(crate) dry_run: bool,
     /// Surges planned in the configuration, in order, none overlapping.
     pub(crate) surges: Vec<Planned>,
+    /// Slices below the kind and the repeat check.
+    pub(crate) slices: Arc<SliceSettings>,
 }
 
 impl KindConfig {
@@ -223,6 +227,10 @@ impl KindConfig {
             ));
         }
         let window_ms = self.window_secs * 1000;
+        let cooldown_ms = self.cooldown_secs * 1000;
+        let slices = self
+            .slices
+            .compile(path, &self.repeats, self.recovery, cooldown_ms)?;
         Ok(KindSettings {
             policy: Policy {
                 bucket_ms: window_ms / BUCKETS as u64,
@@ -234,17 +242,18 @@ impl KindConfig {
                 learns: true,
             },
             recovery: self.recovery,
-            cooldown_ms: self.cooldown_secs * 1000,
+            cooldown_ms,
             probe_ms: self.probe_secs * 1000,
             open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
             surges: Vec::new(),
+            slices: Arc::new(slices),
         })
     }
 }
 
 impl TimescaleConfig {
-    fn compile(&self, path: &str) -> Result<Guards, Error> {
+    pub(super) fn compile(&self, path: &str) -> Result<Guards, Error> {
         let field = |name: &str| format!("{path}.{name}");
         if !(self.factor.is_finite() && (1.0..=MAX_FACTOR).contains(&self.factor)) {
             return Err(Error::invalid(

@@ -321,26 +321,19 @@ impl<C: Clock> Kind<C> {
         let reading = reading
             .copied()
             .unwrap_or_else(|| cold.detector.nearest(self.current(cold)));
-        events.push(self.event(from, to, reason, now, window(&reading)));
+        events.push(self.event(from, to, reason, now, Window::of(&reading)));
     }
 
     /// News that leaves the state as it is: still open, a surge begun or ended.
     fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
         let state = cold.state.state;
         let reading = cold.detector.nearest(self.current(cold));
-        events.push(self.event(state, state, reason, now, window(&reading)));
+        events.push(self.event(state, state, reason, now, Window::of(&reading)));
     }
 
     fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
-        Event {
-            kind: Arc::clone(self.name()),
-            at_ms: now,
-            from,
-            to,
-            reason,
-            window,
-            dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
-        }
+        let dry_run = self.limits.0.dry_run.load(Ordering::Relaxed);
+        Event::new(Arc::clone(self.name()), now, from, to, reason, window, dry_run)
     }
 
     /// Stores what the send path reads.
@@ -364,7 +357,10 @@ impl<C: Clock> Kind<C> {
         let attempted = self.attempted(cold);
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
         let current = self.current(cold);
-        let windows = cold.detector.readings(current).map(|reading| window(&reading));
+        let windows = cold
+            .detector
+            .readings(current)
+            .map(|reading| Window::of(&reading));
         let open = cold.state.state == State::Open;
         KindStatus {
             kind: Arc::clone(self.name()),
@@ -376,9 +372,9 @@ impl<C: Clock> Kind<C> {
             } else {
                 0
             },
-            nearest: window(&cold.detector.nearest(current)),
+            nearest: Window::of(&cold.detector.nearest(current)),
             windows,
-            tripped_on: cold.tripped_on.as_ref().map(window),
+            tripped_on: cold.tripped_on.as_ref().map(Window::of),
             warmed_up: cold.detector.is_warm(&cold.settings.policy),
             attempted,
             allowed: attempted.saturating_sub(blocked),
@@ -390,6 +386,8 @@ impl<C: Clock> Kind<C> {
                 sends: cold.detector.surge_left(),
                 until_ms: cold.surge_until,
             }),
+            slices: Vec::new(),
+            repeats: None,
         }
     }
 
@@ -552,9 +550,11 @@ impl<C: Clock> Kind<C> {
         });
     }
 
-    /// Everything an operator wants to see, brought up to now.
+    /// Everything an operator wants to see, brought up to now, its slices with it.
     pub(crate) fn status(&self) -> KindStatus {
-        self.cold_op(|kind, cold, now, _| kind.figures(cold, now))
+        let mut status = self.cold_op(|kind, cold, now, _| kind.figures(cold, now));
+        (status.slices, status.repeats) = self.slice_status(self.shared().clock.now_ms());
+        status
     }
 
     /// The kind's figures as its last send left them: takes the lock, rolls nothing and makes

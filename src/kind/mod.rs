@@ -14,9 +14,10 @@ mod gate;
 mod handle;
 mod machine;
 mod packed;
+mod sliced;
 mod stop;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::Clock;
 use crate::config::KindSettings;
@@ -32,6 +33,7 @@ pub(crate) use detour::{Detour, Resolve};
 pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use packed::Packed;
+pub(crate) use sliced::Sliced;
 pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
@@ -73,6 +75,7 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name,
                 shared,
+                slices: OnceLock::new(),
             }),
         };
         kind.start();
@@ -91,6 +94,7 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name: Arc::from(""),
                 shared,
+                slices: OnceLock::new(),
             }),
             cold: Mutex::new(Cold::new(settings, Learned::default(), 0, KindMetrics::none())),
         }

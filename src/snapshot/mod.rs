@@ -10,6 +10,7 @@
 //! file for a breaker.
 
 pub(crate) mod file;
+pub(crate) mod slices;
 mod stop;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,10 @@ pub(crate) struct KindSnapshot {
     pub(crate) minutes: u32,
     /// Hours learned.
     pub(crate) hours: u32,
+    /// What its slices learned: per dimension, each tracked value's share (none when its
+    /// notifications name no slice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) slices: Vec<slices::DimensionSnapshot>,
 }
 
 /// A version-1 kind: one window's mean, variance and decaying peak.
@@ -282,7 +287,19 @@ impl KindSnapshot {
             burst_hours: learned.burst_hours,
             minutes: learned.minutes,
             hours: learned.hours,
+            slices: Vec::new(),
         }
+    }
+
+    /// With what its slices learned.
+    pub(crate) fn with_slices(mut self, learned: slices::Learned) -> Self {
+        self.slices = slices::capture(learned);
+        self
+    }
+
+    /// What its slices learned, as the slice tracker restores it.
+    pub(crate) fn to_slices(&self) -> slices::Learned {
+        slices::restore(&self.slices)
     }
 
     pub(crate) fn to_learned(&self) -> Learned {
@@ -332,7 +349,8 @@ impl KindSnapshot {
         if !mean.is_finite() || mean.abs() > 100.0 {
             return Err(format!("burst[0] = {} is out of range", shown(mean)));
         }
-        check("burst[1]", var, 100.0)
+        check("burst[1]", var, 100.0)?;
+        slices::validate(&self.slices)
     }
 }
 
