@@ -10,6 +10,9 @@
 //! `homed`: a handle resolved while the registry was full and moved to its own kind since,
 //! beside a handle resolved on that kind directly.
 //!
+//! `slices`: a send by handle naming two slices below its kind (`prefix=+447`, `tenant=acme`)
+//! beside the same send naming none: what tracking slices adds to a send.
+//!
 //! Run with `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2`.
 
 use std::hint::black_box;
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
+use spikebreaker::guard::Slices;
 use spikebreaker::quarantine::{MemoryStore, Quarantine};
 use spikebreaker::{Breaker, Config, Guarded, ManualClock, Sender};
 
@@ -168,5 +172,24 @@ fn homed(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, contended_2t, homed);
+fn slices(c: &mut Criterion) {
+    let mut group = c.benchmark_group("slices");
+    group.throughput(Throughput::Elements(1));
+    let breaker = breaker();
+    let handle = breaker.kind(KIND);
+    group.bench_function("no_slices_by_handle", |b| {
+        b.iter(|| assert!(black_box(&handle).check().is_allowed()))
+    });
+    group.bench_function("two_slices_by_handle", |b| {
+        b.iter(|| {
+            let slices = Slices::new()
+                .with("prefix", black_box("+447"))
+                .with("tenant", black_box("acme"));
+            assert!(black_box(&handle).check_sliced(&slices).is_ok())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, contended_2t, homed, slices);
 criterion_main!(benches);

@@ -73,6 +73,7 @@ fn new_item(i: u64) -> NewItem {
         reason: Reason::Spike,
         held_at_ms: i,
         recipient: Some(format!("user{i}@example.com")),
+        slice: None,
         notification: serde_json::value::to_raw_value(&email(i)).expect("encodes"),
     }
 }

@@ -125,6 +125,7 @@ mod name;
 mod observe;
 pub mod quarantine;
 mod registry;
+mod slice;
 mod snapshot;
 mod state;
 pub mod status;

@@ -88,6 +88,11 @@ pub enum Reason {
     /// ([`validate_kind_name`](crate::config::validate_kind_name)): it is refused, and no kind is
     /// registered for it.
     InvalidKind,
+    /// One slice of the kind (`prefix=+447`) went over its limit: its sends are refused while the
+    /// rest of the kind flows (see [guide::slices](crate::guide::slices)).
+    Slice,
+    /// The same notification to one recipient, more than `repeats.max` times in the window.
+    Repeat,
 }
 
 impl Reason {
@@ -111,11 +116,13 @@ impl Reason {
             Self::Surge => "surge",
             Self::SurgeEnded => "surge_ended",
             Self::InvalidKind => "invalid_kind",
+            Self::Slice => "slice",
+            Self::Repeat => "repeat",
         }
     }
 
     /// Every reason, in the order a packed state word numbers them.
-    pub(crate) const ALL: [Reason; 17] = [
+    pub(crate) const ALL: [Reason; 19] = [
         Self::New,
         Self::Spike,
         Self::Ceiling,
@@ -133,6 +140,8 @@ impl Reason {
         Self::Surge,
         Self::SurgeEnded,
         Self::InvalidKind,
+        Self::Slice,
+        Self::Repeat,
     ];
 }
 

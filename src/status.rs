@@ -22,4 +22,5 @@ pub use crate::detect::{Bound, Timescale};
 pub use crate::observe::Events;
 pub use crate::observe::metrics;
 pub use crate::observe::{BreakerStatus, Event, KindStatus, Problem, Subscription, Surge, Window};
+pub use crate::slice::{DimensionStatus, RepeatStatus, SliceId, SliceStatus};
 pub use crate::state::{Reason, State};

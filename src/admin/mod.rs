@@ -11,6 +11,7 @@
 //! | `POST /kinds/{kind}/dry-run` | [`Breaker::set_dry_run`], from `?on=true` or `{"on": true}` | the kind's [`KindStatus`] |
 //! | `POST /kinds/{kind}/relearn` | [`Breaker::relearn`] | the kind's [`KindStatus`] |
 //! | `POST /kinds/{kind}/surge` | [`Breaker::plan_surge`], from `{"sends": 50000, "for_secs": 7200}` | the kind's [`KindStatus`] |
+//! | `POST /kinds/{kind}/slices/{dimension}/{value}/reset` | [`Breaker::reset_slice`]: closes one slice of the kind | the kind's [`KindStatus`] (its `slices` included) |
 //!
 //! Controls act only on kinds the breaker knows (registered, `_overflow` included, or named in
 //! the configuration): an unknown kind is a 404, so that a mistyped name cannot register a kind or
@@ -86,6 +87,10 @@ pub fn router_with<C: Clock>(breaker: Breaker<C>, options: Options) -> Router {
         .route("/kinds/{kind}/dry-run", post(dry_run::<C>))
         .route("/kinds/{kind}/relearn", post(relearn::<C>))
         .route("/kinds/{kind}/surge", post(surge::<C>))
+        .route(
+            "/kinds/{kind}/slices/{dimension}/{value}/reset",
+            post(reset_slice::<C>),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(breaker);
@@ -212,6 +217,29 @@ async fn relearn<C: Clock>(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KindStatus>, Refusal> {
     control(&breaker, path, Breaker::relearn)
+}
+
+async fn reset_slice<C: Clock>(
+    State(breaker): State<Breaker<C>>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<KindStatus>, Refusal> {
+    let (kind, dimension, value) = path.map(|Path(parts)| parts).map_err(|rejection| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        error: format!("the path cannot be read: {}", rejection.body_text()),
+    })?;
+    breaker
+        .reset_slice(&kind, &dimension, &value)
+        .map_err(|error| match error {
+            Error::UnknownKind(_) => unknown_kind(&kind),
+            error => Refusal {
+                status: StatusCode::NOT_FOUND,
+                error: error.to_string(),
+            },
+        })?;
+    breaker
+        .kind_status(&kind)
+        .map(Json)
+        .ok_or_else(|| unknown_kind(&kind))
 }
 
 /// A planned surge, as the request body gives it.

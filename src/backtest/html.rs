@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{BacktestReport, KindReport, Timeline};
-use crate::observe::Window;
+use crate::observe::{Account, Window};
 use crate::state::State;
 
 /// Points drawn per chart at most: a 30-day log with hundreds of kinds stays a few megabytes.
@@ -139,7 +139,11 @@ const LEGEND: &str = "<p class=\"legend\"><span><i style=\"border-color:#1f77b4\
 const SCRIPT: &str = "<script>\n(function () {\n  var kinds = document.querySelectorAll('section.kind');\n  var charts = 0;\n  kinds.forEach(function (k) { if (k.querySelector('svg.chart')) charts++; });\n  document.body.setAttribute('data-kinds', kinds.length);\n  document.body.setAttribute('data-charts', charts);\n  var rows = document.querySelectorAll('#summary tbody tr');\n  document.getElementById('filter').addEventListener('input', function (e) {\n    var q = e.target.value.toLowerCase();\n    var hide = function (el) { el.hidden = q !== '' && el.getAttribute('data-kind').toLowerCase().indexOf(q) < 0; };\n    kinds.forEach(hide);\n    rows.forEach(hide);\n  });\n})();\n</script>\n";
 
 fn needs_attention(kind: &KindReport) -> bool {
-    kind.trips > 0 || kind.blocked > 0 || kind.state != State::Closed || !kind.transitions.is_empty()
+    kind.trips > 0
+        || kind.blocked > 0
+        || kind.state != State::Closed
+        || !kind.transitions.is_empty()
+        || kind.slice_trips > 0
 }
 
 /// The log's first and last slot, from the timelines (or the transitions without them).
@@ -217,7 +221,49 @@ fn summary_row(page: &mut String, index: usize, name: &str, kind: &KindReport, s
     if trips.len() > 3 {
         let _ = write!(page, "and {} more", trips.len() - 3);
     }
+    if kind.slice_trips > 0 {
+        let _ = write!(
+            page,
+            "{} slice {}, {} sends refused by slices",
+            kind.slice_trips,
+            if kind.slice_trips == 1 { "trip" } else { "trips" },
+            thousands(kind.slice_blocked)
+        );
+    }
     page.push_str("</td></tr>\n");
+}
+
+/// The kind's slices that tripped: which, when, and what each was judged on.
+fn slice_table(page: &mut String, kind: &KindReport) {
+    let trips: Vec<_> = kind.slice_transitions.iter().filter(|e| e.is_trip()).collect();
+    if trips.is_empty() {
+        return;
+    }
+    let _ = write!(
+        page,
+        "<p>Slices that tripped: {} sends refused by them, the rest of the kind flowing.</p>\n\
+         <table class=\"slices\"><thead><tr><th>slice</th><th>tripped</th><th>judged on</th></tr></thead><tbody>\n",
+        thousands(kind.slice_blocked)
+    );
+    for trip in trips.iter().take(20) {
+        let slice = trip.slice.as_ref().map(ToString::to_string).unwrap_or_default();
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"why\">{} ({})</td></tr>",
+            escape(&slice),
+            date_time(trip.at_ms),
+            escape(&Account(trip).to_string()),
+            trip.reason
+        );
+    }
+    if trips.len() > 20 {
+        let _ = writeln!(
+            page,
+            "<tr><td colspan=\"3\">and {} more</td></tr>",
+            trips.len() - 20
+        );
+    }
+    page.push_str("</tbody></table>\n");
 }
 
 fn section(
@@ -255,6 +301,7 @@ fn section(
         }
         page.push_str("</ul>\n");
     }
+    slice_table(page, kind);
     page.push_str("</section>\n");
 }
 

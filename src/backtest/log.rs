@@ -1,14 +1,16 @@
-//! Reading a send log: [`LogReader`] streams `t_ms,kind[,recipient]` lines as [`SendRecord`]s,
-//! and names the line of each [`LogError`](super::LogError).
+//! Reading a send log: [`LogReader`] streams `t_ms,kind[,recipient[,slices]]` lines as
+//! [`SendRecord`]s, and names the line of each [`LogError`](super::LogError).
 
 use std::io::{BufRead, Read};
 use std::ops::Range;
 
 use super::LogError;
-use crate::name;
+use super::line::{Columns, Fields, parse_line};
+use crate::slice::Slices;
 
 /// One send read from a log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendRecord<'a> {
     /// The line it was read from (1-based).
     pub line: u64,
@@ -16,10 +18,21 @@ pub struct SendRecord<'a> {
     pub t_ms: u64,
     /// The notification kind.
     pub kind: &'a str,
+    /// Whom it was for (the third column), if the line names one.
+    pub recipient: Option<&'a str>,
+    /// What it names below its kind (the fourth column, `prefix=+447;tenant=acme`), with the
+    /// recipient: [`Slices::none`] for a line without a fourth column, so that a log of three
+    /// columns replays as it always did. Replay it with
+    /// [`Backtest::check_sliced`](super::Backtest::check_sliced).
+    pub slices: Slices<'a>,
+    /// The fourth column as written, if the line has one.
+    pub(super) slices_text: Option<&'a str>,
 }
 
-/// Streams [`SendRecord`]s from a send log: one send a line, `t_ms,kind[,recipient]`, sorted by
-/// time. The first line that is not blank is a header if its time column is a name
+/// Streams [`SendRecord`]s from a send log: one send a line, `t_ms,kind[,recipient[,slices]]`,
+/// sorted by time; the slices are `name=value` pairs separated by `;`
+/// (`1700000000000,sms.login_code,+447700900123,prefix=+447;tenant=acme`), the name `content`
+/// giving the content key of the repeat check. The first line that is not blank is a header if its time column is a name
 /// (`t_ms,kind`); a UTF-8 byte-order mark may open the log; blank lines are ignored; a field may
 /// be quoted as in CSV (`"a, b"`, `""` for a quote), within its line. Lines are read up to 64 KiB
 /// ([`with_max_line_bytes`](Self::with_max_line_bytes)), into three buffers reused for the whole
@@ -73,7 +86,7 @@ struct Held {
     buf: usize,
     line: u64,
     t_ms: u64,
-    kind: Range<usize>,
+    columns: Columns,
 }
 
 /// The longest line a reader reads by default.
@@ -117,7 +130,10 @@ impl<R: BufRead> LogReader<R> {
                 buf: 0,
                 line,
                 t_ms,
-                kind: 0..kind.len(),
+                columns: Columns {
+                    kind: 0..kind.len(),
+                    ..Columns::default()
+                },
             });
         }
         reader
@@ -224,11 +240,21 @@ impl<R: BufRead> LogReader<R> {
     }
 
     fn record(&self, held: Held) -> SendRecord<'_> {
-        let kind = std::str::from_utf8(&self.bufs[held.buf][held.kind]).unwrap_or_default();
+        let buf = &self.bufs[held.buf];
+        let text = |range: Range<usize>| std::str::from_utf8(&buf[range]).unwrap_or_default();
+        let recipient = held.columns.recipient.map(text).filter(|r| !r.is_empty());
+        let slices_text = held.columns.slices.map(text);
+        // Checked when the line was read.
+        let slices = slices_text.map_or(Slices::none(), |slices| {
+            Slices::parse(slices).unwrap_or_default().or_recipient(recipient)
+        });
         SendRecord {
             line: held.line,
             t_ms: held.t_ms,
-            kind,
+            kind: text(held.columns.kind),
+            recipient,
+            slices,
+            slices_text,
         }
     }
 
@@ -265,20 +291,20 @@ impl<R: BufRead> LogReader<R> {
                 continue;
             }
             let start = text.as_ptr() as usize - buf.as_ptr() as usize;
-            let (t_ms, kind) = parse_line(text, line)?;
-            let kind = match kind {
-                Field::At(range) => start + range.start..start + range.end,
-                Field::Unquoted(kind) => {
+            let (t_ms, fields) = parse_line(text, line)?;
+            let columns = match fields {
+                Fields::At(columns) => columns.shifted(start),
+                Fields::Unquoted(bytes, columns) => {
                     buf.clear();
-                    buf.extend_from_slice(&kind);
-                    0..buf.len()
+                    buf.extend_from_slice(&bytes);
+                    columns
                 }
             };
             return Ok(Some(Held {
                 buf: slot,
                 line,
                 t_ms,
-                kind,
+                columns,
             }));
         }
     }
@@ -326,42 +352,6 @@ pub(super) fn is_header(line: &[u8]) -> bool {
         && first.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
-/// Where a line's kind is: in the line as it stands, or taken out of its quotes.
-#[derive(Debug, PartialEq, Eq)]
-enum Field {
-    At(Range<usize>),
-    Unquoted(Vec<u8>),
-}
-
-/// The time and the kind of a line (without its end), the kind checked against the name rule.
-fn parse_line(line: &[u8], number: u64) -> Result<(u64, Field), LogError> {
-    if line.contains(&b'"') {
-        let mut fields = unquote(line, number)?.into_iter();
-        let (time, kind) = match (fields.next(), fields.next()) {
-            (Some(time), Some(kind)) => (time, kind),
-            _ => return Err(malformed(number, "no comma after the time")),
-        };
-        let t_ms = time_of(time.trim_ascii(), number)?;
-        let kind = kind.trim_ascii();
-        check_kind(kind, number)?;
-        return Ok((t_ms, Field::Unquoted(kind.to_vec())));
-    }
-    let mut fields = line.splitn(4, |&b| b == b',');
-    let time = fields.next().unwrap_or_default().trim_ascii();
-    let Some(kind) = fields.next() else {
-        return Err(malformed(number, "no comma after the time"));
-    };
-    let _recipient = fields.next();
-    if fields.next().is_some() {
-        return Err(malformed(number, "more than three columns"));
-    }
-    let t_ms = time_of(time, number)?;
-    let kind = kind.trim_ascii();
-    check_kind(kind, number)?;
-    let start = kind.as_ptr() as usize - line.as_ptr() as usize;
-    Ok((t_ms, Field::At(start..start + kind.len())))
-}
-
 /// `send` refused as earlier than a send at `previous_ms` before it.
 fn backwards(send: &Held, previous_ms: u64) -> LogError {
     LogError::Backwards {
@@ -369,69 +359,6 @@ fn backwards(send: &Held, previous_ms: u64) -> LogError {
         t_ms: send.t_ms,
         previous_ms,
     }
-}
-
-fn malformed(line: u64, what: &'static str) -> LogError {
-    LogError::Malformed { line, what }
-}
-
-#[inline]
-fn time_of(time: &[u8], line: u64) -> Result<u64, LogError> {
-    parse_ms(time).ok_or_else(|| LogError::Time {
-        line,
-        value: name::shown(&String::from_utf8_lossy(time)),
-    })
-}
-
-#[inline]
-fn check_kind(kind: &[u8], line: u64) -> Result<(), LogError> {
-    // Most kinds are short and printable ASCII: one pass over the bytes decides them.
-    if name::plain(kind) {
-        return Ok(());
-    }
-    let text = std::str::from_utf8(kind).map_err(|_| malformed(line, "the kind is not UTF-8"))?;
-    match name::problem(text) {
-        None => Ok(()),
-        Some(_) if text.is_empty() => Err(LogError::EmptyKind { line }),
-        Some(reason) => Err(LogError::InvalidKind {
-            line,
-            kind: name::shown(text),
-            reason,
-        }),
-    }
-}
-
-/// The fields of a line with quotes, as CSV reads them (`"a, b"` is one field, `""` a quote).
-fn unquote(line: &[u8], number: u64) -> Result<Vec<Vec<u8>>, LogError> {
-    use csv_core::ReadRecordResult;
-    if line.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
-        return Err(malformed(number, "a quoted field does not end on its line"));
-    }
-    let mut reader = csv_core::Reader::new();
-    let mut output = vec![0; line.len()];
-    let mut ends = [0; 3];
-    let (mut input, mut written, mut fields) = (line, 0, 0);
-    // The whole line, then the end of the input, which ends the record.
-    for _ in 0..2 {
-        let (result, read, wrote, ended) =
-            reader.read_record(input, &mut output[written..], &mut ends[fields..]);
-        input = &input[read..];
-        (written, fields) = (written + wrote, fields + ended);
-        match result {
-            ReadRecordResult::InputEmpty => {}
-            ReadRecordResult::OutputEndsFull => return Err(malformed(number, "more than three columns")),
-            ReadRecordResult::Record | ReadRecordResult::End | ReadRecordResult::OutputFull => break,
-        }
-    }
-    let mut start = 0;
-    Ok(ends[..fields]
-        .iter()
-        .map(|&end| {
-            let field = output[start..end].to_vec();
-            start = end;
-            field
-        })
-        .collect())
 }
 
 #[inline]
@@ -477,56 +404,11 @@ mod tests {
     }
 
     #[test]
-    fn lines_parse_into_time_and_kind() {
-        let at = |line: &[u8]| parse_line(line, 1);
-        assert_eq!(at(b"12,a.b").unwrap(), (12, Field::At(3..6)));
-        assert_eq!(at(b" 12 , a.b , r@x").unwrap(), (12, Field::At(6..9)));
-        assert_eq!(
-            at(b"12,\"a, b\"").unwrap(),
-            (12, Field::Unquoted(b"a, b".to_vec()))
-        );
-        assert_eq!(
-            at(b"\"12\",\"say \"\"hi\"\"\",\"Doe, Jo\"").unwrap(),
-            (12, Field::Unquoted(b"say \"hi\"".to_vec()))
-        );
-        let error = |line: &[u8]| parse_line(line, 4).unwrap_err();
-        assert!(matches!(error(b"12"), LogError::Malformed { line: 4, .. }));
-        assert!(matches!(error(b"1,a,b,c"), LogError::Malformed { .. }));
-        assert!(matches!(
-            error(b"1,\"a\",\"b\",\"c\""),
-            LogError::Malformed { .. }
-        ));
-        assert!(matches!(error(b"1,\"a,b"), LogError::Malformed { .. }));
-        assert!(matches!(error(b"12, "), LogError::EmptyKind { line: 4 }));
-        assert!(matches!(error(b"12,\"\""), LogError::EmptyKind { line: 4 }));
-        assert!(matches!(error(b"x1,a"), LogError::Time { line: 4, .. }));
-        assert!(matches!(error(b"1,\xff"), LogError::Malformed { .. }));
-        assert!(matches!(
-            error(b"1,a\x1b[2Jb"),
-            LogError::InvalidKind { line: 4, .. }
-        ));
-    }
-
-    #[test]
     fn only_a_named_first_column_is_a_header() {
         assert!(is_header(b"t_ms,kind"));
         assert!(is_header(b"time,kind,recipient"));
         assert!(!is_header(b"12,kind"));
         assert!(!is_header(b"-,kind"));
         assert!(!is_header(b""));
-    }
-
-    #[test]
-    fn log_content_in_errors_is_escaped_and_shortened() {
-        let error = parse_line(b"\x1b]0;pwned\x07,a", 9).unwrap_err().to_string();
-        assert_eq!(
-            error,
-            r#"line 9: time "\u{1b}]0;pwned\u{7}" is not a whole number of milliseconds"#
-        );
-        let long = "9".repeat(100) + "x";
-        let error = parse_line(format!("{long},a").as_bytes(), 1)
-            .unwrap_err()
-            .to_string();
-        assert!(error.len() < 140 && error.contains("(101 bytes)"), "{error}");
     }
 }

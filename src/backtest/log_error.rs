@@ -7,8 +7,8 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
-    /// The line does not have the shape `t_ms,kind[,recipient]`.
-    #[error("line {line}: malformed, expected `t_ms,kind[,recipient]`: {what}")]
+    /// The line does not have the shape `t_ms,kind[,recipient[,slices]]`.
+    #[error("line {line}: malformed, expected `t_ms,kind[,recipient[,slices]]`: {what}")]
     Malformed {
         /// The line (1-based).
         line: u64,
@@ -75,6 +75,15 @@ pub enum LogError {
         /// The longest line the reader reads.
         max_bytes: usize,
     },
+    /// The fourth column is not `name=value` pairs separated by `;` that keep the slice rule
+    /// ([`check_pair`](crate::guard::check_pair)).
+    #[error("line {line}: slices: {problem}")]
+    Slices {
+        /// The line (1-based).
+        line: u64,
+        /// What is wrong with them.
+        problem: String,
+    },
     /// The log could not be read.
     #[error("line {line}: cannot read the log: {source}")]
     Io {
@@ -97,6 +106,7 @@ impl LogError {
             | Self::EmptyKind { line }
             | Self::InvalidKind { line, .. }
             | Self::TooLong { line, .. }
+            | Self::Slices { line, .. }
             | Self::Io { line, .. } => *line,
         }
     }

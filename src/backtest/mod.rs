@@ -1,9 +1,10 @@
 //! Replaying a send log against a configuration: what the breaker would have done to past
 //! traffic, decided by the same engine on a [`ManualClock`].
 //!
-//! [`LogReader`] streams a log of `t_ms,kind[,recipient]` lines; [`Backtest`] sets the clock to
-//! each send's time and checks it through a cached [`KindHandle`], tallying the decisions and
-//! recording every transition; [`Backtest::report`] gives the result as serde data.
+//! [`LogReader`] streams a log of `t_ms,kind[,recipient[,slices]]` lines; [`Backtest`] sets the
+//! clock to each send's time and checks it through a cached [`KindHandle`] (with its slices,
+//! [`Backtest::check_sliced`]), tallying the decisions and recording every transition;
+//! [`Backtest::report`] gives the result as serde data.
 //!
 //! ```
 //! use spikebreaker::Config;
@@ -23,6 +24,7 @@
 //! ```
 
 mod html;
+mod line;
 mod log;
 mod log_error;
 mod names;
@@ -44,7 +46,8 @@ use crate::error::Error;
 use crate::kind::{Decision, KindHandle};
 use crate::observe::Event;
 use crate::registry::SWEEP_EVERY_MS;
-use crate::state::State;
+use crate::slice::Slices;
+use crate::state::{Reason, State};
 use names::Names;
 
 pub use html::write_html;
@@ -96,6 +99,8 @@ struct Slot {
 struct Tally {
     allowed: u64,
     blocked: u64,
+    /// Of `blocked`, refused by one of the kind's slices or the repeat check.
+    slice_blocked: u64,
     /// The kind's state when it was last seen, for the report once no handle is held.
     state: State,
     /// Boxed: a replay of millions of kinds records none, and keeps its tallies small.
@@ -133,6 +138,66 @@ impl Backtest {
             sends: 0,
             skipped_lines: 0,
         })
+    }
+
+    /// Decides one send of `kind` at `t_ms` that names `slices` below its kind (a send log's
+    /// fourth column, [`SendRecord::slices`]), as
+    /// [`Breaker::check_sliced`](crate::Breaker::check_sliced) would have: blocked with
+    /// [`Reason::Slice`] or [`Reason::Repeat`] when a slice or the repeat check refused it. A send
+    /// that names nothing is a [`check`](Self::check).
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// use spikebreaker::backtest::{Backtest, LogReader};
+    ///
+    /// let log = "t_ms,kind,recipient,slices\n0,sms.otp,+447700900123,prefix=+447\n";
+    /// let mut backtest = Backtest::new(Config::default())?;
+    /// let mut reader = LogReader::new(log.as_bytes());
+    /// while let Some(record) = reader.next_record() {
+    ///     let record = record?;
+    ///     let _decision = backtest.check_sliced(record.t_ms, record.kind, &record.slices);
+    /// }
+    /// assert_eq!(backtest.report().kinds["sms.otp"].allowed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_sliced(&mut self, t_ms: u64, kind: &str, slices: &Slices<'_>) -> Decision {
+        if slices.is_none() {
+            return self.check(t_ms, kind);
+        }
+        self.clock.set(t_ms);
+        self.sends += 1;
+        if !self.slots.contains_key(kind) {
+            self.sweep(t_ms);
+            let handle = self.breaker.kind(kind);
+            let tally = self.tally_for(handle.name());
+            if handle.name() == kind {
+                let slot = Slot {
+                    handle,
+                    tally,
+                    last_ms: t_ms,
+                };
+                self.slots.insert(kind.into(), slot);
+            } else {
+                if let Some(timeline) = &mut self.tallies[tally].timeline {
+                    timeline.before_send(t_ms, &handle);
+                }
+                let decision = sliced_decision(handle.check_sliced(slices));
+                count(&mut self.tallies[tally], decision);
+                self.tallies[tally].state = handle.state();
+                return decision;
+            }
+        }
+        let Some(slot) = self.slots.get_mut(kind) else {
+            return Decision::Allowed;
+        };
+        slot.last_ms = t_ms;
+        let tally = &mut self.tallies[slot.tally];
+        if let Some(timeline) = &mut tally.timeline {
+            timeline.before_send(t_ms, &slot.handle);
+        }
+        let decision = sliced_decision(slot.handle.check_sliced(slices));
+        count(tally, decision);
+        decision
     }
 
     /// Decides one send of `kind` at `t_ms` (milliseconds on the replay's clock), as the breaker
@@ -186,6 +251,7 @@ impl Backtest {
             self.tallies.push(Tally {
                 allowed: 0,
                 blocked: 0,
+                slice_blocked: 0,
                 state: State::Closed,
                 timeline: self.timelines.of(name).then(Box::default),
             });
@@ -267,28 +333,37 @@ impl Backtest {
     /// others ([`BacktestReport::fold`]), without building the rows it folds.
     pub fn report_folded(&self, max_kinds: usize) -> BacktestReport {
         let events = self.events.lock();
-        let mut trips: FastMap<&str, u64> = FastMap::default();
+        // A slice's trips are counted apart from its kind's.
+        let (mut trips, mut slice_trips): (FastMap<&str, u64>, FastMap<&str, u64>) = Default::default();
         for event in events.iter() {
-            *trips.entry(&event.kind).or_default() += u64::from(event.is_trip());
+            let counted = if event.is_slice() {
+                &mut slice_trips
+            } else {
+                &mut trips
+            };
+            *counted.entry(&event.kind).or_default() += u64::from(event.is_trip());
         }
         // Every kind: those sent, and those only an operator's control moved.
-        let mut kinds: Vec<(&str, u64, u64)> = self
+        let mut kinds: Vec<(&str, u64, u64, u64)> = self
             .names
             .iter()
             .zip(&self.tallies)
-            .map(|(name, tally)| (name, tally.allowed, tally.blocked))
+            .map(|(name, tally)| (name, tally.allowed, tally.blocked, tally.slice_blocked))
             .collect();
         kinds.extend(
             trips
                 .keys()
+                .chain(slice_trips.keys().filter(|name| !trips.contains_key(*name)))
                 .filter(|name| self.names.get(name).is_none())
-                .map(|&name| (name, 0, 0)),
+                .map(|&name| (name, 0, 0, 0)),
         );
-        let row = |&(name, allowed, blocked): &(&str, u64, u64)| KindReport {
+        let row = |&(name, allowed, blocked, slice_blocked): &(&str, u64, u64, u64)| KindReport {
             attempted: allowed + blocked,
             allowed,
             blocked,
             trips: trips.get(name).copied().unwrap_or(0),
+            slice_blocked,
+            slice_trips: slice_trips.get(name).copied().unwrap_or(0),
             ..KindReport::default()
         };
         let mut folded = None;
@@ -319,7 +394,11 @@ impl Backtest {
             .collect();
         for event in events.iter() {
             if let Some(kind) = shown.get_mut(&*event.kind) {
-                kind.transitions.push(event.clone());
+                if event.is_slice() {
+                    kind.slice_transitions.push(event.clone());
+                } else {
+                    kind.transitions.push(event.clone());
+                }
             }
         }
         BacktestReport {
@@ -358,10 +437,21 @@ impl Timelines {
 fn count(tally: &mut Tally, decision: Decision) {
     match decision {
         Decision::Allowed => tally.allowed += 1,
-        Decision::Blocked(_) => tally.blocked += 1,
+        Decision::Blocked(reason) => {
+            tally.blocked += 1;
+            tally.slice_blocked += u64::from(matches!(reason, Reason::Slice | Reason::Repeat));
+        }
     }
     if let Some(timeline) = &mut tally.timeline {
         timeline.count(decision);
+    }
+}
+
+/// A sliced check's outcome as a decision: blocked for the kind's reason, or a slice's.
+fn sliced_decision(checked: Result<(), crate::guard::Blocked<()>>) -> Decision {
+    match checked {
+        Ok(()) => Decision::Allowed,
+        Err(blocked) => Decision::Blocked(blocked.reason()),
     }
 }
 

@@ -122,6 +122,17 @@ pub struct KindReport {
     /// `from`, `to`, `reason`, `window_count` and `threshold` are the contract; the other fields
     /// are extra.
     pub transitions: Vec<Event>,
+    /// Of `blocked`, sends refused by one of the kind's slices or by the repeat check.
+    #[serde(default)]
+    pub slice_blocked: u64,
+    /// Trips of the kind's slices (each slice's own, apart from `trips`, and a kind's repeat
+    /// refusals as reported).
+    #[serde(default)]
+    pub slice_trips: u64,
+    /// Every event of one of the kind's slices (each names its slice, [`Event::slice`]), in time
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slice_transitions: Vec<Event>,
 }
 
 impl Default for KindReport {
@@ -133,6 +144,9 @@ impl Default for KindReport {
             trips: 0,
             state: State::Closed,
             transitions: Vec::new(),
+            slice_blocked: 0,
+            slice_trips: 0,
+            slice_transitions: Vec::new(),
         }
     }
 }

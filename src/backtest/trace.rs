@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Backtest, BacktestReport, LogError, Timeline, TraceReader, each};
 use crate::config::Config;
 use crate::error::Error;
+use crate::slice::Slices;
 use crate::snapshot::Snapshot;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A whole send log in memory: each kind's send times, the kind names interned. Read it with
+/// A whole send log in memory: each kind's send times, the kind names interned, and for the sends
+/// that name slices (a fourth column) their recipient and slices, interned too. Read it with
 /// [`Trace::read`] or a [`TraceReader`]; [`replay`](Self::replay) it against a configuration.
 ///
 /// ```
@@ -33,14 +35,39 @@ pub struct Trace {
     /// In the order the kinds first appear.
     kinds: Vec<TraceKind>,
     index: FastMap<Arc<str>, u32>,
+    /// Each distinct recipient and slices of a sliced send: `(recipient, slices)`.
+    details: Vec<(Option<Box<str>>, Box<str>)>,
+    details_index: FastMap<(Option<Box<str>>, Box<str>), u32>,
     sends: u64,
     pub(super) skipped_lines: u64,
 }
+
+/// A send that names no slices, among a kind's `details`.
+const NO_DETAIL: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct TraceKind {
     name: Arc<str>,
     times: Vec<u64>,
+    /// Per send, its place in the trace's `details` (`NO_DETAIL`: none); empty while no send of
+    /// the kind names slices.
+    details: Vec<u32>,
+}
+
+impl TraceKind {
+    /// The slices of send `i`, with its recipient.
+    fn slices<'t>(&self, trace: &'t Trace, i: usize) -> Slices<'t> {
+        match self.details.get(i) {
+            Some(&detail) if detail != NO_DETAIL => {
+                let (recipient, slices) = &trace.details[detail as usize];
+                // Checked when the log was read.
+                Slices::parse(slices)
+                    .unwrap_or_default()
+                    .or_recipient(recipient.as_deref())
+            }
+            _ => Slices::none(),
+        }
+    }
 }
 
 /// A replay's outcome: the report, and each kind's [`Timeline`] when asked for.
@@ -152,8 +179,8 @@ impl Trace {
             if timelines {
                 backtest.record_timelines();
             }
-            for &t_ms in &kind.times {
-                let _ = backtest.check(t_ms, &kind.name);
+            for (i, &t_ms) in kind.times.iter().enumerate() {
+                let _ = backtest.check_sliced(t_ms, &kind.name, &kind.slices(self, i));
             }
             progress(done.fetch_add(kind.times.len() as u64, Ordering::Relaxed) + kind.times.len() as u64);
             Ok::<_, Error>((backtest.report(), backtest.timelines()))
@@ -260,7 +287,7 @@ impl Trace {
         let mut sends = 0u64;
         while let Some(Reverse((t_ms, i))) = heap.pop() {
             let kind = &self.kinds[i];
-            let _ = backtest.check(t_ms, &kind.name);
+            let _ = backtest.check_sliced(t_ms, &kind.name, &kind.slices(self, next[i]));
             next[i] += 1;
             if let Some(&t) = kind.times.get(next[i]) {
                 heap.push(Reverse((t, i)));
@@ -287,6 +314,7 @@ impl Trace {
         self.kinds.push(TraceKind {
             name,
             times: Vec::new(),
+            details: Vec::new(),
         });
         id
     }
@@ -297,18 +325,50 @@ impl Trace {
 
     #[inline]
     pub(super) fn push(&mut self, kind: u32, t_ms: u64) {
-        self.kinds[kind as usize].times.push(t_ms);
+        let kind = &mut self.kinds[kind as usize];
+        kind.times.push(t_ms);
+        if !kind.details.is_empty() {
+            kind.details.push(NO_DETAIL);
+        }
+        self.sends += 1;
+    }
+
+    /// Adds a send of `kind` that names slices (`slices`, the fourth column as read) and maybe a
+    /// recipient.
+    pub(super) fn push_sliced(&mut self, kind: u32, t_ms: u64, recipient: Option<&str>, slices: &str) {
+        let key = (recipient.map(Box::from), Box::from(slices));
+        let detail = match self.details_index.get(&key) {
+            Some(&detail) => detail,
+            None => {
+                let detail = self.details.len() as u32;
+                self.details.push(key.clone());
+                self.details_index.insert(key, detail);
+                detail
+            }
+        };
+        let kind = &mut self.kinds[kind as usize];
+        if kind.details.is_empty() {
+            kind.details = vec![NO_DETAIL; kind.times.len()];
+        }
+        kind.times.push(t_ms);
+        kind.details.push(detail);
         self.sends += 1;
     }
 
     pub(super) fn extend(&mut self, kind: u32, times: &[u64]) {
-        self.kinds[kind as usize].times.extend_from_slice(times);
+        let kind = &mut self.kinds[kind as usize];
+        kind.times.extend_from_slice(times);
+        if !kind.details.is_empty() {
+            kind.details.resize(kind.times.len(), NO_DETAIL);
+        }
         self.sends += times.len() as u64;
     }
 
     /// Takes back the last send of `kind`.
     pub(super) fn pop(&mut self, kind: u32) {
-        if self.kinds[kind as usize].times.pop().is_some() {
+        let kind = &mut self.kinds[kind as usize];
+        if kind.times.pop().is_some() {
+            kind.details.truncate(kind.times.len());
             self.sends -= 1;
         }
     }

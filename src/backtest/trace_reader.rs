@@ -215,7 +215,12 @@ impl<'a, R: Read> TraceReader<'a, R> {
             match record {
                 Ok(record) => {
                     let kind = trace.intern(record.kind.as_bytes());
-                    trace.push(kind, record.t_ms);
+                    match record.slices_text {
+                        Some(slices) => {
+                            trace.push_sliced(kind, record.t_ms, record.recipient, slices);
+                        }
+                        None => trace.push(kind, record.t_ms),
+                    }
                 }
                 Err(error) if error.is_bad_line() => match &mut self.skipped {
                     Some(skipped) => {
@@ -327,7 +332,8 @@ fn parse(chunk: &[u8], first: bool, max_line_bytes: usize) -> Option<Chunk<'_>> 
 }
 
 /// The time and kind of a line as most are, `digits,kind[,recipient]` with a kind of printable
-/// ASCII: `None` for anything else, which [`fields`] looks at.
+/// ASCII: `None` for anything else, which [`fields`] looks at. A line with slices (a fourth
+/// column) is left to the log reader, which keeps them.
 #[inline]
 fn plain_fields(line: &[u8]) -> Option<(u64, &[u8])> {
     let comma = line.iter().position(|&b| !b.is_ascii_digit())?;

@@ -6,6 +6,7 @@ mod builder;
 mod fleet;
 mod operator;
 mod persistence;
+mod sliced;
 mod wire;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use crate::snapshot::file::SnapshotFile;
 use crate::state::Reason;
 
 pub use builder::BreakerBuilder;
+pub(crate) use sliced::blocked;
 
 /// Per-kind spike detection for a notification sender. Cheap to clone: clones share everything.
 ///
@@ -372,6 +374,7 @@ impl<C: Clock> Breaker<C> {
         }
         for kind in self.inner.registry.all() {
             kind.refresh(rebind);
+            kind.export_slices();
         }
         self.inner.export_registry_metrics();
         self.inner.export_problems();
@@ -420,7 +423,9 @@ impl<C: Clock> Breaker<C> {
         // cannot miss it; `apply` makes no transition and so calls no subscriber meanwhile.
         let mut slot = self.inner.config.write();
         for kind in self.inner.registry.all() {
-            kind.apply(Arc::clone(compiled.settings(kind.name())));
+            let settings = compiled.settings(kind.name());
+            kind.apply(Arc::clone(settings));
+            kind.apply_slices(&settings.slices);
         }
         let now = self.inner.shared.clock.now_ms();
         let families = &self.inner.shared.families;

@@ -63,7 +63,7 @@ impl<C: Clock> Breaker<C> {
 
     /// The kind an operator control acts on: registered, the overflow kind, or named in the
     /// configuration.
-    fn known(&self, name: &str) -> Result<Arc<Kind<C>>, Error> {
+    pub(super) fn known(&self, name: &str) -> Result<Arc<Kind<C>>, Error> {
         if let Some(kind) = self.inner.registry.get(name) {
             return Ok(kind);
         }

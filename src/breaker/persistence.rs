@@ -139,6 +139,7 @@ impl<C: Clock> Breaker<C> {
             if let Some(kind) = own(name) {
                 if let Some(learned) = snapshot.kinds.get(name).filter(|_| name != OVERFLOW_KIND) {
                     kind.restore(learned.to_learned());
+                    kind.restore_slices(learned.to_slices());
                 }
                 kind.restore_stops(&stop.to_stops());
             }
@@ -157,6 +158,7 @@ impl<C: Clock> Breaker<C> {
             }
             if let Some(kind) = own(name) {
                 kind.restore(learned.to_learned());
+                kind.restore_slices(learned.to_slices());
             }
         }
         Ok(())
@@ -170,7 +172,8 @@ impl<C: Clock> Inner<C> {
         for kind in self.registry.all() {
             let name = kind.name();
             if name.as_ref() != OVERFLOW_KIND {
-                kinds.insert(name.to_string(), KindSnapshot::capture(&kind.learned()));
+                let learned = KindSnapshot::capture(&kind.learned()).with_slices(kind.learned_slices());
+                kinds.insert(name.to_string(), learned);
             }
             if let Some(stopped) = kind.stops() {
                 stops.insert(name.to_string(), StopSnapshot::capture(&stopped));

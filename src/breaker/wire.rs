@@ -8,7 +8,8 @@ use super::{Breaker, Refused};
 use crate::clock::Clock;
 use crate::name::OVERFLOW_KIND;
 use crate::observe::KindStatus;
-use crate::state::State;
+use crate::slice::SliceId;
+use crate::state::{Reason, State};
 
 impl<C: Clock> Breaker<C> {
     /// One kind's figures as its last send left them, if it has been seen: what
@@ -49,6 +50,20 @@ impl<C: Clock> Breaker<C> {
             kind: Arc::clone(found.name()),
             tripped_at_ms: found.tripped_at(),
             open_until_ms: found.open_until(),
+        })
+    }
+
+    /// The refusal a send of `kind` naming `slice` would get now, if that slice is open (and the
+    /// kind not in dry-run): for a quarantine holding a notification a slice refused a sender in
+    /// another process.
+    pub(crate) fn refusing_slice(&self, kind: &str, slice: &SliceId) -> Option<Refused> {
+        let found = self.inner.registry.get(kind)?;
+        let tracked = self.slice_status(kind, slice)?;
+        (tracked.state == State::Open && !found.status().dry_run).then(|| Refused {
+            reason: Reason::Slice,
+            kind: Arc::clone(found.name()),
+            tripped_at_ms: tracked.since_ms,
+            open_until_ms: 0,
         })
     }
 }

@@ -11,6 +11,7 @@ use super::{Config, KindConfig, Recovery, TimescaleConfig};
 use crate::detect::{BUCKETS, Guards, Policy};
 use crate::error::Error;
 use crate::name::{self, OVERFLOW_KIND};
+use crate::slice::SliceSettings;
 
 /// The longest minute window a kind may have.
 const MAX_WINDOW_SECS: u64 = 3_600;
@@ -104,6 +105,7 @@ impl Config {
         let overflow_base = overrides.exact.get(OVERFLOW_KIND).unwrap_or(&defaults);
         let mut overflow = (**overflow_base).clone();
         overflow.policy.learns = false;
+        overflow.slices = Arc::new((*overflow.slices).clone().off());
         let overflow = Arc::new(overflow);
         Ok(Compiled {
             defaults,
@@ -172,6 +174,8 @@ pub(crate) struct KindSettings {
     /// The `prefix.*` key of the override these settings come from: the family whose sum the
     /// kinds on them are also judged by. None for the defaults and for a kind named exactly.
     pub(crate) family: Option<Arc<str>>,
+    /// Slices below the kind and the repeat check.
+    pub(crate) slices: Arc<SliceSettings>,
 }
 
 impl KindConfig {
@@ -255,6 +259,10 @@ impl KindConfig {
             ));
         }
         let window_ms = self.window_secs * 1000;
+        let cooldown_ms = self.cooldown_secs * 1000;
+        let slices = self
+            .slices
+            .compile(path, &self.repeats, self.recovery, cooldown_ms)?;
         Ok(KindSettings {
             policy: Policy {
                 bucket_ms: window_ms / BUCKETS as u64,
@@ -268,18 +276,19 @@ impl KindConfig {
                 learns: true,
             },
             recovery: self.recovery,
-            cooldown_ms: self.cooldown_secs * 1000,
+            cooldown_ms,
             probe_ms: self.probe_secs * 1000,
             open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
             surges: Vec::new(),
             family: None,
+            slices: Arc::new(slices),
         })
     }
 }
 
 impl TimescaleConfig {
-    fn compile(&self, path: &str) -> Result<Guards, Error> {
+    pub(super) fn compile(&self, path: &str) -> Result<Guards, Error> {
         let field = |name: &str| format!("{path}.{name}");
         if !(self.factor.is_finite() && (1.0..=MAX_FACTOR).contains(&self.factor)) {
             return Err(Error::invalid(

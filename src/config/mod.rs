@@ -8,16 +8,19 @@
 //! - `compile`: the checks, each error naming the field and the bad value
 //!   ([`Config::validate`]), and the compiled settings the engine runs on, so nothing is
 //!   re-checked on the send path;
-//! - `surge`: legitimate bursts announced in advance ([`SurgeConfig`]).
+//! - `surge`: legitimate bursts announced in advance ([`SurgeConfig`]);
+//! - `slices`: slices below the kind and the repeat check ([`SliceConfig`], [`RepeatConfig`]).
 
 mod compile;
 mod keys;
 mod load;
+mod slices;
 mod surge;
 mod types;
 
 pub use crate::name::{MAX_KIND_NAME_BYTES, validate_kind_name};
 pub(crate) use compile::{Compiled, KindSettings, MAX_COUNT};
+pub use slices::{RepeatConfig, RepeatOverride, SliceConfig, SliceOverride};
 pub use surge::SurgeConfig;
 pub(crate) use surge::{
     MAX_SURGE_MS, MAX_SURGE_SENDS, OVERFLOW_REASON as OVERFLOW_SURGE_REASON,

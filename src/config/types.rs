@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::compile::MAX_COUNT;
+use super::slices::{RepeatConfig, RepeatOverride, SliceConfig, SliceOverride};
 use super::surge::SurgeConfig;
 use crate::name;
 
@@ -107,6 +108,8 @@ pub enum Recovery {
 /// | `probe_secs` | 60 | at most 30 days |
 /// | `open_alert_secs` | 3600 | 1 to 30 days |
 /// | `dry_run` | false | |
+/// | `slices` | see [`SliceConfig`] | |
+/// | `repeats` | see [`RepeatConfig`] | |
 ///
 /// Read from TOML or JSON, it is a patch over these defaults, as an override is ([`KindOverride`]):
 /// a timescale's table given in part keeps that timescale's defaults for the rest, and setting
@@ -197,6 +200,12 @@ pub struct KindConfig {
     pub open_alert_secs: u64,
     /// Detect and report, but never block (false by default; `true` or `false`).
     pub dry_run: bool,
+    /// Slices below the kind: which dimensions are tracked, their limits and safe lists (see
+    /// [`SliceConfig`]).
+    pub slices: SliceConfig,
+    /// The repeat check: the same notification to one recipient again and again (see
+    /// [`RepeatConfig`]).
+    pub repeats: RepeatConfig,
 }
 
 /// One timescale's guards. A window trips when it holds more than its limit: the most of
@@ -276,6 +285,8 @@ impl Default for KindConfig {
             probe_secs: 60,
             open_alert_secs: 3600,
             dry_run: false,
+            slices: SliceConfig::default(),
+            repeats: RepeatConfig::default(),
         }
     }
 }
@@ -314,6 +325,10 @@ pub struct KindOverride {
     pub open_alert_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "SliceOverride::is_empty")]
+    pub slices: SliceOverride,
+    #[serde(skip_serializing_if = "RepeatOverride::is_empty")]
+    pub repeats: RepeatOverride,
 }
 
 /// A patch over one timescale's guards: every field is optional.
@@ -332,11 +347,11 @@ pub struct TimescaleOverride {
 }
 
 impl TimescaleOverride {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 
-    fn apply_to(&self, base: &TimescaleConfig) -> TimescaleConfig {
+    pub(super) fn apply_to(&self, base: &TimescaleConfig) -> TimescaleConfig {
         TimescaleConfig {
             factor: self.factor.unwrap_or(base.factor),
             sigmas: self.sigmas.unwrap_or(base.sigmas),
@@ -375,6 +390,8 @@ impl KindOverride {
             probe_secs: self.probe_secs.unwrap_or(base.probe_secs),
             open_alert_secs: self.open_alert_secs.unwrap_or(base.open_alert_secs),
             dry_run: self.dry_run.unwrap_or(base.dry_run),
+            slices: self.slices.apply_to(&base.slices),
+            repeats: self.repeats.apply_to(&base.repeats),
         }
     }
 }

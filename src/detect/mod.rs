@@ -19,8 +19,8 @@ mod tally;
 
 pub(crate) use detector::{Detector, Limit, Reading};
 pub(crate) use learned::Learned;
-pub(crate) use limit::Guards;
 pub use limit::{Bound, Timescale};
+pub(crate) use limit::{Guards, as_count, limit, upper_quantile};
 pub(crate) use policy::Policy;
 pub(crate) use profile::{HOURS, Profile};
 pub(crate) use ring::BUCKETS;

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::slice::SliceId;
 use crate::state::Reason;
 
 /// A notification the breaker refused, handed back with its kind and the reason, like
@@ -16,6 +17,8 @@ pub struct Blocked<N> {
     reason: Reason,
     tripped_at_ms: u64,
     open_until_ms: u64,
+    /// Boxed: a refusal by the kind, the most common, stays as small as it was.
+    slice: Option<Box<SliceId>>,
 }
 
 impl<N> Blocked<N> {
@@ -32,7 +35,20 @@ impl<N> Blocked<N> {
             reason,
             tripped_at_ms,
             open_until_ms,
+            slice: None,
         }
+    }
+
+    /// The same refusal, by `slice` of the kind.
+    pub(crate) fn with_slice(mut self, slice: Option<SliceId>) -> Self {
+        self.slice = slice.map(Box::new);
+        self
+    }
+
+    /// The slice of the kind that refused it (`prefix=+447`; `recipient=…` for a repeat), or
+    /// `None` when the kind itself did. The kind's other slices flow meanwhile.
+    pub fn slice(&self) -> Option<&SliceId> {
+        self.slice.as_deref()
     }
 
     /// The notification, unsent.
@@ -105,6 +121,7 @@ impl<N> fmt::Debug for Blocked<N> {
             .field("reason", &self.reason)
             .field("tripped_at_ms", &self.tripped_at_ms)
             .field("reopens_at_ms", &self.reopens_at_ms())
+            .field("slice", &self.slice)
             .finish_non_exhaustive()
     }
 }
@@ -113,10 +130,14 @@ impl<N> fmt::Display for Blocked<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "notification of kind `{}` blocked by spikebreaker ({})",
+            "notification of kind `{}` blocked by spikebreaker ({}",
             self.kind,
             self.reason.as_str()
-        )
+        )?;
+        match &self.slice {
+            Some(slice) => write!(f, " of {slice})"),
+            None => f.write_str(")"),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use super::park::{Attach, NoQuarantine, Park, Refusal};
 use super::sender::{AsyncSender, Notification, Sender};
 use crate::breaker::{Breaker, Refused};
 use crate::clock::{Clock, SystemClock};
+use crate::slice::{SliceId, Slices};
 
 /// How a [`Guarded`] sender (or a `tower::GuardLayer`) finds a notification's kind (and, for a
 /// quarantine, its recipient): by the notification's own [`Notification::kind`] and
@@ -29,6 +30,12 @@ pub trait Classify<N> {
         let _ = notification;
         None
     }
+
+    /// What `notification` names below its kind ([`Slices::none`] unless known).
+    fn slices<'n>(&self, notification: &'n N) -> Slices<'n> {
+        let _ = notification;
+        Slices::none()
+    }
 }
 
 /// The default classifier of a [`Guarded`] sender (and of a `tower::GuardLayer`): a notification
@@ -43,6 +50,10 @@ impl<N: Notification> Classify<N> for ByNotification {
 
     fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
         notification.recipient()
+    }
+
+    fn slices<'n>(&self, notification: &'n N) -> Slices<'n> {
+        notification.slices()
     }
 }
 
@@ -66,6 +77,38 @@ impl<N, K: Classify<N>, R: Fn(&N) -> Option<&str>> Classify<N> for WithRecipient
 
     fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
         (self.recipient_of)(notification)
+    }
+
+    fn slices<'n>(&self, notification: &'n N) -> Slices<'n> {
+        self.classify.slices(notification)
+    }
+}
+
+/// A classifier with a function naming the slices (see [`Guarded::with_slices`]).
+#[derive(Clone, Copy, Debug)]
+pub struct WithSlices<K, F> {
+    classify: K,
+    slices_of: F,
+}
+
+impl<K, F> WithSlices<K, F> {
+    #[cfg(feature = "tower")]
+    pub(crate) fn new(classify: K, slices_of: F) -> Self {
+        Self { classify, slices_of }
+    }
+}
+
+impl<N, K: Classify<N>, F: Fn(&N) -> Slices<'_>> Classify<N> for WithSlices<K, F> {
+    fn kind<'n>(&self, notification: &'n N) -> &'n str {
+        self.classify.kind(notification)
+    }
+
+    fn recipient<'n>(&self, notification: &'n N) -> Option<&'n str> {
+        self.classify.recipient(notification)
+    }
+
+    fn slices<'n>(&self, notification: &'n N) -> Slices<'n> {
+        (self.slices_of)(notification)
     }
 }
 
@@ -217,6 +260,41 @@ impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
     }
 }
 
+impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
+    /// Names each notification's slices with `slices_of` (for a type that does not name its own
+    /// with [`Notification::slices`], or a classifier): each is tracked below its kind, and the
+    /// recipient (from [`with_recipient`](Self::with_recipient) or the notification) is checked
+    /// for repeats. A slice's refusal comes back as any [`GuardError::Blocked`], naming the
+    /// slice ([`Blocked::slice`]).
+    ///
+    /// ```
+    /// use spikebreaker::guard::Slices;
+    /// use spikebreaker::{Breaker, Config, Guarded, Sender, sender_fn};
+    ///
+    /// struct Sms { to: String, country: String }
+    /// let gateway = sender_fn(|_: Sms| Ok::<_, std::io::Error>(()));
+    /// let sms = Guarded::with_classifier(gateway, Breaker::new(Config::default())?, |_: &Sms| "sms.login_code")
+    ///     .with_recipient(|sms: &Sms| Some(sms.to.as_str()))
+    ///     .with_slices(|sms: &Sms| Slices::new().with("country", &sms.country));
+    /// assert!(sms.send(Sms { to: "+447700900123".into(), country: "GB".into() }).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_slices<N, F>(self, slices_of: F) -> Guarded<S, WithSlices<K, F>, C, Q>
+    where
+        F: Fn(&N) -> Slices<'_>,
+    {
+        Guarded {
+            inner: self.inner,
+            breaker: self.breaker,
+            classify: WithSlices {
+                classify: self.classify,
+                slices_of,
+            },
+            quarantine: self.quarantine,
+        }
+    }
+}
+
 impl<S: fmt::Debug, K, C: Clock, Q> fmt::Debug for Guarded<S, K, C, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guarded")
@@ -270,11 +348,37 @@ impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
         K: Classify<N>,
         Q: Park<N>,
     {
+        let sliced = self.classify.slices(&notification);
+        if !sliced.is_none() {
+            return self.admit_sliced(notification);
+        }
         // By name, the send path that touches no reference count; a refusal names the kind that
         // refused (the overflow kind's, if the registry is full).
         match self.breaker.check_named(self.classify.kind(&notification)) {
             Ok(()) => Ok(notification),
-            Err(refused) => Err(self.refuse(notification, refused)),
+            Err(refused) => Err(self.refuse(notification, refused, None)),
+        }
+    }
+
+    /// A notification that names slices: its kind, slices and recipient checked together. Kept
+    /// out of line so that a notification that names none costs what it did.
+    #[inline(never)]
+    fn admit_sliced<N>(&self, notification: N) -> Result<N, Refusal<N>>
+    where
+        K: Classify<N>,
+        Q: Park<N>,
+    {
+        let checked = {
+            let slices = self
+                .classify
+                .slices(&notification)
+                .or_recipient(self.classify.recipient(&notification));
+            self.breaker
+                .check_named_sliced(self.classify.kind(&notification), &slices)
+        };
+        match checked {
+            Ok(()) => Ok(notification),
+            Err((refused, slice)) => Err(self.refuse(notification, refused, slice)),
         }
     }
 
@@ -282,18 +386,12 @@ impl<S, K, C: Clock, Q> Guarded<S, K, C, Q> {
     /// line so that an allowed send's code is the same with a quarantine as without.
     #[cold]
     #[inline(never)]
-    fn refuse<N>(&self, notification: N, refused: Refused) -> Refusal<N>
+    fn refuse<N>(&self, notification: N, refused: Refused, slice: Option<SliceId>) -> Refusal<N>
     where
         K: Classify<N>,
         Q: Park<N>,
     {
-        let blocked = Blocked::new(
-            notification,
-            refused.kind,
-            refused.reason,
-            refused.tripped_at_ms,
-            refused.open_until_ms,
-        );
+        let blocked: Blocked<N> = crate::breaker::blocked(notification, refused, slice);
         let now_ms = self.breaker.now_ms();
         match self.quarantine.park(
             blocked,

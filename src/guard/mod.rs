@@ -12,6 +12,7 @@ mod sender;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
+pub use crate::slice::{CONTENT, MAX_DIMENSION_BYTES, MAX_SLICES, MAX_VALUE_BYTES, Slices, check_pair};
 pub use blocked::{Blocked, GuardError, Quarantined};
-pub use guarded::{ByNotification, Classify, Guarded, WithRecipient};
+pub use guarded::{ByNotification, Classify, Guarded, WithRecipient, WithSlices};
 pub use sender::{AsyncSender, Notification, Sender, SenderFn, sender_fn};

@@ -6,6 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::slice::Slices;
+
 /// Something that sends notifications, synchronously.
 pub trait Sender<N> {
     /// What a successful send returns (a message id, say).
@@ -70,6 +72,28 @@ pub trait Notification {
     /// default.
     fn recipient(&self) -> Option<&str> {
         None
+    }
+
+    /// What it names below its kind: slices (`country=GB`, `tenant=acme`) tracked per kind,
+    /// and optionally a content key for the repeat check (with [`recipient`](Self::recipient)).
+    /// [`Slices::none`] by default: nothing is tracked below the kind and the send costs what a
+    /// send of the kind alone costs. See [guide::slices](crate::guide::slices).
+    ///
+    /// ```
+    /// use spikebreaker::Notification;
+    /// use spikebreaker::guard::Slices;
+    ///
+    /// struct Sms { to: String, prefix: String, tenant: String }
+    /// impl Notification for Sms {
+    ///     fn kind(&self) -> &str { "sms.login_code" }
+    ///     fn recipient(&self) -> Option<&str> { Some(&self.to) }
+    ///     fn slices(&self) -> Slices<'_> {
+    ///         Slices::new().with("prefix", &self.prefix).with("tenant", &self.tenant)
+    ///     }
+    /// }
+    /// ```
+    fn slices(&self) -> Slices<'_> {
+        Slices::none()
     }
 }
 

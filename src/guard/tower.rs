@@ -10,10 +10,11 @@ use ::tower::{Layer, Service};
 use pin_project_lite::pin_project;
 
 use super::blocked::GuardError;
-use super::guarded::{ByNotification, Classify, Guarded};
+use super::guarded::{ByNotification, Classify, Guarded, WithSlices};
 use super::park::{NoQuarantine, Park, Refusal};
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
+use crate::slice::Slices;
 
 /// Puts a breaker in front of a tower service.
 ///
@@ -89,6 +90,36 @@ impl<F, C: Clock> GuardLayer<F, C> {
             breaker,
             classify: kind_of,
             quarantine: NoQuarantine,
+        }
+    }
+}
+
+impl<K, C: Clock, Q> GuardLayer<K, C, Q> {
+    /// Names each request's slices with `slices_of`, tracked below its kind (see
+    /// [`Guarded::with_slices`](crate::Guarded::with_slices)); a request type that implements
+    /// [`Notification::slices`](crate::Notification::slices) needs none.
+    ///
+    /// ```
+    /// use spikebreaker::guard::Slices;
+    /// use spikebreaker::guard::tower::GuardLayer;
+    /// use spikebreaker::{Breaker, Config};
+    /// use tower::{Layer, service_fn};
+    ///
+    /// struct Sms { tenant: String }
+    /// let layer = GuardLayer::with_classifier(Breaker::new(Config::default())?, |_: &Sms| "sms.otp")
+    ///     .with_slices(|sms: &Sms| Slices::new().with("tenant", &sms.tenant));
+    /// let service = layer.layer(service_fn(|_sms: Sms| async { Ok::<_, std::io::Error>(()) }));
+    /// # let _ = service;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_slices<R, F>(self, slices_of: F) -> GuardLayer<WithSlices<K, F>, C, Q>
+    where
+        F: Fn(&R) -> Slices<'_>,
+    {
+        GuardLayer {
+            breaker: self.breaker,
+            classify: WithSlices::new(self.classify, slices_of),
+            quarantine: self.quarantine,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | [`configuration`] | Kind names and who gets a slot (the overflow kind); every configuration field, override keys and patterns, the warm-up |
 //! | [`persistence`] | The snapshot file: what it keeps, when it is written, what a crash or a bad file does |
 //! | [`metrics`] | Every metric and its labels, what exporting costs, the recorder to install first; the operator's alerting rules and dashboard |
+//! | [`slices`] | Slices below the kind (a runaway to one prefix, tenant or country inside a kind that looks normal) and the repeat check: naming them, how each is judged, configuration, what knows them, the scenarios' figures |
 //! | [`fleet`] | Fleet mode: one breaker across many sender instances, synced through Redis |
 //! | [`quarantine`] | Where blocked notifications wait: stores, the operator's tools, releasing, what a crash does, speed |
 //! | [`serve`] | `spikebreaker serve`: the breaker as a sidecar for senders in any language (Envoy's rate-limit protocol, HTTP JSON, the quarantine over the wire), its operation, tests and speed |
@@ -38,6 +39,9 @@ pub mod persistence {}
 
 #[doc = include_str!("metrics.md")]
 pub mod metrics {}
+
+#[doc = include_str!("slices.md")]
+pub mod slices {}
 
 #[doc = include_str!("fleet.md")]
 pub mod fleet {}

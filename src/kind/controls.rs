@@ -119,9 +119,11 @@ impl<C: Clock> Kind<C> {
         });
     }
 
-    /// Everything an operator wants to see, brought up to now.
+    /// Everything an operator wants to see, brought up to now, its slices with it.
     pub(crate) fn status(&self) -> KindStatus {
-        self.cold_op(|kind, cold, now, _| kind.figures(cold, now))
+        let mut status = self.cold_op(|kind, cold, now, _| kind.figures(cold, now));
+        (status.slices, status.repeats) = self.slice_status(self.shared().clock.now_ms());
+        status
     }
 
     /// The kind's figures as its last send left them: takes the lock, rolls nothing and makes

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use super::Kind;
-use super::machine::{Cold, window};
+use super::machine::Cold;
 use crate::clock::Clock;
 use crate::config::KindSettings;
 use crate::detect::{Detector, Learned, Reading};
-use crate::observe::Event;
+use crate::observe::{Event, Window};
 use crate::state::{Reason, State};
 
 /// Hours a member must have learned to be established in its family: a day.
@@ -244,14 +244,15 @@ impl<C: Clock> Kind<C> {
             Some(News::Calm(reading)) => (State::Open, State::Closed, Reason::Recovered, reading),
             None => return,
         };
-        events.push(Event {
-            kind: Arc::clone(family.name()),
-            at_ms: now,
+        let window = Window::of(&reading);
+        events.push(Event::new(
+            Arc::clone(family.name()),
+            now,
             from,
             to,
             reason,
-            window: window(&reading),
-            dry_run: false,
-        });
+            window,
+            false,
+        ));
     }
 }

@@ -2,10 +2,11 @@
 //! where a send leaves them for cold work.
 
 use super::atomics::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Decision, Kind, Packed, Shared};
 use crate::clock::Clock;
+use crate::slice::Tracker;
 use crate::state::{Reason, State};
 
 /// Keeps what it holds on a cache line of its own, so that the line every send writes does not
@@ -63,6 +64,9 @@ pub(super) struct Counters<C> {
     pub(super) blocked: AtomicU64,
     pub(super) name: Arc<str>,
     pub(super) shared: Arc<Shared<C>>,
+    /// Its slices and repeat check, made when a send first names any: only sends that name
+    /// slices read it (kept in this line's spare room, so that a kind stays 13 cache lines).
+    pub(super) slices: OnceLock<Box<Tracker>>,
 }
 
 /// Where a send left the lock-free path, for [`Kind::check_cold`] to finish it.

@@ -3,9 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Decision, Detour, Kind};
+use super::{Decision, Detour, Kind, Sliced};
 use crate::clock::{Clock, SystemClock};
+use crate::guard::Blocked;
 use crate::observe::KindStatus;
+use crate::slice::Slices;
 use crate::state::State;
 
 /// A resolved kind: checking through it is the lock-free send path. Cheap to clone.
@@ -67,6 +69,50 @@ impl<C: Clock> KindHandle<C> {
                 None => self.kind.check_cold(step),
                 Some(detour) => detour.check(),
             },
+        }
+    }
+
+    /// Counts one send that names `slices` below the kind and decides it, as
+    /// [`Breaker::check_sliced`](crate::Breaker::check_sliced) does; a send that names nothing
+    /// ([`Slices::none`]) is exactly a [`check`](Self::check). While the handle is on the
+    /// overflow kind (or its name breaks the rule), its slices are not tracked.
+    pub fn check_sliced(&self, slices: &Slices<'_>) -> Result<(), Blocked<()>> {
+        let kind = match &self.detour {
+            None => &*self.kind,
+            Some(detour) => match detour.home() {
+                Some(home) => home,
+                None => {
+                    return match detour.check() {
+                        Decision::Allowed => Ok(()),
+                        Decision::Blocked(reason) => Err(Blocked::new(
+                            (),
+                            std::sync::Arc::from(detour.name()),
+                            reason,
+                            0,
+                            0,
+                        )),
+                    };
+                }
+            },
+        };
+        let refused = |reason, tripped_at_ms, open_until_ms| {
+            Blocked::new(
+                (),
+                std::sync::Arc::clone(kind.name()),
+                reason,
+                tripped_at_ms,
+                open_until_ms,
+            )
+        };
+        match kind.check_sliced(slices) {
+            Sliced::Allowed => Ok(()),
+            Sliced::Kind(reason) => Err(refused(reason, kind.tripped_at(), kind.open_until())),
+            Sliced::Slice(refusal) => {
+                Err(
+                    refused(refusal.reason, refusal.tripped_at_ms, refusal.open_until_ms)
+                        .with_slice(Some(refusal.slice)),
+                )
+            }
         }
     }
 

@@ -124,17 +124,6 @@ pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) 
     u32::try_from(next).unwrap_or(u32::MAX)
 }
 
-/// A detector reading as the window an operator reads.
-pub(super) fn window(reading: &Reading) -> Window {
-    Window {
-        timescale: reading.timescale,
-        window_count: reading.count,
-        threshold: reading.threshold(),
-        expected: f64::from(reading.limit.expected),
-        bound: reading.limit.bound,
-    }
-}
-
 impl<C: Clock> Kind<C> {
     /// Publishes a new kind's state to the send path and its figures to the metrics.
     pub(super) fn start(&self) {
@@ -330,26 +319,19 @@ impl<C: Clock> Kind<C> {
         let reading = reading
             .copied()
             .unwrap_or_else(|| cold.detector.nearest(self.current(cold)));
-        events.push(self.event(from, to, reason, now, window(&reading)));
+        events.push(self.event(from, to, reason, now, Window::of(&reading)));
     }
 
     /// News that leaves the state as it is: still open, a surge begun or ended.
     pub(super) fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
         let state = cold.state.state;
         let reading = cold.detector.nearest(self.current(cold));
-        events.push(self.event(state, state, reason, now, window(&reading)));
+        events.push(self.event(state, state, reason, now, Window::of(&reading)));
     }
 
     pub(super) fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
-        Event {
-            kind: Arc::clone(self.name()),
-            at_ms: now,
-            from,
-            to,
-            reason,
-            window,
-            dry_run: self.limits.0.dry_run.load(Ordering::Relaxed),
-        }
+        let dry_run = self.limits.0.dry_run.load(Ordering::Relaxed);
+        Event::new(Arc::clone(self.name()), now, from, to, reason, window, dry_run)
     }
 
     /// Stores what the send path reads.
@@ -376,7 +358,10 @@ impl<C: Clock> Kind<C> {
         let attempted = self.attempted(cold);
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
         let current = self.current(cold);
-        let windows = cold.detector.readings(current).map(|reading| window(&reading));
+        let windows = cold
+            .detector
+            .readings(current)
+            .map(|reading| Window::of(&reading));
         let open = cold.state.state == State::Open;
         KindStatus {
             kind: Arc::clone(self.name()),
@@ -388,9 +373,9 @@ impl<C: Clock> Kind<C> {
             } else {
                 0
             },
-            nearest: window(&cold.detector.nearest(current)),
+            nearest: Window::of(&cold.detector.nearest(current)),
             windows,
-            tripped_on: cold.tripped_on.as_ref().map(window),
+            tripped_on: cold.tripped_on.as_ref().map(Window::of),
             warmed_up: cold.detector.is_warm(&cold.settings.policy),
             attempted,
             allowed: attempted.saturating_sub(blocked),
@@ -402,6 +387,8 @@ impl<C: Clock> Kind<C> {
                 sends: cold.detector.surge_left(),
                 until_ms: cold.surge_until,
             }),
+            slices: Vec::new(),
+            repeats: None,
         }
     }
 

@@ -17,9 +17,10 @@ mod handle;
 mod machine;
 mod newcomers;
 mod packed;
+mod sliced;
 mod stop;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::Clock;
 use crate::config::KindSettings;
@@ -37,6 +38,7 @@ pub use handle::KindHandle;
 pub(crate) use machine::Standing;
 pub(crate) use newcomers::Newcomers;
 pub(crate) use packed::Packed;
+pub(crate) use sliced::Sliced;
 pub(crate) use stop::{Held, Stops};
 
 /// What every kind of one breaker shares.
@@ -82,6 +84,7 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name,
                 shared,
+                slices: OnceLock::new(),
             }),
         };
         kind.start();
@@ -100,6 +103,7 @@ impl<C: Clock> Kind<C> {
                 blocked: Default::default(),
                 name: Arc::from(""),
                 shared,
+                slices: OnceLock::new(),
             }),
             cold: Mutex::new(Cold::new(settings, Learned::default(), 0, KindMetrics::none())),
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
+use crate::slice::SliceId;
 use crate::state::{Reason, State};
 
 /// A kind changed state (tripped, probed, recovered, was forced or reset), or has news an
@@ -36,9 +37,45 @@ pub struct Event {
     pub window: Window,
     /// The kind runs in dry-run: an open state here blocked nothing.
     pub dry_run: bool,
+    /// The slice that moved (`prefix=+447`), for an event of one slice of the kind rather than
+    /// the kind itself: its trip (reason `slice`) or recovery, or a repeat refusal (reason
+    /// `repeat`, slice `recipient=…`). `None` for the kind's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceId>,
+    /// For a slice's event, the share of its dimension it was judged by (0.011 for 1.1%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_share: Option<f64>,
 }
 
 impl Event {
+    /// An event of the kind itself (no slice).
+    pub(crate) fn new(
+        kind: Arc<str>,
+        at_ms: u64,
+        from: State,
+        to: State,
+        reason: Reason,
+        window: Window,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            kind,
+            at_ms,
+            from,
+            to,
+            reason,
+            window,
+            dry_run,
+            slice: None,
+            expected_share: None,
+        }
+    }
+
+    /// Whether this event is of one slice of the kind (or a repeat refusal), not the kind itself.
+    pub fn is_slice(&self) -> bool {
+        self.slice.is_some()
+    }
+
     /// Whether this event is a trip (a move into open, by detection or by an operator). In
     /// dry-run it blocked nothing: see [`is_would_trip`](Self::is_would_trip).
     ///
@@ -94,14 +131,54 @@ impl fmt::Display for Event {
                 State::HalfOpen => "half-opened",
             }
         };
+        if let Some(slice) = &self.slice {
+            write!(f, "{slice} of ")?;
+        }
         write!(
             f,
             "{} {what} ({}) {}: {}",
             self.kind,
             self.reason,
             WeekTime(self.at_ms),
-            self.window
+            Account(self)
         )
+    }
+}
+
+/// What an event was judged on: its window, or for a slice the share it was judged by.
+pub(crate) struct Account<'e>(pub(crate) &'e Event);
+
+impl fmt::Display for Account<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let event = self.0;
+        match (&event.slice, event.expected_share) {
+            (Some(_), _) if event.reason == Reason::Repeat => write!(
+                f,
+                "more than {} identical notifications to one recipient in the window",
+                event.window.threshold
+            ),
+            (Some(_), Some(share)) if event.window.bound != crate::detect::Bound::None => {
+                event.window.fmt_count(f)?;
+                write!(f, " (expected share {})", Percent(share))
+            }
+            _ => event.window.fmt(f),
+        }
+    }
+}
+
+/// A share as a percentage: `1.1%`, `0.05%`, `40%`.
+pub(crate) struct Percent(pub(crate) f64);
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let percent = self.0 * 100.0;
+        if percent >= 10.0 || percent == 0.0 {
+            write!(f, "{percent:.0}%")
+        } else if percent >= 0.1 {
+            write!(f, "{percent:.1}%")
+        } else {
+            write!(f, "{percent:.2}%")
+        }
     }
 }
 
@@ -134,6 +211,19 @@ pub(super) fn trace(event: &Event) {
         window.expected,
         event.dry_run,
     );
+    if let Some(slice) = &event.slice {
+        let (dimension, value) = (&*slice.dimension, &*slice.value);
+        if event.is_trip() {
+            tracing::warn!(
+                kind, dimension, value, reason, count, threshold, dry_run, "{event}"
+            );
+        } else {
+            tracing::info!(
+                kind, dimension, value, reason, count, threshold, dry_run, "{event}"
+            );
+        }
+        return;
+    }
     if event.is_trip() || event.is_still_open() {
         tracing::warn!(
             kind, from, to, reason, timescale, count, threshold, expected, dry_run, "{event}"
@@ -166,10 +256,45 @@ mod tests {
                 bound: Bound::Factor,
             },
             dry_run: false,
+            slice: None,
+            expected_share: None,
         };
         assert_eq!(
             event.to_string(),
             "security.2fa_changed tripped (spike) Tue 03:00: hour window 412 > 360 (3.0 x expected 120.0)"
         );
+    }
+
+    #[test]
+    fn a_slice_event_names_the_slice_and_the_share_it_was_judged_by() {
+        let mut event = Event::new(
+            "sms.login_code".into(),
+            (5 * 1440 + 3 * 60) * 60_000,
+            State::Closed,
+            State::Open,
+            Reason::Slice,
+            Window {
+                timescale: Timescale::Hour,
+                window_count: 812,
+                threshold: 140,
+                expected: 46.0,
+                bound: Bound::Factor,
+            },
+            false,
+        );
+        event.slice = Some(SliceId {
+            dimension: "prefix".into(),
+            value: "+447".into(),
+        });
+        event.expected_share = Some(0.011);
+        assert!(event.is_trip() && event.is_slice());
+        assert_eq!(
+            event.to_string(),
+            "prefix=+447 of sms.login_code tripped (slice) Tue 03:00: hour window 812 > 140 (expected share 1.1%)"
+        );
+        let shares = [(0.4, "40%"), (0.011, "1.1%"), (0.0005, "0.05%"), (0.0, "0%")];
+        for (share, shown) in shares {
+            assert_eq!(Percent(share).to_string(), shown);
+        }
     }
 }

@@ -92,6 +92,21 @@ pub const KINDS: &str = "spikebreaker_kinds";
 /// Counter, breaker-wide: look-ups of new kinds sent to the overflow kind because
 /// [`Config::max_kinds`](crate::Config::max_kinds) kinds were registered.
 pub const OVERFLOWED: &str = "spikebreaker_overflowed_total";
+/// The label that carries a slice's dimension (`country`, `tenant`) on per-dimension series.
+pub const DIMENSION_LABEL: &str = "dimension";
+/// The label that carries a slice's value on [`SLICE_OPEN`].
+pub const VALUE_LABEL: &str = "value";
+/// Counter, per kind and dimension: sends that named the dimension.
+pub const SLICE_ATTEMPTED: &str = "spikebreaker_slice_attempted_total";
+/// Counter, per kind and dimension: sends refused because their slice was open.
+pub const SLICE_BLOCKED: &str = "spikebreaker_slice_blocked_total";
+/// Counter, per kind and dimension: times one of its slices tripped.
+pub const SLICE_TRIPS: &str = "spikebreaker_slice_trips_total";
+/// Gauge, per kind, dimension and value, only for tracked values that have tripped (so the
+/// series stay few): 1 while the slice is open, 0 once it closed again.
+pub const SLICE_OPEN: &str = "spikebreaker_slice_open";
+/// Counter, per kind: sends refused as repeats (the same notification to one recipient).
+pub const REPEAT_BLOCKED: &str = "spikebreaker_repeat_blocked_total";
 /// The label that carries a [`Problem`]'s name on [`PROBLEM`] (one of [`Problem::NAMES`]).
 pub const PROBLEM_LABEL: &str = "problem";
 /// Gauge, breaker-wide, per problem: 1 while the [`Problem`] stands, 0 otherwise (every problem
@@ -189,6 +204,30 @@ pub fn describe() {
         QUARANTINE_DISCARDED,
         Unit::Count,
         "Quarantined notifications of the kind discarded by an operator."
+    );
+    describe_counter!(
+        SLICE_ATTEMPTED,
+        Unit::Count,
+        "Sends of the kind that named the slice dimension."
+    );
+    describe_counter!(
+        SLICE_BLOCKED,
+        Unit::Count,
+        "Sends of the kind refused because their slice of the dimension was open."
+    );
+    describe_counter!(
+        SLICE_TRIPS,
+        Unit::Count,
+        "Times a slice of the kind's dimension tripped."
+    );
+    describe_gauge!(
+        SLICE_OPEN,
+        "A tracked slice that has tripped: 1 while open, 0 once closed again."
+    );
+    describe_counter!(
+        REPEAT_BLOCKED,
+        Unit::Count,
+        "Sends of the kind refused as the same notification to one recipient too often."
     );
     #[cfg(feature = "redis")]
     describe_gauge!(

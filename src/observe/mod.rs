@@ -12,6 +12,7 @@ mod status;
 mod subscription;
 mod window;
 
+pub(crate) use event::Account;
 pub use event::Event;
 pub use problem::Problem;
 pub(crate) use problem::Problems;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::Problem;
 use super::window::Window;
+use crate::slice::{DimensionStatus, RepeatStatus};
 use crate::state::{Reason, State};
 
 /// A kind's state and figures at one moment, for an admin endpoint or a dashboard: the one type
@@ -53,6 +54,15 @@ pub struct KindStatus {
     pub forced: bool,
     /// A planned surge in force.
     pub surge: Option<Surge>,
+    /// Each dimension of slices the kind tracks, with its values (see
+    /// [guide::slices](crate::guide::slices)); empty when its notifications name none. Filled
+    /// by an operator's status ([`Breaker::status`](crate::Breaker::status),
+    /// [`Breaker::kind_status`](crate::Breaker::kind_status)), not in fleet views or metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<DimensionStatus>,
+    /// The repeat check, once a notification naming a recipient opted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<RepeatStatus>,
 }
 
 impl KindStatus {
@@ -97,6 +107,8 @@ impl KindStatus {
             dry_run: false,
             forced: false,
             surge: None,
+            slices: Vec::new(),
+            repeats: None,
         }
     }
 

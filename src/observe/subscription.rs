@@ -174,6 +174,8 @@ mod tests {
                 bound: Bound::Floor,
             },
             dry_run: false,
+            slice: None,
+            expected_share: None,
         }
     }
 

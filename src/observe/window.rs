@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Bound, Timescale};
+use crate::detect::{Bound, Reading, Timescale};
 
 /// One timescale's window against its limit, at one moment.
 ///
@@ -35,14 +35,36 @@ impl Window {
     }
 }
 
+impl Window {
+    /// A detector's reading as the window an operator reads.
+    pub(crate) fn of(reading: &Reading) -> Self {
+        Self {
+            timescale: reading.timescale,
+            window_count: reading.count,
+            threshold: reading.threshold(),
+            expected: f64::from(reading.limit.expected),
+            bound: reading.limit.bound,
+        }
+    }
+
+    /// `hour window 412 > 360`: the count against the threshold, without what set it.
+    pub(crate) fn fmt_count(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let relation = if self.is_over() { '>' } else { '≤' };
+        write!(f, "{} window {}", self.timescale, self.window_count)?;
+        if self.bound == Bound::None {
+            return Ok(());
+        }
+        write!(f, " {relation} {}", self.threshold)
+    }
+}
+
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let relation = if self.is_over() { '>' } else { '≤' };
-        write!(f, "{} window {} ", self.timescale, self.window_count)?;
+        self.fmt_count(f)?;
         if self.bound == Bound::None {
-            return write!(f, "(no limit yet)");
+            return write!(f, " (no limit yet)");
         }
-        write!(f, "{relation} {} ", self.threshold)?;
+        f.write_str(" ")?;
         match self.bound {
             Bound::Factor => write!(
                 f,

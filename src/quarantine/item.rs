@@ -159,6 +159,10 @@ pub struct NewItem {
     pub held_at_ms: u64,
     /// Whom it was for, if the notification names a recipient.
     pub recipient: Option<String>,
+    /// The slice of the kind that refused it (`prefix=+447`, `recipient=…` for a repeat), when
+    /// a slice did rather than the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<Box<str>>,
     /// The notification, as JSON.
     pub notification: Box<RawValue>,
 }
@@ -179,6 +183,9 @@ pub struct Item {
     pub held_at_ms: u64,
     /// Whom it was for, if known.
     pub recipient: Option<String>,
+    /// The slice of the kind that refused it, if a slice did (see [`NewItem::slice`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<Box<str>>,
     /// Where it stands.
     pub state: ItemState,
     /// A release may have sent it before its releaser died ([`Delivery::AtMostOnce`]): it is
@@ -206,6 +213,7 @@ impl Item {
             reason: new.reason,
             held_at_ms: new.held_at_ms,
             recipient: new.recipient,
+            slice: new.slice,
             state: ItemState::Held,
             in_doubt: false,
             attempts: 0,
@@ -379,6 +387,7 @@ mod tests {
                     reason: Reason::Spike,
                     held_at_ms: 0,
                     recipient: None,
+                    slice: None,
                     notification: RawValue::from_string("{}".to_owned()).unwrap(),
                 },
             )

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -15,10 +16,11 @@ use super::item::{Filter, Item, ItemId, NewItem, Query};
 use super::store::new_store_id;
 use super::store::{Claim, Claimed, Outcome, StoreError};
 use super::{DEFAULT_LEASE, DEFAULT_POLL, Quarantine, pace};
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, Refused};
 use crate::clock::{Clock, unix_ms};
 use crate::guard::Quarantined;
 use crate::observe::metrics::{self, count_quarantine};
+use crate::slice::SliceId;
 
 /// Why [`Quarantine::hold_refused`] held nothing: the notification stays with its sender.
 #[derive(Clone, Debug, Error)]
@@ -47,13 +49,48 @@ impl Quarantine {
         let refused = breaker
             .refusing(kind)
             .ok_or_else(|| HoldError::NotRefusing(kind.to_owned()))?;
-        let trip = self.trip(&refused.kind, refused.tripped_at_ms, breaker.now_ms());
+        self.hold_over_the_wire(breaker, refused, None, recipient, notification)
+    }
+
+    /// [`hold_refused`](Self::hold_refused) for a notification that one slice of `kind` refused
+    /// (`prefix=+447`, see [guide::slices](crate::guide::slices)): held under that slice's trip,
+    /// the item naming the slice, as an in-process refusal by the slice is held. A slice that is
+    /// not open now holds nothing: [`HoldError::NotRefusing`] naming the slice.
+    pub fn hold_refused_by_slice<C: Clock>(
+        &self,
+        breaker: &Breaker<C>,
+        kind: &str,
+        slice: &SliceId,
+        recipient: Option<&str>,
+        notification: Box<RawValue>,
+    ) -> Result<Quarantined, HoldError> {
+        let refused = breaker
+            .refusing_slice(kind, slice)
+            .ok_or_else(|| HoldError::NotRefusing(format!("{slice} of {kind}")))?;
+        self.hold_over_the_wire(breaker, refused, Some(slice), recipient, notification)
+    }
+
+    fn hold_over_the_wire<C: Clock>(
+        &self,
+        breaker: &Breaker<C>,
+        refused: Refused,
+        slice: Option<&SliceId>,
+        recipient: Option<&str>,
+        notification: Box<RawValue>,
+    ) -> Result<Quarantined, HoldError> {
+        // A slice's trips are its own, apart from its kind's and from each other's.
+        let trip_of = match slice {
+            None => Arc::clone(&refused.kind),
+            Some(slice) => Arc::from(format!("{} {slice}", refused.kind)),
+        };
+        let trip = self.trip(&trip_of, refused.tripped_at_ms, breaker.now_ms());
         let item = NewItem {
             kind: refused.kind.to_string(),
             trip,
             reason: refused.reason,
             held_at_ms: unix_ms(),
             recipient: recipient.map(str::to_owned),
+            slice: slice.map(|slice| slice.to_string().into()),
             notification,
         };
         match self.store().hold(item) {

@@ -289,13 +289,19 @@ impl<N: Serialize> Park<N> for Quarantine {
                 return Err(blocked);
             }
         };
-        let trip = self.trip(&kind, blocked.tripped_at_ms(), now_ms);
+        // A slice's trips are its own, apart from its kind's and from each other's.
+        let trip_of = match blocked.slice() {
+            None => Arc::clone(&kind),
+            Some(slice) => Arc::from(format!("{kind} {slice}")),
+        };
+        let trip = self.trip(&trip_of, blocked.tripped_at_ms(), now_ms);
         let item = NewItem {
             kind: kind.to_string(),
             trip,
             reason: blocked.reason(),
             held_at_ms: unix_ms(),
             recipient: recipient_of(blocked.notification()).map(str::to_owned),
+            slice: blocked.slice().map(|slice| slice.to_string().into()),
             notification,
         };
         match self.inner.store.hold(item) {

@@ -12,6 +12,7 @@
 //! [`file`] keeps one in a file for a breaker.
 
 pub(crate) mod file;
+pub(crate) mod slices;
 mod stop;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,10 @@ pub(crate) struct KindSnapshot {
     pub(crate) minutes: u32,
     /// Hours learned.
     pub(crate) hours: u32,
+    /// What its slices learned: per dimension, each tracked value's share (none when its
+    /// notifications name no slice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) slices: Vec<slices::DimensionSnapshot>,
 }
 
 fn no_lift() -> f64 {
@@ -327,7 +332,19 @@ impl KindSnapshot {
             busiest_minute: learned.peak.map(f64::from),
             minutes: learned.minutes,
             hours: learned.hours,
+            slices: Vec::new(),
         }
+    }
+
+    /// With what its slices learned.
+    pub(crate) fn with_slices(mut self, learned: slices::Learned) -> Self {
+        self.slices = slices::capture(learned);
+        self
+    }
+
+    /// What its slices learned, as the slice tracker restores it.
+    pub(crate) fn to_slices(&self) -> slices::Learned {
+        slices::restore(&self.slices)
     }
 
     pub(crate) fn to_learned(&self) -> Learned {
@@ -385,7 +402,8 @@ impl KindSnapshot {
         if !mean.is_finite() || mean.abs() > 100.0 {
             return Err(format!("burst[0] = {} is out of range", shown(mean)));
         }
-        check("burst[1]", var, 100.0)
+        check("burst[1]", var, 100.0)?;
+        slices::validate(&self.slices)
     }
 }
 

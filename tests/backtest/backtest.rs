@@ -161,7 +161,7 @@ fn a_stray_time_is_the_only_line_skipped() {
 
 #[test]
 fn each_bad_line_is_named_and_reading_goes_on() {
-    let log = b"5,a\n4,a\n6,\n7\nx,a\n1,a,b,c\n8,a\n";
+    let log = b"5,a\n4,a\n6,\n7\nx,a\n1,a,b,c=d,e\n8,a\n9,a,b,c\n10,a\n";
     let mut reader = LogReader::new(&log[..]);
     let mut results = Vec::new();
     while let Some(record) = reader.next_record() {
@@ -182,8 +182,13 @@ fn each_bad_line_is_named_and_reading_goes_on() {
             previous_ms: 5
         })
     ));
-    assert!(matches!(results[6], Ok(8)));
-    assert_eq!(results.len(), 7);
+    // A fourth column that is not `name=value` pairs names what is wrong.
+    assert!(
+        matches!(&results[6], Err(LogError::Slices { line: 8, problem }) if problem.contains("`name=value`"))
+    );
+    assert!(matches!(results[7], Ok(8)));
+    assert!(matches!(results[8], Ok(10)));
+    assert_eq!(results.len(), 9);
     let message = results[5].as_ref().unwrap_err().to_string();
     assert!(
         message.starts_with("line 2:") && message.contains("backwards"),

@@ -7,7 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use spikebreaker::config::{
-    KindConfig, KindOverride, Recovery, SurgeConfig, TimescaleConfig, TimescaleOverride,
+    KindConfig, KindOverride, Recovery, RepeatConfig, RepeatOverride, SliceConfig, SliceOverride,
+    SurgeConfig, TimescaleConfig, TimescaleOverride,
 };
 use spikebreaker::{Breaker, Config, ManualClock, Snapshot};
 
@@ -90,6 +91,57 @@ fn timescale() -> impl Strategy<Value = TimescaleConfig> {
         })
 }
 
+/// Valid slice settings: some dimensions named or none, a safe list, each timescale's guards.
+fn slice_config() -> impl Strategy<Value = SliceConfig> {
+    (
+        (
+            any::<bool>(),
+            prop::option::of(prop::collection::vec("[a-z][a-z0-9_.-]{0,12}", 0..4)),
+        ),
+        (
+            1usize..=1024,
+            0u64..=2_592_000,
+            timescale(),
+            timescale(),
+            timescale(),
+        ),
+        prop::collection::btree_map(
+            "[a-z]{1,8}",
+            prop::collection::vec("[A-Za-z0-9+ ]{1,12}", 0..3),
+            0..3,
+        ),
+    )
+        .prop_map(
+            |((enabled, dimensions), (track, warmup_secs, minute, hour, day), safe)| SliceConfig {
+                enabled,
+                max_dimensions: 8,
+                dimensions: dimensions.map(|mut names| {
+                    names.retain(|name| name != "content");
+                    names.sort();
+                    names.dedup();
+                    names
+                }),
+                track,
+                minute,
+                hour,
+                day,
+                warmup_secs,
+                safe,
+            },
+        )
+}
+
+fn repeat_config() -> impl Strategy<Value = RepeatConfig> {
+    (any::<bool>(), 1u32..=65_535, 1u64..=2_592_000, 128usize..=1 << 20).prop_map(
+        |(enabled, max, window_secs, capacity)| RepeatConfig {
+            enabled,
+            max,
+            window_secs,
+            capacity,
+        },
+    )
+}
+
 fn kind_config() -> impl Strategy<Value = KindConfig> {
     (
         (1u64..=3_600, timescale(), timescale(), timescale()),
@@ -101,8 +153,9 @@ fn kind_config() -> impl Strategy<Value = KindConfig> {
             1.0f64..10.0,
             prop::option::of(0.01f64..1e6),
         ),
+        (slice_config(), repeat_config()),
     )
-        .prop_map(|(a, b, c, d)| {
+        .prop_map(|(a, b, c, d, (slices, repeats))| {
             let (window_secs, minute, hour, day) = a;
             let (warmup_extra, warmup_secs, max_growth_per_hour) = b;
             let (manual, cooldown_secs, probe_secs) = c;
@@ -122,6 +175,8 @@ fn kind_config() -> impl Strategy<Value = KindConfig> {
                 probe_secs,
                 open_alert_secs,
                 dry_run,
+                slices,
+                repeats,
             }
         })
 }
@@ -167,6 +222,27 @@ fn kind_override() -> impl Strategy<Value = KindOverride> {
             dry_run: on(19).then_some(c.dry_run),
             max_growth_per_day: on(20).then_some(c.max_growth_per_day),
             expected_per_minute: on(21).then_some(c.expected_per_minute).flatten(),
+            slices: if on(22) {
+                SliceOverride {
+                    enabled: Some(c.slices.enabled),
+                    dimensions: c.slices.dimensions.clone(),
+                    track: Some(c.slices.track),
+                    hour: timescale_override(c.slices.hour, (set >> 24) as u16),
+                    safe: Some(c.slices.safe.clone()),
+                    ..SliceOverride::default()
+                }
+            } else {
+                SliceOverride::default()
+            },
+            repeats: if on(23) {
+                RepeatOverride {
+                    max: Some(c.repeats.max),
+                    window_secs: Some(c.repeats.window_secs),
+                    ..RepeatOverride::default()
+                }
+            } else {
+                RepeatOverride::default()
+            },
         }
     })
 }

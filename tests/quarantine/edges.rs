@@ -23,6 +23,7 @@ fn new_item(kind: &str, json: String) -> NewItem {
         reason: Reason::Spike,
         held_at_ms: 0,
         recipient: Some("a@example.com".to_owned()),
+        slice: None,
         notification: RawValue::from_string(json).unwrap(),
     }
 }

@@ -121,6 +121,7 @@ fn an_oversized_notification_is_refused_by_name_without_marking_the_store_down()
         reason: Reason::Spike,
         held_at_ms: 0,
         recipient: None,
+        slice: None,
         notification: RawValue::from_string(format!("\"{}\"", "x".repeat(2 << 20))).unwrap(),
     };
     let error = quarantine.store().hold(item).unwrap_err();

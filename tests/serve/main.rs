@@ -23,6 +23,8 @@ mod redis_server;
 #[cfg(feature = "serve")]
 mod server;
 #[cfg(feature = "serve")]
+mod slices;
+#[cfg(feature = "serve")]
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -38,7 +38,6 @@ impl Server {
     }
 
     /// The same on a manual clock starting at `at_ms`, moved with [`Server::set_clock`].
-    #[allow(dead_code)] // until the replays over the wire use it
     pub fn start_manual(config: &str, at_ms: u64) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let at = at_ms.to_string();
@@ -184,7 +183,6 @@ impl Server {
     }
 
     /// Moves the manual clock to `ms` (a server started with [`Server::start_manual`]).
-    #[allow(dead_code)] // until the replays over the wire use it
     pub fn set_clock(&self, ms: u64) {
         let reply = self.http("POST", "/admin/clock", &format!("{{\"set_ms\": {ms}}}"));
         assert_eq!(reply.status, 200, "{}", reply.body);

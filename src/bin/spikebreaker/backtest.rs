@@ -118,7 +118,7 @@ fn line_by_line(
             Err(error) if error.is_bad_line() => return Err(Failure::BadInput(error.to_string())),
             Err(error) => return Err(Failure::Io(error.to_string())),
         };
-        let verdict = match backtest.check(record.t_ms, record.kind) {
+        let verdict = match backtest.check_sliced(record.t_ms, record.kind, &record.slices) {
             Decision::Allowed => "allowed",
             Decision::Blocked(_) => "blocked",
         };

@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Replays a send log (`t_ms,kind[,recipient]` lines, sorted by time) and prints a JSON
+    /// Replays a send log (`t_ms,kind[,recipient[,slices]]` lines, sorted by time) and prints a JSON
     /// report of what the breaker would have allowed, blocked and when it would have tripped.
     Backtest(backtest::BacktestArgs),
     /// Replays a send log against a grid of settings per kind, and against copies with runaways

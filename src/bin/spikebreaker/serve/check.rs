@@ -1,22 +1,64 @@
-//! One check, as every protocol asks it: "may I send `count` notifications of `kind` now?",
-//! answered by the breaker send by send, with what an answer over the wire needs to be honest:
-//! the window that binds, its room, and when a refusing kind may reopen.
+//! One check, as every protocol asks it: "may I send `count` notifications of `kind` now?"
+//! (each naming the same slices below the kind, if any), answered by the breaker send by send,
+//! with what an answer over the wire needs to be honest: the window that binds, its room, and
+//! when a refusing kind (or slice) may reopen.
+//!
+//! **Slices.** A request names slices as `name=value` pairs (a descriptor's entries beside
+//! `kind`, `/v1/check`'s `slices` object), read as the send log's fourth column reads them:
+//! `content` gives the content key of the repeat check; `recipient` names whom the notification is
+//! for (the repeat check counts per recipient); every other pair is a slice (`prefix=+447`,
+//! `tenant=acme`), checked by the library's rule before anything is counted.
 
 use std::convert::Infallible;
 use std::fmt;
 
 use spikebreaker::config::validate_kind_name;
-use spikebreaker::guard::ByNotification;
+use spikebreaker::guard::{ByNotification, CONTENT, MAX_SLICES, Slices, check_pair};
 use spikebreaker::status::{KindStatus, Reason, State, Timescale, Window};
 use spikebreaker::{Clock, Config, GuardError, Guarded, Notification, Sender};
 
-/// A send asked about over the wire: its kind is all the breaker needs.
-pub(crate) struct Ask<'a>(pub(crate) &'a str);
+/// The pair that names the recipient of the repeat check rather than a slice.
+pub(crate) const RECIPIENT: &str = "recipient";
+
+/// A send asked about over the wire: its kind, and what it names below it.
+#[derive(Clone, Copy)]
+pub(crate) struct Ask<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) slices: Slices<'a>,
+}
 
 impl Notification for Ask<'_> {
     fn kind(&self) -> &str {
-        self.0
+        self.kind
     }
+
+    fn slices(&self) -> Slices<'_> {
+        self.slices
+    }
+}
+
+/// The slices named by `pairs` (none: [`Slices::none`], so that a request naming nothing costs
+/// what it did), each pair checked; a problem is named.
+pub(crate) fn slices_of<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Slices<'a>, String> {
+    let mut slices = Slices::none();
+    let mut named = 0;
+    for (name, value) in pairs {
+        slices = match name {
+            RECIPIENT if !value.is_empty() => slices.recipient(value),
+            CONTENT if !value.is_empty() => slices.with(name, value),
+            _ => {
+                check_pair(name, value)?;
+                named += 1;
+                if named > MAX_SLICES {
+                    return Err(format!("more than {MAX_SLICES} slices"));
+                }
+                slices.with(name, value)
+            }
+        };
+    }
+    Ok(slices)
 }
 
 /// The "sender" of a server: a send the breaker allows is answered, not sent. Guarding it gives
@@ -92,6 +134,11 @@ pub(crate) struct Refusal {
     pub(crate) reason: Reason,
     /// When it may let sends through again on its own (breaker clock), if it will.
     pub(crate) reopens_at_ms: Option<u64>,
+    /// The slice that refused (`prefix=+447`, `recipient=…` for a repeat), when a slice did
+    /// rather than the kind.
+    pub(crate) slice: Option<String>,
+    /// What the slice's trip was judged on, and the share it was judged by.
+    pub(crate) slice_window: Option<(Window, f64)>,
 }
 
 /// The limit a verdict reports: the window that binds now, or for a refusal the one that
@@ -110,26 +157,35 @@ impl Limit {
     }
 }
 
-/// Checks `count` sends of `kind` (already [`validate`]d) through `guarded`, send by send: the
-/// same as `count` sends of an in-process guarded sender. The request is allowed when every one
-/// of them is; every one is counted, as Envoy's reference server counts a request's hits.
+/// Checks `count` sends of `ask`'s kind (already [`validate`]d) through `guarded`, send by send:
+/// the same as `count` sends of an in-process guarded sender. The request is allowed when every
+/// one of them is; every one is counted, as Envoy's reference server counts a request's hits.
 pub(crate) fn check<C: Clock>(
     guarded: &Guarded<Answer, ByNotification, C>,
     clock: &C,
     config: &Config,
-    kind: &str,
+    ask: Ask<'_>,
     count: u64,
 ) -> Verdict {
+    let kind = ask.kind;
     let mut allowed = 0;
     let mut refusal = None;
     for _ in 0..count {
-        match guarded.send(Ask(kind)) {
+        match guarded.send(ask) {
             Ok(()) => allowed += 1,
             Err(GuardError::Blocked(blocked)) => {
-                refusal.get_or_insert_with(|| Refusal {
-                    kind: blocked.kind().to_owned(),
-                    reason: blocked.reason(),
-                    reopens_at_ms: blocked.reopens_at_ms(),
+                refusal.get_or_insert_with(|| {
+                    let slice_window = blocked.slice().and_then(|slice| {
+                        let found = guarded.breaker().slice_status(blocked.kind(), slice)?;
+                        Some((found.tripped_on?, found.expected_share))
+                    });
+                    Refusal {
+                        kind: blocked.kind().to_owned(),
+                        reason: blocked.reason(),
+                        reopens_at_ms: blocked.reopens_at_ms(),
+                        slice: blocked.slice().map(ToString::to_string),
+                        slice_window,
+                    }
                 });
             }
             Err(GuardError::Quarantined(_) | GuardError::Sender(_)) => {}
@@ -169,6 +225,11 @@ impl Verdict {
     pub(crate) fn limit(&self) -> Option<Limit> {
         let status = self.status.as_ref()?;
         let window = match &self.refusal {
+            Some(Refusal {
+                slice: Some(_),
+                slice_window,
+                ..
+            }) => slice_window.as_ref()?.0,
             Some(refusal) if judged(refusal.reason) => status.tripped_on.unwrap_or(status.nearest),
             Some(_) => return None,
             None => status.nearest,
@@ -190,13 +251,26 @@ impl Verdict {
     }
 
     /// Why the request was refused, in one line: `security.2fa_changed is open (spike): minute
-    /// window 51 > 50 (the floor; expected 0.6)`.
+    /// window 51 > 50 (the floor; expected 0.6)`, or for a slice `prefix=+447 of sms.login_code
+    /// is open (slice): minute window 21 > 20 (expected share 3.2%)`.
     pub(crate) fn explanation(&self) -> Option<String> {
         let refusal = self.refusal.as_ref()?;
-        let state = self.status.as_ref().map_or(State::Open, |status| status.state);
-        let mut text = format!("{} is {} ({})", refusal.kind, state, refusal.reason);
+        let state = match &refusal.slice {
+            Some(_) => State::Open,
+            None => self.status.as_ref().map_or(State::Open, |status| status.state),
+        };
+        let mut text = match &refusal.slice {
+            Some(slice) => format!("{slice} of {} is {state} ({})", refusal.kind, refusal.reason),
+            None => format!("{} is {} ({})", refusal.kind, state, refusal.reason),
+        };
         match (self.limit(), refusal.reason) {
-            (Some(limit), _) => text.push_str(&format!(": {}", limit.window)),
+            (Some(limit), _) => {
+                text.push_str(&format!(": {}", limit.window));
+                if let Some((_, share)) = refusal.slice_window.filter(|_| refusal.slice.is_some()) {
+                    text.push_str(&format!(" (expected share {:.1}%)", share * 100.0));
+                }
+            }
+            (None, Reason::Repeat) => text.push_str(": the same notification to one recipient too often"),
             (None, Reason::ForcedOpen) => text.push_str(": forced open by an operator"),
             (None, Reason::Fleet) => text.push_str(": tripped for the whole fleet"),
             (None, _) => {}
@@ -226,6 +300,13 @@ mod tests {
     use spikebreaker::Breaker;
 
     use super::*;
+
+    fn ask(kind: &str) -> Ask<'_> {
+        Ask {
+            kind,
+            slices: Slices::none(),
+        }
+    }
 
     fn guarded() -> (Guarded<Answer, ByNotification, ManualClock>, ManualClock) {
         let clock = ManualClock::new();
@@ -257,11 +338,34 @@ mod tests {
     }
 
     #[test]
+    fn pairs_name_slices_a_recipient_and_a_content_key_each_checked() {
+        assert!(slices_of([]).unwrap().is_none(), "nothing named: opted out");
+        let slices = slices_of([
+            ("prefix", "+447"),
+            ("recipient", "+447700900123"),
+            ("content", "login"),
+            ("tenant", "acme"),
+        ])
+        .unwrap();
+        assert_eq!(
+            slices.iter().collect::<Vec<_>>(),
+            [("prefix", "+447"), ("tenant", "acme")]
+        );
+        assert_eq!(slices.recipient_named(), Some("+447700900123"));
+        assert!(slices.content_key().is_some());
+        assert!(slices_of([("bad name", "x")]).unwrap_err().contains("dimension"));
+        assert!(slices_of([("tenant", "")]).unwrap_err().contains("value"));
+        let nine: Vec<String> = (0..9).map(|i| format!("d{i}")).collect();
+        let too_many = slices_of(nine.iter().map(|d| (d.as_str(), "v"))).unwrap_err();
+        assert!(too_many.contains("more than 8"), "{too_many}");
+    }
+
+    #[test]
     fn a_batch_is_checked_send_by_send_and_refused_whole() {
         let (guarded, clock) = guarded();
         let config = Config::default();
         clock.advance(Duration::from_secs(1));
-        let first = check(&guarded, &clock, &config, "push.promo", 400);
+        let first = check(&guarded, &clock, &config, ask("push.promo"), 400);
         assert!(first.is_allowed());
         assert_eq!((first.allowed, first.count), (400, 400));
         let limit = first.limit().expect("a warm-up ceiling");
@@ -270,7 +374,7 @@ mod tests {
             (500, 100, 60)
         );
 
-        let second = check(&guarded, &clock, &config, "push.promo", 200);
+        let second = check(&guarded, &clock, &config, ask("push.promo"), 200);
         assert!(!second.is_allowed());
         assert_eq!(second.allowed, 100);
         let explanation = second.explanation().unwrap();
@@ -287,9 +391,9 @@ mod tests {
     fn a_forced_kind_names_no_window_and_no_reopening() {
         let (guarded, clock) = guarded();
         let config = Config::default();
-        let _ = check(&guarded, &clock, &config, "sms.otp", 1);
+        let _ = check(&guarded, &clock, &config, ask("sms.otp"), 1);
         guarded.breaker().force_open("sms.otp").unwrap();
-        let refused = check(&guarded, &clock, &config, "sms.otp", 1);
+        let refused = check(&guarded, &clock, &config, ask("sms.otp"), 1);
         assert_eq!(refused.limit(), None);
         assert_eq!(refused.retry_after_ms(), None);
         assert_eq!(

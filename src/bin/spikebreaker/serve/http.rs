@@ -2,7 +2,7 @@
 //!
 //! | Request | Answers |
 //! |---|---|
-//! | `POST /v1/check` `{"kind": "...", "count": n}` (`count` 1 by default) | 200 `{"decision": "allowed", ...}`, or 429 `{"decision": "blocked", "explanation": ..., "retry_after_secs": ...}` with `Retry-After` |
+//! | `POST /v1/check` `{"kind": "...", "count": n, "slices": {"prefix": "+447", ...}}` (`count` 1 by default, `slices` none) | 200 `{"decision": "allowed", ...}`, or 429 `{"decision": "blocked", "slice": ..., "explanation": ..., "retry_after_secs": ...}` with `Retry-After` |
 //! | `POST /json` | Envoy's `RateLimitRequest` as JSON, answered as lyft's ratelimit answers it: the `RateLimitResponse` as JSON, 200 or 429 |
 //! | `POST /v1/hold`, `/v1/claim`, `/v1/ack` | the quarantine over the wire (`quarantine.rs`) |
 //! | `GET /healthz` | 200 while serving |
@@ -15,6 +15,7 @@
 //! `Origin`; a bearer token if one is set (the admin token for `/admin`, the senders' for the
 //! rest); bodies of at most 16 KiB.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -31,7 +32,7 @@ use spikebreaker::admin::{self, Options};
 use spikebreaker::status::{Bound, Timescale};
 
 use super::App;
-use super::check::{self, Limit, Verdict};
+use super::check::{self, Ask, Limit, Verdict};
 use super::settings::ServerSection;
 use super::{json, quarantine};
 
@@ -99,6 +100,9 @@ struct CheckRequest {
     kind: String,
     #[serde(default = "one")]
     count: u64,
+    /// Slices below the kind, `recipient` and `content` for the repeat check (see `check.rs`).
+    #[serde(default)]
+    slices: BTreeMap<String, String>,
 }
 
 fn one() -> u64 {
@@ -143,13 +147,19 @@ async fn check_route<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) -> R
     if let Err(problem) = check::validate(&request.kind, request.count, app.server.max_hits_addend) {
         return bad_request(problem.to_string());
     }
-    let verdict = check::check(
-        &app.guarded,
-        &app.clock,
-        &app.config(),
-        &request.kind,
-        request.count,
-    );
+    let pairs = request
+        .slices
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()));
+    let slices = match check::slices_of(pairs) {
+        Ok(slices) => slices,
+        Err(problem) => return bad_request(problem),
+    };
+    let ask = Ask {
+        kind: &request.kind,
+        slices,
+    };
+    let verdict = check::check(&app.guarded, &app.clock, &app.config(), ask, request.count);
     verdict_response(&request.kind, &verdict)
 }
 
@@ -165,6 +175,9 @@ struct CheckAnswer<'a> {
     allowed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<spikebreaker::status::Reason>,
+    /// The slice that refused (`prefix=+447`), when a slice did rather than the kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slice: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     explanation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +199,10 @@ fn verdict_response(kind: &str, verdict: &Verdict) -> Response {
         count: verdict.count,
         allowed: verdict.allowed,
         reason: verdict.refusal.as_ref().map(|refusal| refusal.reason),
+        slice: verdict
+            .refusal
+            .as_ref()
+            .and_then(|refusal| refusal.slice.as_deref()),
         explanation: verdict.explanation(),
         retry_after_secs,
         limit: verdict.limit().map(LimitJson::from),

@@ -3,7 +3,7 @@
 //!
 //! | Request | Does | Answers |
 //! |---|---|---|
-//! | `POST /v1/hold` `{"kind", "key", "notification", "recipient"}` | holds it under the kind's trip ([`Quarantine::hold_refused`]) | 201 `{"id", "trip", "reason"}`; 409 when the kind lets sends through now (send it); 503 when the store refused it (keep it, try again) |
+//! | `POST /v1/hold` `{"kind", "key", "notification", "recipient", "slice"}` | holds it under the kind's trip ([`Quarantine::hold_refused`]), or with `"slice": "prefix=+447"` (what a refusal by a slice named) under the slice's ([`Quarantine::hold_refused_by_slice`]) | 201 `{"id", "trip", "reason"}`; 409 when the kind (or slice) lets sends through now (send it); 503 when the store refused it (keep it, try again) |
 //! | `POST /v1/claim` `{"max": n}` | leases up to `n` released items, at the kind's pace ([`Lender::claim`]) | `{"items": [{"token", "key", "kind", "id", "notification", ...}], "retry_after_ms"}` |
 //! | `POST /v1/ack` `{"token", "outcome": "sent" \| "failed", "note"}` | records the send ([`Lender::ack`]) | `{"acked": "settled" \| "unknown"}` |
 //!
@@ -25,10 +25,13 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use spikebreaker::Clock;
 use spikebreaker::config::validate_kind_name;
+use spikebreaker::guard::check_pair;
 use spikebreaker::quarantine::{Acked, HoldError, Item, Outcome, StoreError};
+use spikebreaker::status::SliceId;
 
 use super::App;
 use super::http::bad_request;
+use super::rls::shown;
 
 /// The longest idempotency key taken.
 const MAX_KEY_BYTES: usize = 256;
@@ -43,6 +46,9 @@ struct HoldRequest<'a> {
     notification: &'a RawValue,
     #[serde(default)]
     recipient: Option<String>,
+    /// The slice that refused it (`prefix=+447`), when a slice did rather than the kind.
+    #[serde(default)]
+    slice: Option<String>,
 }
 
 /// How a notification held over the wire is kept in the store.
@@ -66,6 +72,18 @@ fn store_error(refused: &StoreError) -> Response {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, refused.to_string())
+}
+
+/// A slice as a hold names it, `dimension=value`, checked by the library's rule.
+fn slice_id(text: &str) -> Result<SliceId, String> {
+    let (dimension, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`slice` \"{}\" is not `dimension=value`", shown(text)))?;
+    check_pair(dimension, value)?;
+    Ok(SliceId {
+        dimension: dimension.into(),
+        value: value.into(),
+    })
 }
 
 fn no_quarantine() -> Response {
@@ -104,10 +122,17 @@ pub(crate) async fn hold<C: Clock>(State(app): State<Arc<App<C>>>, body: Bytes) 
         Ok(stored) => stored,
         Err(error) => return bad_request(error.to_string()),
     };
+    let slice = match request.slice.as_deref().map(slice_id).transpose() {
+        Ok(slice) => slice,
+        Err(problem) => return bad_request(problem),
+    };
     let (kind, recipient) = (request.kind, request.recipient);
     // A durable store commits to disk: off the request threads.
-    let held = tokio::task::spawn_blocking(move || {
-        quarantine.hold_refused(app.breaker(), &kind, recipient.as_deref(), stored)
+    let held = tokio::task::spawn_blocking(move || match &slice {
+        None => quarantine.hold_refused(app.breaker(), &kind, recipient.as_deref(), stored),
+        Some(slice) => {
+            quarantine.hold_refused_by_slice(app.breaker(), &kind, slice, recipient.as_deref(), stored)
+        }
     })
     .await;
     match held {

@@ -2,10 +2,11 @@
 //! by the breaker: over gRPC here, and as JSON on `/json` (see `http.rs`).
 //!
 //! **Descriptors.** Each descriptor names one kind, by its entry with the key `kind`
-//! (`{key: "kind", value: "security.2fa_changed"}`); a descriptor's other entries are accepted and
-//! do not change the answer today: they are kept for slices of a kind (by tenant, by sender),
-//! which [`Target`] is the place for. A descriptor's `limit` override is ignored (the breaker
-//! learns each kind's limits), its `hits_addend` overrides the request's.
+//! (`{key: "kind", value: "sms.login_code"}`); its other entries name slices below the kind
+//! (`{key: "prefix", value: "+447"}`, `tenant`, `country`), tracked and judged as an in-process
+//! sender's, with `recipient` and `content` giving the repeat check's recipient and content key
+//! (see `check.rs`). A descriptor's `limit` override is ignored (the breaker learns each kind's
+//! limits), its `hits_addend` overrides the request's.
 //!
 //! **Counting.** `hits_addend` is a batch of sends (0 is 1, as the protocol says of an unset
 //! one); each descriptor's kind is checked send by send, as an in-process sender's would be, and
@@ -21,7 +22,8 @@
 //!
 //! **Errors.** A request the server cannot count is refused whole, before anything is counted,
 //! with `INVALID_ARGUMENT` naming the problem: another domain, no descriptors, a descriptor
-//! without a `kind` entry or with two, a name that breaks the kind-name rule, a `hits_addend`
+//! without a `kind` entry or with two, a name that breaks the kind-name rule, a slice that breaks
+//! the slice rule (or more than 8), a `hits_addend`
 //! (or the request's sends in all) over `server.max_hits_addend`.
 //!
 //! A sender may ask about a batch of notifications in one request, one descriptor each, in
@@ -39,19 +41,21 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::R
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use spikebreaker::Clock;
+use spikebreaker::guard::Slices;
 use spikebreaker::status::Timescale;
 use tonic::{Request, Response, Status};
 
 use super::App;
-use super::check::{self, Verdict};
+use super::check::{self, Ask, Verdict};
 
 /// The descriptor entry that names the kind.
 pub(crate) const KIND_KEY: &str = "kind";
 
-/// What one descriptor asks about: its kind (and, later, a slice of it).
+/// What one descriptor asks about: its kind and the slices below it.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Target<'a> {
     pub(crate) kind: &'a str,
+    pub(crate) slices: Slices<'a>,
     /// Sends it counts.
     pub(crate) count: u64,
 }
@@ -79,11 +83,17 @@ pub(crate) fn target<'a>(
             return Err(format!("descriptor {index} has more than one `{KIND_KEY}` entry"));
         }
     };
+    let others = descriptor
+        .entries
+        .iter()
+        .filter(|entry| entry.key != KIND_KEY)
+        .map(|entry| (entry.key.as_str(), entry.value.as_str()));
+    let slices = check::slices_of(others).map_err(|problem| format!("descriptor {index}: {problem}"))?;
     let count = match &descriptor.hits_addend {
         Some(addend) => addend.value,
         None => request_count,
     };
-    Ok(Target { kind, count })
+    Ok(Target { kind, slices, count })
 }
 
 /// A request refused before anything was counted.
@@ -134,7 +144,13 @@ impl<C: Clock> App<C> {
         let config = self.config();
         let verdicts: Vec<Verdict> = targets
             .iter()
-            .map(|target| check::check(&self.guarded, &self.clock, &config, target.kind, target.count))
+            .map(|target| {
+                let ask = Ask {
+                    kind: target.kind,
+                    slices: target.slices,
+                };
+                check::check(&self.guarded, &self.clock, &config, ask, target.count)
+            })
             .collect();
         let over = verdicts.iter().any(|verdict| !verdict.is_allowed());
         let mut response = RateLimitResponse {
@@ -269,11 +285,21 @@ mod tests {
             target(0, &plain, 3),
             Ok(Target {
                 kind: "email.receipt",
+                slices: Slices::none(),
                 count: 3
             })
         );
-        let with_others = descriptor(&[("tenant", "acme"), ("kind", "sms.otp")]);
-        assert_eq!(target(0, &with_others, 1).unwrap().kind, "sms.otp");
+        assert!(
+            target(0, &plain, 3).unwrap().slices.is_none(),
+            "no slices: opted out"
+        );
+        let with_others = descriptor(&[("tenant", "acme"), ("kind", "sms.otp"), ("recipient", "+4477")]);
+        let sliced = target(0, &with_others, 1).unwrap();
+        assert_eq!(sliced.kind, "sms.otp");
+        assert_eq!(sliced.slices.iter().collect::<Vec<_>>(), [("tenant", "acme")]);
+        assert_eq!(sliced.slices.recipient_named(), Some("+4477"));
+        let bad = target(1, &descriptor(&[("kind", "a"), ("ten ant", "x")]), 1).unwrap_err();
+        assert!(bad.starts_with("descriptor 1: slice dimension"), "{bad}");
         let mut own_count = plain.clone();
         own_count.hits_addend = Some(UInt64Value { value: 7 });
         assert_eq!(target(0, &own_count, 3).unwrap().count, 7);

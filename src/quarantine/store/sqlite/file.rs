@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS items (
     owner TEXT,
     lease_until INTEGER,
     finished_at INTEGER,
-    notification TEXT
+    notification TEXT,
+    slice TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS items_by_kind ON items (kind, state, id);
 CREATE INDEX IF NOT EXISTS items_by_state ON items (state, id);

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use crate::quarantine::item::{Delivery, Filter, Item, ItemId, ItemState, ReleaseOrder};
 use crate::state::Reason;
 
-pub(super) const COLUMNS: &str = "id, kind, trip, reason, held_at, recipient, state, in_doubt, attempts, note, per_minute, delivery, finished_at";
+pub(super) const COLUMNS: &str = "id, kind, trip, reason, held_at, recipient, state, in_doubt, attempts, note, per_minute, delivery, finished_at, slice";
 
 /// An item from a row of [`COLUMNS`] (and `notification`, if `with_notification`).
 pub(super) fn item(row: &Row<'_>, with_notification: bool) -> rusqlite::Result<Item> {
@@ -30,8 +30,8 @@ pub(super) fn item(row: &Row<'_>, with_notification: bool) -> rusqlite::Result<I
         None => None,
     };
     let notification = if with_notification {
-        match row.get::<_, Option<String>>(13)? {
-            Some(json) => Some(RawValue::from_string(json).map_err(|e| bad(13, e.to_string()))?),
+        match row.get::<_, Option<String>>(14)? {
+            Some(json) => Some(RawValue::from_string(json).map_err(|e| bad(14, e.to_string()))?),
             None => None,
         }
     } else {
@@ -44,6 +44,7 @@ pub(super) fn item(row: &Row<'_>, with_notification: bool) -> rusqlite::Result<I
         reason,
         held_at_ms: row.get::<_, i64>(4)? as u64,
         recipient: row.get(5)?,
+        slice: row.get::<_, Option<String>>(13)?.map(String::into_boxed_str),
         state,
         in_doubt: row.get(7)?,
         attempts: row.get(8)?,

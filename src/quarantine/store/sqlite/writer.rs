@@ -51,8 +51,8 @@ pub(super) fn commit_holds(connection: &mut Connection, path: &Path, holds: Vec<
         let mut ids = Vec::with_capacity(holds.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO items (kind, trip, reason, held_at, recipient, state, notification)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6)",
+                "INSERT INTO items (kind, trip, reason, held_at, recipient, state, notification, slice)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7)",
             )?;
             for (item, _) in &holds {
                 if live >= max {
@@ -68,6 +68,7 @@ pub(super) fn commit_holds(connection: &mut Connection, path: &Path, holds: Vec<
                     item.held_at_ms as i64,
                     item.recipient,
                     item.notification.get(),
+                    item.slice.as_deref(),
                 ])?;
                 live += 1;
                 ids.push(Ok(tx.last_insert_rowid() as ItemId));
