@@ -24,6 +24,7 @@ fn snapshot(kinds: usize) -> Result<Snapshot, spikebreaker::Error> {
     let mut json = format!(r#"{{"version":{},"kinds":{{"#, Snapshot::VERSION);
     for i in 0..kinds {
         let per_minute = 1.0 + (i % 500) as f64;
+        let busiest = 3.0 * per_minute;
         // Every hour of the week learned, with a daily swing.
         let week: Vec<String> = (0..168)
             .map(|hour| (per_minute * 60.0 * (1.0 + (hour % 24) as f64 / 12.0)).to_string())
@@ -33,7 +34,7 @@ fn snapshot(kinds: usize) -> Result<Snapshot, spikebreaker::Error> {
         }
         write!(
             json,
-            r#""{}":{{"week":[{}],"average_per_minute":{per_minute},"recent_per_minute":{per_minute},"longrun_per_hour":{},"spread_moments":[[{},{per_minute}],[0.05,1.0]],"spread_hours":[168,168],"burst":[0.1,0.04],"burst_hours":168,"minutes":{},"hours":{}}}"#,
+            r#""{}":{{"week":[{}],"average_per_minute":{per_minute},"recent_per_minute":{per_minute},"lift":1.0,"longrun_per_hour":{},"spread_moments":[[{},{per_minute}],[0.05,1.0]],"spread_hours":[168,168],"burst":[0.1,0.04],"burst_hours":168,"busiest_minute":[{busiest},{busiest}],"minutes":{},"hours":{}}}"#,
             name(i),
             week.join(","),
             per_minute * 60.0,

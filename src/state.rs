@@ -72,9 +72,11 @@ pub enum Reason {
     /// Still open after `open_alert_secs`: a runaway that goes on, or a lasting change in
     /// legitimate traffic, for an operator to look at (the state does not change).
     StillOpen,
-    /// A new kind that tripped its warm-up ceiling and kept sending steadily for its whole
-    /// warm-up took the rate it kept as its normal: probing.
-    Adopted,
+    /// The kind's family (the kinds of its `prefix.*` override, judged together) went over its
+    /// limit, and the kind is one of the family's newcomers (less than a day learned): it is
+    /// held until the family's sum is calm again. (No kind is adopted automatically any more:
+    /// this takes the place of `adopted`.)
+    Family,
     /// An operator told the kind that the rate it kept while open is its new normal: closed.
     Relearned,
     /// A planned surge began: its sends are allowed whatever the limits say (the state does not
@@ -109,7 +111,7 @@ impl Reason {
             Self::Reset => "reset",
             Self::Fleet => "fleet",
             Self::StillOpen => "still_open",
-            Self::Adopted => "adopted",
+            Self::Family => "family",
             Self::Relearned => "relearned",
             Self::Surge => "surge",
             Self::SurgeEnded => "surge_ended",
@@ -133,7 +135,7 @@ impl Reason {
         Self::Reset,
         Self::Fleet,
         Self::StillOpen,
-        Self::Adopted,
+        Self::Family,
         Self::Relearned,
         Self::Surge,
         Self::SurgeEnded,

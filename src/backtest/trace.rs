@@ -10,6 +10,7 @@ use super::{Backtest, BacktestReport, LogError, Timeline, TraceReader, each};
 use crate::config::Config;
 use crate::error::Error;
 use crate::slice::Slices;
+use crate::snapshot::Snapshot;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -198,6 +199,48 @@ impl Trace {
         let shown = &replay.report.kinds;
         replay.timelines.retain(|kind, _| shown.contains_key(kind));
         Ok(replay)
+    }
+
+    /// What a breaker would have learned from the log on `config`, as a snapshot it can restore:
+    /// to rebuild one that was lost, from a log of traffic you trust. The warm-up ceilings are
+    /// lifted to the most a configuration may set (a billion a minute) for the replay (a kind
+    /// with nothing learned is otherwise held to them, and one that stays above them learns
+    /// nothing), so that every kind learns its rate as it would have
+    /// with its snapshot; every other limit holds, so a runaway in the log trips and teaches
+    /// little. Each kind is replayed on its own breaker, the kinds spread over the cores.
+    ///
+    /// ```
+    /// use spikebreaker::backtest::Trace;
+    /// use spikebreaker::{Breaker, Config, ManualClock};
+    ///
+    /// // Two hours of a kind at 1,200 a minute: above the warm-up ceiling of 500.
+    /// let log: String = (0..2 * 60 * 1_200u64).map(|i| format!("{},email.receipt\n", i * 50)).collect();
+    /// let snapshot = Trace::read(log.as_bytes())?.learn(&Config::default())?;
+    /// let breaker = Breaker::with_clock(Config::default(), ManualClock::starting_at(7_200_000))?;
+    /// breaker.restore(&snapshot)?;
+    /// assert!((0..1_200).all(|_| breaker.check("email.receipt").is_allowed()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn learn(&self, config: &Config) -> Result<Snapshot, Error> {
+        let mut config = config.clone();
+        config.defaults.warmup_ceiling = crate::config::MAX_COUNT;
+        for patch in config.kinds.values_mut() {
+            patch.warmup_ceiling = Some(crate::config::MAX_COUNT);
+        }
+        config.validate()?;
+        let kinds: Vec<&TraceKind> = self.kinds.iter().collect();
+        let learned = each(&kinds, |kind| {
+            let mut backtest = Backtest::new(config.clone())?;
+            for &t_ms in &kind.times {
+                let _ = backtest.check(t_ms, &kind.name);
+            }
+            Ok::<_, Error>(backtest.breaker().snapshot().kinds)
+        });
+        let mut snapshot = Snapshot::default();
+        for kinds in learned {
+            snapshot.kinds.extend(kinds?);
+        }
+        Ok(snapshot)
     }
 
     /// The whole log on one breaker, in time order, the report folded to `max_kinds`. With

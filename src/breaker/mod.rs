@@ -175,6 +175,8 @@ impl<C: Clock> Breaker<C> {
                     clock,
                     subscribers: Subscribers::default(),
                     name,
+                    newcomers: Default::default(),
+                    families: Default::default(),
                 }),
                 registry: Registry::default(),
                 config: RwLock::new((config, compiled)),
@@ -425,6 +427,9 @@ impl<C: Clock> Breaker<C> {
             kind.apply(Arc::clone(settings));
             kind.apply_slices(&settings.slices);
         }
+        let now = self.inner.shared.clock.now_ms();
+        let families = &self.inner.shared.families;
+        families.apply(|key| compiled.family(key).cloned(), now);
         self.inner.registry.reclassify(|name| compiled.names(name));
         *slot = (config, compiled);
         Ok(())

@@ -115,7 +115,7 @@ impl<C: Clock> Breaker<C> {
 
     /// What every kind has learned, and what was stopped, to restore after a restart
     /// ([`restore`](Self::restore)): not the overflow kind's learning (it learns nothing), but its
-    /// stops too.
+    /// stops too. A family's sum (the kinds of a `prefix.*` override) is kept under its key.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()
     }
@@ -144,8 +144,16 @@ impl<C: Clock> Breaker<C> {
                 kind.restore_stops(&stop.to_stops());
             }
         }
+        let now = self.inner.shared.clock.now_ms();
         for (name, learned) in &snapshot.kinds {
             if snapshot.stops.contains_key(name) || name == OVERFLOW_KIND {
+                continue;
+            }
+            // A family's sum (the kinds of a `prefix.*` override) is kept under its key.
+            let family = self.inner.config.read().1.family(name).cloned();
+            if let Some(settings) = family {
+                let families = &self.inner.shared.families;
+                families.restore(&settings, learned.to_learned(), now);
                 continue;
             }
             if let Some(kind) = own(name) {
@@ -170,6 +178,9 @@ impl<C: Clock> Inner<C> {
             if let Some(stopped) = kind.stops() {
                 stops.insert(name.to_string(), StopSnapshot::capture(&stopped));
             }
+        }
+        for (key, learned) in self.shared.families.learned() {
+            kinds.insert(key.to_string(), KindSnapshot::capture(&learned));
         }
         Snapshot {
             version: Snapshot::VERSION,

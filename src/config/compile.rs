@@ -19,6 +19,8 @@ const MAX_WINDOW_SECS: u64 = 3_600;
 const MAX_SIGMAS: f64 = 50.0;
 /// The longest warm-up, cool-down, probe and idle time.
 const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// The highest declared rate, in sends a minute: a billion a second.
+const MAX_PER_MINUTE: f64 = 6e10;
 /// The most kinds a registry may hold (`max_kinds`): about 0.7 GB of kinds.
 const MAX_MAX_KINDS: usize = 1_000_000;
 /// The largest count a limit may be set to (`floor`, `ceiling`, `warmup_ceiling`): a billion
@@ -50,9 +52,12 @@ impl Config {
             if let Some(reason) = name::problem(key).or_else(|| pattern_problem(key)) {
                 return Err(Error::invalid("kinds", name::shown(key), reason));
             }
-            let settings = patch
+            let mut settings = patch
                 .apply_to(&self.defaults)
                 .compile(&format!("kinds.{key:?}"))?;
+            if key.ends_with('*') {
+                settings.family = Some(Arc::from(key.as_str()));
+            }
             overrides.insert(key.clone(), Arc::new(settings));
         }
         let mut surges: BTreeMap<&str, Vec<(Planned, String)>> = BTreeMap::new();
@@ -138,6 +143,15 @@ impl Compiled {
             .map_or(&self.defaults, |(_, settings)| settings)
     }
 
+    /// The settings of the family called `key` (a `prefix.*` key), if the configuration has it.
+    pub(crate) fn family(&self, key: &str) -> Option<&Arc<KindSettings>> {
+        self.overrides
+            .get(key)
+            .filter(|(found, _)| found.as_str() == key)
+            .map(|(_, settings)| settings)
+            .filter(|settings| settings.family.is_some())
+    }
+
     /// Whether `kind` is named in the configuration (by its exact name: a pattern reserves
     /// nothing), and so has a slot of its own.
     pub(crate) fn names(&self, kind: &str) -> bool {
@@ -157,6 +171,9 @@ pub(crate) struct KindSettings {
     pub(crate) dry_run: bool,
     /// Surges planned in the configuration, in order, none overlapping.
     pub(crate) surges: Vec<Planned>,
+    /// The `prefix.*` key of the override these settings come from: the family whose sum the
+    /// kinds on them are also judged by. None for the defaults and for a kind named exactly.
+    pub(crate) family: Option<Arc<str>>,
     /// Slices below the kind and the repeat check.
     pub(crate) slices: Arc<SliceSettings>,
 }
@@ -184,6 +201,21 @@ impl KindConfig {
             &field("max_growth_per_hour"),
             "must be a finite number of at least 1",
         )?;
+        finite_at_least(
+            self.max_growth_per_day,
+            1.0,
+            &field("max_growth_per_day"),
+            "must be a finite number of at least 1",
+        )?;
+        if let Some(rate) = self.expected_per_minute {
+            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_PER_MINUTE) {
+                return Err(Error::invalid(
+                    field("expected_per_minute"),
+                    rate,
+                    "must be a number above 0 and at most 60 billion (a billion a second)",
+                ));
+            }
+        }
         if self.warmup_ceiling < self.minute.floor.max(1) {
             return Err(Error::invalid(
                 field("warmup_ceiling"),
@@ -239,6 +271,8 @@ impl KindConfig {
                 warmup_windows: u32::try_from(self.warmup_secs.div_ceil(self.window_secs))
                     .unwrap_or(u32::MAX),
                 growth_per_hour: self.max_growth_per_hour,
+                growth_per_day: self.max_growth_per_day,
+                expected: self.expected_per_minute,
                 learns: true,
             },
             recovery: self.recovery,
@@ -247,6 +281,7 @@ impl KindConfig {
             open_alert_ms: self.open_alert_secs * 1000,
             dry_run: self.dry_run,
             surges: Vec::new(),
+            family: None,
             slices: Arc::new(slices),
         })
     }

@@ -19,7 +19,7 @@ mod surge;
 mod types;
 
 pub use crate::name::{MAX_KIND_NAME_BYTES, validate_kind_name};
-pub(crate) use compile::{Compiled, KindSettings};
+pub(crate) use compile::{Compiled, KindSettings, MAX_COUNT};
 pub use slices::{RepeatConfig, RepeatOverride, SliceConfig, SliceOverride};
 pub use surge::SurgeConfig;
 pub(crate) use surge::{

@@ -101,6 +101,8 @@ pub enum Recovery {
 /// | `warmup_ceiling` | 500 (in an override that sets `minute.floor`: scaled with it) | at least 1 and at least `minute.floor`; at most 1,000,000,000 |
 /// | `warmup_secs` | 3600 | 1 second to 30 days |
 /// | `max_growth_per_hour` | 1.5 | at least 1 |
+/// | `max_growth_per_day` | 4 | at least 1 |
+/// | `expected_per_minute` | none | a finite number above 0 |
 /// | `recovery` | `"auto"` | `"auto"` or `"manual"` |
 /// | `cooldown_secs` | 300 | at most 30 days |
 /// | `probe_secs` | 60 | at most 30 days |
@@ -162,6 +164,28 @@ pub struct KindConfig {
     /// Once a day is learned, the recent rate the kind is judged against may grow by at most
     /// this factor an hour, so a bug that ramps up outruns it (1.5 by default; at least 1).
     pub max_growth_per_hour: f64,
+    /// Once a week is learned, the recent rate may stand above what the learned week expects
+    /// for the time only by a lift that grows by at most this factor a day (4 by default; at
+    /// least 1): organic growth is followed day by day, a bug that ramps up by 1.3 an hour is
+    /// not. An operator's `relearn` lifts it at once.
+    pub max_growth_per_day: f64,
+    /// Sends a minute the kind is expected to make: declares a new high-volume kind, or one
+    /// that must not be held to the warm-up ceilings after a restart that lost the snapshot.
+    /// Until the kind has learned a day, it is judged as if it had learned this rate (and no
+    /// less), with no warm-up ceilings; after that, by what it learned. None by default: a
+    /// kind with nothing learned is held to the warm-up ceilings, and one that keeps sending
+    /// above them stays open until an operator relearns it (a finite number above 0).
+    ///
+    /// ```
+    /// use spikebreaker::Config;
+    /// let config = Config::from_toml(r#"
+    ///     [kinds."email.migration_notice"]
+    ///     expected_per_minute = 1100
+    /// "#)?;
+    /// assert_eq!(config.kind_config("email.migration_notice").expected_per_minute, Some(1100.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub expected_per_minute: Option<f64>,
     /// How a tripped kind recovers (`"auto"` by default; `"auto"` or `"manual"`).
     pub recovery: Recovery,
     /// With automatic recovery, how long a tripped kind stays open before it may probe, in
@@ -254,6 +278,8 @@ impl Default for KindConfig {
             warmup_ceiling: 500,
             warmup_secs: 3600,
             max_growth_per_hour: 1.5,
+            max_growth_per_day: 4.0,
+            expected_per_minute: None,
             recovery: Recovery::Auto,
             cooldown_secs: 300,
             probe_secs: 60,
@@ -285,6 +311,10 @@ pub struct KindOverride {
     pub warmup_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_growth_per_hour: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_growth_per_day: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_per_minute: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -353,6 +383,8 @@ impl KindOverride {
             }),
             warmup_secs: self.warmup_secs.unwrap_or(base.warmup_secs),
             max_growth_per_hour: self.max_growth_per_hour.unwrap_or(base.max_growth_per_hour),
+            max_growth_per_day: self.max_growth_per_day.unwrap_or(base.max_growth_per_day),
+            expected_per_minute: self.expected_per_minute.or(base.expected_per_minute),
             recovery: self.recovery.unwrap_or(base.recovery),
             cooldown_secs: self.cooldown_secs.unwrap_or(base.cooldown_secs),
             probe_secs: self.probe_secs.unwrap_or(base.probe_secs),

@@ -5,15 +5,21 @@
 //!   teach itself), an hour a trip touched at a quarter of the weight with its count capped.
 //! - **The recent rate**: a 30-minute moving average of sends a minute, learned from each
 //!   5-minute slot. Once a day is learned, what is used of it may grow by at most
-//!   `growth_per_hour` an hour, so a bug that ramps up outruns it.
+//!   `growth_per_hour` an hour, and where the week knows the hour, may stand above the week's
+//!   figure only by the **lift**, which (once a week is learned) grows by at most
+//!   `growth_per_day` a day: a bug that ramps up outruns both, and a rising spike cannot lift
+//!   what is expected of it. Organic growth lifts it day by day until the week has learned it.
 //! - **The long-run rate**: sends an hour over about a week; what is expected never falls
 //!   under a tenth of it.
 //! - **The spread**: the overdispersion of minute counts, and of hour counts, around what was
-//!   expected (moment estimates weighted by how much each hour expected), and the size of each
-//!   ordinary hour's busiest minute, so that kinds that send in bursts or batches are judged by
-//!   what their bursts look like.
+//!   expected (moment estimates weighted by how much each hour expected, each count held
+//!   within `factor` of what it expected, so that the spikes the limits are there to catch do
+//!   not widen them), and the size of each ordinary hour's busiest minute, so that kinds that
+//!   send in bursts or batches are judged by what their bursts look like.
+//! - **The busiest minute**: of this week and of the last, so that a kind that never sends more
+//!   than a handful a minute is not given the floor of a busy one.
 //! - **Warm-up**: minute windows with sends learned; until `warmup_windows`, only the warm-up
-//!   ceiling.
+//!   ceilings (unless the configuration declares the kind's expected rate).
 
 use super::limit::upper_quantile;
 use super::policy::Policy;
@@ -55,6 +61,12 @@ const BURST_SPREADS: f64 = 4.0;
 const MAX_BURST_LOG: f64 = 7.0;
 /// Hours learned before bursts are judged by the kind's own.
 const BURST_AFTER_HOURS: u32 = 3;
+/// Hours in a week: the busiest minute is kept per week of hours learned.
+pub(crate) const WEEK_HOURS: u32 = 168;
+/// While a kind runs above its week, its lift halves in this many hours (a week).
+const LIFT_HALF_LIFE_HOURS: f64 = 168.0;
+/// "Not known yet", for last week's busiest minute.
+const UNKNOWN: f32 = -1.0;
 
 /// What a kind has learned. Figures are kept in single precision, which holds rates and spreads
 /// to far better than their own noise, so that a kind stays small.
@@ -66,6 +78,10 @@ pub(crate) struct Learned {
     pub(crate) average: f32,
     /// What is used of `average`: its growth is bounded once a day is learned.
     pub(crate) recent: f32,
+    /// How far above the week's figure for the time `recent` may stand (1: not above): it
+    /// follows the recent rate over the week's figure, growing by at most `growth_per_day` a
+    /// day.
+    pub(crate) lift: f32,
     /// Sends an hour over about the last week.
     pub(crate) longrun: f32,
     /// Per group (minute; hour and day), moving sums of `(x - mu)^2 - mu` and of `mu^2`: the
@@ -78,6 +94,9 @@ pub(crate) struct Learned {
     pub(crate) burst: [f32; 2],
     /// Hours the bursts have been learned from.
     pub(crate) burst_hours: u32,
+    /// The busiest clean minute window of this week of hours learned, and of the last (`-1`: not
+    /// known yet).
+    pub(crate) peak: [f32; 2],
     /// Minute windows with sends learned (the warm-up; saturating).
     pub(crate) minutes: u32,
     /// Hours learned.
@@ -90,11 +109,13 @@ impl Default for Learned {
             profile: Profile::default(),
             average: 0.0,
             recent: 0.0,
+            lift: 1.0,
             longrun: 0.0,
             phi_moments: [[0.0; 2]; 2],
             phi_hours: [0; 2],
             burst: [0.0; 2],
             burst_hours: 0,
+            peak: [0.0, UNKNOWN],
             minutes: 0,
             hours: 0,
         }
@@ -134,8 +155,10 @@ impl HourStats {
 }
 
 impl Learned {
+    /// Whether the kind is judged by what it learned (and its declared rate) rather than by
+    /// the warm-up ceilings.
     pub(crate) fn is_warm(&self, policy: &Policy) -> bool {
-        policy.learns && self.minutes >= policy.warmup_windows
+        policy.learns && (self.minutes >= policy.warmup_windows || policy.expected.is_some())
     }
 
     /// Learns a complete minute that held `count` sends where `mu` were expected, followed by
@@ -160,22 +183,26 @@ impl Learned {
             return;
         }
         self.minutes = self.minutes.saturating_add(1);
+        self.peak[0] = self.peak[0].max(count as f32);
         if mu <= 0.0 {
             return;
         }
-        let x = count as f64;
+        // A minute far above what it expected says more about a spike than about the spread.
+        let x = (count as f64).min(policy.guards[0].factor * mu);
         let quiet = quiet.min(60) as f64;
         hour.dev += ((x - mu).powi(2) - mu + quiet * (mu * mu - mu)) as f32;
         hour.mu2 += (mu * mu * (1.0 + quiet)) as f32;
         let hourly = upper_quantile(mu, self.phi(0), HOURLY_SIGMAS);
         if hourly >= 1.0 {
-            hour.peak = hour.peak.max((x / hourly) as f32);
+            hour.peak = hour.peak.max((count as f64 / hourly) as f32);
         }
     }
 
     /// Learns a complete 5-minute slot of `count` sends, followed by `skipped` empty slots, into
-    /// the recent rate; a slot that was not clean teaches only `shadow`, the rate attempted
+    /// the recent rate and the lift over `seasonal`, the sends a minute the week expects then
+    /// (if it knows the hour); a slot that was not clean teaches only `shadow`, the rate attempted
     /// while open.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn learn_slot(
         &mut self,
         policy: &Policy,
@@ -183,6 +210,7 @@ impl Learned {
         count: u64,
         skipped: u64,
         clean: bool,
+        seasonal: Option<f64>,
         shadow: &mut f32,
     ) {
         let per_minute = count as f64 * MINUTE_MS as f64 / slot_ms as f64;
@@ -204,19 +232,46 @@ impl Learned {
             }
             self.average = average as f32;
             // Before a day is learned the kind's first day may ramp up as fast as it likes:
-            // there is no profile yet to tell a morning from a runaway.
-            let growth = if self.hours >= DAY_HOURS {
-                policy.growth_per_hour.powf(slot_ms as f64 / HOUR_MS as f64)
+            // there is no week yet to tell a morning from a runaway. Before a week is learned,
+            // the week knows each hour from a day or two, so the lift grows by the hourly bound.
+            let hours = slot_ms as f64 / HOUR_MS as f64;
+            let hourly = if self.hours >= DAY_HOURS {
+                policy.growth_per_hour.powf(hours)
             } else {
                 f64::INFINITY
             };
-            self.recent = average.min((f64::from(self.recent) * growth).max(0.1)) as f32;
+            self.recent = average.min((f64::from(self.recent) * hourly).max(0.1)) as f32;
+            if let Some(seasonal) = seasonal.filter(|&s| s > 0.0) {
+                self.lift = self.next_lift(policy, average / seasonal, hours, hourly) as f32;
+            }
         } else if count > 0 {
             // A running average until warm: every slot with sends weighs alike.
             let slots = f64::from(self.minutes.max(1)) * policy.window_ms() as f64 / slot_ms as f64;
             let average = f64::from(self.average);
             self.average = (average + alpha.max(1.0 / (slots + 1.0)) * (per_minute - average)) as f32;
             self.recent = self.average;
+        }
+    }
+
+    /// The lift after a slot of `hours` in which the kind ran at `ratio` times what the week
+    /// expected. It rises towards the ratio by at most `growth_per_day` a day (once a week is
+    /// learned; the hourly bound `hourly` before). While the kind still runs above its week it
+    /// falls only slowly (it halves in `LIFT_HALF_LIFE_HOURS`), so that a lasting change keeps
+    /// its lift at hours the week has not relearned yet; once the kind is back under its week,
+    /// it falls back to none within hours.
+    fn next_lift(&self, policy: &Policy, ratio: f64, hours: f64, hourly: f64) -> f64 {
+        let lift = f64::from(self.lift);
+        if ratio >= lift {
+            let growth = if self.hours >= WEEK_HOURS {
+                policy.growth_per_day.powf(hours / 24.0).min(hourly)
+            } else {
+                hourly
+            };
+            ratio.min(lift.max(1.0) * growth)
+        } else if ratio >= 1.0 {
+            ratio.max(lift * 0.5f64.powf(hours / LIFT_HALF_LIFE_HOURS))
+        } else {
+            ratio.max((lift * 0.5f64.powf(hours)).max(1.0).min(lift))
         }
     }
 
@@ -240,7 +295,11 @@ impl Learned {
             weight = TRIPPED_WEIGHT;
         } else {
             if let Some(mu) = seen.filter(|&mu| mu > 0.0) {
-                self.learn_phi(1, (sends - mu).powi(2) - mu, mu * mu);
+                // Held within `factor` of what it expected either way: a spike or a holiday
+                // says little about how ordinary hours spread.
+                let factor = policy.guards[1].factor;
+                let x = sends.clamp(mu / factor, mu * factor);
+                self.learn_phi(1, (x - mu).powi(2) - mu, mu * mu);
             }
             if hour.mu2 > 0.0 {
                 self.learn_phi(0, f64::from(hour.dev), f64::from(hour.mu2));
@@ -257,6 +316,15 @@ impl Learned {
         let longrun = f64::from(self.longrun);
         self.longrun = (longrun + alpha * (sends - longrun)) as f32;
         self.hours = self.hours.saturating_add(1);
+        if self.hours % WEEK_HOURS == 0 {
+            self.peak = [0.0, self.peak[0]];
+        }
+    }
+
+    /// The busiest clean minute window of the last week or two, once a whole week is known.
+    pub(crate) fn busiest_minute(&self) -> Option<f64> {
+        let [this, last] = self.peak;
+        (last >= 0.0).then(|| f64::from(this.max(last)))
     }
 
     /// Learns one hour's moments of the spread: `dev`, the sum of `(x - mu)^2 - mu` over its
@@ -304,13 +372,34 @@ impl Learned {
         hourly * (mean + BURST_SPREADS * var.sqrt()).min(MAX_BURST_LOG).exp()
     }
 
-    /// Sends a minute expected at `t_ms`: the week's figure for the time, or the recent rate if
-    /// that is higher, and never under a tenth of the long-run rate.
-    pub(crate) fn expected_rate(&self, t_ms: u64) -> f64 {
-        let seasonal = self.profile.expected_at(t_ms).unwrap_or(0.0) / 60.0;
-        seasonal
-            .max(f64::from(self.recent))
+    /// Sends a minute expected at `t_ms`, as the minute window and as the hour window judge it:
+    /// the week's figure for the time, or the recent rate if that is higher, never under a tenth
+    /// of the long-run rate, and until a day is learned, never under the declared rate. For the
+    /// hour window, where the week knows the time, the recent rate counts for no more than `lift`
+    /// times the week's figure: a rise that lasts an hour is judged against the week, not against
+    /// itself. The minute window, which judges bursts, follows the recent rate as it is.
+    pub(crate) fn expected_rates(&self, policy: &Policy, t_ms: u64) -> [f64; 2] {
+        let recent = f64::from(self.recent);
+        let (seasonal, followed) = match self.profile.expected_at(t_ms) {
+            Some(hourly) => {
+                let seasonal = hourly / 60.0;
+                (seasonal, recent.min(seasonal * f64::from(self.lift).max(1.0)))
+            }
+            None => (0.0, recent),
+        };
+        let declared = match policy.expected {
+            Some(rate) if self.hours < DAY_HOURS => rate,
+            _ => 0.0,
+        };
+        let least = seasonal
             .max(f64::from(self.longrun) / 60.0 * LONGRUN_FLOOR)
+            .max(declared);
+        [least.max(recent), least.max(followed)]
+    }
+
+    /// Sends the week expects a minute at `t_ms`, if it knows the time.
+    pub(crate) fn seasonal_rate(&self, t_ms: u64) -> Option<f64> {
+        self.profile.expected_at(t_ms).map(|hourly| hourly / 60.0)
     }
 
     /// Sends a minute expected over the day before `t_ms`, and never under the long-run rate.
@@ -345,13 +434,86 @@ mod tests {
         learned.recent = 10.0;
         let mut shadow = 0.0;
         for _ in 0..12 {
-            learned.learn_slot(&policy, 300_000, 10_000, 0, true, &mut shadow);
+            learned.learn_slot(&policy, 300_000, 10_000, 0, true, None, &mut shadow);
         }
         assert!((learned.recent - 15.0).abs() < 1e-6, "{}", learned.recent);
         assert!(learned.average > 500.0);
         // A slot that was not clean teaches the shadow only.
-        learned.learn_slot(&policy, 300_000, 50, 0, false, &mut shadow);
+        learned.learn_slot(&policy, 300_000, 50, 0, false, None, &mut shadow);
         assert!(learned.average > 500.0 && shadow == 10.0);
+    }
+
+    #[test]
+    fn a_spike_teaches_the_spread_no_more_than_an_hour_at_factor_times_what_it_expected() {
+        let spread_after = |sends: u32| {
+            let (policy, mut learned) = warm();
+            for day in 0..7u32 {
+                learned.learn_hour(
+                    &policy,
+                    &HourStats {
+                        index: day * 24 + 3,
+                        sends: 600,
+                        ..HourStats::default()
+                    },
+                );
+            }
+            let spike = HourStats {
+                index: 7 * 24 + 3,
+                sends,
+                ..HourStats::default()
+            };
+            learned.learn_hour(&policy, &spike);
+            learned.phi(1)
+        };
+        // An hour at 100 times what it expected teaches what one at three times teaches: what an
+        // hour at twice (the hour's factor) would.
+        assert_eq!(spread_after(60_000), spread_after(1_800));
+        assert!(spread_after(60_000) <= 1.0, "{}", spread_after(60_000));
+    }
+
+    #[test]
+    fn the_lift_over_the_week_grows_by_the_daily_bound_and_falls_slowly_while_above_it() {
+        let (policy, mut learned) = warm();
+        learned.hours = WEEK_HOURS;
+        let slot = |learned: &mut Learned, per_minute: f64| {
+            let mut shadow = 0.0;
+            learned.learn_slot(
+                &policy,
+                300_000,
+                (per_minute * 5.0) as u64,
+                0,
+                true,
+                Some(10.0),
+                &mut shadow,
+            );
+        };
+        // Ten times the week's figure for a day: the lift follows by four a day.
+        learned.average = 100.0;
+        learned.recent = 100.0;
+        for _ in 0..288 {
+            slot(&mut learned, 100.0);
+        }
+        assert!(
+            (f64::from(learned.lift) / 4.0 - 1.0).abs() < 0.01,
+            "{}",
+            learned.lift
+        );
+        // Still above the week, at twice its figure: the lift falls by a week's half-life.
+        learned.average = 20.0;
+        for _ in 0..288 {
+            slot(&mut learned, 20.0);
+        }
+        let after = f64::from(learned.lift);
+        assert!(
+            (after / (4.0 * 0.5f64.powf(1.0 / 7.0)) - 1.0).abs() < 0.01,
+            "{after}"
+        );
+        // Back under the week: no lift within hours.
+        learned.average = 5.0;
+        for _ in 0..60 {
+            slot(&mut learned, 5.0);
+        }
+        assert!(learned.lift <= 1.0, "{}", learned.lift);
     }
 
     #[test]
@@ -422,11 +584,11 @@ mod tests {
 
     #[test]
     fn expected_rates_never_fall_under_a_tenth_of_the_long_run() {
-        let (_, mut learned) = warm();
+        let (policy, mut learned) = warm();
         learned.longrun = 600.0;
-        assert!((learned.expected_rate(0) - 1.0).abs() < 1e-9);
+        assert_eq!(learned.expected_rates(&policy, 0), [1.0, 1.0]);
         assert!((learned.expected_day_rate(0) - 10.0).abs() < 1e-9);
         learned.recent = 4.0;
-        assert!((learned.expected_rate(0) - 4.0).abs() < 1e-9);
+        assert_eq!(learned.expected_rates(&policy, 0), [4.0, 4.0]);
     }
 }

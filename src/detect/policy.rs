@@ -1,8 +1,13 @@
 //! One kind's detection settings, compiled from the configuration: the guards of each timescale,
-//! the warm-up and the growth bound. The configuration checks them; nothing here re-checks them.
+//! the warm-up, the growth bounds and a declared rate. The configuration checks them; nothing here
+//! re-checks them.
 
-use super::limit::{Bound, Guards, limit, upper_quantile};
+use super::limit::{Bound, Guards, as_count, limit, upper_quantile};
 use super::ring::BUCKETS;
+
+/// A kind with nothing learned may send, in its first hour, this share of the warm-up ceiling
+/// in every minute: 24,000 with the defaults, 400 a minute on average.
+const WARMUP_HOUR_SHARE: f64 = 0.8;
 
 /// One kind's detection settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,8 +21,13 @@ pub(crate) struct Policy {
     /// Minute windows (`window_ms` each) with sends to learn before the kind is warm:
     /// `warmup_secs` of them.
     pub(crate) warmup_windows: u32,
-    /// The most the recent rate may grow in an hour, once a day is learned.
+    /// The most the recent rate may grow in an hour.
     pub(crate) growth_per_hour: f64,
+    /// The most the recent rate's lift above the learned week may grow in a day.
+    pub(crate) growth_per_day: f64,
+    /// Sends a minute the configuration declares the kind makes (a new high-volume kind): until
+    /// it has learned a day, the kind is judged as if it had learned that rate, with no warm-up.
+    pub(crate) expected: Option<f64>,
     /// Whether the kind learns at all: every kind but the overflow kind, whose limit is fixed
     /// (traffic must not teach it a higher one).
     pub(crate) learns: bool,
@@ -39,6 +49,17 @@ impl Policy {
             None => (self.warmup_ceiling, Bound::Warmup),
             Some(mu) => limit(mu, upper_quantile(mu, phi, guards.sigmas), guards),
         }
+    }
+
+    /// The hour window's limit until the kind is warm: `WARMUP_HOUR_SHARE` of the minute
+    /// window's warm-up limit in every minute of the hour, so that a kind with nothing learned
+    /// may burst to its warm-up ceiling but not hold near it for an hour and become its own
+    /// normal.
+    pub(crate) fn warmup_hour_limit(&self) -> (u64, Bound) {
+        let (minute, bound) = self.minute_limit(None, 0.0);
+        let windows = 3_600_000.0 / self.window_ms() as f64;
+        let count = (minute as f64 * windows * WARMUP_HOUR_SHARE).ceil();
+        (as_count(count).max(minute), bound)
     }
 
     /// The defaults, for tests.
@@ -69,6 +90,8 @@ impl Policy {
             warmup_ceiling: 500,
             warmup_windows: 60,
             growth_per_hour: 1.5,
+            growth_per_day: 4.0,
+            expected: None,
             learns: true,
         }
     }

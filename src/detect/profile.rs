@@ -18,8 +18,18 @@ const HOURS_PER_DAY: usize = 24;
 
 /// What an hour expects at least, as a share of the busiest of it and its neighbours.
 const NEIGHBOUR_SHARE: f64 = 0.75;
+/// ... and as a share of the busier of the hours two away: a learned burst (a daily batch, a
+/// weekly job) that moves by two hours is still expected, at a little over half its size.
+const SECOND_NEIGHBOUR_SHARE: f64 = 0.6;
+/// ... and as a share of the median of its hour of the day over the days of the week: one day's
+/// hour that a holiday or a quiet week taught low is still expected at half of what the other
+/// days make of that hour.
+const MEDIAN_DAY_SHARE: f64 = 0.5;
 /// Weight of a new week's figure.
 const ALPHA: f64 = 0.5;
+/// ... when it is lower: a holiday, or two, teaches a week less than a busy day does, so that the
+/// ordinary day after them is not judged against the holiday.
+const ALPHA_DOWN: f64 = 0.25;
 /// A new figure counts as at most this many times (or at least this share of) the old one.
 const STEP: f64 = 3.0;
 
@@ -104,9 +114,13 @@ impl Profile {
             .reduce(f64::max)
     }
 
-    /// Sends an hour expected at `t_ms`: interpolated between the centres of the hours around
-    /// it, and at least `NEIGHBOUR_SHARE` of the busiest of its hour and the two beside it, so
-    /// that a pattern moved by an hour (daylight saving, a late job) is still normal.
+    /// Sends an hour expected at `t_ms`, if the week knows the time (its hour or the hours beside
+    /// it): interpolated between the centres of the hours around it, at least `NEIGHBOUR_SHARE`
+    /// of the busiest of its hour and the two beside it, so that a pattern moved by an hour
+    /// (daylight saving, a late job) is still normal, at least `SECOND_NEIGHBOUR_SHARE` of the
+    /// busier of the hours two away, so that a batch moved by two is still expected, and at least
+    /// `MEDIAN_DAY_SHARE` of the median of its hour of the day over the week, so that a day a
+    /// holiday taught low does not make next week's ordinary day a spike.
     pub(crate) fn expected_at(&self, t_ms: u64) -> Option<f64> {
         let how = hour_of_week(t_ms);
         let into_hour = (t_ms % 3_600_000) as f64 / 3_600_000.0;
@@ -120,10 +134,36 @@ impl Profile {
             (x, y) => x.or(y),
         };
         let nearby = self.expected(how).map(|v| v * NEIGHBOUR_SHARE);
-        match (interpolated, nearby) {
+        let known = match (interpolated, nearby) {
             (Some(x), Some(y)) => Some(x.max(y)),
             (x, y) => x.or(y),
+        }?;
+        let second = [how + HOURS - 2, how + 2]
+            .into_iter()
+            .filter_map(|h| self.filled(h))
+            .fold(0.0, f64::max);
+        let known = known.max(second * SECOND_NEIGHBOUR_SHARE);
+        Some(match self.median_day(how) {
+            Some(median) => known.max(median * MEDIAN_DAY_SHARE),
+            None => known,
+        })
+    }
+
+    /// The median over the days of the week of the hour of the day `how` falls at, once at
+    /// least three days have it.
+    fn median_day(&self, how: usize) -> Option<f64> {
+        let hour_of_day = how % HOURS_PER_DAY;
+        let mut days = [0.0; 7];
+        let mut n = 0;
+        for day in 0..7 {
+            if let Some(sends) = self.get(hour_of_day + day * HOURS_PER_DAY) {
+                days[n] = sends;
+                n += 1;
+            }
         }
+        let days = &mut days[..n];
+        days.sort_unstable_by(f64::total_cmp);
+        (n >= 3).then(|| days[n / 2])
     }
 
     /// Learns that hour `how` held `sends`, at `weight` (1 for an ordinary hour), as the
@@ -134,7 +174,8 @@ impl Profile {
             None => sends,
             Some(old) => {
                 let x = sends.clamp(old / STEP, old * STEP + STEP);
-                old + ALPHA * weight * (x - old)
+                let alpha = if x < old { ALPHA_DOWN } else { ALPHA };
+                old + alpha * weight * (x - old)
             }
         };
         self.codes[how] = encode(value, dither(how, learned));
@@ -221,12 +262,35 @@ mod tests {
             (spiked / (2.0 * first + 1.5) - 1.0).abs() < 0.08,
             "{first} {spiked}"
         );
-        p.learn(5, 0.0, 1.0, 2); // a holiday: counts as a third
+        p.learn(5, 0.0, 1.0, 2); // a holiday: counts as a third, learned at half the weight
         let after = p.get(5).unwrap();
         assert!(
-            (after / (spiked * 2.0 / 3.0) - 1.0).abs() < 0.08,
+            (after / (spiked * 5.0 / 6.0) - 1.0).abs() < 0.08,
             "{spiked} {after}"
         );
+    }
+
+    #[test]
+    fn a_holiday_teaches_its_day_less_and_the_day_keeps_half_of_the_weeks_median() {
+        let mut p = Profile::default();
+        // Ten o'clock at 100 on every day of the week, then a holiday on Friday at 30.
+        for day in 0..7 {
+            p.learn(10 + day * 24, 100.0, 1.0, 0);
+        }
+        let friday = 10 + 4 * 24;
+        p.learn(friday, 30.0, 1.0, 1);
+        let after = p.get(friday).unwrap();
+        assert!((after / 83.0 - 1.0).abs() < 0.08, "{after}"); // a quarter of the way to a third
+        // A Friday that the week only knows from a holiday is still expected at half the median.
+        let mut first = Profile::default();
+        for day in [0, 1, 2, 3, 5, 6] {
+            first.learn(10 + day * 24, 100.0, 1.0, 0);
+        }
+        first.learn(friday, 10.0, 1.0, 0);
+        let friday_ms = (friday as u64 + 4 * 24) * 3_600_000 + 1_800_000; // from the epoch's Thursday
+        assert_eq!(hour_of_week(friday_ms), friday);
+        let expected = first.expected_at(friday_ms).unwrap();
+        assert!((expected / 50.0 - 1.0).abs() < 0.08, "{expected}");
     }
 
     mod codec {

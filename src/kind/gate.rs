@@ -213,6 +213,8 @@ mod tests {
             clock: clock.clone(),
             subscribers: Subscribers::default(),
             name: Arc::from("default"),
+            newcomers: Default::default(),
+            families: Default::default(),
         });
         Kind::new(
             "email.welcome".into(),

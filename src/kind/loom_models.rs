@@ -50,6 +50,8 @@ fn kind(at_ms: u64, threshold: u64) -> (Arc<Kind<ManualClock>>, ManualClock, Arc
         clock: clock.clone(),
         subscribers: Subscribers::default(),
         name: Arc::from("default"),
+        newcomers: Default::default(),
+        families: Default::default(),
     });
     let heard = Arc::new(Heard::default());
     let seen = Arc::clone(&heard);

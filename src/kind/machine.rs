@@ -1,6 +1,6 @@
 //! The cold side of a kind, under its lock: the detector's roll-over and learning, the state
-//! machine's transitions, the operator's controls, and the figures a status, a metric export or a
-//! fleet sync reads.
+//! machine's transitions, and the figures a status or a metric export reads. What operators and
+//! fleet mode do to a kind is in [`controls`](super::controls).
 
 use std::sync::Arc;
 
@@ -40,11 +40,11 @@ pub(super) struct Cold {
     /// The bucket in progress has seen only closed, unforced traffic.
     pub(super) clean: bool,
     /// Attempts in buckets already rolled into the detector.
-    attempted_rolled: u64,
-    trips: u64,
+    pub(super) attempted_rolled: u64,
+    pub(super) trips: u64,
     /// Start of the last bucket rolled out with a send in it (creation time before): how long
     /// the kind has been idle, learned at roll-over at no cost to the send path.
-    last_send_ms: u64,
+    pub(super) last_send_ms: u64,
     /// What the last trip was judged on.
     pub(super) tripped_on: Option<Reading>,
     /// This open spell has been reported as long (`Reason::StillOpen`).
@@ -55,12 +55,9 @@ pub(super) struct Cold {
     /// The next of the settings' planned surges to begin.
     pub(super) next_planned: u32,
     /// A surge began where no event could be sent (the kind's creation): report it next.
-    surge_news: bool,
-    /// When a kind that has learned nothing yet first tripped its warm-up ceiling, in a run of
-    /// trips and failed probes not broken by a recovery.
-    newcomer_since: u64,
+    pub(super) surge_news: bool,
     /// The kind's counters' handles (its gauges are registered as they are exported).
-    metrics: KindMetrics,
+    pub(super) metrics: KindMetrics,
 }
 
 impl Cold {
@@ -84,7 +81,6 @@ impl Cold {
             surge_until: NEVER,
             next_planned: 0,
             surge_news: false,
-            newcomer_since: NEVER,
             settings,
             metrics,
         }
@@ -128,22 +124,19 @@ pub(super) fn next_planned(settings: &KindSettings, surge_until: u64, now: u64) 
     u32::try_from(next).unwrap_or(u32::MAX)
 }
 
-/// A detector reading as the window an operator reads.
-pub(super) fn window(reading: &Reading) -> Window {
-    Window {
-        timescale: reading.timescale,
-        window_count: reading.count,
-        threshold: reading.threshold(),
-        expected: f64::from(reading.limit.expected),
-        bound: reading.limit.bound,
-    }
-}
-
 impl<C: Clock> Kind<C> {
     /// Publishes a new kind's state to the send path and its figures to the metrics.
     pub(super) fn start(&self) {
         let mut cold = self.cold.lock();
         let now = self.shared().clock.now_ms();
+        if !cold.detector.is_warm(&cold.settings.policy) {
+            let halvings = self.shared().newcomers.arrive(self.name(), now);
+            if halvings > 0 {
+                let cold = &mut *cold;
+                cold.detector
+                    .set_warmup_halvings(&cold.settings.policy, halvings, now);
+            }
+        }
         cold.surge_news = begin_planned(&mut cold, now);
         self.limits
             .0
@@ -162,6 +155,12 @@ impl<C: Clock> Kind<C> {
         if cold.forced {
             return Decision::Allowed;
         }
+        if let Some(family) = self.held_by(cold, now) {
+            let held = family.tripped_on();
+            let reading = held.unwrap_or_else(|| cold.detector.nearest(self.current(cold)));
+            self.transition(cold, now, State::Open, Reason::Family, Some(&reading), events);
+            return self.refuse(Reason::Family);
+        }
         let Some(over) = cold.detector.over(self.current(cold)) else {
             self.publish(cold);
             return Decision::Allowed;
@@ -172,8 +171,8 @@ impl<C: Clock> Kind<C> {
             Reason::from(over.limit.bound)
         };
         cold.tripped_on = Some(over);
-        if reason == Reason::Warmup && cold.newcomer_since == NEVER {
-            cold.newcomer_since = now;
+        if over.limit.bound == crate::detect::Bound::Warmup {
+            self.shared().newcomers.tripped(self.name(), now);
         }
         cold.detector.on_trip();
         self.transition(cold, now, State::Open, reason, Some(&over), events);
@@ -183,8 +182,12 @@ impl<C: Clock> Kind<C> {
     /// Under the lock: rolls the windows to `now` and makes the transitions that are due.
     pub(super) fn advance(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         if !cold.detector.ring().holds(now) {
+            let bucket_start = cold.detector.ring().bucket_start();
             let count = self.take_count(cold);
+            // The family counts what the kind sent clean, and what it attempts while held.
+            let counted = cold.clean || cold.state.reason == Reason::Family;
             cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
+            self.feed_family(cold, bucket_start, if counted { count } else { 0 }, now, events);
             cold.clean = cold.state.state == State::Closed && !cold.forced;
         }
         if now >= cold.surge_until {
@@ -217,33 +220,28 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Under the lock, an open kind whose cool-down has passed: probe if its rate is back within
-    /// every limit. A new kind that tripped its warm-up ceiling and has gone on sending for its
-    /// whole warm-up takes the rate it kept as its normal first (it could never come back under
-    /// a ceiling meant for kinds that have learned nothing). Otherwise look again next bucket.
+    /// every limit, otherwise look again next bucket. A kind with nothing learned is judged by
+    /// its warm-up ceilings: one that keeps sending above them stays open, however long and
+    /// steady, until its rate falls back, an operator relearns it, or the configuration declares
+    /// its rate (a runaway that lasts must not become its own normal).
     fn try_recover(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         let policy = &cold.settings.policy;
-        let warmup_ms = u64::from(policy.warmup_windows).saturating_mul(policy.window_ms());
-        let steady_newcomer = !cold.detector.is_warm(policy)
-            && cold.newcomer_since != NEVER
-            && now.saturating_sub(cold.newcomer_since) >= warmup_ms
-            && cold.detector.shadow() > 0.0;
-        let reason = if steady_newcomer {
-            cold.detector.adopt(policy, now);
-            Reason::Adopted
-        } else if cold.detector.is_calm(self.current(cold)) {
-            // The trip acted on what the long windows hold: the probe judges what comes next.
-            cold.detector.rebase_long();
-            Reason::Cooldown
-        } else {
+        // The overflow kind (the one kind that never learns) takes the names a full registry
+        // turns away: while a bug is making up names, it stays open.
+        let made_up = !policy.learns && self.shared().newcomers.pressed(now);
+        let held = self.held_by(cold, now).is_some();
+        if made_up || held || !cold.detector.is_calm(self.current(cold)) {
             cold.until = now.saturating_add(policy.bucket_ms);
             return;
-        };
+        }
+        // The trip acted on what the long windows hold: the probe judges what comes next.
+        cold.detector.rebase_long();
         cold.until = now.saturating_add(cold.settings.probe_ms);
-        self.transition(cold, now, State::HalfOpen, reason, None, events);
+        self.transition(cold, now, State::HalfOpen, Reason::Cooldown, None, events);
     }
 
     /// Under the lock: moves the current bucket's count into the rolled total.
-    fn take_count(&self, cold: &mut Cold) -> u64 {
+    pub(super) fn take_count(&self, cold: &mut Cold) -> u64 {
         let count = self.counters.0.count.swap(0, Ordering::AcqRel);
         cold.attempted_rolled += count;
         if count > 0 {
@@ -252,12 +250,15 @@ impl<C: Clock> Kind<C> {
         count
     }
 
-    /// How the kind stands as a candidate for eviction, if it may be one at all: closed, not
-    /// forced and not busy with cold work (the lock is only tried). Its idle time is what
-    /// eviction after `evict_idle_secs` reads.
+    /// How the kind stands as a candidate for eviction, if it may be one at all: not forced,
+    /// not busy with cold work (the lock is only tried), and closed, or never warm (a name that
+    /// tripped its warm-up ceiling and went quiet, as the names a bug makes up do: it has
+    /// nothing learned to keep, and a full registry must not fill with them). Its idle time is
+    /// what eviction after `evict_idle_secs` reads.
     pub(crate) fn standing(&self, now: u64) -> Option<Standing> {
         let cold = self.cold.try_lock()?;
-        if cold.state.state != State::Closed || cold.forced {
+        let warm = cold.detector.is_warm(&cold.settings.policy);
+        if cold.forced || (cold.state.state != State::Closed && warm) {
             return None;
         }
         let last_send = if self.counters.0.count.load(Ordering::Acquire) > 0 {
@@ -267,24 +268,24 @@ impl<C: Clock> Kind<C> {
         };
         Some(Standing {
             idle_ms: now.saturating_sub(last_send),
-            learned: cold.detector.is_warm(&cold.settings.policy),
+            learned: warm,
         })
     }
 
     /// Attempts since the kind was created: rolled buckets and the current one.
-    fn attempted(&self, cold: &Cold) -> u64 {
+    pub(super) fn attempted(&self, cold: &Cold) -> u64 {
         cold.attempted_rolled + self.counters.0.count.load(Ordering::Relaxed)
     }
 
     /// Attempts in the bucket in progress.
-    fn current(&self, cold: &Cold) -> u64 {
+    pub(super) fn current(&self, cold: &Cold) -> u64 {
         let _ = cold; // read under the lock, so that no roll-over moves it meanwhile
         self.counters.0.count.load(Ordering::Relaxed)
     }
 
     /// Moves the kind to `to` for `reason`; `reading` is what a trip was judged on (otherwise the
     /// event carries the window nearest its limit).
-    fn transition(
+    pub(super) fn transition(
         &self,
         cold: &mut Cold,
         now: u64,
@@ -306,9 +307,6 @@ impl<C: Clock> Kind<C> {
         if !(from == State::Open && to == State::Open) {
             cold.since_ms = now;
         }
-        if to == State::Closed {
-            cold.newcomer_since = NEVER;
-        }
         if to == State::Open {
             cold.until = if cold.forced || cold.settings.recovery == Recovery::Manual {
                 u64::MAX
@@ -325,13 +323,13 @@ impl<C: Clock> Kind<C> {
     }
 
     /// News that leaves the state as it is: still open, a surge begun or ended.
-    fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
+    pub(super) fn report(&self, cold: &Cold, now: u64, reason: Reason, events: &mut Vec<Event>) {
         let state = cold.state.state;
         let reading = cold.detector.nearest(self.current(cold));
         events.push(self.event(state, state, reason, now, Window::of(&reading)));
     }
 
-    fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
+    pub(super) fn event(&self, from: State, to: State, reason: Reason, now: u64, window: Window) -> Event {
         let dry_run = self.limits.0.dry_run.load(Ordering::Relaxed);
         Event::new(Arc::clone(self.name()), now, from, to, reason, window, dry_run)
     }
@@ -339,9 +337,12 @@ impl<C: Clock> Kind<C> {
     /// Stores what the send path reads.
     pub(super) fn publish(&self, cold: &Cold) {
         let limits = &self.limits.0;
+        let held =
+            || cold.settings.family.is_some() && self.held_by(cold, self.shared().clock.now_ms()).is_some();
         let headroom = match cold.state.state {
             State::Open => 0,
             _ if cold.forced => u64::MAX,
+            _ if held() => 0,
             _ => cold.detector.headroom(),
         };
         limits.headroom.store(headroom, Ordering::Relaxed);
@@ -353,7 +354,7 @@ impl<C: Clock> Kind<C> {
 
     /// The kind's figures as they stand under the lock at `now`, without bringing the windows
     /// up to now.
-    fn figures(&self, cold: &Cold, now: u64) -> KindStatus {
+    pub(super) fn figures(&self, cold: &Cold, now: u64) -> KindStatus {
         let attempted = self.attempted(cold);
         let blocked = self.counters.0.blocked.load(Ordering::Relaxed);
         let current = self.current(cold);
@@ -412,7 +413,7 @@ impl<C: Clock> Kind<C> {
     }
 
     /// Runs `f` under the lock after bringing the kind up to now, then emits what happened.
-    fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
+    pub(super) fn cold_op<R>(&self, f: impl FnOnce(&Self, &mut Cold, u64, &mut Vec<Event>) -> R) -> R {
         let now = self.shared().clock.now_ms();
         let mut events = Vec::new();
         let result = {
@@ -437,164 +438,12 @@ impl<C: Clock> Kind<C> {
         result
     }
 
-    /// Brings the window, any due transition and the metrics up to now, without counting a send;
-    /// with `rebind`, registers the kind's metrics handles again first, with the recorder in
-    /// force (one installed after the kind).
-    pub(crate) fn refresh(&self, rebind: bool) {
-        self.cold_op(|kind, cold, _, _| {
-            if rebind {
-                cold.metrics = KindMetrics::register(&kind.shared().name, kind.name());
-            }
-        });
-    }
-
-    /// Operator: hold the kind open (`State::Open`) or closed (`State::Closed`) until reset.
-    pub(crate) fn force(&self, to: State) {
-        let reason = if to == State::Open {
-            Reason::ForcedOpen
-        } else {
-            Reason::ForcedClosed
-        };
-        self.cold_op(|kind, cold, now, events| {
-            cold.forced = true;
-            kind.transition(cold, now, to, reason, None, events);
-        });
-    }
-
-    /// Operator: back to closed with automatic detection, forgetting the windows' counts (not
-    /// what was learned).
-    pub(crate) fn reset(&self) {
-        self.cold_op(|kind, cold, now, events| {
-            kind.take_count(cold);
-            cold.detector.clear();
-            cold.forced = false;
-            cold.until = u64::MAX;
-            kind.transition(cold, now, State::Closed, Reason::Reset, None, events);
-            // The learning in progress saw the trouble that led to the reset.
-            cold.clean = false;
-        });
-    }
-
-    /// Operator: the rate the kind kept while open is its new normal (a lasting change in
-    /// legitimate traffic): take it as the recent rate, forget the windows' counts, and close.
-    pub(crate) fn relearn(&self) {
-        self.cold_op(|kind, cold, now, events| {
-            kind.take_count(cold);
-            cold.detector.adopt(&cold.settings.policy, now);
-            cold.forced = false;
-            cold.until = u64::MAX;
-            kind.transition(cold, now, State::Closed, Reason::Relearned, None, events);
-            cold.clean = false;
-        });
-    }
-
-    /// Operator, or the sending job: `sends` are allowed whatever the limits say until
-    /// `for_ms` from now (a campaign, a real mass notice). A second surge replaces the first.
-    pub(crate) fn plan_surge(&self, sends: u64, for_ms: u64) {
-        self.cold_op(|kind, cold, now, events| {
-            cold.surge_until = now.saturating_add(for_ms);
-            cold.detector.set_surge(sends);
-            kind.report(cold, now, Reason::Surge, events);
-            kind.publish(cold);
-        });
-    }
-
     /// The surge is over: back to the kind's own limits, with the windows' counts forgotten (the
     /// surge's sends were allowed; they must not trip the kind now).
-    fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
+    pub(super) fn end_surge(&self, cold: &mut Cold, now: u64, events: &mut Vec<Event>) {
         cold.surge_until = NEVER;
         cold.detector.set_surge(0);
         cold.detector.clear();
         self.report(cold, now, Reason::SurgeEnded, events);
-    }
-
-    /// Operator: detect and report, but never block (`on`), or enforce again.
-    pub(crate) fn set_dry_run(&self, on: bool) {
-        self.limits.0.dry_run.store(on, Ordering::Relaxed);
-    }
-
-    /// Runs on new settings, keeping counts and what was learned. A new minute window length
-    /// restarts the minute window's counts.
-    pub(crate) fn apply(&self, settings: Arc<KindSettings>) {
-        self.locked(|kind, cold, now| {
-            if settings.policy.bucket_ms != cold.settings.policy.bucket_ms {
-                // The bucket in progress is counted in the long windows before the minute
-                // window restarts on its new buckets.
-                let count = kind.take_count(cold);
-                cold.detector.roll(&cold.settings.policy, count, now, cold.clean);
-            }
-            cold.detector.apply(&cold.settings.policy, &settings.policy, now);
-            if cold.state.state == State::Open && !cold.forced {
-                cold.until = match settings.recovery {
-                    Recovery::Auto => cold.since_ms.saturating_add(settings.cooldown_ms),
-                    Recovery::Manual => u64::MAX,
-                };
-            }
-            kind.limits.0.dry_run.store(settings.dry_run, Ordering::Relaxed);
-            cold.next_planned = next_planned(&settings, cold.surge_until, now);
-            cold.settings = settings;
-            kind.publish(cold);
-        });
-    }
-
-    /// What the kind has learned.
-    pub(crate) fn learned(&self) -> Learned {
-        self.cold.lock().detector.learned().clone()
-    }
-
-    /// Replaces what was learned (a restored snapshot).
-    pub(crate) fn restore(&self, learned: Learned) {
-        self.locked(|kind, cold, now| {
-            cold.detector.restore(&cold.settings.policy, learned, now);
-            kind.publish(cold);
-        });
-    }
-
-    /// Everything an operator wants to see, brought up to now, its slices with it.
-    pub(crate) fn status(&self) -> KindStatus {
-        let mut status = self.cold_op(|kind, cold, now, _| kind.figures(cold, now));
-        (status.slices, status.repeats) = self.slice_status(self.shared().clock.now_ms());
-        status
-    }
-
-    /// The kind's figures as its last send left them: takes the lock, rolls nothing and makes
-    /// no transition, so reading them changes nothing the kind will decide (a replay's
-    /// timeline).
-    pub(crate) fn figures_as_they_stand(&self) -> KindStatus {
-        let now = self.shared().clock.now_ms();
-        let cold = self.cold.lock();
-        self.figures(&cold, now)
-    }
-}
-
-/// What fleet mode does with a kind, through the breaker (see `Breaker`'s fleet section).
-#[cfg(feature = "redis")]
-impl<C: Clock> Kind<C> {
-    /// The kind's figures and settings as they stand. Cold: takes the kind's lock, counts
-    /// nothing, rolls nothing.
-    pub(crate) fn sync_view(&self) -> (KindStatus, Arc<KindSettings>) {
-        let now = self.shared().clock.now_ms();
-        let cold = self.cold.lock();
-        (self.figures(&cold, now), Arc::clone(&cold.settings))
-    }
-
-    /// Opens the kind for the fleet unless an operator forced its state, and keeps it open for
-    /// at least `hold_ms` from now (a kind that was closed opens for exactly that long).
-    pub(crate) fn hold_open(&self, hold_ms: u64) {
-        self.cold_op(|kind, cold, now, events| {
-            if cold.forced {
-                return;
-            }
-            let until = now.saturating_add(hold_ms);
-            if cold.state.state != State::Open {
-                kind.transition(cold, now, State::Open, Reason::Fleet, None, events);
-                if cold.settings.recovery == Recovery::Auto {
-                    cold.until = until;
-                }
-            } else if cold.until < until {
-                cold.until = until;
-            }
-            kind.publish(cold);
-        });
     }
 }

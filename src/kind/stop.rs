@@ -10,7 +10,7 @@
 //! the restart) and the events (a restored stop is not a new transition and sends none).
 
 use super::atomics::Ordering;
-use super::machine::{Cold, NEVER, next_planned, window};
+use super::machine::{Cold, NEVER, next_planned};
 use super::{Kind, Packed};
 use crate::clock::Clock;
 use crate::config::{MAX_SURGE_MS, Recovery};
@@ -69,14 +69,14 @@ impl<C: Clock> Kind<C> {
                 reason: cold.state.reason,
                 since_ms: cold.since_ms,
                 until_ms: (cold.until != u64::MAX).then_some(cold.until),
-                tripped_on: cold.tripped_on.as_ref().map(window),
+                tripped_on: cold.tripped_on.as_ref().map(Window::of),
             }),
             State::Closed if cold.forced => Some(Held {
                 state: State::Closed,
                 reason: Reason::ForcedClosed,
                 since_ms: cold.since_ms,
                 until_ms: None,
-                tripped_on: cold.tripped_on.as_ref().map(window),
+                tripped_on: cold.tripped_on.as_ref().map(Window::of),
             }),
             _ => None,
         };

@@ -3,11 +3,13 @@
 //! stopped (a kind open on a trip or forced, forced closed, in dry-run, given a planned surge), so
 //! that a restart does not re-arm a runaway an operator stopped ([`stop`]).
 //!
-//! The format is versioned; older versions are read and migrated. A version-2 snapshot (0.2)
-//! has no stops: it restores what was learned, every kind closed. A version-1 snapshot
-//! (spikebreaker 0.1's single-window baseline): its normal becomes the kind's recent and long-run
-//! rates, its spread the minute spread, and its week is learned afresh. [`file`] keeps one in a
-//! file for a breaker.
+//! The format is versioned; older versions are read and migrated. A version-3 snapshot lacks the
+//! lift above the week and the busiest minutes: the lift starts at none and the busiest minutes
+//! are learned afresh (the configured floor holds until a week is known). A version-2 snapshot
+//! (0.2) lacks those and the stops too: it restores what was learned, every kind closed. A
+//! version-1 snapshot (spikebreaker 0.1's single-window baseline): its normal becomes the kind's
+//! recent and long-run rates, its spread the minute spread, and its week is learned afresh.
+//! [`file`] keeps one in a file for a breaker.
 
 pub(crate) mod file;
 pub(crate) mod slices;
@@ -71,6 +73,10 @@ pub(crate) struct KindSnapshot {
     pub(crate) average_per_minute: f64,
     /// What the kind is judged against of that average (its growth is bounded).
     pub(crate) recent_per_minute: f64,
+    /// How far above the week's figure for the time the recent rate may stand (1: not above);
+    /// its growth is bounded per day. Absent from a version-2 snapshot: 1.
+    #[serde(default = "no_lift")]
+    pub(crate) lift: f64,
     /// Sends an hour over about the last week.
     pub(crate) longrun_per_hour: f64,
     /// How widely counts spread, per group (minute counts; hour and day counts): moving sums of
@@ -83,6 +89,10 @@ pub(crate) struct KindSnapshot {
     pub(crate) burst: [f64; 2],
     /// Hours the bursts were learned from.
     pub(crate) burst_hours: u32,
+    /// The busiest minute window of this week of hours learned and of the last (`-1`: not known
+    /// yet). Absent from a version-2 snapshot: learned afresh.
+    #[serde(default = "peak_unknown")]
+    pub(crate) busiest_minute: [f64; 2],
     /// Minute windows (of the kind's `window_secs`) with sends learned: the warm-up.
     pub(crate) minutes: u32,
     /// Hours learned.
@@ -91,6 +101,14 @@ pub(crate) struct KindSnapshot {
     /// notifications name no slice).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) slices: Vec<slices::DimensionSnapshot>,
+}
+
+fn no_lift() -> f64 {
+    1.0
+}
+
+fn peak_unknown() -> [f64; 2] {
+    [0.0, -1.0]
 }
 
 /// A version-1 kind: one window's mean, variance and decaying peak.
@@ -119,9 +137,25 @@ struct Version {
     version: u32,
 }
 
+impl Default for Snapshot {
+    /// A snapshot of this version with no kind in it.
+    fn default() -> Self {
+        Self {
+            version: Self::VERSION,
+            kinds: BTreeMap::new(),
+            stops: BTreeMap::new(),
+        }
+    }
+}
+
 impl Snapshot {
     /// The snapshot format this version writes.
-    pub const VERSION: u32 = 3;
+    pub const VERSION: u32 = 4;
+
+    /// The names of the kinds it holds, in order.
+    pub fn kinds(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
 
     /// The snapshot as JSON.
     pub fn to_json(&self) -> String {
@@ -136,8 +170,9 @@ impl Snapshot {
                 let old: SnapshotV1 = json::object_naming_the_field(text).map_err(Error::Snapshot)?;
                 Self::migrate(old)?
             }
-            // Version 3 is version 2 with the stops, which a version 2 has none of.
-            2 => Self {
+            // Version 4 is version 3 with the lift and the busiest minutes, and version 3 is
+            // version 2 with the stops: an older one has none of them, and they default.
+            2 | 3 => Self {
                 version: Self::VERSION,
                 ..json::object_naming_the_field(text).map_err(Error::Snapshot)?
             },
@@ -271,6 +306,14 @@ impl KindSnapshot {
         }
         let [mean, var] = kind.burst;
         kind.burst = [fit(mean, -100.0, 100.0), fit(var, 0.0, 100.0)];
+        kind.lift = fit(kind.lift, 0.0, per_minute);
+        let [this, last] = kind.busiest_minute;
+        let last = if last == -1.0 {
+            last
+        } else {
+            fit(last, 0.0, per_minute)
+        };
+        kind.busiest_minute = [fit(this, 0.0, per_minute), last];
         kind
     }
 
@@ -280,11 +323,13 @@ impl KindSnapshot {
             week: learned.profile.hours().to_vec(),
             average_per_minute: learned.average.into(),
             recent_per_minute: learned.recent.into(),
+            lift: learned.lift.into(),
             longrun_per_hour: learned.longrun.into(),
             spread_moments: learned.phi_moments.map(|group| group.map(f64::from)),
             spread_hours: learned.phi_hours,
             burst: learned.burst.map(f64::from),
             burst_hours: learned.burst_hours,
+            busiest_minute: learned.peak.map(f64::from),
             minutes: learned.minutes,
             hours: learned.hours,
             slices: Vec::new(),
@@ -311,11 +356,13 @@ impl KindSnapshot {
             profile: Profile::from_hours(&week),
             average: self.average_per_minute as f32,
             recent: self.recent_per_minute as f32,
+            lift: self.lift as f32,
             longrun: self.longrun_per_hour as f32,
             phi_moments: self.spread_moments.map(|group| group.map(|x| x as f32)),
             phi_hours: self.spread_hours,
             burst: self.burst.map(|x| x as f32),
             burst_hours: self.burst_hours,
+            peak: self.busiest_minute.map(|x| x as f32),
             minutes: self.minutes,
             hours: self.hours,
         }
@@ -335,6 +382,12 @@ impl KindSnapshot {
         check("average_per_minute", self.average_per_minute, per_minute)?;
         check("recent_per_minute", self.recent_per_minute, per_minute)?;
         check("longrun_per_hour", self.longrun_per_hour, per_hour)?;
+        check("lift", self.lift, per_minute)?;
+        let [this, last] = self.busiest_minute;
+        check("busiest_minute[0]", this, per_minute)?;
+        if last != -1.0 {
+            check("busiest_minute[1]", last, per_minute)?;
+        }
         for (group, [dev, mu2]) in self.spread_moments.iter().enumerate() {
             // A deviation sum may be negative (counts tighter than Poisson).
             if !dev.is_finite() || dev.abs() > per_hour * per_hour {
@@ -368,7 +421,7 @@ mod tests {
         .to_json();
         assert!(Snapshot::from_json(&good).is_ok());
         let cases = [
-            (good.replace("\"version\":3", "\"version\":4"), "version 4"),
+            (good.replace("\"version\":4", "\"version\":5"), "version 5"),
             (
                 good.replace("\"recent_per_minute\":0.0", "\"recent_per_minute\":-1.0"),
                 "recent_per_minute",
@@ -407,6 +460,30 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("window_secs")
+        );
+    }
+
+    #[test]
+    fn a_version_two_snapshot_is_migrated_with_no_lift_and_its_busiest_minutes_unknown() {
+        let v4 = Snapshot {
+            version: Snapshot::VERSION,
+            kinds: BTreeMap::from([("a".to_owned(), KindSnapshot::capture(&Learned::default()))]),
+            stops: BTreeMap::new(),
+        }
+        .to_json();
+        let v2 = v4
+            .replace("\"version\":4", "\"version\":2")
+            .replace(",\"lift\":1.0", "")
+            .replace(",\"busiest_minute\":[0.0,-1.0]", "");
+        assert!(!v2.contains("lift") && !v2.contains("busiest"), "{v2}");
+        let read = Snapshot::from_json(&v2).unwrap();
+        assert_eq!(read.version, Snapshot::VERSION);
+        let a = &read.kinds["a"];
+        assert_eq!((a.lift, a.busiest_minute), (1.0, [0.0, -1.0]));
+        assert_eq!(
+            a.to_learned().busiest_minute(),
+            None,
+            "the own floor waits for a week"
         );
     }
 

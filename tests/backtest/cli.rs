@@ -452,6 +452,44 @@ fn the_html_report_loads_in_a_browser_with_a_chart_per_kind_and_no_console_messa
     assert!(summary.find("security.2fa_changed").unwrap() < summary.find("email.receipt").unwrap());
 }
 
+/// A snapshot lost: `spikebreaker learn` rebuilds it from the send log. A kind that ran at 1,200
+/// a minute for two hours, above the warm-up ceiling, learns its rate, and a breaker restored from
+/// the file lets it send so; without it, the kind is held to the warm-up ceiling.
+#[test]
+fn learn_rebuilds_a_lost_snapshot_from_the_send_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("sends.csv");
+    let out = dir.path().join("snapshot.json");
+    let log: String = (0..2 * 60 * 1_200u64)
+        .map(|i| format!("{},email.receipt\n", i * 50))
+        .collect();
+    std::fs::write(&trace, log).unwrap();
+    let output = spikebreaker(
+        &[
+            "learn",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    says(&output, "1 kinds learned from 144000 sends");
+    let snapshot = spikebreaker::Snapshot::from_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let after = |restore: bool| {
+        let clock = spikebreaker::ManualClock::starting_at(2 * 3_600_000);
+        let breaker = spikebreaker::Breaker::with_clock(spikebreaker::Config::default(), clock).unwrap();
+        if restore {
+            breaker.restore(&snapshot).unwrap();
+        }
+        (0..1_200)
+            .filter(|_| breaker.check("email.receipt").is_allowed())
+            .count()
+    };
+    assert_eq!((after(true), after(false)), (1_200, 500));
+}
+
 #[test]
 fn a_reader_that_goes_away_ends_the_output_quietly() {
     // `spikebreaker backtest … | head`: before, "cannot write the report: Broken pipe" and exit 1

@@ -394,6 +394,26 @@ const TOML_CASES: &[(&str, &str, &str)] = &[
         "defaults.max_growth_per_hour",
         "inf",
     ),
+    (
+        "[defaults]\nmax_growth_per_day = 0.5\n",
+        "defaults.max_growth_per_day",
+        "0.5",
+    ),
+    (
+        "[kinds.x]\nexpected_per_minute = 0\n",
+        "kinds.\"x\".expected_per_minute",
+        "0",
+    ),
+    (
+        "[kinds.x]\nexpected_per_minute = -3\n",
+        "kinds.\"x\".expected_per_minute",
+        "-3",
+    ),
+    (
+        "[kinds.x]\nexpected_per_minute = 1e11\n",
+        "kinds.\"x\".expected_per_minute",
+        "100000000000",
+    ),
     ("[defaults.minute]\nceiling = 0\n", "defaults.minute.ceiling", "0"),
     ("[defaults.day]\nceiling = 0\n", "defaults.day.ceiling", "0"),
     ("[defaults]\nrecovery = \"sometimes\"\n", "recovery", "sometimes"),

@@ -147,14 +147,19 @@ fn kind_config() -> impl Strategy<Value = KindConfig> {
         (1u64..=3_600, timescale(), timescale(), timescale()),
         (0u64..10_000_000, 1u64..=2_592_000, 1.0f64..10.0),
         (any::<bool>(), 0u64..=2_592_000, 0u64..=2_592_000),
-        (1u64..=2_592_000, any::<bool>()),
+        (
+            1u64..=2_592_000,
+            any::<bool>(),
+            1.0f64..10.0,
+            prop::option::of(0.01f64..1e6),
+        ),
         (slice_config(), repeat_config()),
     )
         .prop_map(|(a, b, c, d, (slices, repeats))| {
             let (window_secs, minute, hour, day) = a;
             let (warmup_extra, warmup_secs, max_growth_per_hour) = b;
             let (manual, cooldown_secs, probe_secs) = c;
-            let (open_alert_secs, dry_run) = d;
+            let (open_alert_secs, dry_run, max_growth_per_day, expected_per_minute) = d;
             KindConfig {
                 window_secs,
                 minute,
@@ -163,6 +168,8 @@ fn kind_config() -> impl Strategy<Value = KindConfig> {
                 warmup_ceiling: minute.floor + warmup_extra,
                 warmup_secs,
                 max_growth_per_hour,
+                max_growth_per_day,
+                expected_per_minute,
                 recovery: if manual { Recovery::Manual } else { Recovery::Auto },
                 cooldown_secs,
                 probe_secs,
@@ -213,19 +220,21 @@ fn kind_override() -> impl Strategy<Value = KindOverride> {
             probe_secs: on(17).then_some(c.probe_secs),
             open_alert_secs: on(18).then_some(c.open_alert_secs),
             dry_run: on(19).then_some(c.dry_run),
-            slices: if on(20) {
+            max_growth_per_day: on(20).then_some(c.max_growth_per_day),
+            expected_per_minute: on(21).then_some(c.expected_per_minute).flatten(),
+            slices: if on(22) {
                 SliceOverride {
                     enabled: Some(c.slices.enabled),
                     dimensions: c.slices.dimensions.clone(),
                     track: Some(c.slices.track),
-                    hour: timescale_override(c.slices.hour, (set >> 22) as u16),
+                    hour: timescale_override(c.slices.hour, (set >> 24) as u16),
                     safe: Some(c.slices.safe.clone()),
                     ..SliceOverride::default()
                 }
             } else {
                 SliceOverride::default()
             },
-            repeats: if on(21) {
+            repeats: if on(23) {
                 RepeatOverride {
                     max: Some(c.repeats.max),
                     window_secs: Some(c.repeats.window_secs),
@@ -308,6 +317,7 @@ proptest! {
                 (0.0f64..6e10, 0.0f64..6e10, 0.0f64..3.6e12),
                 (-1e6f64..1e6, 0.0f64..1e9, any::<u32>()),
                 (-50.0f64..50.0, 0.0f64..100.0, any::<u32>(), any::<u32>(), any::<u32>()),
+                (0.0f64..1e6, 0.0f64..6e10, prop::option::of(0.0f64..6e10)),
             ),
             0..4,
         )
@@ -317,16 +327,18 @@ proptest! {
             "version": Snapshot::VERSION,
             "kinds": kinds
                 .into_iter()
-                .map(|(k, (week, (average, recent, longrun), (dev, mu2, phi_hours), (burst, burst_var, burst_hours, minutes, hours)))| {
+                .map(|(k, (week, (average, recent, longrun), (dev, mu2, phi_hours), (burst, burst_var, burst_hours, minutes, hours), (lift, this_week, last_week)))| {
                     (k, json!({
                         "week": week,
                         "average_per_minute": average,
                         "recent_per_minute": recent,
+                        "lift": lift,
                         "longrun_per_hour": longrun,
                         "spread_moments": [[dev, mu2], [dev / 2.0, mu2 / 2.0]],
                         "spread_hours": [phi_hours, phi_hours],
                         "burst": [burst, burst_var],
                         "burst_hours": burst_hours,
+                        "busiest_minute": [this_week, last_week.unwrap_or(-1.0)],
                         "minutes": minutes,
                         "hours": hours,
                     }))

@@ -17,10 +17,11 @@ fn an_unjudged_window_has_a_null_threshold_in_status_and_events() {
     assert!(breaker.check("email.welcome").is_allowed());
     breaker.force_open("email.welcome").unwrap();
 
-    // A new kind: the minute window is held to the warm-up ceiling, the hour and day not judged.
+    // A new kind: the minute window is held to the warm-up ceiling, the hour to its share of it
+    // in every minute, the day not judged.
     let kind: Value = serde_json::to_value(breaker.kind_status("email.welcome").unwrap()).unwrap();
     let thresholds: Vec<_> = (0..3).map(|i| kind["windows"][i]["threshold"].clone()).collect();
-    assert_eq!(thresholds, [Value::from(500), Value::Null, Value::Null]);
+    assert_eq!(thresholds, [Value::from(500), Value::from(24_000), Value::Null]);
     let whole = serde_json::to_string(&breaker.status()).unwrap();
     let event = serde_json::to_string(&events.lock()[0]).unwrap();
     for json in [kind.to_string(), whole, event] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spikebreaker::status::metrics::{
-    ALLOWED, ATTEMPTED, BLOCKED, EXPECTED_SENDS, KINDS, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
+    ALLOWED, ATTEMPTED, BLOCKED, EXPECTED_SENDS, KINDS, LEARNING, OVERFLOWED, STATE, THRESHOLD_SENDS, TRIPS,
     WINDOW_SENDS,
 };
 use spikebreaker::{Breaker, Config, Decision, ManualClock};
@@ -78,6 +78,8 @@ fn a_tripped_kind_shows_open_with_counts_that_add_up() {
             "{THRESHOLD_SENDS}{{breaker=\"default\",kind=\"security.2fa_changed\",timescale=\"day\"}} inf"
         );
         assert!(text.contains(&day), "no day limit yet: {text}");
+        // Open with nothing learned: what the alert SpikebreakerUnlearnedKindBlocked looks for.
+        assert_eq!(runaway(LEARNING), Some(1.0));
 
         let welcome = |name| value(&text, name, Some("email.welcome"));
         assert_eq!(welcome(STATE), Some(0.0));
@@ -111,6 +113,7 @@ fn every_kind_counts_add_up_after_recovery() {
         let get = |name| value(&text, name, Some("push.promo")).unwrap();
         assert_eq!(get(STATE), 0.0, "{text}");
         assert_eq!(get(TRIPS), 1.0);
+        assert_eq!(get(LEARNING), 1.0, "a minute of sends teaches nothing");
         assert_eq!(get(ATTEMPTED), get(ALLOWED) + get(BLOCKED));
         assert_eq!(get(ATTEMPTED), 2_000.0);
         assert_eq!(
@@ -118,6 +121,26 @@ fn every_kind_counts_add_up_after_recovery() {
             Some(0.0),
             "the spike has left the window"
         );
+    });
+}
+
+#[test]
+fn a_declared_kind_is_not_learning_from_its_first_send() {
+    with_prometheus(|prometheus| {
+        let config = Config::from_toml("[kinds.\"email.migration\"]\nexpected_per_minute = 1100\n").unwrap();
+        let breaker = Breaker::with_clock(config, ManualClock::new()).unwrap();
+        for _ in 0..1_000 {
+            assert!(breaker.check("email.migration").is_allowed());
+        }
+        assert!(breaker.check("email.new").is_allowed());
+        breaker.refresh();
+        let text = prometheus.render();
+        assert_eq!(
+            value(&text, LEARNING, Some("email.migration")),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(value(&text, LEARNING, Some("email.new")), Some(1.0));
     });
 }
 
@@ -260,7 +283,7 @@ fn churn(
         let mut scrapes = Vec::new();
         for round in 0..rounds {
             for user in 0..1_000 {
-                assert!(breaker.check(&format!("user.{round}.{user}")).is_allowed());
+                let _ = breaker.check(&format!("user.{round}.{user}"));
             }
             assert!(steady.check().is_allowed());
             clock.advance(Duration::from_secs(2 * 3600));
@@ -285,23 +308,23 @@ fn churn(
 }
 
 /// Through the recorder `status::metrics::prometheus` builds, 100,000 evictions leave the steady
-/// kind's 16 series (4 counters; state, open seconds, surge; 3 per timescale) and the breaker's 7
-/// (kinds, overflowed, 5 problems), at 25,000 evictions as at 100,000, in under 5 KB. Through the
-/// exporter's default builder (what the README installed before), every forgotten kind's 16
-/// series stay: 5,000 evictions leave 80,023 series.
+/// kind's 17 series (4 counters; state, open seconds, surge, learning; 3 per timescale) and the
+/// breaker's 7 (kinds, overflowed, 5 problems), at 25,000 evictions as at 100,000, in under 5 KB. Through the
+/// exporter's default builder (what the README installed before), every forgotten kind's 17
+/// series stay: 5,000 evictions leave 85,024 series.
 #[cfg(feature = "prometheus")]
 #[test]
 fn evicted_kinds_leave_no_series_behind() {
     let recorder = spikebreaker::status::metrics::prometheus(REFRESH).build_recorder();
     let scrapes = churn(&recorder, 100, 25);
     assert!(
-        scrapes.iter().all(|&(count, bytes)| count == 23 && bytes < 5_120),
+        scrapes.iter().all(|&(count, bytes)| count == 24 && bytes < 5_120),
         "{scrapes:?}"
     );
     let before = churn(&PrometheusBuilder::new().build_recorder(), 5, 5);
     assert_eq!(before.len(), 1);
     let (count, bytes) = before[0];
-    assert_eq!(count, 5_000 * 16 + 23, "{bytes} bytes");
+    assert_eq!(count, 5_000 * 17 + 24, "{bytes} bytes");
     eprintln!("5,000 evictions: {count} series, {bytes} bytes without the idle timeout; {scrapes:?} with it");
 }
 

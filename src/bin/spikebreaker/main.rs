@@ -1,8 +1,9 @@
 //! `spikebreaker`: what the breaker would have done to a send log (`backtest`, in
 //! `spikebreaker/backtest.rs`), the settings each kind should have (`tune`, in
-//! `spikebreaker/tune.rs`), with a store's feature, what a quarantine holds (`quarantine`, in
+//! `spikebreaker/tune.rs`), a snapshot rebuilt from a send log (`learn`, in
+//! `spikebreaker/learn.rs`), with a store's feature, what a quarantine holds (`quarantine`, in
 //! `spikebreaker/quarantine.rs`), and with `serve`, the breaker as a sidecar for senders in any
-//! language (`serve`, in `spikebreaker/serve/`). What the first two share, reading the log and
+//! language (`serve`, in `spikebreaker/serve/`). What the first three share, reading the log and
 //! the configuration, is here.
 
 use std::fs::File;
@@ -16,6 +17,7 @@ use spikebreaker::backtest::{Trace, TraceReader};
 use spikebreaker::{Breaker, Config};
 
 mod backtest;
+mod learn;
 mod tune;
 
 #[cfg(any(feature = "quarantine", feature = "redis"))]
@@ -40,6 +42,9 @@ enum Command {
     /// Replays a send log against a grid of settings per kind, and against copies with runaways
     /// injected, and suggests for each kind the most sensitive settings that never trip on it.
     Tune(tune::TuneArgs),
+    /// Rebuilds a snapshot file from a send log of traffic you trust, for a breaker whose
+    /// snapshot was lost: what each kind would have learned, with the warm-up ceilings lifted.
+    Learn(learn::LearnArgs),
     /// Looks at, releases and discards the notifications a quarantine holds.
     #[cfg(any(feature = "quarantine", feature = "redis"))]
     Quarantine(quarantine::QuarantineArgs),
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
     let (name, outcome) = match Cli::parse().command {
         Command::Backtest(args) => ("backtest", in_pool(args.log.threads, || backtest::run(&args))),
         Command::Tune(args) => ("tune", in_pool(args.log.threads, || tune::run(&args))),
+        Command::Learn(args) => ("learn", in_pool(args.log.threads, || learn::run(&args))),
         #[cfg(any(feature = "quarantine", feature = "redis"))]
         Command::Quarantine(args) => return quarantine::run(&args),
         #[cfg(feature = "serve")]
