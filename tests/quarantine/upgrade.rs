@@ -173,26 +173,3 @@ fn a_version_one_file_changed_by_another_program_or_a_newer_version_is_still_ref
     }
     assert_eq!(version(&changed), 1, "left unchanged");
 }
-
-#[test]
-fn a_version_one_file_without_write_access_is_refused_saying_what_to_do() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("quarantine.db");
-    v1_file(&path, 1);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
-        eprintln!("skipped: this user writes read-only files (root)");
-        return;
-    }
-    match SqliteStore::open(&path) {
-        Err(error) => {
-            let message = error.to_string();
-            assert!(
-                message.contains("version 1") && message.contains("write access"),
-                "{message}"
-            );
-        }
-        Ok(store) => panic!("opened as {store:?}"),
-    }
-}

@@ -369,3 +369,36 @@ pub(super) fn sql_error(path: &Path, error: rusqlite::Error) -> StoreError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OpenFlags;
+
+    use super::*;
+
+    /// Opened read-only by its flags rather than its file's mode, so the check runs for any
+    /// user (root writes a file whose mode says read-only).
+    #[test]
+    fn a_version_one_file_opened_read_only_is_refused_saying_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.db");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(SCHEMA_V1).unwrap();
+        db.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('format', 'spikebreaker-quarantine'), ('version', 1)",
+        )
+        .unwrap();
+        drop(db);
+        let read_only = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let message = refuse_read_only_v1(&read_only, &path).unwrap_err().to_string();
+        assert!(
+            message.contains("version 1") && message.contains("write access"),
+            "{message}"
+        );
+        let writable = Connection::open(&path).unwrap();
+        assert!(
+            refuse_read_only_v1(&writable, &path).is_ok(),
+            "a writable file is migrated, not refused"
+        );
+    }
+}
