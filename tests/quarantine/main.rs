@@ -21,6 +21,8 @@ mod senders;
 mod serving;
 #[cfg(feature = "quarantine")]
 mod sqlite;
+#[cfg(feature = "quarantine")]
+mod upgrade;
 
 // A suite whose feature is off, or whose server is missing, shows as ignored, naming what it
 // needs, rather than as nothing.

@@ -395,3 +395,48 @@ fn the_figures_a_summary_reads_agree_with_the_items_and_are_rebuilt_for_an_older
     assert_eq!(rebuilt, from_items);
     assert_eq!(rebuilt, from_figures);
 }
+
+#[test]
+fn an_entry_without_a_slice_as_the_release_before_slices_wrote_it_is_listed_and_released() {
+    let server = Server::start();
+    let quarantine = Quarantine::new(RedisStore::open(&server.url(), options()).unwrap());
+    let breaker = Breaker::new(Config::default()).unwrap();
+    force_open(&breaker, RECEIPT);
+    let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
+    held(&guarded, email(RECEIPT, "old@example.com"));
+    // The entry as the release before slices wrote it: its item's JSON has no `slice` field.
+    let mut redis = connection(&server);
+    let stream = format!("{{edges:quarantine}}:held:{RECEIPT}");
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query(&mut redis)
+        .unwrap();
+    let (_, fields) = &entries[0];
+    let item = &fields.iter().find(|(name, _)| name == "item").unwrap().1;
+    let json: serde_json::Value = serde_json::from_str(item).unwrap();
+    assert!(json.get("slice").is_none(), "{item}");
+    assert!(json.get("kind").is_some(), "{item}");
+
+    quarantine
+        .store()
+        .hold(NewItem {
+            kind: RECEIPT.to_owned(),
+            trip: 1,
+            reason: Reason::Spike,
+            held_at_ms: 0,
+            recipient: Some("new@example.com".to_owned()),
+            slice: Some("prefix=+447".into()),
+            notification: RawValue::from_string(
+                serde_json::to_string(&email(RECEIPT, "new@example.com")).unwrap(),
+            )
+            .unwrap(),
+        })
+        .unwrap();
+    let items = quarantine.items(&Query::new(Filter::kind(RECEIPT), 10)).unwrap();
+    let slices: Vec<_> = items.iter().map(|i| i.slice.as_deref()).collect();
+    assert_eq!(slices, [None, Some("prefix=+447")]);
+    release_all(&quarantine, &guarded);
+    assert_eq!(guarded.get_ref().sent.lock().unwrap().len(), 2);
+}

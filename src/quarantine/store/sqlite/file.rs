@@ -13,7 +13,8 @@ use crate::quarantine::store::{StoreError, new_store_id};
 
 /// What marks a SQLite file as a quarantine store, and the layout it has.
 const FORMAT: &str = "spikebreaker-quarantine";
-const VERSION: i64 = 1;
+/// Version 2: the items carry the slice that refused them (`slice`).
+const VERSION: i64 = 2;
 
 thread_local! {
     /// How long a write made on this thread waits for another connection's: set by the thread
@@ -142,6 +143,7 @@ pub(super) fn prepare(
     if check != "ok" {
         return Err(corrupt(path, format!("integrity check failed: {check}")));
     }
+    refuse_read_only_v1(connection, path)?;
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(error)?;
@@ -194,7 +196,21 @@ pub(super) fn prepare(
             "not a quarantine store (no format mark)".to_owned(),
         ));
     }
-    let version = meta("version")?;
+    let mut version = meta("version")?;
+    if version.as_deref() == Some("1") {
+        let differences = schema_differences(&tx, SCHEMA_V1).map_err(error)?;
+        if !differences.is_empty() {
+            return Err(corrupt(
+                path,
+                format!(
+                    "layout version 1, but its schema is not that version's: {}",
+                    differences.join("; ")
+                ),
+            ));
+        }
+        migrate_v1(&tx, path)?;
+        version = meta("version")?;
+    }
     if version.as_deref() != Some(&VERSION.to_string()) {
         return Err(corrupt(
             path,
@@ -202,7 +218,7 @@ pub(super) fn prepare(
         ));
     }
     let id = meta("id")?.ok_or_else(|| corrupt(path, "no store id".to_owned()))?;
-    let differences = schema_differences(&tx).map_err(error)?;
+    let differences = schema_differences(&tx, SCHEMA).map_err(error)?;
     if !differences.is_empty() {
         return Err(corrupt(
             path,
@@ -223,26 +239,91 @@ pub(super) fn prepare(
     Ok(id)
 }
 
+/// The schema layout version 1 laid out (the release before slices: no `slice` on the items),
+/// as that release wrote it (frozen: never edit it); a file of version 1 with exactly this schema
+/// is migrated on open.
+const SCHEMA_V1: &str = include_str!("schema_v1.sql");
+
+/// Brings a version-1 file to version 2 inside the opening transaction `tx` (so a crash leaves
+/// it at version 1, whole): the items gain their `slice`, none set.
+fn migrate_v1(tx: &Connection, path: &Path) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "ALTER TABLE items ADD COLUMN slice TEXT; UPDATE meta SET value = 2 WHERE key = 'version';",
+    )
+    .map_err(|e| sql_error(path, e))?;
+    tracing::info!(
+        path = %path.display(),
+        "migrated the quarantine store from layout version 1 to 2: its items can name the slice that refused them"
+    );
+    Ok(())
+}
+
+/// A file of version 1 opened without write access cannot be migrated: refused, saying so,
+/// rather than failing on the first write.
+fn refuse_read_only_v1(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    let error = |e| sql_error(path, e);
+    if !connection.is_readonly("main").map_err(error)? {
+        return Ok(());
+    }
+    let version: Option<String> = connection
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .or_else(|e| match e {
+            rusqlite::Error::SqliteFailure(..) => Ok(None), // no meta table: checked later
+            e => Err(e),
+        })
+        .map_err(error)?;
+    if version.as_deref() == Some("1") {
+        return Err(StoreError::Unavailable(format!(
+            "{}: layout version 1 (the release before slices) is migrated to version {VERSION} on open, \
+             which needs write access: open it once with write access (as the \
+             file's owner), then read-only opens work",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A database's tables, indexes, triggers and views: per (type, name), its table and its SQL
-/// with the whitespace folded.
+/// with the whitespace folded ([`fold`]).
 type Schema = BTreeMap<(String, String), (String, Option<String>)>;
 
 fn schema(connection: &Connection) -> rusqlite::Result<Schema> {
     let mut statement = connection.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema")?;
     let rows = statement.query_map([], |row| {
         let sql: Option<String> = row.get(3)?;
-        let folded = sql.map(|sql| sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        let folded = sql.as_deref().map(fold);
         Ok(((row.get(0)?, row.get(1)?), (row.get(2)?, folded)))
     })?;
     rows.collect()
 }
 
-/// How the schema of the file differs from the one this version lays out, one phrase a
+/// `sql` with its whitespace folded: runs to one space, none next to `(`, `)` or `,` (SQLite
+/// writes a column added by `ALTER TABLE` as `… notification TEXT\n, slice TEXT)`).
+fn fold(sql: &str) -> String {
+    let spaced = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut folded = String::with_capacity(spaced.len());
+    let mut chars = spaced.chars().peekable();
+    while let Some(c) = chars.next() {
+        let by_punctuation = |c: Option<&char>| matches!(c, Some('(' | ')' | ','));
+        if c == ' ' && (by_punctuation(folded.chars().last().as_ref()) || by_punctuation(chars.peek())) {
+            continue;
+        }
+        folded.push(c);
+    }
+    folded
+}
+
+/// How the schema of the file differs from `expected` (this version's: [`SCHEMA`]), one phrase a
 /// difference: a trigger, index, table or view of another's (a trigger that deletes every new
 /// row would make holds vanish), or one of ours missing or changed. Empty when it is ours.
-fn schema_differences(file: &Connection) -> rusqlite::Result<Vec<String>> {
+fn schema_differences(file: &Connection, expected: &str) -> rusqlite::Result<Vec<String>> {
     let ours = Connection::open_in_memory()?;
-    ours.execute_batch(SCHEMA)?;
+    ours.execute_batch(expected)?;
     let (ours, theirs) = (schema(&ours)?, schema(file)?);
     let mut differences = Vec::new();
     for ((kind, name), (table, sql)) in &theirs {
@@ -286,5 +367,38 @@ pub(super) fn sql_error(path: &Path, error: rusqlite::Error) -> StoreError {
             }
             _ => StoreError::Unavailable(format!("{}: {error}", path.display())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OpenFlags;
+
+    use super::*;
+
+    /// Opened read-only by its flags rather than its file's mode, so the check runs for any
+    /// user (root writes a file whose mode says read-only).
+    #[test]
+    fn a_version_one_file_opened_read_only_is_refused_saying_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.db");
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(SCHEMA_V1).unwrap();
+        db.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('format', 'spikebreaker-quarantine'), ('version', 1)",
+        )
+        .unwrap();
+        drop(db);
+        let read_only = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let message = refuse_read_only_v1(&read_only, &path).unwrap_err().to_string();
+        assert!(
+            message.contains("version 1") && message.contains("write access"),
+            "{message}"
+        );
+        let writable = Connection::open(&path).unwrap();
+        assert!(
+            refuse_read_only_v1(&writable, &path).is_ok(),
+            "a writable file is migrated, not refused"
+        );
     }
 }
