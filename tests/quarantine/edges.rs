@@ -2,10 +2,12 @@
 //! whose schema another program changed, and rows it cannot read.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use spikebreaker::quarantine::{
-    Filter, ItemState, NewItem, Quarantine, Query, SqliteOptions, SqliteStore, Store, StoreError,
+    Filter, ItemState, NewItem, Quarantine, Query, ReleaseOrder, Released, Releaser, SqliteOptions,
+    SqliteStore, Store, StoreError,
 };
 use spikebreaker::status::Reason;
 use spikebreaker::{Breaker, Config, Guarded, Sender};
@@ -160,4 +162,66 @@ fn a_row_that_does_not_parse_is_skipped_and_counted_not_fatal_to_the_listing() {
     assert_eq!(rest.len(), 7);
     let held_only = Query::new(Filter::kind(RECEIPT), 100).in_state(ItemState::Held);
     assert_eq!(quarantine.items(&held_only).unwrap().len(), 27);
+}
+
+#[test]
+fn an_approved_row_that_does_not_parse_is_held_again_and_the_rest_of_its_kind_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = Quarantine::new(SqliteStore::open(path(&dir)).unwrap());
+    let breaker = Breaker::new(Config::default()).unwrap();
+    let guarded = Guarded::new(Outbox::default(), breaker.clone()).with_quarantine(quarantine.clone());
+    force_open(&breaker, RECEIPT);
+    for to in ["a@example.com", "b@example.com", "c@example.com"] {
+        held(&guarded, email(RECEIPT, to));
+    }
+    let fast = ReleaseOrder {
+        per_minute: Some(60_000.0),
+        ..ReleaseOrder::default()
+    };
+    assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap(), 3);
+    // The middle one's notification overwritten with something that is not JSON.
+    sql(
+        &path(&dir),
+        "UPDATE items SET notification = '{not json' WHERE id = 2;",
+    );
+    // Before: the claim of item 2 failed at every step; item 3 was never sent.
+    let released = Releaser::<Email>::new(quarantine.clone())
+        .poll(Duration::from_millis(10))
+        .run(&guarded)
+        .unwrap();
+    assert_eq!(released, Released { sent: 2, failed: 0 });
+    let sent: Vec<String> = guarded
+        .get_ref()
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.to.clone())
+        .collect();
+    assert_eq!(sent, ["a@example.com", "c@example.com"]);
+    // The corrupt one is out of the queue, counted as unreadable, and the kind is not stuck.
+    let summary = quarantine.summary(&Filter::all()).unwrap();
+    assert_eq!(summary.unreadable, 1);
+    assert!(quarantine.store().releasing().unwrap().is_empty());
+    let (note, in_doubt, state): (String, bool, String) = rusqlite::Connection::open(path(&dir))
+        .unwrap()
+        .query_row(
+            "SELECT note, in_doubt, state FROM items WHERE id = 2",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), in_doubt), ("held", true));
+    assert!(note.contains("unreadable"), "{note}");
+    // The operator discards it by its id.
+    let one = Filter::kind(RECEIPT).ids([2]);
+    assert_eq!(quarantine.discard(&one, "corrupt").unwrap(), 1);
+    assert_eq!(quarantine.summary(&Filter::all()).unwrap().unreadable, 0);
+    // The next one approved goes out.
+    held(&guarded, email(RECEIPT, "d@example.com"));
+    quarantine
+        .release(&Filter::kind(RECEIPT).ids([4]), &fast)
+        .unwrap();
+    let again = Releaser::<Email>::new(quarantine.clone()).run(&guarded).unwrap();
+    assert_eq!(again.sent, 1);
 }

@@ -176,6 +176,74 @@ fn an_entry_that_does_not_parse_is_skipped_not_fatal_to_the_listing() {
     assert_eq!(quarantine.discard(&Filter::kind(RECEIPT), "runaway").unwrap(), 5);
 }
 
+#[test]
+fn an_approved_entry_that_does_not_parse_is_held_again_and_the_rest_of_its_kind_released() {
+    let server = Server::start();
+    let quarantine = Quarantine::new(RedisStore::open(&server.url(), options()).unwrap());
+    let breaker = Breaker::new(Config::default()).unwrap();
+    force_open(&breaker, RECEIPT);
+    let guarded = Guarded::new(Outbox::default(), breaker).with_quarantine(quarantine.clone());
+    let fast = ReleaseOrder {
+        per_minute: Some(60_000.0),
+        ..ReleaseOrder::default()
+    };
+    let mut redis = connection(&server);
+    let release = format!("{{edges:quarantine}}:release:{RECEIPT}");
+    // Approved in order: a, an entry another version wrote, c.
+    held(&guarded, email(RECEIPT, "a@example.com"));
+    assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap(), 1);
+    let _: String = redis::cmd("XADD")
+        .arg(&release)
+        .arg("*")
+        .arg(&["id", "99", "item", "{not json"])
+        .query(&mut redis)
+        .unwrap();
+    held(&guarded, email(RECEIPT, "c@example.com"));
+    assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap(), 1);
+    // Before: the claim of the middle entry failed at every step; c was never sent.
+    let released = Releaser::<Email>::new(quarantine.clone())
+        .poll(Duration::from_millis(10))
+        .run(&guarded)
+        .unwrap();
+    assert_eq!((released.sent, released.failed), (2, 0));
+    let sent: Vec<String> = guarded
+        .get_ref()
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.to.clone())
+        .collect();
+    assert_eq!(sent, ["a@example.com", "c@example.com"]);
+    // The corrupt one is out of the queue, back among the held with why, counted as unreadable,
+    // and the kind is not stuck.
+    let summary = quarantine.summary(&Filter::all()).unwrap();
+    assert_eq!(summary.unreadable, 1);
+    assert_eq!(quarantine.summary(&Filter::kind(RECEIPT)).unwrap().unreadable, 1);
+    assert!(quarantine.store().releasing().unwrap().is_empty());
+    let len: u64 = redis::cmd("XLEN").arg(&release).query(&mut redis).unwrap();
+    assert_eq!(len, 0);
+    let held_entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(format!("{{edges:quarantine}}:held:{RECEIPT}"))
+        .arg("-")
+        .arg("+")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(held_entries.len(), 1);
+    assert!(
+        held_entries[0].1.contains(&"unreadable".to_owned()),
+        "{held_entries:?}"
+    );
+    // The next one approved goes out.
+    held(&guarded, email(RECEIPT, "d@example.com"));
+    assert_eq!(quarantine.release(&Filter::kind(RECEIPT), &fast).unwrap(), 1);
+    let again = Releaser::<Email>::new(quarantine.clone())
+        .poll(Duration::from_millis(10))
+        .run(&guarded)
+        .unwrap();
+    assert_eq!(again.sent, 1);
+}
+
 // --- The operators' summaries of a big store ---------------------------------------------------
 
 const CHILD_URL: &str = "SPIKEBREAKER_TEST_SUMMARY_URL";

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
 use super::RedisStore;
-use super::streams::Unreadable;
+use super::streams::{Unreadable, field};
 use crate::quarantine::item::{Filter, Item, ItemState};
 use crate::quarantine::store::StoreError;
 use crate::quarantine::summary::{Gather, RecipientCount, SAMPLE, Summary, TOP_RECIPIENTS, TripSummary};
@@ -56,6 +56,13 @@ impl RedisStore {
                 if let Some(summary) = self.trip_summary(&kind, trip, &sending)? {
                     trips.push(summary);
                 }
+            }
+        }
+        // Approved entries a claim could not read, set aside in the held streams.
+        if filter.trip.is_none() {
+            for entry in self.set_aside(filter)? {
+                let why = field(&entry, "unreadable").unwrap_or_default().to_owned();
+                unreadable.add(&entry, why);
             }
         }
         unreadable.warn(self);

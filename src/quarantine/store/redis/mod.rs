@@ -151,6 +151,7 @@ struct Scripts {
     settle: Script,
     in_doubt: Script,
     empty: Script,
+    set_aside: Script,
 }
 
 /// The stores' scripts, each atomic on the server; each file says what its keys and arguments
@@ -161,6 +162,7 @@ const APPROVE: &str = include_str!("approve.lua");
 const SETTLE: &str = include_str!("settle.lua");
 const IN_DOUBT: &str = include_str!("in_doubt.lua");
 const EMPTY: &str = include_str!("empty.lua");
+const SET_ASIDE: &str = include_str!("set_aside.lua");
 
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {error}"))
@@ -202,6 +204,7 @@ impl RedisStore {
                 settle: Script::new(SETTLE),
                 in_doubt: Script::new(IN_DOUBT),
                 empty: Script::new(EMPTY),
+                set_aside: Script::new(SET_ASIDE),
             },
         };
         let id_key = store.keys.of("id");
@@ -466,7 +469,9 @@ impl Store for RedisStore {
             let Some(entry) = taken.into_iter().next() else {
                 break;
             };
-            let mut item = self.item(&entry)?;
+            let Some(mut item) = self.claimable(kind, &entry)? else {
+                continue;
+            };
             match item.order.map(|o| o.delivery).unwrap_or_default() {
                 Delivery::AtMostOnce => self.hold_in_doubt(kind, &entry)?,
                 Delivery::AtLeastOnce => {
@@ -479,20 +484,26 @@ impl Store for RedisStore {
                 }
             }
         }
-        let read: Option<Vec<(String, Vec<Entry>)>> = self.run(|c| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(owner)
-                .arg("COUNT")
-                .arg(1)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query(c)
-        })?;
-        if let Some(entry) = read.into_iter().flatten().flat_map(|(_, entries)| entries).next() {
-            let mut item = self.item(&entry)?;
+        loop {
+            let read: Option<Vec<(String, Vec<Entry>)>> = self.run(|c| {
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(owner)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(">")
+                    .query(c)
+            })?;
+            let Some(entry) = read.into_iter().flatten().flat_map(|(_, entries)| entries).next() else {
+                break;
+            };
+            // One that does not parse is set aside, and the next one read.
+            let Some(mut item) = self.claimable(kind, &entry)? else {
+                continue;
+            };
             item.state = ItemState::Sending;
             item.attempts += 1;
             return Ok(Claim::Item(Claimed {

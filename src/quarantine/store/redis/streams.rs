@@ -128,6 +128,62 @@ impl RedisStore {
         })
     }
 
+    /// The item an approved entry holds; `None` if it does not parse: then it is taken out of the
+    /// release queue, back to the held stream as it was (with why), where summaries count it as
+    /// unreadable and the next claim does not meet it again.
+    pub(super) fn claimable(&self, kind: &str, entry: &Entry) -> Result<Option<Item>, StoreError> {
+        let why = match Self::parse(entry) {
+            Ok(item) => return Ok(Some(item)),
+            Err(why) => why,
+        };
+        let (release, held, aside) = (
+            self.keys.release(kind),
+            self.keys.held(kind),
+            self.keys.of("unreadable"),
+        );
+        let held_as: String = self.run(|c| {
+            self.scripts
+                .set_aside
+                .key(&release)
+                .key(&held)
+                .key(&aside)
+                .arg(&entry.0)
+                .arg(kind)
+                .arg(format!("unreadable, not released: {why}"))
+                .arg(&entry.1)
+                .invoke(c)
+        })?;
+        tracing::warn!(
+            prefix = %self.keys.base,
+            entry = entry.0,
+            held_as,
+            kind,
+            "the quarantine held again an approved entry it cannot read, and released the next: {why}"
+        );
+        Ok(None)
+    }
+
+    /// Entries a claim set aside (as [`claimable`](Self::claimable) does) still held, of the kind
+    /// `filter` names or every kind: the entries themselves, for the log.
+    pub(super) fn set_aside(&self, filter: &Filter) -> Result<Vec<Entry>, StoreError> {
+        let members: Vec<String> =
+            self.run(|c| redis::cmd("SMEMBERS").arg(self.keys.of("unreadable")).query(c))?;
+        let mut held = Vec::new();
+        for member in members {
+            let Some((id, kind)) = member.split_once(' ') else {
+                continue;
+            };
+            if filter.kind.as_ref().is_some_and(|k| k != kind) {
+                continue;
+            }
+            let stream = self.keys.held(kind);
+            let found: Vec<Entry> =
+                self.run(|c| redis::cmd("XRANGE").arg(&stream).arg(id).arg(id).query(c))?;
+            held.extend(found);
+        }
+        Ok(held)
+    }
+
     /// The kinds `filter` names, or every kind the store has held.
     pub(super) fn kinds(&self, filter: &Filter) -> Result<Vec<String>, StoreError> {
         match &filter.kind {

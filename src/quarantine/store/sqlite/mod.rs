@@ -263,6 +263,28 @@ impl Drop for SqliteStore {
     }
 }
 
+/// Takes an approved row that does not parse out of the release queue: held again, in doubt, its
+/// note saying why, so that the operator sees it counted as unreadable and can discard it.
+fn set_aside(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    id: i64,
+    error: &rusqlite::Error,
+) -> rusqlite::Result<()> {
+    tracing::warn!(
+        path = %path.display(),
+        id,
+        "the quarantine held again an approved item it cannot read, and released the next: {error}"
+    );
+    tx.execute(
+        "UPDATE items SET state = 'held', in_doubt = 1, owner = NULL, per_minute = NULL, delivery = NULL,
+             note = ?2
+         WHERE id = ?1",
+        params![id, format!("unreadable, not released: {error}")],
+    )?;
+    Ok(())
+}
+
 fn stopped() -> StoreError {
     StoreError::Unavailable("the quarantine's writer thread stopped".to_owned())
 }
@@ -307,7 +329,7 @@ impl Store for SqliteStore {
     }
 
     fn claim(&self, kind: &str, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let (kind, owner) = (kind.to_owned(), owner.to_owned());
+        let (kind, owner, path) = (kind.to_owned(), owner.to_owned(), self.path.clone());
         self.write(move |tx| {
             let now = unix_ms() as i64;
             // Leases that ran out: sent again, or held in doubt, as their order says.
@@ -321,34 +343,40 @@ impl Store for SqliteStore {
                  WHERE kind = ?1 AND state = 'sending' AND lease_until <= ?2 AND delivery = 'at_most_once'",
                 params![kind, now],
             )?;
-            let next: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM items WHERE kind = ?1 AND state = 'approved' ORDER BY id LIMIT 1",
-                    [&kind],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let claim = match next {
-                Some(id) => {
-                    let until = now.saturating_add(lease.as_millis().min(i64::MAX as u128) as i64);
-                    tx.execute(
-                        "UPDATE items SET state = 'sending', owner = ?2, lease_until = ?3, attempts = attempts + 1
-                         WHERE id = ?1",
-                        params![id, owner, until],
-                    )?;
-                    let item = tx
-                        .query_row(
-                            &format!("SELECT {COLUMNS}, notification FROM items WHERE id = ?1"),
-                            [id],
-                            |row| item(row, true),
-                        )?;
-                    Claim::Item(Claimed {
-                        item,
-                        // The claim's owner: a settle by a releaser whose lease ran out
-                        // must not undo another's claim.
-                        receipt: owner.clone(),
-                    })
+            // An approved row that does not parse is taken out of the queue (held, in doubt,
+            // with a note saying why) so that the rest of its kind is still released.
+            let claimed = loop {
+                let next = tx
+                    .query_row(
+                        "SELECT id FROM items WHERE kind = ?1 AND state = 'approved' ORDER BY id LIMIT 1",
+                        [&kind],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .optional()?;
+                let Some(id) = next else { break None };
+                let until = now.saturating_add(lease.as_millis().min(i64::MAX as u128) as i64);
+                tx.execute(
+                    "UPDATE items SET state = 'sending', owner = ?2, lease_until = ?3, attempts = attempts + 1
+                     WHERE id = ?1",
+                    params![id, owner, until],
+                )?;
+                match tx.query_row(
+                    &format!("SELECT {COLUMNS}, notification FROM items WHERE id = ?1"),
+                    [id],
+                    |row| item(row, true),
+                ) {
+                    Ok(item) => break Some(item),
+                    Err(error) if read::unreadable(&error) => set_aside(tx, &path, id, &error)?,
+                    Err(error) => return Err(error),
                 }
+            };
+            let claim = match claimed {
+                Some(item) => Claim::Item(Claimed {
+                    item,
+                    // The claim's owner: a settle by a releaser whose lease ran out
+                    // must not undo another's claim.
+                    receipt: owner.clone(),
+                }),
                 None => {
                     let sending: bool = tx
                         .query_row(

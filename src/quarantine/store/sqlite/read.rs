@@ -20,7 +20,7 @@ struct Page {
 
 /// Whether a row failed to read because of what it holds (a value of ours it does not parse),
 /// rather than because the file could not be read.
-fn unreadable(error: &rusqlite::Error) -> bool {
+pub(super) fn unreadable(error: &rusqlite::Error) -> bool {
     matches!(
         error,
         rusqlite::Error::FromSqlConversionFailure(..)
